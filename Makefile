@@ -1,0 +1,29 @@
+# USMP top-level commands. `make help` lists them.
+#
+# Everything runs on Debian's /usr/bin/python3, which is where Debian's
+# python3-* packages (cryptography, pytest, mypy) are installed.
+PYTHON ?= /usr/bin/python3
+
+.PHONY: help deps test vectors check-vectors clean
+
+help:
+	@echo "make test           install missing Debian packages, build every configuration, run every test"
+	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
+	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
+	@echo "make deps           install the Debian packages the build and tests need"
+	@echo "make clean          remove build/"
+
+deps:
+	@bash tools/install-deps.sh
+
+test: deps
+	@bash tools/run-tests.sh
+
+vectors:
+	$(PYTHON) tools/gen_vectors.py
+
+check-vectors:
+	$(PYTHON) tools/gen_vectors.py --check
+
+clean:
+	rm -rf build

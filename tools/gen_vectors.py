@@ -1,0 +1,733 @@
+#!/usr/bin/python3
+"""Generate the USMP v1 test vectors in spec/vectors/ from fixed inputs.
+
+This is a deliberately naive, straight-line second implementation of the
+wire format in spec/protocol.md. It shares no code with the C core or the
+Python package: every frame is built here with explicit byte concatenation,
+so that a mistake in either implementation shows up as a vector mismatch
+instead of being copied into the vectors.
+
+Usage:
+    /usr/bin/python3 tools/gen_vectors.py            # (re)write spec/vectors/*.json
+    /usr/bin/python3 tools/gen_vectors.py --check    # exit 1 if the files differ
+    /usr/bin/python3 tools/gen_vectors.py --out DIR  # write elsewhere
+
+Primitives: hashlib/hmac from the standard library for SHA-256, HMAC and
+HKDF; python3-cryptography for X25519 and AES-256-GCM.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import sys
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# ---------------------------------------------------------------- constants
+# (spec/protocol.md section numbers in brackets)
+
+HELLO = 0x01          # [4]
+CHALLENGE = 0x02
+HELLO_ACK = 0x03
+SESSION_OK = 0x04
+DATA = 0x05           # [6]
+PING = 0x06
+PONG = 0x07
+BYE = 0x08
+DATA_FRAGMENT = 0x09  # new in v1: fragmented messages [6.4]
+COOKIE = 0x0A         # new in v1: stateless cookie, datagram mode only [8.3]
+ERROR = 0xFF
+
+ERROR_CODES = {       # [9]
+    "NONE": 0x00,
+    "MALFORMED": 0x01,
+    "UNEXPECTED": 0x02,
+    "UNSUPPORTED_VERSION": 0x03,
+    "UNSUPPORTED_SUITE": 0x04,
+    "AUTH_FAILED": 0x05,
+    "BAD_KEY": 0x06,
+    "BUSY": 0x07,
+    "TOO_LARGE": 0x08,
+    "BAD_RECORD": 0x09,
+    "KEY_LIMIT": 0x0A,
+    "IDLE_TIMEOUT": 0x0B,
+    "REKEY": 0x0C,
+    "SHUTDOWN": 0x0D,
+}
+
+VERSION_1_BIT = 0x01  # versions bitmap, bit 0 = version 1 [4.1]
+SUITE_1_BIT = 0x01    # suites bitmap, bit 0 = suite 1
+MODE_STREAM = 0x00    # [5]
+MODE_DATAGRAM = 0x01
+TRANSCRIPT_LABEL = b"usmp-v1 transcript"
+KEY_INFO_LABEL = b"usmp-v1"
+CLIENT_FINISHED = b"client finished"
+SERVER_FINISHED = b"server finished"
+COOKIE_LABEL = b"usmp-v1 cookie"
+MAC_BYTES = 16
+HARD_LIMIT_RECORDS = 2 ** 36  # [7]
+
+
+def fixed(label, length):
+    """A fixed, random-looking test input: SHA-256 of a readable label."""
+    out = b""
+    counter = 0
+    while len(out) < length:
+        out += hashlib.sha256(b"usmp-v1 test vector: " + label.encode() + bytes([counter])).digest()
+        counter += 1
+    return out[:length]
+
+
+def u16(n):
+    return n.to_bytes(2, "big")
+
+
+def x25519_public(private):
+    key = X25519PrivateKey.from_private_bytes(private)
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def x25519_shared(private, peer_public):
+    key = X25519PrivateKey.from_private_bytes(private)
+    return key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+
+
+def hmac_sha256(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def hkdf_extract(salt, ikm):
+    return hmac_sha256(salt, ikm)
+
+
+def hkdf_expand(prk, info, length):
+    okm = b""
+    block = b""
+    counter = 1
+    while len(okm) < length:
+        block = hmac_sha256(prk, block + info + bytes([counter]))
+        okm += block
+        counter += 1
+    return okm[:length]
+
+
+def stream_frame(frame_type, body):
+    return bytes([frame_type]) + u16(len(body)) + body
+
+
+def datagram_handshake_frame(frame_type, body):
+    return bytes([frame_type]) + body
+
+
+def record_nonce(counter):
+    return bytes(4) + counter.to_bytes(8, "big")
+
+
+def seal_stream(key, counter, record_type, plaintext):
+    header = bytes([record_type]) + u16(len(plaintext) + 16)
+    sealed = AESGCM(key).encrypt(record_nonce(counter), plaintext, header)
+    return header + sealed, header
+
+
+def seal_datagram(key, session_index, counter, record_type, plaintext):
+    header = bytes([record_type]) + session_index + counter.to_bytes(5, "big")
+    sealed = AESGCM(key).encrypt(record_nonce(counter), plaintext, header)
+    return header + sealed, header
+
+
+def cobs_encode(data):
+    """Consistent Overhead Byte Stuffing, without the trailing 0x00.
+
+    Blocks end at each zero byte or after 254 nonzero bytes (code 0xFF, no
+    implied zero). A final empty block right after a 0xFF block is not
+    written: that is the minimal encoding.
+    """
+    out = bytearray()
+    block = bytearray()
+    ended_on_full_block = False
+    for byte in data:
+        if byte == 0:
+            out.append(len(block) + 1)
+            out += block
+            block = bytearray()
+            ended_on_full_block = False
+        else:
+            block.append(byte)
+            ended_on_full_block = False
+            if len(block) == 254:
+                out.append(255)
+                out += block
+                block = bytearray()
+                ended_on_full_block = True
+    if not ended_on_full_block:
+        out.append(len(block) + 1)
+        out += block
+    return bytes(out)
+
+
+def cobs_decode(data):
+    out = bytearray()
+    i = 0
+    if len(data) == 0:
+        raise ValueError("empty frame")
+    while i < len(data):
+        code = data[i]
+        if code == 0:
+            raise ValueError("zero byte inside a frame")
+        end = i + code
+        if end > len(data):
+            raise ValueError("code points past the end")
+        chunk = data[i + 1:end]
+        if 0 in chunk:
+            raise ValueError("zero byte inside a frame")
+        out += chunk
+        i = end
+        if code != 255 and i < len(data):
+            out.append(0)
+    return bytes(out)
+
+
+# ----------------------------------------------------------------- handshake
+
+def run_handshake(name, mode, psk, device_id, client_limits, server_limits,
+                  cookie_secret=None, client_address=None, server_psk=None):
+    """Builds every frame and derived value of one deterministic handshake.
+
+    server_psk, when given, is the PSK the server holds for this device
+    (used for the wrong-PSK vectors); the client always uses psk.
+    """
+    if server_psk is None:
+        server_psk = psk
+    c_priv = fixed(name + " client ephemeral private", 32)
+    s_priv = fixed(name + " server ephemeral private", 32)
+    nonce = fixed(name + " server nonce", 16)
+    session_id = fixed(name + " session id", 8)
+    c_pub = x25519_public(c_priv)
+    s_pub = x25519_public(s_priv)
+
+    hello_body = (bytes([VERSION_1_BIT, SUITE_1_BIT]) + device_id + c_pub
+                  + u16(client_limits[0]) + u16(client_limits[1]))
+    challenge_body = (bytes([1, 1]) + nonce + s_pub
+                      + u16(server_limits[0]) + u16(server_limits[1]))
+    if mode == "stream":
+        frame = stream_frame
+        mode_byte = MODE_STREAM
+    else:
+        frame = datagram_handshake_frame
+        mode_byte = MODE_DATAGRAM
+    hello = frame(HELLO, hello_body)
+    challenge = frame(CHALLENGE, challenge_body)
+
+    transcript_hash = hashlib.sha256(TRANSCRIPT_LABEL + bytes([mode_byte]) + hello + challenge).digest()
+
+    def keys_for(key_psk, own_private, peer_public):
+        shared = x25519_shared(own_private, peer_public)
+        prk = hkdf_extract(nonce, shared + key_psk)
+        okm = hkdf_expand(prk, KEY_INFO_LABEL + transcript_hash, 128)
+        return shared, prk, okm
+
+    shared, prk, okm = keys_for(psk, c_priv, s_pub)
+    shared_server, _, okm_server = keys_for(server_psk, s_priv, c_pub)
+    assert shared == shared_server
+    k_c2s, k_s2c, k_conf_c, k_conf_s = okm[0:32], okm[32:64], okm[64:96], okm[96:128]
+
+    hello_ack_mac = hmac_sha256(k_conf_c, CLIENT_FINISHED + transcript_hash)[:MAC_BYTES]
+    hello_ack = frame(HELLO_ACK, hello_ack_mac)
+    server_conf_s = okm_server[96:128]
+    session_ok_mac = hmac_sha256(server_conf_s, SERVER_FINISHED + transcript_hash + hello_ack + session_id)[:MAC_BYTES]
+    session_ok = frame(SESSION_OK, session_id + session_ok_mac)
+
+    case = {
+        "name": name,
+        "mode": mode,
+        "psk": psk.hex(),
+        "device_id": device_id.hex(),
+        "client_ephemeral_private": c_priv.hex(),
+        "client_ephemeral_public": c_pub.hex(),
+        "server_ephemeral_private": s_priv.hex(),
+        "server_ephemeral_public": s_pub.hex(),
+        "server_nonce": nonce.hex(),
+        "session_id": session_id.hex(),
+        "client_max_record": client_limits[0],
+        "client_max_message": client_limits[1],
+        "server_max_record": server_limits[0],
+        "server_max_message": server_limits[1],
+    }
+    frames = {}
+    if cookie_secret is not None:
+        cookie = hmac_sha256(cookie_secret, COOKIE_LABEL + client_address + hello)[:MAC_BYTES]
+        case["cookie_secret"] = cookie_secret.hex()
+        case["client_address"] = client_address.hex()
+        frames["hello"] = hello.hex()
+        frames["cookie"] = frame(COOKIE, cookie).hex()
+        frames["hello_with_cookie"] = frame(HELLO, hello_body + cookie).hex()
+    else:
+        frames["hello"] = hello.hex()
+    frames["challenge"] = challenge.hex()
+    frames["hello_ack"] = hello_ack.hex()
+    frames["session_ok"] = session_ok.hex()
+    case["frames"] = frames
+    wire = len(hello) + len(challenge) + len(hello_ack) + len(session_ok)
+    case["handshake_wire_bytes"] = wire
+    case["transcript_hash"] = transcript_hash.hex()
+    case["shared_secret"] = shared.hex()
+    case["prk"] = prk.hex()
+    case["okm"] = okm.hex()
+    case["key_c2s"] = k_c2s.hex()
+    case["key_s2c"] = k_s2c.hex()
+    case["key_confirm_client"] = k_conf_c.hex()
+    case["key_confirm_server"] = k_conf_s.hex()
+    case["hello_ack_mac"] = hello_ack_mac.hex()
+    case["session_ok_mac"] = session_ok_mac.hex()
+
+    # The first records of the session, both directions.
+    session_index = session_id[:3]
+
+    def seal(key, counter, record_type, plaintext):
+        if mode == "stream":
+            return seal_stream(key, counter, record_type, plaintext)[0]
+        return seal_datagram(key, session_index, counter, record_type, plaintext)[0]
+
+    records = [
+        ("c2s", 0, DATA, b"hello"),
+        ("s2c", 0, DATA, b"hello"),
+        ("c2s", 1, PING, bytes.fromhex("0000002a")),
+        ("s2c", 1, PONG, bytes.fromhex("0000002a")),
+        ("c2s", 2, DATA, b""),
+        ("c2s", 3, BYE, bytes([ERROR_CODES["NONE"]])),
+    ]
+    case["records"] = [
+        {
+            "direction": direction,
+            "counter": counter,
+            "type": record_type,
+            "plaintext": plaintext.hex(),
+            "frame": seal(k_c2s if direction == "c2s" else k_s2c, counter, record_type, plaintext).hex(),
+        }
+        for direction, counter, record_type, plaintext in records
+    ]
+    secrets = {
+        "c_priv": c_priv, "s_priv": s_priv, "nonce": nonce, "session_id": session_id,
+        "hello": hello, "challenge": challenge, "hello_ack": hello_ack, "session_ok": session_ok,
+        "hello_body": hello_body, "challenge_body": challenge_body,
+        "k_c2s": k_c2s, "k_s2c": k_s2c, "frame": frame, "seal": seal,
+        "session_index": session_index,
+    }
+    return case, secrets
+
+
+# -------------------------------------------------------------------- files
+
+def handshake_cases():
+    psk32 = fixed("psk", 32)
+    device_id = bytes.fromhex("deadbeef0001")
+    cases = []
+    all_secrets = {}
+    specs = [
+        ("stream-basic", "stream", psk32, (512, 512), (1024, 4096), {}),
+        ("stream-psk16", "stream", fixed("short psk", 16), (16, 16), (65519, 65535), {}),
+        ("datagram-basic", "datagram", psk32, (512, 2048), (1207, 8192), {}),
+        ("datagram-cookie", "datagram", psk32, (512, 2048), (1207, 8192),
+         {"cookie_secret": fixed("cookie secret", 32),
+          "client_address": bytes.fromhex("c0a80117") + u16(40000)}),
+    ]
+    for name, mode, psk, client_limits, server_limits, extra in specs:
+        case, secrets = run_handshake(name, mode, psk, device_id, client_limits, server_limits, **extra)
+        cases.append(case)
+        all_secrets[name] = (case, secrets)
+    return cases, all_secrets
+
+
+def records_file():
+    key = fixed("record key", 32)
+    session_index = bytes.fromhex("a1b2c3")
+    counters = [0, 1, 2 ** 32 - 1, 2 ** 32]
+    payloads = [
+        (DATA, b"usmp"),
+        (DATA, b""),
+        (PING, bytes.fromhex("0102030405060708")),
+        (PONG, bytes.fromhex("0102030405060708")),
+        (BYE, bytes([ERROR_CODES["SHUTDOWN"]])),
+        # total length 300, offset 0, then the first 8 bytes of the message
+        (DATA_FRAGMENT, u16(300) + u16(0) + b"fragment"),
+    ]
+    out = []
+    for mode in ("stream", "datagram"):
+        for counter in counters:
+            for record_type, plaintext in payloads:
+                if mode == "stream":
+                    frame, header = seal_stream(key, counter, record_type, plaintext)
+                else:
+                    frame, header = seal_datagram(key, session_index, counter, record_type, plaintext)
+                entry = {
+                    "mode": mode,
+                    "key": key.hex(),
+                    "counter": counter,
+                    "type": record_type,
+                    "plaintext": plaintext.hex(),
+                    "nonce": record_nonce(counter).hex(),
+                    "aad": header.hex(),
+                    "frame": frame.hex(),
+                    "overhead": len(frame) - len(plaintext),
+                }
+                if mode == "datagram":
+                    entry["session_index"] = session_index.hex()
+                out.append(entry)
+    return {
+        "description": "USMP v1 records (spec/protocol.md section 6): AES-256-GCM, "
+                       "nonce = 4 zero bytes || counter (u64 big-endian), AAD = the "
+                       "record header as sent. Stream header: type || length(u16); "
+                       "datagram header: type || session_index(3) || seq(u40).",
+        "records": out,
+    }
+
+
+def cobs_file():
+    inputs = [
+        ("empty", b""),
+        ("one zero", b"\x00"),
+        ("two zeros", b"\x00\x00"),
+        ("zero inside", bytes.fromhex("11220033")),
+        ("trailing zero", bytes.fromhex("11223300")),
+        ("no zero", bytes.fromhex("11223344")),
+        ("253 nonzero", bytes((i % 255) + 1 for i in range(253))),
+        ("254 nonzero", bytes((i % 255) + 1 for i in range(254))),
+        ("255 nonzero", bytes((i % 255) + 1 for i in range(255))),
+        ("254 nonzero then zero", bytes((i % 255) + 1 for i in range(254)) + b"\x00"),
+        ("zero then 254 nonzero", b"\x00" + bytes((i % 255) + 1 for i in range(254))),
+        ("508 nonzero", bytes((i % 255) + 1 for i in range(508))),
+        ("all byte values", bytes(range(256))),
+    ]
+    cases = []
+    for name, data in inputs:
+        encoded = cobs_encode(data)
+        assert 0 not in encoded
+        assert cobs_decode(encoded) == data, name
+        cases.append({"name": name, "decoded": data.hex(), "encoded": encoded.hex(),
+                      "framed": (encoded + b"\x00").hex()})
+    invalid = [
+        ("code points past the end", "05112233"),
+        ("zero byte inside a frame", "0311002233"),
+    ]
+    return {
+        "description": "COBS (spec/protocol.md section 10). 'encoded' has no delimiter; "
+                       "'framed' is what goes on the UART line: encoded || 0x00. "
+                       "'invalid' frames (the bytes between two delimiters) must be "
+                       "rejected with MALFORMED.",
+        "cases": cases,
+        "invalid": [{"name": n, "encoded": e, "error": "MALFORMED"} for n, e in invalid],
+    }
+
+
+def negative_file(hs):
+    cases = []
+
+    def add(name, handshake, receiver, start, steps, description):
+        cases.append({"name": name, "description": description, "handshake": handshake,
+                      "receiver": receiver, "start": start, "steps": steps})
+
+    def step(frame, expect="ok", outcome=None, reply=None):
+        entry = {"input": frame.hex(), "expect": expect}
+        if outcome is not None:
+            entry["outcome"] = outcome
+        if reply is not None:
+            entry["reply"] = reply.hex()
+        return entry
+
+    def error_frame(frame, code):
+        return frame(ERROR, bytes([ERROR_CODES[code]]))
+
+    attacker_private = fixed("attacker ephemeral private", 32)
+    attacker_public = x25519_public(attacker_private)
+    # A point of order 8 on Curve25519 (RFC 7748 section 6.1 and
+    # cr.yp.to/ecdh.html): X25519 with it gives an all-zero result.
+    low_order_point = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+
+    for name in ("stream-basic", "datagram-basic"):
+        case, s = hs[name]
+        mode = case["mode"]
+        frame = s["frame"]
+        fatal = "closed"
+        drop = "closed" if mode == "stream" else "open"
+        prefix = mode + "-"
+
+        # --- server receiving HELLO
+        body = s["hello_body"]
+        add(prefix + "hello-truncated", name, "server", "WAIT_HELLO",
+            [step(frame(HELLO, body[:-1]), "MALFORMED", fatal, error_frame(frame, "MALFORMED"))],
+            "HELLO one byte short: rejected before any crypto.")
+        add(prefix + "hello-bad-version", name, "server", "WAIT_HELLO",
+            [step(frame(HELLO, bytes([0x02]) + body[1:]), "UNSUPPORTED_VERSION", fatal,
+                  error_frame(frame, "UNSUPPORTED_VERSION"))],
+            "HELLO offers only version 2.")
+        add(prefix + "hello-bad-suite", name, "server", "WAIT_HELLO",
+            [step(frame(HELLO, body[:1] + bytes([0x80]) + body[2:]), "UNSUPPORTED_SUITE", fatal,
+                  error_frame(frame, "UNSUPPORTED_SUITE"))],
+            "HELLO offers only an unknown suite.")
+        add(prefix + "hello-bad-limits", name, "server", "WAIT_HELLO",
+            [step(frame(HELLO, body[:40] + u16(15) + body[42:]), "MALFORMED", fatal,
+                  error_frame(frame, "MALFORMED"))],
+            "HELLO announces max_record 15, below the minimum of 16.")
+        add(prefix + "hello-low-order-key", name, "server", "WAIT_HELLO",
+            [step(frame(HELLO, body[:8] + low_order_point + body[40:]), "BAD_KEY", fatal,
+                  error_frame(frame, "BAD_KEY"))],
+            "HELLO carries a low-order X25519 point: the shared secret is all zero.")
+        add(prefix + "unexpected-hello-ack-first", name, "server", "WAIT_HELLO",
+            [step(s["hello_ack"], "UNEXPECTED", fatal if mode == "stream" else "open",
+                  error_frame(frame, "UNEXPECTED") if mode == "stream" else None)],
+            "HELLO_ACK before any HELLO.")
+        add(prefix + "unknown-type", name, "server", "WAIT_HELLO",
+            [step(frame(0x42, b"\x00"), "MALFORMED", fatal if mode == "stream" else "open",
+                  error_frame(frame, "MALFORMED") if mode == "stream" else None)],
+            "A frame type USMP does not define.")
+
+        # --- wrong PSK: the client holds another PSK than the server
+        wrong_case, wrong = run_handshake(name, mode, fixed("wrong psk", 32), bytes.fromhex("deadbeef0001"),
+                                          (case["client_max_record"], case["client_max_message"]),
+                                          (case["server_max_record"], case["server_max_message"]))
+        add(prefix + "wrong-psk", name, "server", "WAIT_HELLO_ACK",
+            [step(wrong["hello_ack"], "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
+            "HELLO_ACK made by a client with a different PSK (same ephemeral keys).")
+
+        # --- unknown device: answered exactly like a known one, fails at HELLO_ACK
+        unknown_id = bytes.fromhex("deadbeef0099")
+        unknown_hello_body = bytes([VERSION_1_BIT, SUITE_1_BIT]) + unknown_id + body[8:]
+        unknown_hello = frame(HELLO, unknown_hello_body)
+        add(prefix + "unknown-device", name, "server", "WAIT_HELLO",
+            [step(unknown_hello, "ok", "open", s["challenge"]),
+             step(s["hello_ack"], "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
+            "HELLO from a device id the server has no PSK for: the server answers the same "
+            "CHALLENGE it would give a known device (same ephemeral key and nonce) and fails "
+            "at HELLO_ACK with AUTH_FAILED, as for a wrong PSK. The CHALLENGE bytes are "
+            "those of the known-device handshake because only the server's random inputs "
+            "decide them.")
+
+        # --- man in the middle swaps the client's ephemeral key
+        swapped_hello = frame(HELLO, body[:8] + attacker_public + body[40:])
+        add(prefix + "swapped-client-key", name, "server", "WAIT_HELLO",
+            [step(swapped_hello, "ok", "open", s["challenge"]),
+             step(s["hello_ack"], "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
+            "An attacker replaced e_C in HELLO with its own key and relays the genuine "
+            "client's HELLO_ACK: the server's transcript and keys differ, the MAC fails.")
+
+        # --- man in the middle swaps the server's ephemeral key
+        cbody = s["challenge_body"]
+        swapped_challenge = frame(CHALLENGE, cbody[:18] + attacker_public + cbody[50:])
+        add(prefix + "swapped-server-key", name, "client", "WAIT_CHALLENGE",
+            [step(swapped_challenge, "ok", "open"),
+             step(s["session_ok"], "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
+            "An attacker replaced e_S in CHALLENGE and relays the genuine server's "
+            "SESSION_OK: the client's transcript differs, the MAC fails. (The client's "
+            "HELLO_ACK reply to the swapped CHALLENGE is not checked here.)")
+        add(prefix + "challenge-bad-version", name, "client", "WAIT_CHALLENGE",
+            [step(frame(CHALLENGE, bytes([2]) + cbody[1:]), "UNSUPPORTED_VERSION", fatal,
+                  error_frame(frame, "UNSUPPORTED_VERSION"))],
+            "CHALLENGE selects version 2, which the client did not offer.")
+        add(prefix + "challenge-low-order-key", name, "client", "WAIT_CHALLENGE",
+            [step(frame(CHALLENGE, cbody[:18] + low_order_point + cbody[50:]), "BAD_KEY", fatal,
+                  error_frame(frame, "BAD_KEY"))],
+            "CHALLENGE carries a low-order X25519 point.")
+
+        # --- tampered handshake frames
+        tampered_ack = bytearray(s["hello_ack"])
+        tampered_ack[-1] ^= 0x01
+        add(prefix + "tampered-hello-ack", name, "server", "WAIT_HELLO_ACK",
+            [step(bytes(tampered_ack), "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
+            "Last bit of the HELLO_ACK MAC flipped.")
+        tampered_ok = bytearray(s["session_ok"])
+        tampered_ok[-1] ^= 0x80
+        add(prefix + "tampered-session-ok", name, "client", "WAIT_SESSION_OK",
+            [step(bytes(tampered_ok), "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
+            "Top bit of the last SESSION_OK MAC byte flipped.")
+        add(prefix + "session-ok-truncated", name, "client", "WAIT_SESSION_OK",
+            [step(frame(SESSION_OK, s["session_ok"][-24:-1]),
+                  "MALFORMED", fatal, error_frame(frame, "MALFORMED"))],
+            "SESSION_OK one byte short.")
+
+        # --- duplicates: retransmission in datagram mode, a violation in stream mode
+        if mode == "datagram":
+            add(prefix + "duplicate-hello", name, "server", "WAIT_HELLO_ACK",
+                [step(s["hello"], "ok", "open", s["challenge"])],
+                "A retransmitted HELLO: the server sends its stored CHALLENGE again, "
+                "with no new crypto and no state change.")
+            add(prefix + "duplicate-hello-ack", name, "server", "ESTABLISHED",
+                [step(s["hello_ack"], "ok", "open", s["session_ok"])],
+                "A retransmitted HELLO_ACK after the session is established (SESSION_OK "
+                "was lost): the server sends its stored SESSION_OK again.")
+            add(prefix + "duplicate-session-ok", name, "client", "ESTABLISHED",
+                [step(s["session_ok"], "UNEXPECTED", "open")],
+                "A duplicated SESSION_OK after the session is established is dropped.")
+        else:
+            add(prefix + "duplicate-hello", name, "server", "WAIT_HELLO_ACK",
+                [step(s["hello"], "UNEXPECTED", fatal, error_frame(frame, "UNEXPECTED"))],
+                "A second HELLO on a byte stream cannot be a retransmission.")
+
+        # --- records after the handshake
+        rec = {(r["direction"], r["counter"]): bytes.fromhex(r["frame"]) for r in case["records"]}
+        c2s0 = rec[("c2s", 0)]
+        s2c0 = rec[("s2c", 0)]
+        def server_bye(reason):
+            # A fatal error in an established stream session is reported in
+            # an encrypted BYE, the server's first record (counter 0).
+            return s["seal"](s["k_s2c"], 0, BYE, bytes([ERROR_CODES[reason]]))
+
+        def established_error(reason):
+            if mode == "stream":
+                return server_bye(reason)
+            return None
+
+        tampered = bytearray(c2s0)
+        tampered[-1] ^= 0x01
+        add(prefix + "tampered-tag", name, "server", "ESTABLISHED",
+            [step(bytes(tampered), "BAD_RECORD", drop, established_error("BAD_RECORD"))],
+            "Client DATA with the last tag bit flipped.")
+        tampered_body = bytearray(c2s0)
+        tampered_body[len(tampered_body) - 17] ^= 0x01
+        add(prefix + "tampered-ciphertext", name, "server", "ESTABLISHED",
+            [step(bytes(tampered_body), "BAD_RECORD", drop, established_error("BAD_RECORD"))],
+            "Client DATA with the last ciphertext bit flipped.")
+        tampered_header = bytearray(c2s0)
+        tampered_header[0] = PING
+        add(prefix + "tampered-type", name, "server", "ESTABLISHED",
+            [step(bytes(tampered_header), "BAD_RECORD", drop, established_error("BAD_RECORD"))],
+            "Client DATA relabelled as PING: the type is in the AAD.")
+        add(prefix + "replayed-record", name, "server", "ESTABLISHED",
+            [step(c2s0, "ok", "open"),
+             step(c2s0, "BAD_RECORD" if mode == "stream" else "REPLAY", drop,
+                  established_error("BAD_RECORD"))],
+            "The same client DATA twice. Stream: the implicit counter has moved on, so the "
+            "tag fails. Datagram: the replay window rejects it before decryption.")
+        add(prefix + "reflected-record", name, "server", "ESTABLISHED",
+            [step(s2c0, "BAD_RECORD", drop, established_error("BAD_RECORD"))],
+            "The server's own record sent back to it: the c2s key does not open it.")
+        add(prefix + "plaintext-error-after-handshake", name, "server", "ESTABLISHED",
+            [step(frame(ERROR, bytes([ERROR_CODES["AUTH_FAILED"]])), "UNEXPECTED", drop,
+                  established_error("UNEXPECTED"))],
+            "A plaintext ERROR after SESSION_OK is never accepted.")
+        if mode == "stream":
+            add(prefix + "oversize-length", name, "server", "ESTABLISHED",
+                [step(bytes([DATA]) + u16(case["server_max_record"] + 17), "TOO_LARGE", fatal,
+                      server_bye("TOO_LARGE"))],
+                "A record header announcing one byte more than the server's max_record: "
+                "rejected from the 3-byte header alone, before the body arrives.")
+            add(prefix + "record-shorter-than-tag", name, "server", "ESTABLISHED",
+                [step(bytes([DATA]) + u16(15) + bytes(15), "MALFORMED", fatal, server_bye("MALFORMED"))],
+                "A record whose length cannot hold the 16-byte tag.")
+        else:
+            add(prefix + "oversize-length", name, "server", "ESTABLISHED",
+                [step(s["seal"](s["k_c2s"], 0, DATA, bytes(case["server_max_record"] + 1)),
+                      "TOO_LARGE", "open")],
+                "A datagram one byte over the server's max_record (correctly sealed).")
+            add(prefix + "record-shorter-than-tag", name, "server", "ESTABLISHED",
+                [step(c2s0[:9 + 15], "MALFORMED", "open")],
+                "A datagram record cut to 9 + 15 bytes: too short for the tag.")
+            other_index = bytes([s["session_index"][0] ^ 0xFF]) + s["session_index"][1:]
+            wrong_index = bytes([DATA]) + other_index + c2s0[4:]
+            add(prefix + "unknown-session-index", name, "server", "ESTABLISHED",
+                [step(wrong_index, "UNKNOWN_SESSION", "open")],
+                "A record whose session index is not this session's.")
+            late = seal_datagram(s["k_c2s"], s["session_index"], 100, DATA, b"late")[0]
+            old = seal_datagram(s["k_c2s"], s["session_index"], 36, DATA, b"old")[0]
+            inside = seal_datagram(s["k_c2s"], s["session_index"], 37, DATA, b"inside")[0]
+            add(prefix + "replay-window", name, "server", "ESTABLISHED",
+                [step(late, "ok", "open"),
+                 step(old, "REPLAY", "open"),
+                 step(inside, "ok", "open"),
+                 step(inside, "REPLAY", "open")],
+                "After seq 100, seq 36 is 64 behind (outside the 64-record window) and "
+                "rejected; seq 37 is the oldest inside and accepted once.")
+            beyond = seal_datagram(s["k_c2s"], s["session_index"], HARD_LIMIT_RECORDS, DATA, b"x")[0]
+            add(prefix + "counter-beyond-limit", name, "server", "ESTABLISHED",
+                [step(beyond, "KEY_LIMIT", "open")],
+                "A record with seq 2^36, beyond the per-key record limit.")
+            add(prefix + "reordered-records", name, "server", "ESTABLISHED",
+                [step(seal_datagram(s["k_c2s"], s["session_index"], 2, DATA, b"two")[0], "ok", "open"),
+                 step(c2s0, "ok", "open"),
+                 step(seal_datagram(s["k_c2s"], s["session_index"], 1, DATA, b"one")[0], "ok", "open")],
+                "Datagram mode accepts records out of order inside the window, each once.")
+        if mode == "stream":
+            cut = c2s0[:-1]
+            add(prefix + "truncated-record", name, "server", "ESTABLISHED",
+                [step(cut, "ok", "open"), step(b"", "TRANSPORT_CLOSED", "closed")],
+                "A record cut one byte short and then end of stream: the partial record is "
+                "never delivered; the close is reported as TRANSPORT_CLOSED (not PEER_CLOSED, "
+                "which only an authenticated BYE gives). An empty input means end of stream.")
+
+    return {
+        "description": "Negative vectors. For each case, bring the receiver to 'start' by "
+                       "running the named handshake with its fixed inputs (WAIT_HELLO: a fresh "
+                       "server; WAIT_CHALLENGE: a client that sent HELLO; WAIT_HELLO_ACK: a "
+                       "server that got the genuine HELLO; WAIT_SESSION_OK: a client that got "
+                       "the genuine CHALLENGE; ESTABLISHED: after the whole genuine handshake, "
+                       "with no record exchanged yet). Then feed each step's input as one "
+                       "frame (stream mode: as bytes of the stream). 'expect' is 'ok' or the "
+                       "error the receiver must report; 'outcome' is the session afterwards "
+                       "('closed': fatal, 'open': dropped, no state change); 'reply', when "
+                       "present, is the exact frame the receiver must send in answer.",
+        "cases": cases,
+    }
+
+
+def build_all():
+    cases, secrets = handshake_cases()
+    handshake = {
+        "description": "Deterministic USMP v1 handshakes (spec/protocol.md sections 4 and 5). "
+                       "Fixed ephemeral keys, nonce and session id; every frame as sent; "
+                       "the transcript hash, every derived key, and the first records of the "
+                       "session. 'records' counters are per direction.",
+        "cases": cases,
+    }
+    return {
+        "handshake.json": handshake,
+        "records.json": records_file(),
+        "cobs.json": cobs_file(),
+        "negative.json": negative_file(secrets),
+    }
+
+
+def serialise(document):
+    return (json.dumps(document, indent=1) + "\n").encode()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser.add_argument("--out", default=os.path.join(here, "..", "spec", "vectors"),
+                        help="directory for the JSON files (default: spec/vectors)")
+    parser.add_argument("--check", action="store_true",
+                        help="compare with the files in --out instead of writing; exit 1 on any difference")
+    args = parser.parse_args()
+    files = build_all()
+    differ = []
+    for filename, document in files.items():
+        path = os.path.join(args.out, filename)
+        data = serialise(document)
+        if args.check:
+            try:
+                with open(path, "rb") as f:
+                    same = f.read() == data
+            except FileNotFoundError:
+                same = False
+            print(("same     " if same else "DIFFERENT ") + filename)
+            if not same:
+                differ.append(filename)
+        else:
+            os.makedirs(args.out, exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+            print(f"wrote {filename} ({len(data)} bytes)")
+    if differ:
+        print(f"{len(differ)} vector file(s) differ from the generator: {', '.join(differ)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

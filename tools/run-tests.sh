@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every test of the project and ends with each runner's summary line.
+# Called by `make test` and by CI (.ci/run). Build trees go to build/.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PYTHON=${PYTHON:-/usr/bin/python3}
+JOBS=$(nproc 2>/dev/null || echo 2)
+BUILD=${USMP_BUILD_DIR:-$ROOT/build}
+mkdir -p "$BUILD"
+
+summaries=()
+failed=0
+started=$(date +%s)
+
+stage() { printf '\n=== %s ===\n' "$*"; }
+
+# Runs ctest in a configured build tree and keeps its summary line.
+run_ctest() {
+  local name=$1 dir=$2
+  local log="$BUILD/$name.ctest.log"
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS") 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E 'tests passed|tests failed' "$log" | tail -n 1)
+  summaries+=("ctest [$name]: ${line:-no summary (exit $status)}")
+  [ "$status" -eq 0 ] || failed=1
+}
+
+# Configures and builds one C configuration: name, then cmake -D options.
+build_c() {
+  local name=$1; shift
+  local dir="$BUILD/$name"
+  stage "build $name"
+  if ! cmake -S "$ROOT" -B "$dir" -DUSMP_WERROR=ON "$@" >"$BUILD/$name.configure.log" 2>&1; then
+    cat "$BUILD/$name.configure.log"
+    summaries+=("build [$name]: configure FAILED")
+    failed=1
+    return 1
+  fi
+  if ! cmake --build "$dir" -j "$JOBS" 2>&1 | tail -n 40; then :; fi
+  if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+    summaries+=("build [$name]: build FAILED")
+    failed=1
+    return 1
+  fi
+  return 0
+}
+
+# --- C: every crypto backend under ASan+UBSan, and under valgrind --------
+for backend in openssl mbedtls; do
+  if build_c "$backend-asan" -DUSMP_CRYPTO="$backend" -DUSMP_SANITIZE=ON; then
+    stage "test $backend-asan"
+    run_ctest "$backend-asan" "$BUILD/$backend-asan"
+  fi
+  if build_c "$backend-valgrind" -DUSMP_CRYPTO="$backend" -DUSMP_TEST_LAUNCHER="valgrind;--quiet;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect"; then
+    stage "test $backend-valgrind"
+    run_ctest "$backend-valgrind" "$BUILD/$backend-valgrind"
+  fi
+done
+
+# --- Python and spec --------------------------------------------------------
+stage "pytest"
+pytest_log="$BUILD/pytest.log"
+pytest_dirs=(tests/spec)
+[ -d python/tests ] && pytest_dirs+=(python/tests)
+"$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"
+status=${PIPESTATUS[0]}
+summaries+=("pytest: $(tail -n 1 "$pytest_log" | sed 's/=//g; s/^ *//; s/ *$//')")
+[ "$status" -eq 0 ] || failed=1
+
+elapsed=$(( $(date +%s) - started ))
+stage "summary (${elapsed}s)"
+for s in "${summaries[@]}"; do echo "$s"; done
+if [ "$failed" -ne 0 ]; then
+  echo "RESULT: FAILED"
+  exit 1
+fi
+echo "RESULT: all test runners passed"

@@ -433,12 +433,14 @@ def negative_file(hs):
         cases.append({"name": name, "description": description, "handshake": handshake,
                       "receiver": receiver, "start": start, "steps": steps})
 
-    def step(frame, expect="ok", outcome=None, reply=None):
+    def step(frame, expect="ok", outcome=None, reply=None, delivers=None):
         entry = {"input": frame.hex(), "expect": expect}
         if outcome is not None:
             entry["outcome"] = outcome
         if reply is not None:
             entry["reply"] = reply.hex()
+        if delivers is not None:
+            entry["delivers"] = delivers.hex()
         return entry
 
     def error_frame(frame, code):
@@ -475,6 +477,11 @@ def negative_file(hs):
             [step(frame(HELLO, body[:40] + u16(15) + body[42:]), "MALFORMED", fatal,
                   error_frame(frame, "MALFORMED"))],
             "HELLO announces max_record 15, below the minimum of 16.")
+        if mode == "datagram":
+            add(prefix + "hello-record-over-datagram-limit", name, "server", "WAIT_HELLO",
+                [step(frame(HELLO, body[:40] + u16(1208) + u16(2048)), "MALFORMED", fatal,
+                      error_frame(frame, "MALFORMED"))],
+                "Datagram HELLO announcing max_record 1208, above the datagram limit of 1207.")
         add(prefix + "hello-low-order-key", name, "server", "WAIT_HELLO",
             [step(frame(HELLO, body[:8] + low_order_point + body[40:]), "BAD_KEY", fatal,
                   error_frame(frame, "BAD_KEY"))],
@@ -652,6 +659,47 @@ def negative_file(hs):
                  step(c2s0, "ok", "open"),
                  step(seal_datagram(s["k_c2s"], s["session_index"], 1, DATA, b"one")[0], "ok", "open")],
                 "Datagram mode accepts records out of order inside the window, each once.")
+        # --- fragmented messages (section 6.4); the server announced
+        # max_record 1024 / max_message 4096 (stream) or 1207 / 8192 (datagram)
+        def fragment(counter, total, offset, chunk):
+            return s["seal"](s["k_c2s"], counter, DATA_FRAGMENT, u16(total) + u16(offset) + chunk)
+
+        message = fixed("fragmented message", 1500)
+        add(prefix + "fragmented-message", name, "server", "ESTABLISHED",
+            [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+             step(fragment(1, 1500, 1000, message[1000:]), "ok", "open", delivers=message)],
+            "A 1500-byte message in two fragments is delivered whole after the second.")
+        add(prefix + "fragment-fits-one-record", name, "server", "ESTABLISHED",
+            [step(fragment(0, 100, 0, bytes(100)), "UNEXPECTED", drop, established_error("UNEXPECTED"))],
+            "A fragmented message of 100 bytes, which fits in one record of the server's "
+            "max_record, should have been one DATA.")
+        add(prefix + "fragment-over-max-message", name, "server", "ESTABLISHED",
+            [step(fragment(0, case["server_max_message"] + 1, 0, bytes(100)), "TOO_LARGE", drop,
+                  established_error("TOO_LARGE"))],
+            "A fragmented message announcing one byte more than the server's max_message.")
+        add(prefix + "fragment-wrong-offset", name, "server", "ESTABLISHED",
+            [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+             step(fragment(1, 1500, 900, message[900:]), "UNEXPECTED", drop, established_error("UNEXPECTED"))],
+            "A second fragment that does not continue where the first ended.")
+        if mode == "stream":
+            add(prefix + "data-inside-fragmented-message", name, "server", "ESTABLISHED",
+                [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+                 step(s["seal"](s["k_c2s"], 1, DATA, b"interloper"), "UNEXPECTED", fatal,
+                      server_bye("UNEXPECTED"))],
+                "A DATA record between two fragments of one message.")
+        else:
+            add(prefix + "lost-fragment", name, "server", "ESTABLISHED",
+                [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+                 step(fragment(2, 1500, 1000, message[1000:]), "UNEXPECTED", "open"),
+                 step(s["seal"](s["k_c2s"], 3, DATA, b"next"), "ok", "open", delivers=b"next")],
+                "The fragment with seq 1 was lost: the continuation with seq 2 is dropped with "
+                "the partial message, and the next DATA is delivered.")
+            add(prefix + "data-inside-fragmented-message", name, "server", "ESTABLISHED",
+                [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+                 step(s["seal"](s["k_c2s"], 1, DATA, b"interloper"), "ok", "open", delivers=b"interloper"),
+                 step(fragment(2, 1500, 1000, message[1000:]), "UNEXPECTED", "open")],
+                "A DATA between fragments is delivered and discards the partial message.")
+
         if mode == "stream":
             cut = c2s0[:-1]
             add(prefix + "truncated-record", name, "server", "ESTABLISHED",

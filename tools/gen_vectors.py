@@ -527,12 +527,20 @@ def negative_file(hs):
         # --- man in the middle swaps the server's ephemeral key
         cbody = s["challenge_body"]
         swapped_challenge = frame(CHALLENGE, cbody[:18] + attacker_public + cbody[50:])
+        # The client answers the swapped CHALLENGE with keys the attacker
+        # shares, not the server: compute that HELLO_ACK as the client does.
+        mode_byte = MODE_STREAM if mode == "stream" else MODE_DATAGRAM
+        swapped_th = hashlib.sha256(TRANSCRIPT_LABEL + bytes([mode_byte]) + s["hello"] + swapped_challenge).digest()
+        swapped_dh = x25519_shared(s["c_priv"], attacker_public)
+        swapped_prk = hkdf_extract(s["nonce"], swapped_dh + bytes.fromhex(case["psk"]))
+        swapped_okm = hkdf_expand(swapped_prk, KEY_INFO_LABEL + swapped_th, 128)
+        swapped_ack = frame(HELLO_ACK, hmac_sha256(swapped_okm[64:96], CLIENT_FINISHED + swapped_th)[:MAC_BYTES])
         add(prefix + "swapped-server-key", name, "client", "WAIT_CHALLENGE",
-            [step(swapped_challenge, "ok", "open"),
+            [step(swapped_challenge, "ok", "open", swapped_ack),
              step(s["session_ok"], "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
             "An attacker replaced e_S in CHALLENGE and relays the genuine server's "
-            "SESSION_OK: the client's transcript differs, the MAC fails. (The client's "
-            "HELLO_ACK reply to the swapped CHALLENGE is not checked here.)")
+            "SESSION_OK: the client's transcript differs, the MAC fails. The client's "
+            "HELLO_ACK to the swapped CHALLENGE is of no use to the attacker without the PSK.")
         add(prefix + "challenge-bad-version", name, "client", "WAIT_CHALLENGE",
             [step(frame(CHALLENGE, bytes([2]) + cbody[1:]), "UNSUPPORTED_VERSION", fatal,
                   error_frame(frame, "UNSUPPORTED_VERSION"))],
@@ -606,7 +614,7 @@ def negative_file(hs):
             [step(bytes(tampered_header), "BAD_RECORD", drop, established_error("BAD_RECORD"))],
             "Client DATA relabelled as PING: the type is in the AAD.")
         add(prefix + "replayed-record", name, "server", "ESTABLISHED",
-            [step(c2s0, "ok", "open"),
+            [step(c2s0, "ok", "open", delivers=b"hello"),
              step(c2s0, "BAD_RECORD" if mode == "stream" else "REPLAY", drop,
                   established_error("BAD_RECORD"))],
             "The same client DATA twice. Stream: the implicit counter has moved on, so the "
@@ -644,9 +652,9 @@ def negative_file(hs):
             old = seal_datagram(s["k_c2s"], s["session_index"], 36, DATA, b"old")[0]
             inside = seal_datagram(s["k_c2s"], s["session_index"], 37, DATA, b"inside")[0]
             add(prefix + "replay-window", name, "server", "ESTABLISHED",
-                [step(late, "ok", "open"),
+                [step(late, "ok", "open", delivers=b"late"),
                  step(old, "REPLAY", "open"),
-                 step(inside, "ok", "open"),
+                 step(inside, "ok", "open", delivers=b"inside"),
                  step(inside, "REPLAY", "open")],
                 "After seq 100, seq 36 is 64 behind (outside the 64-record window) and "
                 "rejected; seq 37 is the oldest inside and accepted once.")
@@ -655,9 +663,11 @@ def negative_file(hs):
                 [step(beyond, "KEY_LIMIT", "open")],
                 "A record with seq 2^36, beyond the per-key record limit.")
             add(prefix + "reordered-records", name, "server", "ESTABLISHED",
-                [step(seal_datagram(s["k_c2s"], s["session_index"], 2, DATA, b"two")[0], "ok", "open"),
-                 step(c2s0, "ok", "open"),
-                 step(seal_datagram(s["k_c2s"], s["session_index"], 1, DATA, b"one")[0], "ok", "open")],
+                [step(seal_datagram(s["k_c2s"], s["session_index"], 2, DATA, b"two")[0], "ok", "open",
+                      delivers=b"two"),
+                 step(c2s0, "ok", "open", delivers=b"hello"),
+                 step(seal_datagram(s["k_c2s"], s["session_index"], 1, DATA, b"one")[0], "ok", "open",
+                      delivers=b"one")],
                 "Datagram mode accepts records out of order inside the window, each once.")
         # --- fragmented messages (section 6.4); the server announced
         # max_record 1024 / max_message 4096 (stream) or 1207 / 8192 (datagram)

@@ -1,0 +1,342 @@
+/*
+ * usmp_engine.h - the sans-I/O USMP protocol engine, both roles, both modes.
+ *
+ * The engine turns bytes in into events and bytes out. It never touches a
+ * socket, a clock or a sleep, and never allocates: the caller owns the
+ * engine struct and its buffers, passes the time in, feeds what the
+ * transport received, and sends what the engine produced. The blocking
+ * device API (usmp.h) and the POSIX server tool are small loops around it.
+ *
+ * Conventions
+ *  - Every function returns USMP_OK or a negative USMP_ERR_* (usmp_errors.h).
+ *  - Time is a 32-bit millisecond clock that may wrap; deadlines are
+ *    compared with wrap-safe arithmetic.
+ *  - Fatal errors are sticky: once usmp_engine_state() is USMP_STATE_FAILED,
+ *    every call returns the same error. Datagram-mode drops (REPLAY, a bad
+ *    tag, ...) return their error for that input only and change nothing.
+ *  - Pointers handed out (event data, output) stay valid until the next
+ *    call that takes the engine, except usmp_engine_state and friends.
+ *  - Not thread-safe: one engine belongs to one task at a time.
+ *
+ * Typical client loop (stream mode):
+ *     usmp_engine_init(&e, &cfg);  usmp_engine_start(&e, now);
+ *     loop: send everything usmp_engine_output() gives, then
+ *           usmp_engine_output_done(); read from the transport and
+ *           usmp_engine_feed() it until it is consumed, handling each event;
+ *           call usmp_engine_tick() at usmp_engine_next_deadline().
+ */
+#ifndef USMP_ENGINE_H
+#define USMP_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "usmp_errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- protocol constants (spec/protocol.md) ------------------------------ */
+#define USMP_DEVICE_ID_BYTES        6u
+#define USMP_SESSION_ID_BYTES       8u
+#define USMP_PSK_MIN_BYTES          16u
+#define USMP_PSK_MAX_BYTES          64u
+#define USMP_TAG_BYTES              16u
+#define USMP_STREAM_HEADER_BYTES    3u
+#define USMP_DATAGRAM_HEADER_BYTES  9u
+#define USMP_STREAM_OVERHEAD        (USMP_STREAM_HEADER_BYTES + USMP_TAG_BYTES)   /* 19 */
+#define USMP_DATAGRAM_OVERHEAD      (USMP_DATAGRAM_HEADER_BYTES + USMP_TAG_BYTES) /* 25 */
+#define USMP_MIN_RECORD             16u
+#define USMP_STREAM_MAX_RECORD      65519u
+#define USMP_DATAGRAM_MAX_RECORD    1207u
+#define USMP_MAX_PING_PAYLOAD       8u
+/* The largest handshake frame: a datagram HELLO with its cookie. */
+#define USMP_HANDSHAKE_MAX_FRAME    61u
+
+/* Buffer sizes for a side that accepts records of max_record bytes. One
+ * size serves both modes and covers every handshake frame. */
+#define USMP_RECORD_BUFFER_BYTES(max_record) \
+    ((max_record) + USMP_DATAGRAM_OVERHEAD > USMP_HANDSHAKE_MAX_FRAME \
+         ? (max_record) + USMP_DATAGRAM_OVERHEAD : USMP_HANDSHAKE_MAX_FRAME)
+
+/* Frame types (spec section 2). */
+enum {
+    USMP_TYPE_HELLO = 0x01,
+    USMP_TYPE_CHALLENGE = 0x02,
+    USMP_TYPE_HELLO_ACK = 0x03,
+    USMP_TYPE_SESSION_OK = 0x04,
+    USMP_TYPE_DATA = 0x05,
+    USMP_TYPE_PING = 0x06,
+    USMP_TYPE_PONG = 0x07,
+    USMP_TYPE_BYE = 0x08,
+    USMP_TYPE_DATA_FRAGMENT = 0x09,
+    USMP_TYPE_COOKIE = 0x0A,
+    USMP_TYPE_ERROR = 0xFF
+};
+
+/* Wire codes of ERROR and BYE (spec section 9.1). */
+enum {
+    USMP_CODE_NONE = 0x00,
+    USMP_CODE_MALFORMED = 0x01,
+    USMP_CODE_UNEXPECTED = 0x02,
+    USMP_CODE_UNSUPPORTED_VERSION = 0x03,
+    USMP_CODE_UNSUPPORTED_SUITE = 0x04,
+    USMP_CODE_AUTH_FAILED = 0x05,
+    USMP_CODE_BAD_KEY = 0x06,
+    USMP_CODE_BUSY = 0x07,
+    USMP_CODE_TOO_LARGE = 0x08,
+    USMP_CODE_BAD_RECORD = 0x09,
+    USMP_CODE_KEY_LIMIT = 0x0A,
+    USMP_CODE_IDLE_TIMEOUT = 0x0B,
+    USMP_CODE_REKEY = 0x0C,
+    USMP_CODE_SHUTDOWN = 0x0D
+};
+
+typedef enum { USMP_ROLE_CLIENT = 0, USMP_ROLE_SERVER = 1 } usmp_role_t;
+typedef enum { USMP_MODE_STREAM = 0, USMP_MODE_DATAGRAM = 1 } usmp_mode_t;
+
+/* The states of spec/state-machine.md. */
+typedef enum {
+    USMP_STATE_START = 0,
+    USMP_STATE_WAIT_CHALLENGE,
+    USMP_STATE_WAIT_SESSION_OK,
+    USMP_STATE_WAIT_HELLO,
+    USMP_STATE_WAIT_HELLO_ACK,
+    USMP_STATE_ESTABLISHED,
+    USMP_STATE_CLOSED,
+    USMP_STATE_FAILED
+} usmp_state_t;
+
+/* Fills buf with len cryptographically secure random bytes. The blocking
+ * API passes usmp_port_random; tests pass a scripted source. */
+typedef void (*usmp_random_fn)(void *user, uint8_t *buf, size_t len);
+
+/* Server: writes the PSK of device_id into psk and returns its length
+ * (16 .. 64), or returns 0 for an unknown device. Called once per HELLO,
+ * before any X25519 work; it must not block for long. */
+typedef size_t (*usmp_psk_lookup_fn)(void *user,
+                                     const uint8_t device_id[USMP_DEVICE_ID_BYTES],
+                                     uint8_t psk[USMP_PSK_MAX_BYTES]);
+
+typedef struct {
+    usmp_role_t role;
+    usmp_mode_t mode;
+
+    /* Client: the PSK (16 .. 64 bytes, must stay valid while the engine is
+     * used) and this device's id. */
+    const uint8_t *psk;
+    size_t psk_len;
+    uint8_t device_id[USMP_DEVICE_ID_BYTES];
+
+    /* Server: per-device PSK lookup. */
+    usmp_psk_lookup_fn psk_lookup;
+    void *psk_lookup_user;
+
+    /* Randomness for ephemeral keys, nonce and session id. Required. */
+    usmp_random_fn random;
+    void *random_user;
+
+    /* What this side accepts: max_record 16 .. 65519 (datagram: .. 1207),
+     * max_message max_record .. 65535. */
+    uint16_t max_record;
+    uint16_t max_message;
+
+    /* Caller-owned buffers. rx: at least USMP_RECORD_BUFFER_BYTES(max_record).
+     * tx: at least USMP_HANDSHAKE_MAX_FRAME; it bounds the records this side
+     * sends (a message must fit one record of tx_cap - overhead unless it is
+     * longer than the peer's max_record). reassembly: max_message bytes,
+     * required only when max_message > max_record, else NULL. */
+    uint8_t *rx_buf;
+    size_t rx_cap;
+    uint8_t *tx_buf;
+    size_t tx_cap;
+    uint8_t *reassembly_buf;
+    size_t reassembly_cap;
+
+    /* Timers in ms (spec section 11); 0 picks the default where there is
+     * one (handshake 10000, server idle 90000), or turns it off
+     * (keepalive). pong_timeout_ms 0 means "equal to keepalive_ms". */
+    uint32_t handshake_timeout_ms;
+    uint32_t keepalive_ms;
+    uint32_t pong_timeout_ms;
+    uint32_t idle_timeout_ms;
+} usmp_engine_config_t;
+
+typedef enum {
+    USMP_EVENT_NONE = 0,
+    USMP_EVENT_ESTABLISHED, /* handshake complete: records may flow */
+    USMP_EVENT_MESSAGE,     /* data/len: one whole message */
+    USMP_EVENT_PONG,        /* data/len: the PONG payload (the driver's RTT probe) */
+    USMP_EVENT_CLOSED       /* the session ended cleanly (BYE sent or received) */
+} usmp_event_type_t;
+
+typedef struct {
+    usmp_event_type_t type;
+    const uint8_t *data;
+    size_t len;
+} usmp_event_t;
+
+/*
+ * The engine. Its size is fixed at compile time so it can live in static
+ * memory; the fields are private: use the functions below.
+ */
+typedef struct usmp_engine {
+    /* fixed configuration */
+    uint8_t role, mode;
+    uint16_t max_record, max_message;
+    const uint8_t *psk;
+    uint8_t psk_len;
+    uint8_t device_id[USMP_DEVICE_ID_BYTES];
+    usmp_psk_lookup_fn psk_lookup;
+    void *psk_lookup_user;
+    usmp_random_fn random;
+    void *random_user;
+    uint8_t *rx_buf, *tx_buf, *reassembly_buf;
+    uint32_t rx_cap, tx_cap, reassembly_cap;
+    uint32_t handshake_timeout_ms, keepalive_ms, pong_timeout_ms, idle_timeout_ms;
+
+    /* state */
+    uint8_t state;
+    uint8_t peer_code;          /* code of the peer's ERROR or BYE */
+    uint8_t close_code;         /* code this side sent in ERROR or BYE */
+    uint8_t flags;              /* USMP_F_* in usmp_engine.c */
+    int error;                  /* sticky error once FAILED */
+    uint16_t peer_max_record, peer_max_message;
+    uint8_t session_id[USMP_SESSION_ID_BYTES];
+
+    /* receive side */
+    uint32_t rx_len;            /* bytes of the current stream frame held */
+    uint16_t reassembly_total, reassembly_len;
+    uint64_t reassembly_last_seq;
+    uint64_t recv_counter;      /* stream: next; datagram: highest accepted */
+    uint64_t replay_bitmap;     /* datagram: bit i = seq (top - i) seen */
+
+    /* send side */
+    uint32_t tx_len, tx_sent;
+    uint16_t fragment_total, fragment_sent;
+    uint64_t send_counter;
+    uint64_t send_usage;        /* AES blocks under the send key (spec 7) */
+    uint8_t pending;            /* control frames waiting for tx space */
+    uint8_t pending_code;
+    uint8_t pong_len;
+    uint8_t pong_payload[USMP_MAX_PING_PAYLOAD];
+
+    /* timers */
+    uint32_t handshake_deadline;
+    uint32_t retransmit_at, retransmit_interval;
+    uint32_t last_rx;           /* last authenticated record */
+    uint32_t ping_sent_at;
+
+    uint8_t key_send[32];
+    uint8_t key_recv[32];
+
+    /* handshake material: each phase's fields are wiped when it ends */
+    union {
+        struct { /* client, WAIT_CHALLENGE */
+            uint8_t ephemeral_private[32];
+            uint8_t hello[USMP_HANDSHAKE_MAX_FRAME];
+            uint8_t hello_len;
+        } start;
+        struct { /* client WAIT_SESSION_OK, server WAIT_HELLO_ACK */
+            uint8_t transcript_hash[32];
+            uint8_t confirm_server_key[32];
+            uint8_t hello_ack_mac[16];
+            uint8_t challenge[57];  /* server: its CHALLENGE frame, sent and resent */
+            uint8_t challenge_len;
+        } confirm;
+        struct { /* server ESTABLISHED, datagram, until the first client record */
+            uint8_t hello_ack_mac[16];
+            uint8_t session_ok_mac[16];
+        } resend;
+    } hs;
+} usmp_engine_t;
+
+/* Checks cfg and prepares e. Errors: USMP_ERR_ARG (missing callback or
+ * buffer, buffer too small, limits out of range), USMP_ERR_PSK (client PSK
+ * not 16 .. 64 bytes). Nothing is sent until usmp_engine_start. */
+int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg);
+
+/* Client: draws the ephemeral key and queues HELLO. Server: starts the
+ * handshake timer. Either: USMP_ERR_STATE if already started. */
+int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms);
+
+/* Feeds received bytes. Stream mode: any number of bytes of the stream;
+ * the engine stops after the first event and sets *consumed; call again
+ * with the rest. Datagram mode: exactly one datagram (one COBS frame).
+ * *event is set (USMP_EVENT_NONE when nothing happened). Returns USMP_OK or
+ * the condition the input produced. */
+int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len,
+                     uint32_t now_ms, size_t *consumed, usmp_event_t *event);
+
+/* The stream ended. Reports TRANSPORT_CLOSED (or nothing, if the session
+ * already closed cleanly). */
+int usmp_engine_transport_closed(usmp_engine_t *e);
+
+/* Seals the next record of a message into the output. Returns the number
+ * of message bytes taken (the whole message when it fits one record; one
+ * fragment's worth otherwise: call again with the rest until all is taken;
+ * a 0-byte message returns 0 once), or USMP_ERR_WOULD_BLOCK when output
+ * is still pending (send it first), USMP_ERR_MESSAGE_TOO_LARGE (over the
+ * peer's max_message, or it fits one peer record but not tx_buf; nothing
+ * sent), USMP_ERR_STATE (not ESTABLISHED, or the rest passed does not
+ * continue the message in progress), USMP_ERR_KEY_LIMIT. */
+int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t now_ms);
+
+/* The bytes waiting to be sent (*len 0: none). Datagram mode: one whole
+ * datagram. Stays the same until usmp_engine_output_done. */
+void usmp_engine_output(usmp_engine_t *e, const uint8_t **data, size_t *len);
+
+/* n bytes of the output were sent (stream: may be partial; datagram: the
+ * whole datagram). */
+void usmp_engine_output_done(usmp_engine_t *e, size_t n);
+
+/* The next time usmp_engine_tick must be called. Returns 0 when no timer
+ * runs. */
+int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms);
+
+/* Runs the timers due at now_ms: handshake timeout, datagram
+ * retransmission, keepalive PING, PONG deadline, server idle timeout.
+ * Returns USMP_OK or the failure (TIMEOUT, PEER_TIMEOUT). */
+int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms);
+
+/* Ends the session from this side: in ESTABLISHED queues BYE(code) (code
+ * USMP_CODE_NONE for a normal close, SHUTDOWN when a server stops) and
+ * moves to CLOSED; during a handshake queues ERROR(code) when code is not
+ * NONE (a server refusing with BUSY) and moves to FAILED. */
+int usmp_engine_close(usmp_engine_t *e, uint8_t code);
+
+/* Zeroes every key and secret and returns the engine to its state before
+ * usmp_engine_init (it must be initialised again). */
+void usmp_engine_wipe(usmp_engine_t *e);
+
+usmp_state_t usmp_engine_state(const usmp_engine_t *e);
+/* The sticky error in FAILED, else USMP_OK. */
+int usmp_engine_error(const usmp_engine_t *e);
+/* The code of the peer's ERROR (PEER_ERROR) or BYE (PEER_CLOSED). */
+uint8_t usmp_engine_peer_code(const usmp_engine_t *e);
+/* The code this side sent in its ERROR or BYE (REKEY after the soft usage
+ * limit, IDLE_TIMEOUT, ...), USMP_CODE_NONE for a normal close. */
+uint8_t usmp_engine_close_code(const usmp_engine_t *e);
+/* After the handshake: the session id (8 bytes). */
+const uint8_t *usmp_engine_session_id(const usmp_engine_t *e);
+/* Server, after HELLO: the client's device id. */
+const uint8_t *usmp_engine_device_id(const usmp_engine_t *e);
+/* After the handshake: the peer's announced limits. */
+uint16_t usmp_engine_peer_max_record(const usmp_engine_t *e);
+uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e);
+/* The largest message usmp_engine_send accepts without fragmenting. */
+size_t usmp_engine_max_single_record(const usmp_engine_t *e);
+
+/* Stateless UDP cookie (spec 8.3): HMAC-SHA256(secret, "usmp-v1 cookie" ||
+ * client_address || hello)[0:16], hello being the datagram HELLO frame
+ * without a cookie (45 bytes). */
+int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
+                        const uint8_t *client_address, size_t address_len,
+                        const uint8_t *hello, size_t hello_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USMP_ENGINE_H */

@@ -1,0 +1,55 @@
+/*
+ * usmp_options.h - compile-time options, each with a default.
+ *
+ * Override any of them with -D on the compiler command line (the ESP-IDF
+ * component maps its Kconfig entries onto these in ports/esp32). The core
+ * reads nothing else: no sdkconfig.h, no platform headers.
+ */
+#ifndef USMP_OPTIONS_H
+#define USMP_OPTIONS_H
+
+/* Largest record plaintext this side accepts, announced in the handshake
+ * (16 .. 65519). It sizes the receive buffer of usmp_ctx_t: each byte here
+ * costs one byte of RAM, twice (receive and send buffers). */
+#ifndef USMP_MAX_RECORD
+#define USMP_MAX_RECORD 512
+#endif
+
+/* Largest message (after reassembly) this side accepts (USMP_MAX_RECORD ..
+ * 65535). Above USMP_MAX_RECORD the context carries a reassembly buffer of
+ * this size; equal to it (the default) there is none. */
+#ifndef USMP_MAX_MESSAGE
+#define USMP_MAX_MESSAGE USMP_MAX_RECORD
+#endif
+
+/* Handshake deadline, both roles (spec section 11). */
+#ifndef USMP_HANDSHAKE_TIMEOUT_MS
+#define USMP_HANDSHAKE_TIMEOUT_MS 10000u
+#endif
+
+/* Server: close a session after this long without an authenticated record. */
+#ifndef USMP_IDLE_TIMEOUT_MS
+#define USMP_IDLE_TIMEOUT_MS 90000u
+#endif
+
+/* Client reconnect backoff: first delay and cap (spec section 11). */
+#ifndef USMP_RECONNECT_BASE_MS
+#define USMP_RECONNECT_BASE_MS 500u
+#endif
+#ifndef USMP_RECONNECT_MAX_MS
+#define USMP_RECONNECT_MAX_MS 30000u
+#endif
+
+/* Set to 0 to compile out usmp_port_log calls (saves flash and stack). */
+#ifndef USMP_LOG
+#define USMP_LOG 1
+#endif
+
+#if USMP_MAX_RECORD < 16 || USMP_MAX_RECORD > 65519
+#error "USMP_MAX_RECORD must be 16 .. 65519 (spec/protocol.md section 4.1)"
+#endif
+#if USMP_MAX_MESSAGE < USMP_MAX_RECORD || USMP_MAX_MESSAGE > 65535
+#error "USMP_MAX_MESSAGE must be USMP_MAX_RECORD .. 65535"
+#endif
+
+#endif /* USMP_OPTIONS_H */

@@ -1,0 +1,1271 @@
+/*
+ * usmp_engine.c - the USMP state machine (spec/state-machine.md), both
+ * roles, both modes. Row numbers in comments refer to that table.
+ *
+ * Output discipline: the tx buffer holds one frame at a time. Control
+ * frames (the handshake flight, ERROR, BYE, PONG, PING) are recorded as
+ * pending bits and built when the buffer is free, so an input never has to
+ * wait for the transport; application data is only accepted when nothing
+ * is pending, which keeps SESSION_OK ahead of the first record and a BYE
+ * behind the last.
+ */
+#include "usmp_engine.h"
+
+#include <string.h>
+
+#include "usmp_crypto.h"
+#include "usmp_handshake.h"
+#include "usmp_record.h"
+#include "usmp_wire.h"
+
+/* e->flags */
+#define F_STARTED        0x01u /* usmp_engine_start was called */
+#define F_HAVE_TOP       0x02u /* datagram: a record was accepted (replay window valid) */
+#define F_PING_OUT       0x04u /* PING sent, PONG deadline running */
+#define F_REASSEMBLING   0x08u /* a fragmented message is partly received */
+#define F_FRAGMENTING    0x10u /* a fragmented message is partly sent */
+#define F_RESEND_ALLOWED 0x20u /* server, datagram: SESSION_OK may be resent */
+#define F_UNKNOWN_DEVICE 0x40u /* server: no PSK for the device; fail at HELLO_ACK */
+
+/* e->pending: control frames waiting for the tx buffer, built in this order */
+#define P_ERROR  0x01u
+#define P_BYE    0x02u
+#define P_FLIGHT 0x04u /* this side's current handshake flight */
+#define P_PONG   0x08u
+#define P_PING   0x10u
+
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
+#define DEFAULT_IDLE_TIMEOUT_MS      90000u
+#define RETRANSMIT_FIRST_MS          1000u
+#define RETRANSMIT_MAX_MS            4000u
+
+/* ------------------------------------------------------------------ helpers */
+
+static size_t header_len(const usmp_engine_t *e)
+{
+    return usmp_record_header_len((usmp_mode_t)e->mode);
+}
+
+static int is_handshake_state(uint8_t state)
+{
+    return state == USMP_STATE_WAIT_CHALLENGE || state == USMP_STATE_WAIT_SESSION_OK ||
+           state == USMP_STATE_WAIT_HELLO || state == USMP_STATE_WAIT_HELLO_ACK;
+}
+
+static int is_defined_type(uint8_t type)
+{
+    return (type >= USMP_TYPE_HELLO && type <= USMP_TYPE_COOKIE) || type == USMP_TYPE_ERROR;
+}
+
+static int is_record_type(uint8_t type)
+{
+    return type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT;
+}
+
+/* The wire code of a condition, or 0 when it never goes on the wire. */
+static uint8_t wire_code(int err)
+{
+    if (err <= USMP_ERR_MALFORMED && err >= USMP_ERR_KEY_LIMIT) {
+        return (uint8_t)(-err - 16);
+    }
+    return USMP_CODE_NONE;
+}
+
+static uint16_t record_limit_for_mode(uint8_t mode)
+{
+    return mode == USMP_MODE_STREAM ? USMP_STREAM_MAX_RECORD : USMP_DATAGRAM_MAX_RECORD;
+}
+
+static int limits_valid(uint8_t mode, uint16_t max_record, uint16_t max_message)
+{
+    return max_record >= USMP_MIN_RECORD && max_record <= record_limit_for_mode(mode) &&
+           max_message >= max_record;
+}
+
+static void wipe_handshake(usmp_engine_t *e)
+{
+    usmp_crypto_wipe(&e->hs, sizeof e->hs);
+    e->flags &= (uint8_t)~(F_RESEND_ALLOWED | F_UNKNOWN_DEVICE);
+}
+
+static void wipe_keys(usmp_engine_t *e)
+{
+    usmp_crypto_wipe(e->key_send, sizeof e->key_send);
+    usmp_crypto_wipe(e->key_recv, sizeof e->key_recv);
+}
+
+/*
+ * A fatal condition: the session ends, the condition is kept (sticky) and,
+ * when it has a wire code, reported to the peer once: ERROR during the
+ * handshake, BYE after it (spec 9.2, 9.3).
+ */
+static int fail(usmp_engine_t *e, int err)
+{
+    uint8_t code = wire_code(err);
+    int was_established = e->state == USMP_STATE_ESTABLISHED;
+
+    e->state = USMP_STATE_FAILED;
+    e->error = err;
+    e->pending = 0;
+    wipe_handshake(e);
+    if (code != USMP_CODE_NONE) {
+        e->close_code = code;
+        e->pending = was_established ? P_BYE : P_ERROR;
+    }
+    if (!(e->pending & P_BYE)) {
+        wipe_keys(e);
+    }
+    return err;
+}
+
+/* The error a finished engine keeps returning (row 49). */
+static int terminal_error(const usmp_engine_t *e)
+{
+    return e->error != USMP_OK ? e->error : USMP_ERR_STATE;
+}
+
+/* ------------------------------------------------------------------- output */
+
+static int tx_busy(const usmp_engine_t *e)
+{
+    return e->tx_len > e->tx_sent;
+}
+
+/* Seals the plaintext already at tx_buf + header into one record, unless
+ * that would pass the key usage hard limit (spec 7). */
+static int seal_tx(usmp_engine_t *e, uint8_t type, size_t plaintext_len)
+{
+    uint64_t blocks = usmp_record_blocks(plaintext_len);
+    int n;
+
+    if (e->send_usage + blocks > USMP_USAGE_HARD_LIMIT ||
+        e->send_counter >= USMP_RECORD_COUNTER_LIMIT) {
+        return USMP_ERR_KEY_LIMIT;
+    }
+    n = usmp_record_seal(e->tx_buf, (usmp_mode_t)e->mode, type, e->session_id,
+                         e->send_counter, e->key_send, plaintext_len);
+    if (n < 0) {
+        return n;
+    }
+    /* The counter is consumed now, whatever the transport does next: a
+     * (key, nonce) pair is never used twice (spec 6.1). */
+    e->send_counter++;
+    e->send_usage += blocks;
+    e->tx_len = (uint32_t)n;
+    e->tx_sent = 0;
+    if (e->send_usage >= USMP_USAGE_SOFT_LIMIT && e->state == USMP_STATE_ESTABLISHED) {
+        /* Row 41: finish this record, then BYE(REKEY); the client
+         * reconnects with fresh keys. */
+        e->state = USMP_STATE_CLOSED;
+        e->close_code = USMP_CODE_REKEY;
+        e->pending |= P_BYE;
+    }
+    return USMP_OK;
+}
+
+static void put_handshake_frame(usmp_engine_t *e, uint8_t type, const uint8_t *body1,
+                                size_t len1, const uint8_t *body2, size_t len2)
+{
+    size_t h = usmp_hs_header(e->tx_buf, (usmp_mode_t)e->mode, type, len1 + len2);
+    memcpy(e->tx_buf + h, body1, len1);
+    if (len2 > 0) {
+        memcpy(e->tx_buf + h + len1, body2, len2);
+    }
+    e->tx_len = (uint32_t)(h + len1 + len2);
+    e->tx_sent = 0;
+}
+
+/* Builds this side's current handshake flight into the tx buffer. */
+static void build_flight(usmp_engine_t *e)
+{
+    switch (e->state) {
+    case USMP_STATE_WAIT_CHALLENGE:
+        memcpy(e->tx_buf, e->hs.start.hello, e->hs.start.hello_len);
+        e->tx_len = e->hs.start.hello_len;
+        e->tx_sent = 0;
+        break;
+    case USMP_STATE_WAIT_SESSION_OK:
+        put_handshake_frame(e, USMP_TYPE_HELLO_ACK, e->hs.confirm.hello_ack_mac,
+                            USMP_MAC_BYTES, NULL, 0);
+        break;
+    case USMP_STATE_WAIT_HELLO_ACK:
+        memcpy(e->tx_buf, e->hs.confirm.challenge, e->hs.confirm.challenge_len);
+        e->tx_len = e->hs.confirm.challenge_len;
+        e->tx_sent = 0;
+        break;
+    case USMP_STATE_ESTABLISHED:
+    case USMP_STATE_CLOSED:
+        if (e->role == USMP_ROLE_SERVER) {
+            put_handshake_frame(e, USMP_TYPE_SESSION_OK, e->session_id, USMP_SESSION_ID_BYTES,
+                                e->hs.resend.session_ok_mac, USMP_MAC_BYTES);
+            if (!(e->flags & F_RESEND_ALLOWED)) {
+                wipe_handshake(e); /* stream: never resent */
+            }
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Builds the first pending control frame, if the tx buffer is free. */
+static void build_pending(usmp_engine_t *e)
+{
+    size_t h = header_len(e);
+
+    if (tx_busy(e) || e->pending == 0) {
+        return;
+    }
+    if (e->pending & P_ERROR) {
+        e->pending &= (uint8_t)~P_ERROR;
+        put_handshake_frame(e, USMP_TYPE_ERROR, &e->close_code, 1u, NULL, 0);
+    } else if (e->pending & P_FLIGHT) {
+        /* The flight goes before a BYE: a server that closes right after
+         * the handshake still sends its SESSION_OK first. */
+        e->pending &= (uint8_t)~P_FLIGHT;
+        build_flight(e);
+    } else if (e->pending & P_BYE) {
+        e->pending &= (uint8_t)~P_BYE;
+        e->tx_buf[h] = e->close_code;
+        if (seal_tx(e, USMP_TYPE_BYE, 1u) != USMP_OK) {
+            e->tx_len = 0; /* over the hard limit: close without BYE */
+        }
+        if (e->state != USMP_STATE_ESTABLISHED) {
+            e->pending = 0;
+            wipe_keys(e);
+        }
+    } else if (e->pending & P_PONG) {
+        e->pending &= (uint8_t)~P_PONG;
+        memcpy(e->tx_buf + h, e->pong_payload, e->pong_len);
+        if (seal_tx(e, USMP_TYPE_PONG, e->pong_len) != USMP_OK) {
+            (void)fail(e, USMP_ERR_KEY_LIMIT);
+        }
+    } else if (e->pending & P_PING) {
+        e->pending &= (uint8_t)~P_PING;
+        /* The payload is the send time, echoed in the PONG: the driver
+         * measures the round trip without keeping state. */
+        usmp_put_be(e->tx_buf + h, e->ping_sent_at, 4);
+        if (seal_tx(e, USMP_TYPE_PING, 4u) != USMP_OK) {
+            (void)fail(e, USMP_ERR_KEY_LIMIT);
+        }
+    }
+}
+
+void usmp_engine_output(usmp_engine_t *e, const uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (e == NULL || e->tx_buf == NULL) {
+        return;
+    }
+    build_pending(e);
+    if (tx_busy(e)) {
+        *data = e->tx_buf + e->tx_sent;
+        *len = e->tx_len - e->tx_sent;
+    }
+}
+
+void usmp_engine_output_done(usmp_engine_t *e, size_t n)
+{
+    if (e == NULL) {
+        return;
+    }
+    if (n >= (size_t)(e->tx_len - e->tx_sent)) {
+        e->tx_len = 0;
+        e->tx_sent = 0;
+    } else {
+        e->tx_sent += (uint32_t)n;
+    }
+}
+
+/* -------------------------------------------------------------------- init */
+
+int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
+{
+    if (e == NULL || cfg == NULL) {
+        return USMP_ERR_ARG;
+    }
+    memset(e, 0, sizeof *e);
+    if (cfg->random == NULL ||
+        (cfg->role != USMP_ROLE_CLIENT && cfg->role != USMP_ROLE_SERVER) ||
+        (cfg->mode != USMP_MODE_STREAM && cfg->mode != USMP_MODE_DATAGRAM) ||
+        !limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
+        return USMP_ERR_ARG;
+    }
+    if (cfg->role == USMP_ROLE_CLIENT) {
+        if (cfg->psk == NULL || cfg->psk_len < USMP_PSK_MIN_BYTES ||
+            cfg->psk_len > USMP_PSK_MAX_BYTES) {
+            return USMP_ERR_PSK;
+        }
+    } else if (cfg->psk_lookup == NULL) {
+        return USMP_ERR_ARG;
+    }
+    if (cfg->rx_buf == NULL || cfg->rx_cap < USMP_RECORD_BUFFER_BYTES(cfg->max_record) ||
+        cfg->tx_buf == NULL || cfg->tx_cap < USMP_HANDSHAKE_MAX_FRAME ||
+        cfg->tx_cap > 0xFFFFFFFFu || cfg->rx_cap > 0xFFFFFFFFu) {
+        return USMP_ERR_BUFFER;
+    }
+    if (cfg->max_message > cfg->max_record &&
+        (cfg->reassembly_buf == NULL || cfg->reassembly_cap < cfg->max_message)) {
+        return USMP_ERR_BUFFER;
+    }
+
+    e->role = (uint8_t)cfg->role;
+    e->mode = (uint8_t)cfg->mode;
+    e->max_record = cfg->max_record;
+    e->max_message = cfg->max_message;
+    e->psk = cfg->psk;
+    e->psk_len = (uint8_t)cfg->psk_len;
+    memcpy(e->device_id, cfg->device_id, USMP_DEVICE_ID_BYTES);
+    e->psk_lookup = cfg->psk_lookup;
+    e->psk_lookup_user = cfg->psk_lookup_user;
+    e->random = cfg->random;
+    e->random_user = cfg->random_user;
+    e->rx_buf = cfg->rx_buf;
+    e->rx_cap = (uint32_t)cfg->rx_cap;
+    e->tx_buf = cfg->tx_buf;
+    e->tx_cap = (uint32_t)cfg->tx_cap;
+    e->reassembly_buf = cfg->max_message > cfg->max_record ? cfg->reassembly_buf : NULL;
+    e->reassembly_cap = e->reassembly_buf != NULL ? (uint32_t)cfg->reassembly_cap : 0u;
+    e->handshake_timeout_ms = cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms
+                                                             : DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    e->keepalive_ms = cfg->keepalive_ms;
+    e->pong_timeout_ms = cfg->pong_timeout_ms != 0 ? cfg->pong_timeout_ms : cfg->keepalive_ms;
+    e->idle_timeout_ms = cfg->idle_timeout_ms != 0 ? cfg->idle_timeout_ms
+                                                   : DEFAULT_IDLE_TIMEOUT_MS;
+    e->state = cfg->role == USMP_ROLE_CLIENT ? USMP_STATE_START : USMP_STATE_WAIT_HELLO;
+    return USMP_OK;
+}
+
+void usmp_engine_wipe(usmp_engine_t *e)
+{
+    if (e != NULL) {
+        usmp_crypto_wipe(e, sizeof *e);
+    }
+}
+
+/* ------------------------------------------------------------- handshake */
+
+static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
+{
+    e->handshake_deadline = now + e->handshake_timeout_ms;
+    e->retransmit_interval = RETRANSMIT_FIRST_MS;
+    e->retransmit_at = now + RETRANSMIT_FIRST_MS;
+}
+
+int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
+{
+    uint8_t *hello;
+    size_t h;
+    int rc;
+
+    if (e == NULL) {
+        return USMP_ERR_ARG;
+    }
+    if (e->flags & F_STARTED) {
+        return USMP_ERR_STATE;
+    }
+    e->flags |= F_STARTED;
+    arm_handshake_timers(e, now_ms);
+    if (e->role == USMP_ROLE_SERVER) {
+        return USMP_OK;
+    }
+
+    /* Row 1: HELLO = versions || suites || device_id || e_C || limits. */
+    hello = e->hs.start.hello;
+    h = usmp_hs_header(hello, (usmp_mode_t)e->mode, USMP_TYPE_HELLO, USMP_HELLO_BODY_BYTES);
+    e->random(e->random_user, e->hs.start.ephemeral_private, 32u);
+    rc = usmp_crypto_x25519_public(hello + h + USMP_HELLO_EPHEMERAL, e->hs.start.ephemeral_private);
+    if (rc != USMP_CRYPTO_OK) {
+        return fail(e, USMP_ERR_CRYPTO);
+    }
+    hello[h + USMP_HELLO_VERSIONS] = 1u << (USMP_VERSION_1 - 1u);
+    hello[h + USMP_HELLO_SUITES] = 1u << (USMP_SUITE_1 - 1u);
+    memcpy(hello + h + USMP_HELLO_DEVICE_ID, e->device_id, USMP_DEVICE_ID_BYTES);
+    usmp_put_u16(hello + h + USMP_HELLO_MAX_RECORD, e->max_record);
+    usmp_put_u16(hello + h + USMP_HELLO_MAX_MESSAGE, e->max_message);
+    e->hs.start.hello_len = (uint8_t)(h + USMP_HELLO_BODY_BYTES);
+    e->state = USMP_STATE_WAIT_CHALLENGE;
+    e->pending |= P_FLIGHT;
+    return USMP_OK;
+}
+
+/* Rows 13-17: a HELLO in WAIT_HELLO. frame_len excludes any cookie. */
+static int server_on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h)
+{
+    const uint8_t *body = frame + h;
+    uint8_t ephemeral_private[32];
+    uint8_t dh[32];
+    uint8_t psk[USMP_PSK_MAX_BYTES];
+    size_t psk_len;
+    uint8_t nonce[USMP_NONCE_BYTES];
+    uint8_t *challenge = e->hs.confirm.challenge;
+    size_t ch;
+    usmp_hs_keys_t keys;
+    int rc;
+
+    /* Spec 4.5, in order. */
+    if (!(body[USMP_HELLO_VERSIONS] & (1u << (USMP_VERSION_1 - 1u)))) {
+        return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
+    }
+    if (!(body[USMP_HELLO_SUITES] & (1u << (USMP_SUITE_1 - 1u)))) {
+        return fail(e, USMP_ERR_UNSUPPORTED_SUITE);
+    }
+    e->peer_max_record = usmp_get_u16(body + USMP_HELLO_MAX_RECORD);
+    e->peer_max_message = usmp_get_u16(body + USMP_HELLO_MAX_MESSAGE);
+    if (!limits_valid(e->mode, e->peer_max_record, e->peer_max_message)) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    memcpy(e->device_id, body + USMP_HELLO_DEVICE_ID, USMP_DEVICE_ID_BYTES);
+
+    e->random(e->random_user, ephemeral_private, sizeof ephemeral_private);
+    e->random(e->random_user, nonce, sizeof nonce);
+    e->random(e->random_user, e->session_id, sizeof e->session_id);
+    psk_len = e->psk_lookup(e->psk_lookup_user, e->device_id, psk);
+    if (psk_len < USMP_PSK_MIN_BYTES || psk_len > USMP_PSK_MAX_BYTES) {
+        /* Unknown device (or a lookup that returned an unusable key): go on
+         * exactly as for a known one with a random stand-in PSK, and fail at
+         * HELLO_ACK (spec 4.5 step 6). */
+        e->random(e->random_user, psk, 32u);
+        psk_len = 32u;
+        e->flags |= F_UNKNOWN_DEVICE;
+    }
+
+    ch = usmp_hs_header(challenge, (usmp_mode_t)e->mode, USMP_TYPE_CHALLENGE,
+                        USMP_CHALLENGE_BODY_BYTES);
+    challenge[ch + USMP_CHALLENGE_VERSION] = USMP_VERSION_1;
+    challenge[ch + USMP_CHALLENGE_SUITE] = USMP_SUITE_1;
+    memcpy(challenge + ch + USMP_CHALLENGE_NONCE, nonce, sizeof nonce);
+    usmp_put_u16(challenge + ch + USMP_CHALLENGE_MAX_RECORD, e->max_record);
+    usmp_put_u16(challenge + ch + USMP_CHALLENGE_MAX_MESSAGE, e->max_message);
+    e->hs.confirm.challenge_len = (uint8_t)(ch + USMP_CHALLENGE_BODY_BYTES);
+
+    rc = usmp_crypto_x25519_public(challenge + ch + USMP_CHALLENGE_EPHEMERAL, ephemeral_private);
+    if (rc == USMP_CRYPTO_OK) {
+        rc = usmp_crypto_x25519_shared(dh, ephemeral_private, body + USMP_HELLO_EPHEMERAL);
+    }
+    usmp_crypto_wipe(ephemeral_private, sizeof ephemeral_private);
+    if (rc != USMP_CRYPTO_OK) {
+        usmp_crypto_wipe(psk, sizeof psk);
+        return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
+    }
+
+    rc = usmp_hs_transcript(e->hs.confirm.transcript_hash, (usmp_mode_t)e->mode, frame, frame_len,
+                            challenge, e->hs.confirm.challenge_len);
+    if (rc == USMP_OK) {
+        rc = usmp_hs_derive_keys(&keys, dh, psk, psk_len, nonce, e->hs.confirm.transcript_hash);
+    }
+    usmp_crypto_wipe(dh, sizeof dh);
+    usmp_crypto_wipe(psk, sizeof psk);
+    if (rc == USMP_OK) {
+        rc = usmp_hs_client_mac(e->hs.confirm.hello_ack_mac, keys.confirm_client,
+                                e->hs.confirm.transcript_hash);
+    }
+    if (rc != USMP_OK) {
+        usmp_crypto_wipe(&keys, sizeof keys);
+        return fail(e, rc);
+    }
+    memcpy(e->key_send, keys.s2c, 32u);
+    memcpy(e->key_recv, keys.c2s, 32u);
+    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server, 32u);
+    usmp_crypto_wipe(&keys, sizeof keys);
+
+    e->state = USMP_STATE_WAIT_HELLO_ACK;
+    e->pending |= P_FLIGHT;
+    return USMP_OK;
+}
+
+/* Rows 2-6: a CHALLENGE in WAIT_CHALLENGE. */
+static int client_on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h)
+{
+    const uint8_t *body = frame + h;
+    uint8_t dh[32];
+    uint8_t th[32];
+    uint8_t mac[USMP_MAC_BYTES];
+    usmp_hs_keys_t keys;
+    size_t hello_len;
+    int rc;
+
+    if (body[USMP_CHALLENGE_VERSION] != USMP_VERSION_1) {
+        return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
+    }
+    if (body[USMP_CHALLENGE_SUITE] != USMP_SUITE_1) {
+        return fail(e, USMP_ERR_UNSUPPORTED_SUITE);
+    }
+    e->peer_max_record = usmp_get_u16(body + USMP_CHALLENGE_MAX_RECORD);
+    e->peer_max_message = usmp_get_u16(body + USMP_CHALLENGE_MAX_MESSAGE);
+    if (!limits_valid(e->mode, e->peer_max_record, e->peer_max_message)) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    rc = usmp_crypto_x25519_shared(dh, e->hs.start.ephemeral_private,
+                                   body + USMP_CHALLENGE_EPHEMERAL);
+    if (rc != USMP_CRYPTO_OK) {
+        return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
+    }
+    /* The transcript takes HELLO without the cookie (spec 5.3). */
+    hello_len = (e->mode == USMP_MODE_STREAM ? USMP_STREAM_HEADER_BYTES : 1u) + USMP_HELLO_BODY_BYTES;
+    rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame, frame_len);
+    if (rc == USMP_OK) {
+        rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, body + USMP_CHALLENGE_NONCE, th);
+    }
+    usmp_crypto_wipe(dh, sizeof dh);
+    if (rc == USMP_OK) {
+        rc = usmp_hs_client_mac(mac, keys.confirm_client, th);
+    }
+    wipe_handshake(e); /* the ephemeral private key and HELLO are done */
+    if (rc != USMP_OK) {
+        usmp_crypto_wipe(&keys, sizeof keys);
+        usmp_crypto_wipe(th, sizeof th);
+        return fail(e, rc);
+    }
+    memcpy(e->key_send, keys.c2s, 32u);
+    memcpy(e->key_recv, keys.s2c, 32u);
+    memcpy(e->hs.confirm.transcript_hash, th, sizeof th);
+    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server, 32u);
+    memcpy(e->hs.confirm.hello_ack_mac, mac, sizeof mac);
+    usmp_crypto_wipe(&keys, sizeof keys);
+    usmp_crypto_wipe(th, sizeof th);
+
+    e->state = USMP_STATE_WAIT_SESSION_OK;
+    e->pending |= P_FLIGHT;
+    return USMP_OK;
+}
+
+static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
+{
+    e->state = USMP_STATE_ESTABLISHED;
+    e->send_counter = 0;
+    e->recv_counter = 0;
+    e->send_usage = 0;
+    e->replay_bitmap = 0;
+    e->last_rx = now;
+    ev->type = USMP_EVENT_ESTABLISHED;
+}
+
+/* Rows 20-22: HELLO_ACK in WAIT_HELLO_ACK. */
+static int server_on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
+                               size_t h, uint32_t now, usmp_event_t *ev)
+{
+    uint8_t mac[USMP_MAC_BYTES];
+    uint8_t hello_ack_mac[USMP_MAC_BYTES];
+    int equal = usmp_crypto_equal(frame + h, e->hs.confirm.hello_ack_mac, USMP_MAC_BYTES);
+    int rc;
+
+    /* An unknown device fails here even in the astronomically unlikely case
+     * that its MAC matches the random stand-in key. */
+    if (!equal || (e->flags & F_UNKNOWN_DEVICE)) {
+        return fail(e, USMP_ERR_AUTH_FAILED);
+    }
+    rc = usmp_hs_server_mac(mac, e->hs.confirm.confirm_server_key, e->hs.confirm.transcript_hash,
+                            frame, frame_len, e->session_id);
+    memcpy(hello_ack_mac, frame + h, sizeof hello_ack_mac);
+    wipe_handshake(e);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
+    }
+    memcpy(e->hs.resend.session_ok_mac, mac, sizeof mac);
+    memcpy(e->hs.resend.hello_ack_mac, hello_ack_mac, sizeof hello_ack_mac);
+    if (e->mode == USMP_MODE_DATAGRAM) {
+        e->flags |= F_RESEND_ALLOWED;
+    }
+    enter_established(e, now, ev);
+    e->pending |= P_FLIGHT;
+    return USMP_OK;
+}
+
+/* Rows 8-10: SESSION_OK in WAIT_SESSION_OK. */
+static int client_on_session_ok(usmp_engine_t *e, const uint8_t *body, uint32_t now,
+                                usmp_event_t *ev)
+{
+    uint8_t hello_ack[USMP_STREAM_HEADER_BYTES + USMP_MAC_BYTES];
+    uint8_t expected[USMP_MAC_BYTES];
+    size_t h = usmp_hs_header(hello_ack, (usmp_mode_t)e->mode, USMP_TYPE_HELLO_ACK, USMP_MAC_BYTES);
+    int rc;
+
+    memcpy(hello_ack + h, e->hs.confirm.hello_ack_mac, USMP_MAC_BYTES);
+    rc = usmp_hs_server_mac(expected, e->hs.confirm.confirm_server_key,
+                            e->hs.confirm.transcript_hash, hello_ack, h + USMP_MAC_BYTES, body);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
+    }
+    if (!usmp_crypto_equal(expected, body + USMP_SESSION_ID_BYTES, USMP_MAC_BYTES)) {
+        return fail(e, USMP_ERR_AUTH_FAILED);
+    }
+    memcpy(e->session_id, body, USMP_SESSION_ID_BYTES);
+    wipe_handshake(e);
+    enter_established(e, now, ev);
+    return USMP_OK;
+}
+
+/* The exact body length of each handshake frame type; 0 for the others. */
+static size_t handshake_body_len(uint8_t type)
+{
+    switch (type) {
+    case USMP_TYPE_HELLO: return USMP_HELLO_BODY_BYTES;
+    case USMP_TYPE_CHALLENGE: return USMP_CHALLENGE_BODY_BYTES;
+    case USMP_TYPE_HELLO_ACK: return USMP_HELLO_ACK_BODY_BYTES;
+    case USMP_TYPE_SESSION_OK: return USMP_SESSION_OK_BODY_BYTES;
+    case USMP_TYPE_COOKIE: return USMP_COOKIE_BYTES;
+    case USMP_TYPE_ERROR: return USMP_ERROR_BODY_BYTES;
+    default: return 0;
+    }
+}
+
+/* The handshake frame type this state waits for. */
+static uint8_t expected_type(const usmp_engine_t *e)
+{
+    switch (e->state) {
+    case USMP_STATE_WAIT_HELLO: return USMP_TYPE_HELLO;
+    case USMP_STATE_WAIT_CHALLENGE: return USMP_TYPE_CHALLENGE;
+    case USMP_STATE_WAIT_HELLO_ACK: return USMP_TYPE_HELLO_ACK;
+    case USMP_STATE_WAIT_SESSION_OK: return USMP_TYPE_SESSION_OK;
+    default: return 0;
+    }
+}
+
+/* A violation that is fatal on a stream and dropped on datagrams. */
+static int violation(usmp_engine_t *e, int err)
+{
+    return e->mode == USMP_MODE_STREAM ? fail(e, err) : err;
+}
+
+/*
+ * A complete handshake-phase frame: ERROR, or the type the state waits for,
+ * or (datagram) a duplicate or a COOKIE. frame_len is the whole frame; its
+ * length has been checked against the type.
+ */
+static int on_handshake_frame(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
+                              uint32_t now, usmp_event_t *ev)
+{
+    uint8_t type = frame[0];
+    size_t h = e->mode == USMP_MODE_STREAM ? USMP_STREAM_HEADER_BYTES : 1u;
+
+    if (type == USMP_TYPE_ERROR) {
+        /* Row 25. ERROR is unauthenticated: it can only end a handshake. */
+        e->peer_code = frame[h];
+        return fail(e, USMP_ERR_PEER_ERROR);
+    }
+    switch (e->state) {
+    case USMP_STATE_WAIT_HELLO:
+        return server_on_hello(e, frame, h + USMP_HELLO_BODY_BYTES, h);
+    case USMP_STATE_WAIT_CHALLENGE:
+        if (type == USMP_TYPE_COOKIE) {
+            /* Row 7: resend the same HELLO with the cookie appended. */
+            memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
+            e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+            e->pending |= P_FLIGHT;
+            return USMP_OK;
+        }
+        return client_on_challenge(e, frame, frame_len, h);
+    case USMP_STATE_WAIT_HELLO_ACK:
+        return server_on_hello_ack(e, frame, frame_len, h, now, ev);
+    case USMP_STATE_WAIT_SESSION_OK:
+        return client_on_session_ok(e, frame + h, now, ev);
+    default:
+        return violation(e, USMP_ERR_UNEXPECTED);
+    }
+}
+
+/* ------------------------------------------------------------------ records */
+
+/* Row 30 and spec 6.4. seq is the record's counter (datagram continuity). */
+static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uint64_t seq,
+                       usmp_event_t *ev)
+{
+    uint16_t total, offset;
+    size_t chunk;
+    int continues;
+
+    if (len < USMP_FRAGMENT_HEADER_BYTES + 1u) {
+        return violation(e, USMP_ERR_MALFORMED);
+    }
+    total = usmp_get_u16(payload);
+    offset = usmp_get_u16(payload + 2);
+    chunk = len - USMP_FRAGMENT_HEADER_BYTES;
+    if (total > e->max_message) {
+        return violation(e, USMP_ERR_TOO_LARGE);
+    }
+    if (total <= e->max_record) {
+        return violation(e, USMP_ERR_UNEXPECTED);
+    }
+    if ((size_t)offset + chunk > total) {
+        return violation(e, USMP_ERR_MALFORMED);
+    }
+    continues = (e->flags & F_REASSEMBLING) && total == e->reassembly_total &&
+                offset == e->reassembly_len &&
+                (e->mode == USMP_MODE_STREAM || seq == e->reassembly_last_seq + 1u);
+    if (offset == 0) {
+        if ((e->flags & F_REASSEMBLING) && e->mode == USMP_MODE_STREAM) {
+            return fail(e, USMP_ERR_UNEXPECTED);
+        }
+        e->flags |= F_REASSEMBLING; /* datagram: a new message replaces a partial one */
+        e->reassembly_total = total;
+        e->reassembly_len = 0;
+    } else if (!continues) {
+        e->flags &= (uint8_t)~F_REASSEMBLING;
+        return violation(e, USMP_ERR_UNEXPECTED);
+    }
+    /* total <= max_message <= reassembly_cap, and a reassembly buffer
+     * exists whenever max_message > max_record < total. */
+    memcpy(e->reassembly_buf + offset, payload + USMP_FRAGMENT_HEADER_BYTES, chunk);
+    e->reassembly_len = (uint16_t)(offset + chunk);
+    e->reassembly_last_seq = seq;
+    if (e->reassembly_len == total) {
+        e->flags &= (uint8_t)~F_REASSEMBLING;
+        ev->type = USMP_EVENT_MESSAGE;
+        ev->data = e->reassembly_buf;
+        ev->len = total;
+    }
+    return USMP_OK;
+}
+
+/* Rows 29-33: an authenticated record's payload. */
+static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payload, size_t len,
+                             uint64_t seq, usmp_event_t *ev)
+{
+    switch (type) {
+    case USMP_TYPE_DATA:
+        if (e->flags & F_REASSEMBLING) {
+            if (e->mode == USMP_MODE_STREAM) {
+                return fail(e, USMP_ERR_UNEXPECTED);
+            }
+            e->flags &= (uint8_t)~F_REASSEMBLING; /* datagram: the partial message is lost */
+        }
+        ev->type = USMP_EVENT_MESSAGE;
+        ev->data = payload;
+        ev->len = len;
+        return USMP_OK;
+    case USMP_TYPE_DATA_FRAGMENT:
+        return on_fragment(e, payload, len, seq, ev);
+    case USMP_TYPE_PING:
+        if (len > USMP_MAX_PING_PAYLOAD) {
+            return violation(e, USMP_ERR_MALFORMED);
+        }
+        memcpy(e->pong_payload, payload, len);
+        e->pong_len = (uint8_t)len;
+        e->pending |= P_PONG;
+        return USMP_OK;
+    case USMP_TYPE_PONG:
+        if (len > USMP_MAX_PING_PAYLOAD) {
+            return violation(e, USMP_ERR_MALFORMED);
+        }
+        ev->type = USMP_EVENT_PONG;
+        ev->data = payload;
+        ev->len = len;
+        return USMP_OK;
+    default: /* USMP_TYPE_BYE */
+        if (len != 1u) {
+            return violation(e, USMP_ERR_MALFORMED);
+        }
+        e->peer_code = payload[0];
+        e->state = USMP_STATE_CLOSED;
+        e->error = USMP_ERR_PEER_CLOSED;
+        e->pending = 0;
+        wipe_keys(e);
+        wipe_handshake(e);
+        ev->type = USMP_EVENT_CLOSED;
+        return USMP_OK;
+    }
+}
+
+/* Marks the peer alive after an authenticated record (spec 11). */
+static void note_alive(usmp_engine_t *e, uint32_t now)
+{
+    e->last_rx = now;
+    e->flags &= (uint8_t)~F_PING_OUT;
+    if (e->flags & F_RESEND_ALLOWED) {
+        /* The client has the SESSION_OK: no more resending (spec 8.2). */
+        wipe_handshake(e);
+        e->pending &= (uint8_t)~P_FLIGHT;
+    }
+}
+
+/* Checks 1-3 of spec 6.2 for a record of plaintext_len; shared by both
+ * modes (stream: from the header alone). */
+static int check_record_header(usmp_engine_t *e, uint8_t type, size_t sealed_len)
+{
+    if (!is_record_type(type)) {
+        return violation(e, is_defined_type(type) ? USMP_ERR_UNEXPECTED : USMP_ERR_MALFORMED);
+    }
+    if (sealed_len < USMP_TAG_BYTES) {
+        return violation(e, USMP_ERR_MALFORMED);
+    }
+    if (sealed_len - USMP_TAG_BYTES > e->max_record) {
+        return violation(e, USMP_ERR_TOO_LARGE);
+    }
+    return USMP_OK;
+}
+
+/* A whole stream record in rx_buf (header already checked). */
+static int stream_on_record(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
+{
+    size_t frame_len = USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1);
+    uint8_t *plain = e->rx_buf + USMP_STREAM_HEADER_BYTES;
+    uint64_t counter = e->recv_counter;
+    int rc = usmp_record_open(plain, USMP_MODE_STREAM, e->rx_buf, frame_len, counter, e->key_recv);
+
+    if (rc != USMP_OK) {
+        return fail(e, rc);
+    }
+    e->recv_counter++;
+    note_alive(e, now);
+    return on_record_payload(e, e->rx_buf[0], plain, frame_len - USMP_STREAM_OVERHEAD, counter, ev);
+}
+
+/* A datagram record (spec 6.2 checks 1-8). */
+static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len, uint32_t now,
+                              usmp_event_t *ev)
+{
+    uint64_t seq;
+    int have_top = (e->flags & F_HAVE_TOP) != 0;
+    int rc;
+
+    /* A datagram shorter than the header has no room for a tag either:
+     * check 2 reports it, after the type (check 1). */
+    rc = check_record_header(e, frame[0],
+                             len >= USMP_DATAGRAM_HEADER_BYTES ? len - USMP_DATAGRAM_HEADER_BYTES : 0u);
+    if (rc != USMP_OK) {
+        return rc;
+    }
+    if (memcmp(frame + 1, e->session_id, USMP_SESSION_INDEX_BYTES) != 0) {
+        return USMP_ERR_UNKNOWN_SESSION;
+    }
+    seq = usmp_get_be(frame + 4, 5);
+    if (seq >= USMP_RECORD_COUNTER_LIMIT) {
+        return USMP_ERR_KEY_LIMIT;
+    }
+    rc = usmp_replay_check(e->recv_counter, e->replay_bitmap, have_top, seq);
+    if (rc != USMP_OK) {
+        return rc;
+    }
+    rc = usmp_record_open(e->rx_buf, USMP_MODE_DATAGRAM, frame, len, seq, e->key_recv);
+    if (rc != USMP_OK) {
+        return rc == USMP_ERR_BAD_RECORD ? rc : fail(e, rc);
+    }
+    usmp_replay_update(&e->recv_counter, &e->replay_bitmap, have_top, seq);
+    e->flags |= F_HAVE_TOP;
+    note_alive(e, now);
+    return on_record_payload(e, frame[0], e->rx_buf, len - USMP_DATAGRAM_OVERHEAD, seq, ev);
+}
+
+/* ---------------------------------------------------------------- datagrams */
+
+static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t now,
+                         usmp_event_t *ev)
+{
+    uint8_t type;
+    size_t body_len;
+
+    if (len == 0) {
+        return USMP_ERR_MALFORMED;
+    }
+    type = d[0];
+    body_len = len - 1u;
+    if (e->state == USMP_STATE_ESTABLISHED) {
+        if (type == USMP_TYPE_HELLO_ACK && (e->flags & F_RESEND_ALLOWED)) {
+            /* Row 24: our SESSION_OK was lost. */
+            if (body_len == USMP_HELLO_ACK_BODY_BYTES &&
+                usmp_crypto_equal(d + 1, e->hs.resend.hello_ack_mac, USMP_MAC_BYTES)) {
+                e->pending |= P_FLIGHT;
+                return USMP_OK;
+            }
+            return USMP_ERR_UNEXPECTED;
+        }
+        return datagram_on_record(e, d, len, now, ev);
+    }
+    if (!is_defined_type(type)) {
+        return USMP_ERR_MALFORMED; /* row 28: dropped */
+    }
+    if (type == USMP_TYPE_HELLO && e->state == USMP_STATE_WAIT_HELLO_ACK) {
+        /* Row 23: a duplicate HELLO gets the stored CHALLENGE again; it is
+         * the same HELLO exactly when it gives the same transcript. */
+        uint8_t th[32];
+        if (body_len == USMP_HELLO_BODY_BYTES || body_len == USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES) {
+            int rc = usmp_hs_transcript(th, USMP_MODE_DATAGRAM, d, 1u + USMP_HELLO_BODY_BYTES,
+                                        e->hs.confirm.challenge, e->hs.confirm.challenge_len);
+            if (rc == USMP_OK && usmp_crypto_equal(th, e->hs.confirm.transcript_hash, 32u)) {
+                e->pending |= P_FLIGHT;
+                return USMP_OK;
+            }
+        }
+        return USMP_ERR_UNEXPECTED;
+    }
+    if (type != USMP_TYPE_ERROR && type != expected_type(e) &&
+        !(type == USMP_TYPE_COOKIE && e->state == USMP_STATE_WAIT_CHALLENGE)) {
+        return USMP_ERR_UNEXPECTED; /* rows 11, 27: dropped */
+    }
+    if (body_len != handshake_body_len(type) &&
+        !(type == USMP_TYPE_HELLO && body_len == USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    return on_handshake_frame(e, d, len, now, ev);
+}
+
+/* ------------------------------------------------------------------ streams */
+
+/* Checks a complete stream header (spec 5.1: before the body is read).
+ * Returns the body length, or a negative condition. */
+static int stream_check_header(usmp_engine_t *e)
+{
+    uint8_t type = e->rx_buf[0];
+    size_t len = usmp_get_u16(e->rx_buf + 1);
+    int rc;
+
+    if (e->state == USMP_STATE_ESTABLISHED) {
+        rc = check_record_header(e, type, len);
+        if (rc != USMP_OK) {
+            return rc;
+        }
+        if (e->recv_counter >= USMP_RECORD_COUNTER_LIMIT) {
+            return fail(e, USMP_ERR_KEY_LIMIT);
+        }
+        return (int)len;
+    }
+    if (!is_defined_type(type)) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    if (type != USMP_TYPE_ERROR && type != expected_type(e)) {
+        return fail(e, USMP_ERR_UNEXPECTED);
+    }
+    if (len != handshake_body_len(type)) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    return (int)len;
+}
+
+static int stream_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t now,
+                       size_t *consumed, usmp_event_t *ev)
+{
+    while (*consumed < len) {
+        size_t need = USMP_STREAM_HEADER_BYTES;
+        size_t take;
+        int rc;
+
+        if (e->rx_len >= USMP_STREAM_HEADER_BYTES) {
+            need += usmp_get_u16(e->rx_buf + 1);
+        }
+        take = need - e->rx_len;
+        if (take > len - *consumed) {
+            take = len - *consumed;
+        }
+        memcpy(e->rx_buf + e->rx_len, d + *consumed, take);
+        e->rx_len += (uint32_t)take;
+        *consumed += take;
+
+        if (e->rx_len == USMP_STREAM_HEADER_BYTES) {
+            rc = stream_check_header(e);
+            if (rc < 0) {
+                return rc;
+            }
+            if (rc > 0) {
+                continue; /* read the body */
+            }
+        } else if (e->rx_len < need) {
+            continue;
+        }
+        /* A whole frame is in rx_buf. */
+        e->rx_len = 0;
+        if (e->state == USMP_STATE_ESTABLISHED) {
+            rc = stream_on_record(e, now, ev);
+        } else {
+            rc = on_handshake_frame(e, e->rx_buf,
+                                    USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1), now, ev);
+        }
+        if (rc != USMP_OK || ev->type != USMP_EVENT_NONE || e->state >= USMP_STATE_CLOSED) {
+            return rc;
+        }
+    }
+    return USMP_OK;
+}
+
+int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t now_ms,
+                     size_t *consumed, usmp_event_t *event)
+{
+    size_t used = 0;
+    usmp_event_t none = { USMP_EVENT_NONE, NULL, 0 };
+    int rc;
+
+    if (event != NULL) {
+        *event = none;
+    }
+    if (consumed != NULL) {
+        *consumed = 0;
+    }
+    if (e == NULL || event == NULL || consumed == NULL || (data == NULL && len > 0)) {
+        return USMP_ERR_ARG;
+    }
+    if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED) {
+        return terminal_error(e);
+    }
+    if (!(e->flags & F_STARTED)) {
+        return USMP_ERR_STATE;
+    }
+    if (e->mode == USMP_MODE_DATAGRAM) {
+        *consumed = len;
+        return datagram_feed(e, data, len, now_ms, event);
+    }
+    rc = stream_feed(e, data, len, now_ms, &used, event);
+    *consumed = used;
+    return rc;
+}
+
+int usmp_engine_transport_closed(usmp_engine_t *e)
+{
+    if (e == NULL) {
+        return USMP_ERR_ARG;
+    }
+    if (e->state == USMP_STATE_CLOSED) {
+        return USMP_OK;
+    }
+    if (e->state == USMP_STATE_FAILED) {
+        return e->error;
+    }
+    (void)fail(e, USMP_ERR_TRANSPORT_CLOSED);
+    e->pending = 0; /* nobody left to tell */
+    return USMP_ERR_TRANSPORT_CLOSED;
+}
+
+/* --------------------------------------------------------------------- send */
+
+size_t usmp_engine_max_single_record(const usmp_engine_t *e)
+{
+    size_t own = e->tx_cap - header_len(e) - USMP_TAG_BYTES;
+    return own < e->peer_max_record ? own : e->peer_max_record;
+}
+
+int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t now_ms)
+{
+    size_t h, room, chunk;
+    int rc;
+
+    (void)now_ms;
+    if (e == NULL || (msg == NULL && len > 0)) {
+        return USMP_ERR_ARG;
+    }
+    if (e->state == USMP_STATE_FAILED) {
+        return e->error;
+    }
+    if (e->state != USMP_STATE_ESTABLISHED) {
+        return USMP_ERR_STATE;
+    }
+    if (tx_busy(e) || e->pending != 0) {
+        return USMP_ERR_WOULD_BLOCK;
+    }
+    h = header_len(e);
+    room = e->tx_cap - h - USMP_TAG_BYTES; /* the largest record tx_buf holds */
+
+    if (!(e->flags & F_FRAGMENTING)) {
+        if (len > e->peer_max_message) {
+            return USMP_ERR_MESSAGE_TOO_LARGE;
+        }
+        if (len <= e->peer_max_record) {
+            /* Spec 6.4: a message that fits one peer record is one DATA. */
+            if (len > room) {
+                return USMP_ERR_MESSAGE_TOO_LARGE;
+            }
+            memcpy(e->tx_buf + h, msg, len);
+            rc = seal_tx(e, USMP_TYPE_DATA, len);
+            return rc == USMP_OK ? (int)len : fail(e, rc);
+        }
+        e->flags |= F_FRAGMENTING;
+        e->fragment_total = (uint16_t)len;
+        e->fragment_sent = 0;
+    } else if (len != (size_t)(e->fragment_total - e->fragment_sent)) {
+        return USMP_ERR_STATE; /* not the rest of the message in progress */
+    }
+
+    chunk = (room < e->peer_max_record ? room : e->peer_max_record) - USMP_FRAGMENT_HEADER_BYTES;
+    if (chunk > len) {
+        chunk = len;
+    }
+    usmp_put_u16(e->tx_buf + h, e->fragment_total);
+    usmp_put_u16(e->tx_buf + h + 2, e->fragment_sent);
+    memcpy(e->tx_buf + h + USMP_FRAGMENT_HEADER_BYTES, msg, chunk);
+    rc = seal_tx(e, USMP_TYPE_DATA_FRAGMENT, USMP_FRAGMENT_HEADER_BYTES + chunk);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
+    }
+    e->fragment_sent = (uint16_t)(e->fragment_sent + chunk);
+    if (e->fragment_sent == e->fragment_total) {
+        e->flags &= (uint8_t)~F_FRAGMENTING;
+    }
+    return (int)chunk;
+}
+
+int usmp_engine_close(usmp_engine_t *e, uint8_t code)
+{
+    if (e == NULL) {
+        return USMP_ERR_ARG;
+    }
+    switch (e->state) {
+    case USMP_STATE_ESTABLISHED:
+        /* Rows 43, 46, 47. */
+        e->close_code = code;
+        e->state = USMP_STATE_CLOSED;
+        e->pending = (uint8_t)((e->pending & P_FLIGHT) | P_BYE);
+        return USMP_OK;
+    case USMP_STATE_CLOSED:
+    case USMP_STATE_FAILED:
+        return USMP_OK;
+    default:
+        /* During the handshake an ERROR goes out for the codes ERROR carries
+         * (a server refusing with BUSY); the others just end it. */
+        (void)fail(e, code >= USMP_CODE_MALFORMED && code <= USMP_CODE_KEY_LIMIT
+                          ? -(16 + (int)code) : USMP_ERR_STATE);
+        return USMP_OK;
+    }
+}
+
+/* ------------------------------------------------------------------- timers */
+
+static void earliest(uint32_t *best, int *have, uint32_t candidate)
+{
+    if (!*have || (int32_t)(candidate - *best) < 0) {
+        *best = candidate;
+        *have = 1;
+    }
+}
+
+int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
+{
+    uint32_t best = 0;
+    int have = 0;
+
+    if (e == NULL || deadline_ms == NULL || !(e->flags & F_STARTED)) {
+        return 0;
+    }
+    if (is_handshake_state(e->state)) {
+        earliest(&best, &have, e->handshake_deadline);
+        if (e->mode == USMP_MODE_DATAGRAM && e->role == USMP_ROLE_CLIENT) {
+            earliest(&best, &have, e->retransmit_at);
+        }
+    } else if (e->state == USMP_STATE_ESTABLISHED) {
+        if (e->flags & F_PING_OUT) {
+            earliest(&best, &have, e->ping_sent_at + e->pong_timeout_ms);
+        } else if (e->keepalive_ms != 0) {
+            earliest(&best, &have, e->last_rx + e->keepalive_ms);
+        }
+        if (e->role == USMP_ROLE_SERVER) {
+            earliest(&best, &have, e->last_rx + e->idle_timeout_ms);
+        }
+    }
+    if (have) {
+        *deadline_ms = best;
+    }
+    return have;
+}
+
+int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
+{
+    if (e == NULL) {
+        return USMP_ERR_ARG;
+    }
+    if (e->state == USMP_STATE_FAILED) {
+        return e->error;
+    }
+    if (!(e->flags & F_STARTED)) {
+        return USMP_OK;
+    }
+    if (is_handshake_state(e->state)) {
+        if (usmp_time_reached(now_ms, e->handshake_deadline)) {
+            return fail(e, USMP_ERR_TIMEOUT); /* row 26 */
+        }
+        if (e->mode == USMP_MODE_DATAGRAM && e->role == USMP_ROLE_CLIENT &&
+            usmp_time_reached(now_ms, e->retransmit_at)) {
+            /* Row 12: resend the last flight, unless it is still unsent. */
+            if (!tx_busy(e)) {
+                e->pending |= P_FLIGHT;
+            }
+            e->retransmit_interval *= 2u;
+            if (e->retransmit_interval > RETRANSMIT_MAX_MS) {
+                e->retransmit_interval = RETRANSMIT_MAX_MS;
+            }
+            e->retransmit_at = now_ms + e->retransmit_interval;
+        }
+        return USMP_OK;
+    }
+    if (e->state != USMP_STATE_ESTABLISHED) {
+        return USMP_OK;
+    }
+    if (e->flags & F_PING_OUT) {
+        if (usmp_time_reached(now_ms, e->ping_sent_at + e->pong_timeout_ms)) {
+            return fail(e, USMP_ERR_PEER_TIMEOUT); /* row 45 */
+        }
+    } else if (e->keepalive_ms != 0 && usmp_time_reached(now_ms, e->last_rx + e->keepalive_ms)) {
+        e->flags |= F_PING_OUT; /* row 44 */
+        e->ping_sent_at = now_ms;
+        e->pending |= P_PING;
+    }
+    if (e->role == USMP_ROLE_SERVER && usmp_time_reached(now_ms, e->last_rx + e->idle_timeout_ms)) {
+        (void)usmp_engine_close(e, USMP_CODE_IDLE_TIMEOUT); /* row 46 */
+    }
+    return USMP_OK;
+}
+
+/* ------------------------------------------------------------------ queries */
+
+usmp_state_t usmp_engine_state(const usmp_engine_t *e)
+{
+    return e != NULL ? (usmp_state_t)e->state : USMP_STATE_FAILED;
+}
+
+int usmp_engine_error(const usmp_engine_t *e)
+{
+    if (e == NULL) {
+        return USMP_ERR_ARG;
+    }
+    return e->state == USMP_STATE_FAILED ? e->error : USMP_OK;
+}
+
+uint8_t usmp_engine_peer_code(const usmp_engine_t *e)
+{
+    return e != NULL ? e->peer_code : 0u;
+}
+
+uint8_t usmp_engine_close_code(const usmp_engine_t *e)
+{
+    return e != NULL ? e->close_code : 0u;
+}
+
+const uint8_t *usmp_engine_session_id(const usmp_engine_t *e)
+{
+    return e != NULL ? e->session_id : NULL;
+}
+
+const uint8_t *usmp_engine_device_id(const usmp_engine_t *e)
+{
+    return e != NULL ? e->device_id : NULL;
+}
+
+uint16_t usmp_engine_peer_max_record(const usmp_engine_t *e)
+{
+    return e != NULL ? e->peer_max_record : 0u;
+}
+
+uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e)
+{
+    return e != NULL ? e->peer_max_message : 0u;
+}
+
+int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
+                        const uint8_t *client_address, size_t address_len,
+                        const uint8_t *hello, size_t hello_len)
+{
+    static const uint8_t label[] = "usmp-v1 cookie";
+    uint8_t full[USMP_HMAC_SHA256_BYTES];
+    const usmp_slice_t parts[] = {
+        { label, sizeof label - 1u },
+        { client_address, address_len },
+        { hello, hello_len },
+    };
+    int rc;
+
+    if (cookie == NULL || secret == NULL || (client_address == NULL && address_len > 0) ||
+        hello == NULL || hello_len != 1u + USMP_HELLO_BODY_BYTES) {
+        return USMP_ERR_ARG;
+    }
+    rc = usmp_crypto_hmac_sha256(full, secret, 32u, parts, 3u);
+    memcpy(cookie, full, USMP_COOKIE_BYTES);
+    usmp_crypto_wipe(full, sizeof full);
+    return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
+}

@@ -1,0 +1,103 @@
+/*
+ * usmp_record.c - AES-256-GCM record protection (spec section 6).
+ */
+#include "usmp_record.h"
+
+#include "usmp_crypto.h"
+#include "usmp_wire.h"
+
+size_t usmp_record_header_len(usmp_mode_t mode)
+{
+    return mode == USMP_MODE_STREAM ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HEADER_BYTES;
+}
+
+uint64_t usmp_record_blocks(size_t plaintext_len)
+{
+    return (uint64_t)((plaintext_len + 15u) / 16u) + 1u;
+}
+
+/* nonce = 0x00000000 || u64(counter) (spec 6.1) */
+static void record_nonce(uint8_t nonce[USMP_GCM_NONCE_BYTES], uint64_t counter)
+{
+    usmp_put_be(nonce, 0, 4);
+    usmp_put_be(nonce + 4, counter, 8);
+}
+
+int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
+                     const uint8_t session_index[3], uint64_t counter,
+                     const uint8_t key[32], size_t plaintext_len)
+{
+    uint8_t nonce[USMP_GCM_NONCE_BYTES];
+    size_t header_len = usmp_record_header_len(mode);
+    int rc;
+
+    if (frame == NULL || key == NULL || counter >= USMP_RECORD_COUNTER_LIMIT ||
+        plaintext_len > USMP_STREAM_MAX_RECORD ||
+        (mode == USMP_MODE_DATAGRAM && session_index == NULL)) {
+        return USMP_ERR_ARG;
+    }
+    frame[0] = type;
+    if (mode == USMP_MODE_STREAM) {
+        usmp_put_u16(frame + 1, (uint16_t)(plaintext_len + USMP_TAG_BYTES));
+    } else {
+        frame[1] = session_index[0];
+        frame[2] = session_index[1];
+        frame[3] = session_index[2];
+        usmp_put_be(frame + 4, counter, 5);
+    }
+    record_nonce(nonce, counter);
+    rc = usmp_crypto_aes256gcm_seal(frame + header_len, key, nonce, frame, header_len,
+                                    frame + header_len, plaintext_len);
+    if (rc != USMP_CRYPTO_OK) {
+        return USMP_ERR_CRYPTO;
+    }
+    return (int)(header_len + plaintext_len + USMP_TAG_BYTES);
+}
+
+int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
+                     size_t frame_len, uint64_t counter, const uint8_t key[32])
+{
+    uint8_t nonce[USMP_GCM_NONCE_BYTES];
+    size_t header_len = usmp_record_header_len(mode);
+    int rc;
+
+    if (out == NULL || frame == NULL || key == NULL ||
+        frame_len < header_len + USMP_TAG_BYTES) {
+        return USMP_ERR_ARG;
+    }
+    record_nonce(nonce, counter);
+    rc = usmp_crypto_aes256gcm_open(out, key, nonce, frame, header_len,
+                                    frame + header_len, frame_len - header_len);
+    if (rc == USMP_CRYPTO_ERR_AUTH) {
+        return USMP_ERR_BAD_RECORD;
+    }
+    return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
+}
+
+int usmp_replay_check(uint64_t top, uint64_t bitmap, int have_top, uint64_t seq)
+{
+    if (!have_top || seq > top) {
+        return USMP_OK;
+    }
+    if (top - seq >= 64u) {
+        return USMP_ERR_REPLAY; /* older than the window */
+    }
+    if (bitmap & ((uint64_t)1 << (top - seq))) {
+        return USMP_ERR_REPLAY; /* seen */
+    }
+    return USMP_OK;
+}
+
+void usmp_replay_update(uint64_t *top, uint64_t *bitmap, int have_top, uint64_t seq)
+{
+    if (!have_top) {
+        *top = seq;
+        *bitmap = 1;
+    } else if (seq > *top) {
+        uint64_t shift = seq - *top;
+        *bitmap = shift >= 64u ? 1u : ((*bitmap << shift) | 1u);
+        *top = seq;
+    } else {
+        *bitmap |= (uint64_t)1 << (*top - seq);
+    }
+}

@@ -11,7 +11,9 @@
  *    size gives USMP_CRYPTO_ERR_ARG, never a crash. A NULL pointer with a zero
  *    length is an empty input.
  *  - Outputs may not overlap inputs unless a function says so.
- *  - On any failure, secret-bearing outputs are wiped (zeroed).
+ *  - On any failure, secret-bearing outputs are wiped (zeroed); an output
+ *    whose own length is the rejected argument is left untouched, since
+ *    its extent is unknown.
  *  - No function draws randomness: key material comes in from the caller,
  *    who takes it from the port's random hook. (A backend that needs
  *    randomness for side-channel blinding takes it from usmp_port_random.)

@@ -54,7 +54,7 @@ for backend in openssl mbedtls; do
     stage "test $backend-asan"
     run_ctest "$backend-asan" "$BUILD/$backend-asan"
   fi
-  if build_c "$backend-valgrind" -DUSMP_CRYPTO="$backend" -DUSMP_TEST_LAUNCHER="valgrind;--quiet;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect"; then
+  if build_c "$backend-valgrind" -DUSMP_CRYPTO="$backend" -DUSMP_TEST_LAUNCHER="valgrind;--quiet;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect" -DUSMP_TEST_ENVIRONMENT="USMP_TEST_STRIDE=7"; then
     stage "test $backend-valgrind"
     run_ctest "$backend-valgrind" "$BUILD/$backend-valgrind"
   fi

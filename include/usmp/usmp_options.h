@@ -40,6 +40,11 @@
 #define USMP_RECONNECT_MAX_MS 30000u
 #endif
 
+/* Bytes read from the transport at a time by the blocking API. */
+#ifndef USMP_INPUT_CHUNK_BYTES
+#define USMP_INPUT_CHUNK_BYTES 64
+#endif
+
 /* Set to 0 to compile out usmp_port_log calls (saves flash and stack). */
 #ifndef USMP_LOG
 #define USMP_LOG 1

@@ -1,0 +1,138 @@
+/*
+ * usmp.h - the USMP device API: connect, send, recv.
+ *
+ *     usmp_transport_t transport;
+ *     usmp_tcp_transport_init(&transport, "192.168.1.100", 9000);
+ *     usmp_ctx_t ctx;
+ *     usmp_config_t cfg = { .psk = PSK, .psk_len = sizeof PSK - 1, .keepalive_ms = 5000 };
+ *     if (usmp_connect(&ctx, &transport, &cfg) != USMP_OK) { ... }
+ *     usmp_send(&ctx, msg, len);
+ *     int n = usmp_recv(&ctx, buf, sizeof buf, 3000);  // bytes, 0 on timeout, <0 error
+ *     usmp_keepalive_tick(&ctx);  // PING when idle, dead-peer detection, reconnect
+ *
+ * Conventions
+ *  - Results: USMP_OK (0) or a negative USMP_ERR_* from usmp_errors.h;
+ *    usmp_recv returns a byte count. usmp_strerror(code) explains a code.
+ *  - Memory: usmp_ctx_t holds everything, buffers included (sized by
+ *    USMP_MAX_RECORD and USMP_MAX_MESSAGE in usmp_options.h); it may be
+ *    static. No call allocates. The PSK bytes and the transport must stay
+ *    valid as long as the context is used: the context keeps pointers to
+ *    them for reconnecting.
+ *  - Blocking: usmp_connect, usmp_send and usmp_recv block, usmp_recv at
+ *    most timeout_ms. usmp_connect_start / usmp_connect_poll and
+ *    usmp_keepalive_tick never wait longer than the timeout they are given
+ *    (keepalive_tick: not at all, except while it runs a reconnect).
+ *  - Threads: a context belongs to one task at a time.
+ *  - The five port hooks of usmp_port.h must be provided by the platform.
+ */
+#ifndef USMP_H
+#define USMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "usmp_engine.h"
+#include "usmp_errors.h"
+#include "usmp_options.h"
+#include "usmp_port.h"
+#include "usmp_transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USMP_VERSION_STRING "0.1.0"
+
+typedef struct {
+    const uint8_t *psk;            /* 16 .. 64 high-entropy bytes; no default exists */
+    size_t psk_len;
+    uint32_t keepalive_ms;         /* PING after this long without a record; 0: off */
+    uint32_t pong_timeout_ms;      /* dead peer after this long without an answer; 0: keepalive_ms */
+    uint32_t handshake_timeout_ms; /* 0: USMP_HANDSHAKE_TIMEOUT_MS */
+    uint8_t no_reconnect;          /* 1: usmp_keepalive_tick does not reconnect a lost session */
+} usmp_config_t;
+
+/* Counters for diagnostics and the demo's report. */
+typedef struct {
+    uint32_t messages_sent, messages_received;
+    uint32_t bytes_sent, bytes_received;   /* on the wire, headers and tags included */
+    uint32_t last_send_wire_bytes;         /* what the last usmp_send put on the wire */
+    uint32_t last_rtt_ms;                  /* last PING/PONG round trip; 0 if none yet */
+    uint32_t reconnects;                   /* sessions re-established by keepalive_tick */
+} usmp_stats_t;
+
+typedef struct usmp_ctx {
+    usmp_engine_t engine;
+    usmp_transport_t *transport;
+    usmp_config_t config;
+    usmp_stats_t stats;
+    int last_error;
+    uint32_t reconnect_attempt;
+    uint32_t reconnect_at;
+    uint8_t reconnect_due;         /* reconnect_at is set */
+    uint8_t message_ready;         /* a received message waits for usmp_recv */
+    const uint8_t *message;
+    size_t message_len;
+    uint8_t rx_buf[USMP_RECORD_BUFFER_BYTES(USMP_MAX_RECORD)];
+    uint8_t tx_buf[USMP_RECORD_BUFFER_BYTES(USMP_MAX_RECORD)];
+    /* What the transport delivered but the engine has not taken yet; the
+     * engine copies it into rx_buf, so a small chunk is enough. */
+    uint8_t in_buf[USMP_INPUT_CHUNK_BYTES];
+    uint16_t in_len, in_off;
+#if USMP_MAX_MESSAGE > USMP_MAX_RECORD
+    uint8_t reassembly_buf[USMP_MAX_MESSAGE];
+#endif
+} usmp_ctx_t;
+
+/* Opens the transport and runs the handshake, blocking until the session is
+ * established or fails (at most the handshake timeout after the transport
+ * connects). Errors: USMP_ERR_ARG, USMP_ERR_PSK (not 16 .. 64 bytes), the
+ * transport's errors, USMP_ERR_TIMEOUT, USMP_ERR_AUTH_FAILED (wrong PSK or
+ * unknown device), USMP_ERR_PEER_ERROR, ... */
+int usmp_connect(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_config_t *cfg);
+
+/* Non-blocking connect for event loops: usmp_connect_start opens the
+ * transport and sends HELLO; then call usmp_connect_poll until it returns
+ * USMP_OK (established) or an error. It returns USMP_ERR_WOULD_BLOCK while
+ * the handshake runs, waiting at most wait_ms for data (0: not at all). */
+int usmp_connect_start(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_config_t *cfg);
+int usmp_connect_poll(usmp_ctx_t *ctx, uint32_t wait_ms);
+
+/* Sends one message of 0 .. peer's max_message bytes (fragmented when it
+ * is larger than one record), blocking until the transport took it all.
+ * USMP_ERR_MESSAGE_TOO_LARGE sends nothing. */
+int usmp_send(usmp_ctx_t *ctx, const uint8_t *msg, size_t len);
+
+/* Waits at most timeout_ms for one message and copies it into buf. Returns
+ * its length, 0 on timeout, or a negative error (USMP_ERR_PEER_CLOSED when
+ * the gateway said BYE). A message longer than cap gives USMP_ERR_BUFFER
+ * and stays queued for a call with a larger buffer. Note that a 0-byte
+ * message also returns 0: use usmp_recv_message to tell it from a timeout. */
+int usmp_recv(usmp_ctx_t *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms);
+
+/* As usmp_recv, but returns USMP_OK with *len set (0 for an empty message)
+ * and USMP_ERR_WOULD_BLOCK on timeout. */
+int usmp_recv_message(usmp_ctx_t *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms,
+                      size_t *len);
+
+/* Call often (every 100 ms is plenty). Answers PINGs, sends a PING when the
+ * link has been idle for keepalive_ms, detects a dead gateway, and, unless
+ * no_reconnect is set, reconnects a lost session with exponential backoff
+ * and jitter (spec section 11). Messages that arrive meanwhile wait for
+ * usmp_recv. Returns USMP_OK while the session is up, USMP_ERR_WOULD_BLOCK
+ * while waiting to reconnect, or the error that ended the session. */
+int usmp_keepalive_tick(usmp_ctx_t *ctx);
+
+/* Sends BYE, closes the transport and wipes the keys. */
+int usmp_close(usmp_ctx_t *ctx);
+
+usmp_state_t usmp_state(const usmp_ctx_t *ctx);
+/* The session id (8 bytes) once established. */
+const uint8_t *usmp_session_id(const usmp_ctx_t *ctx);
+const usmp_stats_t *usmp_stats(const usmp_ctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USMP_H */

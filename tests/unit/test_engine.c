@@ -1,0 +1,720 @@
+/*
+ * test_engine.c - the engine as a client/server pair wired in memory.
+ *
+ * Covers: handshakes in both modes, delivered in one piece and byte by
+ * byte; messages of every size class both ways, fragmented ones included;
+ * fault injection on every byte of every handshake frame and of a record
+ * (flip, cut, duplicate), with the invariant that a tampered exchange
+ * never yields a session and no record is accepted twice; keepalive, dead
+ * peer and idle timers across a clock wrap; key usage limits; datagram
+ * retransmission; API misuse; sticky errors; wiping of secrets.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "usmp_engine.h"
+#include "usmp_crypto.h"
+#include "usmp_test.h"
+#include "usmp_wire.h"
+
+static const uint8_t PSK[32] = "0123456789abcdef0123456789abcdef";
+static const uint8_t DEVICE_ID[6] = { 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01 };
+
+/* Deterministic random source: a counter through SHA-256, so each run and
+ * each side draws different but reproducible keys. */
+typedef struct {
+    uint32_t counter;
+    uint8_t seed;
+} rng_t;
+
+static void test_random(void *user, uint8_t *buf, size_t len)
+{
+    rng_t *r = user;
+    while (len > 0) {
+        uint8_t block[32], in[5];
+        usmp_slice_t part = { in, sizeof in };
+        size_t n = len < 32 ? len : 32;
+        in[0] = r->seed;
+        usmp_put_be(in + 1, r->counter++, 4);
+        usmp_crypto_sha256(block, &part, 1);
+        memcpy(buf, block, n);
+        buf += n;
+        len -= n;
+    }
+}
+
+static size_t lookup(void *user, const uint8_t id[6], uint8_t psk[64])
+{
+    (void)user;
+    if (memcmp(id, DEVICE_ID, 6) != 0) {
+        return 0;
+    }
+    memcpy(psk, PSK, sizeof PSK);
+    return sizeof PSK;
+}
+
+#define BUF_BYTES USMP_RECORD_BUFFER_BYTES(2048)
+
+typedef struct {
+    usmp_engine_t e;
+    rng_t rng;
+    uint8_t rx[BUF_BYTES], tx[BUF_BYTES], reassembly[8192];
+    uint8_t wire[16384]; /* frames sent, not yet delivered to the peer */
+    size_t wire_len;
+    size_t frame_ends[64]; /* datagram boundaries in wire */
+    size_t frames;
+    uint8_t got[8192];
+    size_t got_len;
+    int messages, closed_events, established_events;
+} end_t;
+
+typedef struct {
+    usmp_mode_t mode;
+    uint16_t client_record, client_message, server_record, server_message;
+    uint32_t keepalive_ms, idle_ms;
+    size_t client_tx; /* 0: full buffer */
+} pair_cfg_t;
+
+static end_t client, server;
+
+static void end_init(end_t *x, usmp_role_t role, const pair_cfg_t *pc, uint8_t seed)
+{
+    usmp_engine_config_t cfg;
+    memset(x, 0, sizeof *x);
+    memset(&cfg, 0, sizeof cfg);
+    x->rng.seed = seed;
+    cfg.role = role;
+    cfg.mode = pc->mode;
+    cfg.random = test_random;
+    cfg.random_user = &x->rng;
+    cfg.rx_buf = x->rx;
+    cfg.rx_cap = sizeof x->rx;
+    cfg.tx_buf = x->tx;
+    cfg.tx_cap = role == USMP_ROLE_CLIENT && pc->client_tx ? pc->client_tx : sizeof x->tx;
+    cfg.reassembly_buf = x->reassembly;
+    cfg.reassembly_cap = sizeof x->reassembly;
+    cfg.keepalive_ms = pc->keepalive_ms;
+    cfg.idle_timeout_ms = pc->idle_ms;
+    if (role == USMP_ROLE_CLIENT) {
+        cfg.psk = PSK;
+        cfg.psk_len = sizeof PSK;
+        memcpy(cfg.device_id, DEVICE_ID, 6);
+        cfg.max_record = pc->client_record;
+        cfg.max_message = pc->client_message;
+    } else {
+        cfg.psk_lookup = lookup;
+        cfg.max_record = pc->server_record;
+        cfg.max_message = pc->server_message;
+    }
+    CHECK_INT_EQ(usmp_engine_init(&x->e, &cfg), USMP_OK);
+}
+
+/* Collects the engine's output onto its wire. */
+static void collect(end_t *x)
+{
+    for (;;) {
+        const uint8_t *d;
+        size_t n;
+        usmp_engine_output(&x->e, &d, &n);
+        if (n == 0 || x->wire_len + n > sizeof x->wire || x->frames == 64) {
+            return;
+        }
+        memcpy(x->wire + x->wire_len, d, n);
+        x->wire_len += n;
+        x->frame_ends[x->frames++] = x->wire_len;
+        usmp_engine_output_done(&x->e, n);
+    }
+}
+
+static void note_event(end_t *to, const usmp_event_t *ev)
+{
+    if (ev->type == USMP_EVENT_MESSAGE) {
+        to->messages++;
+        memcpy(to->got, ev->data, ev->len);
+        to->got_len = ev->len;
+    } else if (ev->type == USMP_EVENT_CLOSED) {
+        to->closed_events++;
+    } else if (ev->type == USMP_EVENT_ESTABLISHED) {
+        to->established_events++;
+    }
+}
+
+/* Feeds bytes to an end (stream: in chunks of `chunk`; datagram: as one
+ * datagram). Returns the first error. */
+static int feed(end_t *to, const uint8_t *d, size_t len, size_t chunk, uint32_t now)
+{
+    size_t off = 0;
+    int first = USMP_OK;
+
+    if (to->e.mode == USMP_MODE_DATAGRAM) {
+        size_t used;
+        usmp_event_t ev;
+        int rc = usmp_engine_feed(&to->e, d, len, now, &used, &ev);
+        note_event(to, &ev);
+        return rc;
+    }
+    while (off < len) {
+        size_t used = 0, n = len - off < chunk ? len - off : chunk;
+        usmp_event_t ev;
+        int rc = usmp_engine_feed(&to->e, d + off, n, now, &used, &ev);
+        note_event(to, &ev);
+        if (rc != USMP_OK) {
+            if (first == USMP_OK) {
+                first = rc;
+            }
+            break;
+        }
+        off += used;
+    }
+    return first;
+}
+
+/* Moves everything on from's wire to `to`, frame by frame. */
+static int deliver(end_t *from, end_t *to, size_t chunk, uint32_t now)
+{
+    size_t i, start = 0;
+    int first = USMP_OK;
+    collect(from);
+    for (i = 0; i < from->frames; i++) {
+        int rc = feed(to, from->wire + start, from->frame_ends[i] - start, chunk, now);
+        if (rc != USMP_OK && first == USMP_OK) {
+            first = rc;
+        }
+        start = from->frame_ends[i];
+    }
+    from->wire_len = 0;
+    from->frames = 0;
+    return first;
+}
+
+static const pair_cfg_t STREAM_CFG = { USMP_MODE_STREAM, 512, 512, 1024, 4096, 0, 0, 0 };
+static const pair_cfg_t DGRAM_CFG = { USMP_MODE_DATAGRAM, 512, 2048, 1207, 8192, 0, 0, 0 };
+
+/* Runs a clean handshake; returns 1 when both ends are established. */
+static int handshake(const pair_cfg_t *pc, size_t chunk, uint32_t now)
+{
+    end_init(&client, USMP_ROLE_CLIENT, pc, 1);
+    end_init(&server, USMP_ROLE_SERVER, pc, 2);
+    CHECK_INT_EQ(usmp_engine_start(&client.e, now), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_start(&server.e, now), USMP_OK);
+    CHECK_INT_EQ(deliver(&client, &server, chunk, now), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, chunk, now), USMP_OK);
+    CHECK_INT_EQ(deliver(&client, &server, chunk, now), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, chunk, now), USMP_OK);
+    return usmp_engine_state(&client.e) == USMP_STATE_ESTABLISHED &&
+           usmp_engine_state(&server.e) == USMP_STATE_ESTABLISHED;
+}
+
+/* Sends a whole message through usmp_engine_send, fragment by fragment,
+ * delivering each record. Returns the send error, if any. */
+static int send_message(end_t *from, end_t *to, const uint8_t *msg, size_t len, uint32_t now)
+{
+    size_t done = 0;
+    for (;;) {
+        int rc = usmp_engine_send(&from->e, msg + done, len - done, now);
+        if (rc < 0) {
+            return rc;
+        }
+        done += (size_t)rc;
+        CHECK_INT_EQ(deliver(from, to, 7, now), USMP_OK);
+        if (done == len) {
+            return USMP_OK;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- tests */
+
+static void test_handshake_and_messages(void)
+{
+    static uint8_t msg[8192];
+    const pair_cfg_t *cfgs[2] = { &STREAM_CFG, &DGRAM_CFG };
+    const size_t sizes[] = { 0, 1, 15, 16, 17, 511, 512, 513, 1000, 1207, 1208, 2048, 4096 };
+    size_t i, c, k;
+
+    for (i = 0; i < sizeof msg; i++) {
+        msg[i] = (uint8_t)(i * 7 + 3);
+    }
+    for (c = 0; c < 2; c++) {
+        const pair_cfg_t *pc = cfgs[c];
+        /* Whole frames and byte by byte. */
+        for (k = 0; k < 2; k++) {
+            if (!CHECK(handshake(pc, k == 0 ? 100000 : 1, 0))) {
+                continue;
+            }
+            CHECK(client.established_events == 1 && server.established_events == 1);
+            CHECK_MEM_EQ(usmp_engine_session_id(&client.e), usmp_engine_session_id(&server.e), 8);
+        }
+        for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            /* client -> server: the server accepts up to its max_message */
+            if (n <= pc->server_message) {
+                server.messages = 0;
+                CHECK_INT_EQ(send_message(&client, &server, msg, n, 0), USMP_OK);
+                CHECK_MSG(server.messages == 1 && server.got_len == n && memcmp(server.got, msg, n) == 0,
+                          "mode %d: %zu-byte message client->server", (int)pc->mode, n);
+            } else {
+                CHECK_INT_EQ(usmp_engine_send(&client.e, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
+            }
+            if (n <= pc->client_message) {
+                client.messages = 0;
+                CHECK_INT_EQ(send_message(&server, &client, msg, n, 0), USMP_OK);
+                CHECK_MSG(client.messages == 1 && client.got_len == n && memcmp(client.got, msg, n) == 0,
+                          "mode %d: %zu-byte message server->client", (int)pc->mode, n);
+            } else {
+                CHECK_INT_EQ(usmp_engine_send(&server.e, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
+                collect(&server);
+                CHECK_INT_EQ(server.wire_len, 0); /* nothing was sent */
+            }
+        }
+        /* Both sides sending at once: records cross on the wire. */
+        CHECK(usmp_engine_send(&client.e, msg, 10, 0) == 10);
+        CHECK(usmp_engine_send(&server.e, msg + 1, 11, 0) == 11);
+        collect(&client);
+        collect(&server);
+        client.messages = server.messages = 0;
+        CHECK_INT_EQ(deliver(&client, &server, 3, 0), USMP_OK);
+        CHECK_INT_EQ(deliver(&server, &client, 3, 0), USMP_OK);
+        CHECK(client.messages == 1 && server.messages == 1);
+        /* Clean close. */
+        CHECK_INT_EQ(usmp_engine_close(&client.e, USMP_CODE_NONE), USMP_OK);
+        CHECK_INT_EQ(deliver(&client, &server, 5, 0), USMP_OK);
+        CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_CLOSED);
+        CHECK_INT_EQ(server.closed_events, 1);
+        CHECK_INT_EQ(usmp_engine_peer_code(&server.e), USMP_CODE_NONE);
+        CHECK_INT_EQ(usmp_engine_send(&server.e, msg, 1, 0), USMP_ERR_STATE);
+    }
+}
+
+/* A tampered handshake frame must never give a session, on either side. */
+static void tamper_run(const pair_cfg_t *pc, int target, size_t offset, int action, size_t *runs)
+{
+    int step, failed_side;
+    end_t *from, *to;
+
+    end_init(&client, USMP_ROLE_CLIENT, pc, 1);
+    end_init(&server, USMP_ROLE_SERVER, pc, 2);
+    usmp_engine_start(&client.e, 0);
+    usmp_engine_start(&server.e, 0);
+    for (step = 0; step < 4; step++) {
+        from = step % 2 == 0 ? &client : &server;
+        to = step % 2 == 0 ? &server : &client;
+        collect(from);
+        if (step == target) {
+            if (offset >= from->wire_len) {
+                return; /* past this frame's end */
+            }
+            if (action < 3) {
+                static const uint8_t flips[3] = { 0x01, 0x80, 0xFF };
+                from->wire[offset] ^= flips[action];
+            } else if (action == 3) {
+                /* cut the frame at offset, then end the stream / datagram */
+                from->wire_len = offset;
+                from->frame_ends[0] = offset;
+            } else {
+                /* duplicate the frame */
+                memcpy(from->wire + from->wire_len, from->wire, from->wire_len);
+                from->frame_ends[from->frames++] = from->wire_len * 2;
+                from->wire_len *= 2;
+            }
+        }
+        (void)deliver(from, to, step == target ? 1 : 64, 0);
+        if (step == target && action == 3 && pc->mode == USMP_MODE_STREAM) {
+            (void)usmp_engine_transport_closed(&to->e);
+        }
+    }
+    /* Let both sides answer whatever is left (ERRORs) and time out. */
+    (void)deliver(&client, &server, 64, 0);
+    (void)deliver(&server, &client, 64, 0);
+    (void)usmp_engine_tick(&client.e, 60000);
+    (void)usmp_engine_tick(&server.e, 60000);
+    (*runs)++;
+    failed_side = usmp_engine_state(&client.e) != USMP_STATE_ESTABLISHED ||
+                  usmp_engine_state(&server.e) != USMP_STATE_ESTABLISHED;
+    if (action == 4 && pc->mode == USMP_MODE_DATAGRAM) {
+        /* A duplicated datagram is a retransmission: harmless. */
+        CHECK_MSG(!failed_side, "datagram duplicate of frame %d broke the handshake", target);
+        return;
+    }
+    CHECK_MSG(failed_side, "mode %d frame %d offset %zu action %d: session established after tampering",
+              (int)pc->mode, target, offset, action);
+    /* Neither side may believe in a session the other does not share. */
+    CHECK_MSG(usmp_engine_state(&client.e) != USMP_STATE_ESTABLISHED ||
+                  memcmp(client.e.key_send, server.e.key_recv, 32) == 0,
+              "client established with keys the server does not have");
+    CHECK_MSG(client.messages == 0 && server.messages == 0, "a message was delivered");
+}
+
+static void test_handshake_tampering(void)
+{
+    const pair_cfg_t *cfgs[2] = { &STREAM_CFG, &DGRAM_CFG };
+    size_t runs = 0, c, offset, stride = usmp_test_stride();
+    int target, action;
+
+    for (c = 0; c < 2; c++) {
+        for (target = 0; target < 4; target++) {
+            for (offset = 0; offset < 60; offset += stride) {
+                for (action = 0; action < 5; action++) {
+                    if (action == 4 && offset > 0) {
+                        continue; /* one duplicate per frame */
+                    }
+                    tamper_run(cfgs[c], target, offset, action, &runs);
+                }
+            }
+        }
+    }
+    usmp_test_note("handshake tampering: %zu runs (flip 3 ways, cut, duplicate; every %zu byte%s)",
+                   runs, stride, stride == 1 ? "" : "s, sampled");
+}
+
+/* Every byte of a record flipped: never delivered, never twice. */
+static void test_record_tampering(void)
+{
+    const pair_cfg_t *cfgs[2] = { &STREAM_CFG, &DGRAM_CFG };
+    size_t c, offset, runs = 0;
+    uint8_t record[64];
+    size_t record_len;
+
+    for (c = 0; c < 2; c++) {
+        for (offset = 0;; offset += usmp_test_stride()) {
+            int rc;
+            if (!handshake(cfgs[c], 1000, 0)) {
+                FAIL("handshake");
+                return;
+            }
+            CHECK_INT_EQ(usmp_engine_send(&client.e, (const uint8_t *)"secret!", 7, 0), 7);
+            collect(&client);
+            record_len = client.wire_len;
+            if (offset >= record_len) {
+                break;
+            }
+            memcpy(record, client.wire, record_len);
+            record[offset] ^= 0x04;
+            server.messages = 0;
+            rc = feed(&server, record, record_len, 1000, 0);
+            CHECK_MSG(rc != USMP_OK && server.messages == 0,
+                      "mode %d: record with byte %zu flipped was accepted", (int)cfgs[c]->mode, offset);
+            if (cfgs[c]->mode == USMP_MODE_DATAGRAM) {
+                /* Dropped without a state change: the genuine record still
+                 * arrives, once. */
+                CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_ESTABLISHED);
+                CHECK_INT_EQ(feed(&server, client.wire, record_len, 1000, 0), USMP_OK);
+                CHECK_INT_EQ(feed(&server, client.wire, record_len, 1000, 0), USMP_ERR_REPLAY);
+                CHECK_INT_EQ(server.messages, 1);
+            } else {
+                CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_FAILED);
+            }
+            runs++;
+        }
+    }
+    usmp_test_note("record tampering: %zu single-byte corruptions rejected", runs);
+}
+
+static void test_stream_replay_and_reflection(void)
+{
+    uint8_t record[64];
+    size_t len;
+
+    CHECK(handshake(&STREAM_CFG, 100, 0));
+    CHECK(usmp_engine_send(&client.e, (const uint8_t *)"one", 3, 0) == 3);
+    collect(&client);
+    len = client.wire_len;
+    memcpy(record, client.wire, len);
+    CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
+    CHECK_INT_EQ(server.messages, 1);
+    CHECK_INT_EQ(feed(&server, record, len, 100, 0), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(server.messages, 1);
+    /* Sticky: the same error from every later call. */
+    CHECK_INT_EQ(feed(&server, record, len, 100, 0), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(usmp_engine_send(&server.e, record, 1, 0), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(usmp_engine_tick(&server.e, 5), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(usmp_engine_error(&server.e), USMP_ERR_BAD_RECORD);
+
+    /* Reflection: the server's own record back to it. */
+    CHECK(handshake(&STREAM_CFG, 100, 0));
+    CHECK(usmp_engine_send(&server.e, (const uint8_t *)"two", 3, 0) == 3);
+    collect(&server);
+    CHECK_INT_EQ(feed(&server, server.wire, server.wire_len, 100, 0), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(server.messages, 0);
+    /* The client gets the genuine record, then the server's BYE(BAD_RECORD). */
+    client.messages = 0;
+    CHECK_INT_EQ(deliver(&server, &client, 100, 0), USMP_OK);
+    CHECK_INT_EQ(client.messages, 1);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_CLOSED);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_BAD_RECORD);
+}
+
+static void test_keepalive_and_timers(void)
+{
+    pair_cfg_t pc = STREAM_CFG;
+    const uint32_t t0 = 0xFFFFF000u; /* the clock wraps during this test */
+    uint32_t deadline;
+
+    pc.keepalive_ms = 5000;
+    pc.idle_ms = 20000;
+    CHECK(handshake(&pc, 100, t0));
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) && deadline == t0 + 5000);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 4999), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.wire_len, 0);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 5000), USMP_OK); /* past the wrap */
+    collect(&client);
+    CHECK_INT_EQ(client.wire_len, USMP_STREAM_OVERHEAD + 4); /* PING */
+    CHECK_INT_EQ(deliver(&client, &server, 100, t0 + 5001), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, 100, t0 + 5002), USMP_OK); /* PONG */
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) && deadline == t0 + 5002 + 5000);
+
+    /* The server stops answering: dead peer after keepalive + pong timeout. */
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 10002), USMP_OK); /* PING */
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 15001), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 15002), USMP_ERR_PEER_TIMEOUT);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_FAILED);
+
+    /* The server closes a session idle for idle_timeout with BYE(IDLE_TIMEOUT). */
+    CHECK_INT_EQ(usmp_engine_tick(&server.e, t0 + 5001 + 20000), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_CLOSED);
+    CHECK_INT_EQ(usmp_engine_close_code(&server.e), USMP_CODE_IDLE_TIMEOUT);
+
+    /* Handshake timeout on a server that hears nothing (slow client). */
+    end_init(&server, USMP_ROLE_SERVER, &pc, 2);
+    usmp_engine_start(&server.e, t0);
+    CHECK_INT_EQ(usmp_engine_tick(&server.e, t0 + 9999), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_tick(&server.e, t0 + 10000), USMP_ERR_TIMEOUT);
+    collect(&server);
+    CHECK_INT_EQ(server.wire_len, 0); /* a timeout sends nothing */
+}
+
+static void test_datagram_retransmission(void)
+{
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    end_init(&server, USMP_ROLE_SERVER, &DGRAM_CFG, 2);
+    usmp_engine_start(&client.e, 0);
+    usmp_engine_start(&server.e, 0);
+    /* HELLO lost. */
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 999), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.wire_len, 0);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 1000), USMP_OK); /* resent at 1 s */
+    CHECK_INT_EQ(deliver(&client, &server, 1, 1000), USMP_OK);
+    /* CHALLENGE arrives; HELLO_ACK goes; SESSION_OK lost. */
+    CHECK_INT_EQ(deliver(&server, &client, 1, 1001), USMP_OK);
+    CHECK_INT_EQ(deliver(&client, &server, 1, 1002), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_ESTABLISHED);
+    collect(&server);
+    server.wire_len = 0;
+    server.frames = 0;
+    /* The client retransmits HELLO_ACK at 1000 + 2000; the server resends
+     * SESSION_OK. */
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 3000), USMP_OK);
+    CHECK_INT_EQ(deliver(&client, &server, 1, 3000), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, 1, 3001), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
+    /* After the first client record, a late HELLO_ACK is dropped. */
+    CHECK(usmp_engine_send(&client.e, (const uint8_t *)"x", 1, 3002) == 1);
+    CHECK_INT_EQ(deliver(&client, &server, 1, 3002), USMP_OK);
+    {
+        uint8_t ack[17];
+        ack[0] = USMP_TYPE_HELLO_ACK;
+        memcpy(ack + 1, server.e.hs.resend.hello_ack_mac, 16);
+        CHECK_INT_EQ(feed(&server, ack, sizeof ack, 1, 3003), USMP_ERR_UNEXPECTED);
+        collect(&server);
+        CHECK_INT_EQ(server.wire_len, 0);
+    }
+    /* The handshake gives up at the handshake timeout. */
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    usmp_engine_start(&client.e, 0);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 9999), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_TIMEOUT);
+}
+
+static void test_usage_limits(void)
+{
+    uint8_t byte = 0;
+    CHECK(handshake(&STREAM_CFG, 100, 0));
+    /* One record short of the soft limit: the record goes, then BYE(REKEY). */
+    client.e.send_usage = ((uint64_t)1 << 34) - 1;
+    CHECK_INT_EQ(usmp_engine_send(&client.e, &byte, 1, 0), 1);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_CLOSED);
+    CHECK_INT_EQ(usmp_engine_close_code(&client.e), USMP_CODE_REKEY);
+    server.messages = 0;
+    CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
+    CHECK_INT_EQ(server.messages, 1);
+    CHECK_INT_EQ(usmp_engine_peer_code(&server.e), USMP_CODE_REKEY);
+
+    /* The hard limit: the seal is refused and nothing leaves. */
+    CHECK(handshake(&STREAM_CFG, 100, 0));
+    client.e.send_usage = ((uint64_t)1 << 36) - 1;
+    CHECK_INT_EQ(usmp_engine_send(&client.e, &byte, 1, 0), USMP_ERR_KEY_LIMIT);
+    collect(&client);
+    CHECK_INT_EQ(client.wire_len, 0);
+
+    /* The receive counter limit. */
+    CHECK(handshake(&STREAM_CFG, 100, 0));
+    server.e.recv_counter = (uint64_t)1 << 36;
+    CHECK(usmp_engine_send(&client.e, &byte, 1, 0) == 1);
+    CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_ERR_KEY_LIMIT);
+}
+
+static void test_misuse(void)
+{
+    usmp_engine_config_t cfg;
+    usmp_engine_t e;
+    uint8_t rx[BUF_BYTES], tx[BUF_BYTES];
+    rng_t rng = { 0, 9 };
+    size_t used;
+    usmp_event_t ev;
+
+    memset(&cfg, 0, sizeof cfg);
+    CHECK_INT_EQ(usmp_engine_init(NULL, &cfg), USMP_ERR_ARG);
+    CHECK_INT_EQ(usmp_engine_init(&e, NULL), USMP_ERR_ARG);
+    cfg.role = USMP_ROLE_CLIENT;
+    cfg.mode = USMP_MODE_STREAM;
+    cfg.random = test_random;
+    cfg.random_user = &rng;
+    cfg.max_record = 512;
+    cfg.max_message = 512;
+    cfg.rx_buf = rx;
+    cfg.rx_cap = sizeof rx;
+    cfg.tx_buf = tx;
+    cfg.tx_cap = sizeof tx;
+    cfg.psk = PSK;
+    cfg.psk_len = 15;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_PSK);
+    cfg.psk_len = 65;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_PSK);
+    cfg.psk = NULL;
+    cfg.psk_len = 32;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_PSK);
+    cfg.psk = PSK;
+    cfg.max_record = 15;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_ARG);
+    cfg.max_record = 512;
+    cfg.max_message = 511;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_ARG);
+    cfg.max_message = 1024; /* needs a reassembly buffer */
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_BUFFER);
+    cfg.max_message = 512;
+    cfg.rx_cap = 100;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_BUFFER);
+    cfg.rx_cap = sizeof rx;
+    cfg.mode = USMP_MODE_DATAGRAM;
+    cfg.max_record = 1208;
+    cfg.max_message = 1208;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_ARG);
+    cfg.mode = USMP_MODE_STREAM;
+    cfg.max_record = 512;
+    cfg.max_message = 512;
+    cfg.random = NULL;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_ERR_ARG);
+    cfg.random = test_random;
+    CHECK_INT_EQ(usmp_engine_init(&e, &cfg), USMP_OK);
+    /* Calls in the wrong state. */
+    CHECK_INT_EQ(usmp_engine_feed(&e, tx, 3, 0, &used, &ev), USMP_ERR_STATE);
+    CHECK_INT_EQ(usmp_engine_send(&e, tx, 1, 0), USMP_ERR_STATE);
+    CHECK_INT_EQ(usmp_engine_start(&e, 0), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_start(&e, 0), USMP_ERR_STATE);
+    CHECK_INT_EQ(usmp_engine_send(&e, tx, 1, 0), USMP_ERR_STATE);
+    CHECK_INT_EQ(usmp_engine_feed(&e, NULL, 3, 0, &used, &ev), USMP_ERR_ARG);
+    CHECK_INT_EQ(usmp_engine_feed(&e, tx, 3, 0, NULL, &ev), USMP_ERR_ARG);
+
+    /* A message that fits one peer record but not this side's tx buffer is
+     * refused, not fragmented (spec 6.4). */
+    {
+        pair_cfg_t pc = STREAM_CFG;
+        static uint8_t big[2000];
+        pc.client_tx = 100;
+        CHECK(handshake(&pc, 100, 0));
+        CHECK_INT_EQ(usmp_engine_send(&client.e, big, 1000, 0), USMP_ERR_MESSAGE_TOO_LARGE);
+        CHECK_INT_EQ(usmp_engine_send(&client.e, big, 75, 0), 75);
+        CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
+        /* Longer than the server's record: fragments of what tx holds. */
+        server.messages = 0;
+        CHECK_INT_EQ(send_message(&client, &server, big, 2000, 0), USMP_OK);
+        CHECK(server.messages == 1 && server.got_len == 2000);
+        /* A continuation that is not the rest of the message. */
+        CHECK(usmp_engine_send(&client.e, big, 2000, 0) > 0);
+        CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
+        CHECK_INT_EQ(usmp_engine_send(&client.e, big, 5, 0), USMP_ERR_STATE);
+        /* Output pending: the next send waits. */
+        end_init(&client, USMP_ROLE_CLIENT, &pc, 1);
+    }
+}
+
+static int all_zero(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (b[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_wiping(void)
+{
+    CHECK(handshake(&STREAM_CFG, 100, 0));
+    collect(&server);
+    /* After the handshake no ephemeral key, transcript or confirmation key
+     * is left (spec 5.7). */
+    CHECK(all_zero(&client.e.hs, sizeof client.e.hs));
+    CHECK(all_zero(&server.e.hs, sizeof server.e.hs));
+    CHECK(!all_zero(client.e.key_send, 32));
+    /* After a close, once the BYE is out, the record keys are gone too. */
+    CHECK_INT_EQ(usmp_engine_close(&client.e, USMP_CODE_NONE), USMP_OK);
+    collect(&client);
+    CHECK(all_zero(client.e.key_send, 32) && all_zero(client.e.key_recv, 32));
+    CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
+    CHECK(all_zero(server.e.key_send, 32) && all_zero(server.e.key_recv, 32));
+    usmp_engine_wipe(&server.e);
+    CHECK(all_zero(&server.e, sizeof server.e));
+}
+
+static void test_unknown_device_and_busy(void)
+{
+    pair_cfg_t pc = STREAM_CFG;
+    static const uint8_t other[6] = { 1, 2, 3, 4, 5, 6 };
+
+    end_init(&client, USMP_ROLE_CLIENT, &pc, 1);
+    memcpy(client.e.device_id, other, 6);
+    end_init(&server, USMP_ROLE_SERVER, &pc, 2);
+    usmp_engine_start(&client.e, 0);
+    usmp_engine_start(&server.e, 0);
+    CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK); /* answered like a known id */
+    CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_WAIT_HELLO_ACK);
+    CHECK_INT_EQ(deliver(&server, &client, 100, 0), USMP_OK);
+    CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(deliver(&server, &client, 100, 0), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_AUTH_FAILED);
+
+    /* A server at capacity refuses with ERROR(BUSY). */
+    end_init(&client, USMP_ROLE_CLIENT, &pc, 1);
+    end_init(&server, USMP_ROLE_SERVER, &pc, 2);
+    usmp_engine_start(&client.e, 0);
+    CHECK_INT_EQ(usmp_engine_close(&server.e, USMP_CODE_BUSY), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, 100, 0), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_BUSY);
+}
+
+int main(void)
+{
+    test_handshake_and_messages();
+    test_handshake_tampering();
+    test_record_tampering();
+    test_stream_replay_and_reflection();
+    test_keepalive_and_timers();
+    test_datagram_retransmission();
+    test_usage_limits();
+    test_misuse();
+    test_wiping();
+    test_unknown_device_and_busy();
+    return usmp_test_finish("test_engine");
+}

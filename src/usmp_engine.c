@@ -131,6 +131,18 @@ static int tx_busy(const usmp_engine_t *e)
     return e->tx_len > e->tx_sent;
 }
 
+/* Row 41: past the soft usage limit, finish the message being sent (all
+ * its fragments), then BYE(REKEY); the client reconnects with fresh keys. */
+static void check_soft_limit(usmp_engine_t *e)
+{
+    if (e->send_usage >= USMP_USAGE_SOFT_LIMIT && e->state == USMP_STATE_ESTABLISHED &&
+        !(e->flags & F_FRAGMENTING)) {
+        e->state = USMP_STATE_CLOSED;
+        e->close_code = USMP_CODE_REKEY;
+        e->pending |= P_BYE;
+    }
+}
+
 /* Seals the plaintext already at tx_buf + header into one record, unless
  * that would pass the key usage hard limit (spec 7). */
 static int seal_tx(usmp_engine_t *e, uint8_t type, size_t plaintext_len)
@@ -153,13 +165,7 @@ static int seal_tx(usmp_engine_t *e, uint8_t type, size_t plaintext_len)
     e->send_usage += blocks;
     e->tx_len = (uint32_t)n;
     e->tx_sent = 0;
-    if (e->send_usage >= USMP_USAGE_SOFT_LIMIT && e->state == USMP_STATE_ESTABLISHED) {
-        /* Row 41: finish this record, then BYE(REKEY); the client
-         * reconnects with fresh keys. */
-        e->state = USMP_STATE_CLOSED;
-        e->close_code = USMP_CODE_REKEY;
-        e->pending |= P_BYE;
-    }
+    check_soft_limit(e);
     return USMP_OK;
 }
 
@@ -842,10 +848,14 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     if (rc != USMP_OK) {
         return rc == USMP_ERR_BAD_RECORD ? rc : fail(e, rc);
     }
+    rc = on_record_payload(e, frame[0], e->rx_buf, len - USMP_DATAGRAM_OVERHEAD, seq, ev);
+    if (rc != USMP_OK) {
+        return rc; /* check 8 failed: the record changes nothing (spec 6.2) */
+    }
     usmp_replay_update(&e->recv_counter, &e->replay_bitmap, have_top, seq);
     e->flags |= F_HAVE_TOP;
     note_alive(e, now);
-    return on_record_payload(e, frame[0], e->rx_buf, len - USMP_DATAGRAM_OVERHEAD, seq, ev);
+    return USMP_OK;
 }
 
 /* ---------------------------------------------------------------- datagrams */
@@ -893,6 +903,9 @@ static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_
     if (type != USMP_TYPE_ERROR && type != expected_type(e) &&
         !(type == USMP_TYPE_COOKIE && e->state == USMP_STATE_WAIT_CHALLENGE)) {
         return USMP_ERR_UNEXPECTED; /* rows 11, 27: dropped */
+    }
+    if (type == USMP_TYPE_COOKIE && body_len != USMP_COOKIE_BYTES) {
+        return USMP_ERR_MALFORMED; /* row 7: a COOKIE can only cause a resend */
     }
     if (body_len != handshake_body_len(type) &&
         !(type == USMP_TYPE_HELLO && body_len == USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
@@ -1088,6 +1101,7 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
     e->fragment_sent = (uint16_t)(e->fragment_sent + chunk);
     if (e->fragment_sent == e->fragment_total) {
         e->flags &= (uint8_t)~F_FRAGMENTING;
+        check_soft_limit(e);
     }
     return (int)chunk;
 }

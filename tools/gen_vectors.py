@@ -701,9 +701,12 @@ def negative_file(hs):
             add(prefix + "lost-fragment", name, "server", "ESTABLISHED",
                 [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
                  step(fragment(2, 1500, 1000, message[1000:]), "UNEXPECTED", "open"),
-                 step(s["seal"](s["k_c2s"], 3, DATA, b"next"), "ok", "open", delivers=b"next")],
+                 step(s["seal"](s["k_c2s"], 3, DATA, b"next"), "ok", "open", delivers=b"next"),
+                 step(fragment(2, 1500, 1000, message[1000:]), "UNEXPECTED", "open")],
                 "The fragment with seq 1 was lost: the continuation with seq 2 is dropped with "
-                "the partial message, and the next DATA is delivered.")
+                "the partial message, and the next DATA is delivered. The dropped fragment did "
+                "not enter the replay window (a rejected record changes nothing), so sent again "
+                "it is UNEXPECTED again, not REPLAY.")
             add(prefix + "data-inside-fragmented-message", name, "server", "ESTABLISHED",
                 [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
                  step(s["seal"](s["k_c2s"], 1, DATA, b"interloper"), "ok", "open", delivers=b"interloper"),

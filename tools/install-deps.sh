@@ -9,7 +9,7 @@ packages=(
   libmbedtls-dev libssl-dev
   valgrind
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis
-  python3-setuptools
+  python3-setuptools python3-venv python3-pip
 )
 
 missing=()

@@ -70,6 +70,14 @@ status=${PIPESTATUS[0]}
 summaries+=("pytest: $(tail -n 1 "$pytest_log" | sed 's/=//g; s/^ *//; s/ *$//')")
 [ "$status" -eq 0 ] || failed=1
 
+# --- Python types --------------------------------------------------------
+stage "mypy --strict"
+mypy_log="$BUILD/mypy.log"
+"$PYTHON" -m mypy --strict --no-incremental python/src/usmp 2>&1 | tee "$mypy_log"
+status=${PIPESTATUS[0]}
+summaries+=("mypy: $(tail -n 1 "$mypy_log")")
+[ "$status" -eq 0 ] || failed=1
+
 elapsed=$(( $(date +%s) - started ))
 stage "summary (${elapsed}s)"
 for s in "${summaries[@]}"; do echo "$s"; done

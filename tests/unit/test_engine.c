@@ -548,6 +548,20 @@ static void test_usage_limits(void)
     CHECK_INT_EQ(server.messages, 1);
     CHECK_INT_EQ(usmp_engine_peer_code(&server.e), USMP_CODE_REKEY);
 
+    /* Crossing the soft limit in the middle of a fragmented message: the
+     * whole message goes, then BYE(REKEY). */
+    {
+        static uint8_t big[3000];
+        CHECK(handshake(&STREAM_CFG, 100, 0));
+        client.e.send_usage = ((uint64_t)1 << 34) - 2;
+        server.messages = 0;
+        CHECK_INT_EQ(send_message(&client, &server, big, sizeof big, 0), USMP_OK);
+        CHECK_INT_EQ(server.messages, 1);
+        CHECK_INT_EQ(server.got_len, sizeof big);
+        CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_CLOSED);
+        CHECK_INT_EQ(usmp_engine_peer_code(&server.e), USMP_CODE_REKEY);
+    }
+
     /* The hard limit: the seal is refused and nothing leaves. */
     CHECK(handshake(&STREAM_CFG, 100, 0));
     client.e.send_usage = ((uint64_t)1 << 36) - 1;

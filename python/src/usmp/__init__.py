@@ -1,0 +1,72 @@
+"""USMP gateway: the sans-I/O protocol engine and asyncio drivers over TCP.
+
+The protocol is specified in ``spec/protocol.md`` of the USMP repository;
+``docs/python.md`` documents this package.
+"""
+
+from .client import USMPClient
+from .config import ClientConfig, ServerConfig
+from .engine import (
+    ClientEngine,
+    CookieCheck,
+    DeterministicInputs,
+    EngineConfig,
+    Event,
+    HandshakeComplete,
+    HelloReceived,
+    InputDropped,
+    MessageReceived,
+    ServerEngine,
+    State,
+)
+from .errors import (
+    Condition,
+    ConfigurationError,
+    ConnectionLost,
+    HandshakeTimeout,
+    LocalProtocolError,
+    PeerClosed,
+    PeerError,
+    PeerTimeout,
+    RemoteProtocolError,
+    TransportClosed,
+    USMPError,
+)
+from .server import USMPServer
+from .session import Session
+from .wire import Limits, Mode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientConfig",
+    "ClientEngine",
+    "Condition",
+    "ConfigurationError",
+    "ConnectionLost",
+    "CookieCheck",
+    "DeterministicInputs",
+    "EngineConfig",
+    "Event",
+    "HandshakeComplete",
+    "HandshakeTimeout",
+    "HelloReceived",
+    "InputDropped",
+    "Limits",
+    "LocalProtocolError",
+    "MessageReceived",
+    "Mode",
+    "PeerClosed",
+    "PeerError",
+    "PeerTimeout",
+    "RemoteProtocolError",
+    "ServerConfig",
+    "ServerEngine",
+    "Session",
+    "State",
+    "TransportClosed",
+    "USMPClient",
+    "USMPError",
+    "USMPServer",
+    "__version__",
+]

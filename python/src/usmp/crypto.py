@@ -1,0 +1,108 @@
+"""Suite 1 (spec section 3): X25519, SHA-256, HMAC-SHA256/16, HKDF-SHA256, and the key schedule (5.3-5.5).
+
+About wiping (spec 5.7): Python cannot overwrite immutable ``bytes`` and the
+cryptography package keeps its own copies inside OpenSSL objects, so this
+implementation cannot truly wipe secrets. What it does instead is keep each
+secret in as few places as possible and drop every reference at the point
+where the spec says to wipe, so the memory can be reclaimed. Treat the
+gateway process itself as holding the PSKs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from .errors import Condition, RemoteProtocolError
+from .wire import MAC_BYTES, Mode
+
+TRANSCRIPT_LABEL = b"usmp-v1 transcript"
+KEY_SCHEDULE_INFO = b"usmp-v1"
+CLIENT_FINISHED = b"client finished"
+SERVER_FINISHED = b"server finished"
+COOKIE_LABEL = b"usmp-v1 cookie"
+OKM_BYTES = 128
+
+
+def x25519_public(private: bytes) -> bytes:
+    public = X25519PrivateKey.from_private_bytes(private).public_key()
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def x25519_shared(private: bytes, peer_public: bytes) -> bytes:
+    """``X25519(private, peer_public)``; an all-zero result (a low-order peer key) fails with BAD_KEY.
+
+    OpenSSL itself refuses to return an all-zero secret (it raises), so both
+    paths lead to the same condition.
+    """
+    try:
+        shared = X25519PrivateKey.from_private_bytes(private).exchange(
+            X25519PublicKey.from_public_bytes(peer_public)
+        )
+    except ValueError:
+        shared = bytes(32)
+    if not any(shared):
+        raise RemoteProtocolError(Condition.BAD_KEY, "the X25519 result is all zero")
+    return shared
+
+
+def mac16(key: bytes, *parts: bytes) -> bytes:
+    """HMAC-SHA256 over the concatenation of ``parts``, truncated to 16 bytes."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(part)
+    return mac.digest()[:MAC_BYTES]
+
+
+def macs_equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison: a timing difference must not tell how many MAC bytes were right."""
+    return hmac.compare_digest(a, b)
+
+
+def transcript_hash(mode: Mode, hello_frame: bytes, challenge_frame: bytes) -> bytes:
+    """TH (section 5.3). ``hello_frame`` is the HELLO as sent, without a datagram cookie."""
+    return hashlib.sha256(TRANSCRIPT_LABEL + bytes((mode,)) + hello_frame + challenge_frame).digest()
+
+
+def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt, ikm, hashlib.sha256).digest()
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """The four keys of section 5.4."""
+
+    c2s: bytes
+    s2c: bytes
+    confirm_client: bytes
+    confirm_server: bytes
+
+
+def derive_keys(shared: bytes, psk: bytes, nonce: bytes, th: bytes) -> SessionKeys:
+    """Section 5.4: PRK = Extract(nonce, dh || PSK); OKM = Expand(PRK, "usmp-v1" || TH, 128)."""
+    okm = hkdf_expand(hkdf_extract(nonce, shared + psk), KEY_SCHEDULE_INFO + th, OKM_BYTES)
+    return SessionKeys(okm[0:32], okm[32:64], okm[64:96], okm[96:128])
+
+
+def client_finished(confirm_client: bytes, th: bytes) -> bytes:
+    """HELLO_ACK.mac (section 5.5)."""
+    return mac16(confirm_client, CLIENT_FINISHED, th)
+
+
+def server_finished(confirm_server: bytes, th: bytes, hello_ack_frame: bytes, session_id: bytes) -> bytes:
+    """SESSION_OK.mac (section 5.5): also covers the client's proof and the session id."""
+    return mac16(confirm_server, SERVER_FINISHED, th, hello_ack_frame, session_id)
+
+
+def cookie_mac(secret: bytes, client_address: bytes, hello_without_cookie: bytes) -> bytes:
+    """The stateless cookie of section 8.3."""
+    return mac16(secret, COOKIE_LABEL, client_address, hello_without_cookie)

@@ -1,0 +1,925 @@
+"""The sans-I/O USMP engine: both roles, both modes (spec/state-machine.md).
+
+An engine never touches a socket, a clock or a random source it was not
+given. The caller feeds it what arrived and the current time, and collects
+what it must send::
+
+    events = engine.receive_data(data, now)   # stream: any bytes; datagram: one datagram
+    engine.handle_timeout(now)                # when now >= engine.next_deadline()
+    engine.send_message(b"...", now)
+    for frame in engine.frames_to_send(): transport.write(frame)
+    if engine.finished: ...                   # CLOSED or FAILED; see .end_condition, .error
+
+Times are seconds on any monotonic clock (``loop.time()``, ``time.monotonic()``).
+
+Failures follow the state table: in stream mode every violation is fatal
+(the engine queues the ERROR or BYE the table names and moves to FAILED);
+in datagram mode a bad frame is dropped with an :class:`InputDropped` event
+and nothing changes, except for the handshake frames whose rows say FAILED.
+A finished engine keeps its condition: every later call reports it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+from . import crypto
+from .cookie import CookieJar
+from .errors import (
+    Condition,
+    ConfigurationError,
+    ConnectionLost,
+    HandshakeTimeout,
+    LocalProtocolError,
+    PeerClosed,
+    PeerError,
+    PeerTimeout,
+    RemoteProtocolError,
+    USMPError,
+)
+from .psk import check_psk, parse_device_id
+from .records import (
+    MAX_PING_PAYLOAD,
+    Reassembler,
+    RecordReceiver,
+    RecordSender,
+    split_message,
+)
+from .wire import (
+    CHALLENGE_BODY_BYTES,
+    COOKIE_BYTES,
+    DEFINED_TYPES,
+    ERROR_BODY_BYTES,
+    HELLO_ACK_BODY_BYTES,
+    HELLO_BODY_BYTES,
+    MAX_MESSAGE,
+    MAX_RECORD,
+    NONCE_BYTES,
+    SESSION_ID_BYTES,
+    SESSION_INDEX_BYTES,
+    SESSION_OK_BODY_BYTES,
+    STREAM_HEADER_BYTES,
+    SUITE,
+    SUITE_BIT,
+    PROTOCOL_VERSION,
+    VERSION_BIT,
+    Challenge,
+    FrameType,
+    Hello,
+    Limits,
+    Mode,
+    build_frame,
+    error_frame,
+    frame_body,
+    frame_type_condition,
+    limits_valid,
+    max_record_for,
+)
+
+log = logging.getLogger("usmp.engine")
+
+PRIVATE_KEY_BYTES = 32
+STAND_IN_PSK_BYTES = 32
+# Section 8.1: datagram client retransmission timeout.
+INITIAL_RETRANSMIT = 1.0
+MAX_RETRANSMIT = 4.0
+
+RandomSource = Callable[[int], bytes]
+
+
+class State(enum.Enum):
+    START = "START"
+    WAIT_CHALLENGE = "WAIT_CHALLENGE"
+    WAIT_SESSION_OK = "WAIT_SESSION_OK"
+    WAIT_HELLO = "WAIT_HELLO"
+    WAIT_HELLO_ACK = "WAIT_HELLO_ACK"
+    ESTABLISHED = "ESTABLISHED"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
+
+
+HANDSHAKE_STATES = frozenset(
+    {State.START, State.WAIT_CHALLENGE, State.WAIT_SESSION_OK, State.WAIT_HELLO, State.WAIT_HELLO_ACK}
+)
+TERMINAL_STATES = frozenset({State.CLOSED, State.FAILED})
+
+
+def check_positive(owner: object, *names: str) -> None:
+    """Raise ConfigurationError unless each named attribute is positive or None."""
+    for name in names:
+        value = getattr(owner, name)
+        if value is not None and not value > 0:
+            raise ConfigurationError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What one side announces and its timers (spec sections 6.6 and 11). Times in seconds.
+
+    ``keepalive_interval``: send PING when nothing authenticated has arrived
+    for this long (``None``: off). ``pong_timeout``: then fail with
+    PEER_TIMEOUT if nothing authenticated arrives within it (``None``: the
+    keepalive interval).
+    """
+
+    max_record: int = MAX_RECORD
+    max_message: int = MAX_MESSAGE
+    handshake_timeout: float = 10.0
+    keepalive_interval: float | None = None
+    pong_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if not limits_valid(Mode.STREAM, self.max_record, self.max_message):
+            raise ConfigurationError(
+                f"max_record must be 16..{MAX_RECORD} and max_message max_record..{MAX_MESSAGE}, "
+                f"got {self.max_record} and {self.max_message}"
+            )
+        check_positive(self, "handshake_timeout", "keepalive_interval", "pong_timeout")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_record, self.max_message)
+
+
+@dataclass(frozen=True)
+class DeterministicInputs:
+    """TEST ONLY. Fixed values used instead of fresh randomness, to reproduce the spec vectors.
+
+    Using this outside tests destroys forward secrecy and session freshness.
+    Any field left ``None`` is drawn from the engine's random source as usual.
+    """
+
+    ephemeral_private: bytes | None = None
+    nonce: bytes | None = None
+    session_id: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CookieCheck:
+    """Given to a datagram :class:`ServerEngine` when its server is under load (spec 8.3)."""
+
+    jar: CookieJar
+    client_address: bytes
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HelloReceived:
+    """Server: a valid HELLO arrived. Answer with ``accept_hello(psk or None)`` or ``refuse_busy()``."""
+
+    device_id: bytes
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    session_id: bytes
+    device_id: bytes
+    peer_limits: Limits
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class InputDropped:
+    """Datagram mode: one frame was discarded; nothing else changed."""
+
+    error: RemoteProtocolError
+
+
+Event = Union[HelloReceived, HandshakeComplete, MessageReceived, InputDropped]
+_Handler = Callable[[bytes, list[Event], float], None]
+
+
+class _Engine:
+    """What both roles share: framing, the record layer, timers, closing and failing."""
+
+    def __init__(
+        self,
+        mode: Mode,
+        config: EngineConfig,
+        state: State,
+        *,
+        random: RandomSource,
+        insecure_test_inputs: DeterministicInputs | None,
+    ) -> None:
+        if not limits_valid(mode, config.max_record, config.max_message):
+            raise ConfigurationError(
+                f"in {mode.name.lower()} mode max_record is at most {max_record_for(mode)}, got {config.max_record}"
+            )
+        self.mode = mode
+        self.config = config
+        self.state = state
+        self.error: USMPError | None = None
+        self.end_condition: Condition | None = None
+        self.session_id: bytes | None = None
+        self.device_id: bytes | None = None
+        self.peer_limits: Limits | None = None
+        self._random = random
+        self._test_inputs = insecure_test_inputs or DeterministicInputs()
+        self._outgoing: list[bytes] = []
+        self._stream_buffer = bytearray()
+        self._handshake_deadline: float | None = None
+        self._sender: RecordSender | None = None
+        self._receiver: RecordReceiver | None = None
+        self._reassembler = Reassembler(mode, config.max_record, config.max_message)
+        self._last_authenticated = 0.0
+        self._pong_deadline: float | None = None
+
+    # --- queries ----------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def established(self) -> bool:
+        return self.state is State.ESTABLISHED
+
+    def frames_to_send(self) -> list[bytes]:
+        """Every frame queued since the last call, in order (stream: write them back to back)."""
+        frames, self._outgoing = self._outgoing, []
+        return frames
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timeout` must next be called, or ``None``."""
+        if self.finished:
+            return None
+        if self.state in HANDSHAKE_STATES:
+            return self._handshake_deadlines()
+        candidates = [self._idle_deadline()]
+        if self._pong_deadline is not None:
+            candidates.append(self._pong_deadline)
+        elif self.config.keepalive_interval is not None:
+            candidates.append(self._last_authenticated + self.config.keepalive_interval)
+        return min((t for t in candidates if t is not None), default=None)
+
+    # --- input ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Stream mode: any bytes of the stream. Datagram mode: exactly one datagram (one frame)."""
+        self._check_not_paused()
+        events: list[Event] = []
+        if self.finished:
+            return events
+        if self.mode is Mode.STREAM:
+            self._stream_buffer += data
+            self._process_stream(events, now)
+        elif not data:
+            events.append(InputDropped(RemoteProtocolError(Condition.MALFORMED, "empty datagram")))
+        else:
+            self._handle_frame(bytes(data), events, now)
+        return events
+
+    def receive_eof(self) -> None:
+        """The transport ended (or broke). Without a BYE first this is TRANSPORT_CLOSED (row 48)."""
+        self._fail(ConnectionLost())
+
+    def handle_timeout(self, now: float) -> None:
+        """Run every timer that is due at ``now`` (rows 12, 26, 44-46)."""
+        if self.finished:
+            return
+        if self.state in HANDSHAKE_STATES:
+            if self._handshake_deadline is not None and now >= self._handshake_deadline:
+                self._fail(HandshakeTimeout())
+            else:
+                self._retransmit_if_due(now)
+            return
+        if self._pong_deadline is not None and now >= self._pong_deadline:
+            self._fail(PeerTimeout())
+            return
+        idle = self._idle_deadline()
+        if idle is not None and now >= idle:
+            self._close(Condition.IDLE_TIMEOUT)
+            return
+        keepalive = self.config.keepalive_interval
+        if keepalive is not None and self._pong_deadline is None and now >= self._last_authenticated + keepalive:
+            if self._seal(FrameType.PING, b""):
+                self._pong_deadline = now + (self.config.pong_timeout or keepalive)
+
+    # --- application calls --------------------------------------------------------------
+
+    def send_message(self, data: bytes, now: float) -> None:
+        """Seal one message as DATA or DATA_FRAGMENTs (rows 39-42).
+
+        Raises :class:`LocalProtocolError` with TOO_LARGE, and sends nothing,
+        if the message is over the peer's ``max_message``.
+        """
+        self._require_established()
+        assert self._sender is not None and self.peer_limits is not None
+        if len(data) > self.peer_limits.max_message:
+            raise LocalProtocolError(
+                f"message of {len(data)} bytes is over the peer's max_message {self.peer_limits.max_message}",
+                Condition.TOO_LARGE,
+            )
+        records = split_message(bytes(data), self.peer_limits.max_record)
+        try:
+            # All or nothing: a message is never cut short by the usage limit.
+            self._sender.check_capacity([len(payload) for _, payload in records])
+        except LocalProtocolError as error:
+            self._fail(error)
+            raise
+        for record_type, payload in records:
+            self._outgoing.append(self._sender.seal(record_type, payload))
+        self._rekey_if_due()
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Send a PING (0 to 8 opaque bytes); the peer answers PONG with the same bytes."""
+        self._require_established()
+        if len(payload) > MAX_PING_PAYLOAD:
+            raise LocalProtocolError(f"a PING payload is at most {MAX_PING_PAYLOAD} bytes")
+        self._seal(FrameType.PING, bytes(payload))
+
+    def close(self, reason: Condition = Condition.NONE) -> None:
+        """End the session: BYE(reason) when established; during the handshake nothing is sent.
+
+        Does nothing if the session has already ended.
+        """
+        if reason.code is None:
+            raise LocalProtocolError(f"{reason} cannot be sent in a BYE")
+        if self.finished:
+            return
+        if self.state is State.ESTABLISHED:
+            self._close(reason)
+        else:
+            self._finish(State.CLOSED, reason, None)
+
+    # --- framing ------------------------------------------------------------------------
+
+    def _process_stream(self, events: list[Event], now: float) -> None:
+        buffer = self._stream_buffer
+        while not self.finished and not self._paused() and len(buffer) >= STREAM_HEADER_BYTES:
+            frame_type = buffer[0]
+            (length,) = struct.unpack_from(">H", buffer, 1)
+            try:
+                # Section 5.1: type and length are judged before the body is waited for.
+                self._check_stream_header(frame_type, length)
+            except RemoteProtocolError as error:
+                self._fail(error)
+                return
+            end = STREAM_HEADER_BYTES + length
+            if len(buffer) < end:
+                return
+            frame = bytes(buffer[:end])
+            del buffer[:end]
+            self._handle_frame(frame, events, now)
+
+    def _check_stream_header(self, frame_type: int, length: int) -> None:
+        if self.state is State.ESTABLISHED:
+            assert self._receiver is not None
+            self._receiver.check_stream_header(frame_type, length)
+            return
+        if frame_type not in DEFINED_TYPES:
+            raise RemoteProtocolError(Condition.MALFORMED, f"undefined frame type 0x{frame_type:02x}")
+        if frame_type == FrameType.ERROR:
+            expected_length: int | None = ERROR_BODY_BYTES
+        else:
+            expected_length = self._stream_body_lengths().get(frame_type)
+        if expected_length is None:
+            raise RemoteProtocolError(Condition.UNEXPECTED, f"{_type_name(frame_type)} in {self.state.value}")
+        if length != expected_length:
+            raise RemoteProtocolError(Condition.MALFORMED, f"{_type_name(frame_type)} of wrong length")
+
+    def _handle_frame(self, frame: bytes, events: list[Event], now: float) -> None:
+        """One whole frame. A RemoteProtocolError escaping a handler is stream: fatal; datagram: drop."""
+        try:
+            if self.state is State.ESTABLISHED:
+                if not self._handle_established_handshake_frame(frame):
+                    self._handle_record(frame, events, now)
+            else:
+                self._handle_handshake_frame(frame, events, now)
+        except RemoteProtocolError as error:
+            if self.mode is Mode.STREAM:
+                self._fail(error)
+            else:
+                log.debug("dropped a datagram: %s", error)
+                events.append(InputDropped(error))
+
+    def _handle_handshake_frame(self, frame: bytes, events: list[Event], now: float) -> None:
+        frame_type = frame[0]
+        if frame_type == FrameType.ERROR:
+            if len(frame_body(self.mode, frame)) != ERROR_BODY_BYTES:
+                raise RemoteProtocolError(Condition.MALFORMED, "ERROR of wrong length")
+            self._fail(PeerError(frame[-1]))  # row 25
+            return
+        handler = self._handshake_handlers().get(frame_type)
+        if handler is None:
+            raise RemoteProtocolError(
+                frame_type_condition(frame_type), f"{_type_name(frame_type)} in {self.state.value}"
+            )
+        handler(frame, events, now)
+
+    def _check_length(self, frame: bytes, body_length: int, *other_datagram_lengths: int) -> None:
+        """Section 4: every handshake frame has exactly its length; otherwise MALFORMED."""
+        length = len(frame_body(self.mode, frame))
+        allowed = (body_length,) if self.mode is Mode.STREAM else (body_length, *other_datagram_lengths)
+        if length not in allowed:
+            raise RemoteProtocolError(Condition.MALFORMED, f"{_type_name(frame[0])} of wrong length")
+
+    # --- records ------------------------------------------------------------------------
+
+    def _install_record_keys(self, send_key: bytes, receive_key: bytes, session_id: bytes, now: float) -> None:
+        index = session_id[:SESSION_INDEX_BYTES] if self.mode is Mode.DATAGRAM else b""
+        self._sender = RecordSender(send_key, self.mode, index)
+        self._receiver = RecordReceiver(receive_key, self.mode, self.config.max_record, index)
+        self._last_authenticated = now
+        self._handshake_deadline = None
+
+    def _handle_record(self, frame: bytes, events: list[Event], now: float) -> None:
+        assert self._receiver is not None
+        record = self._receiver.open(frame)  # checks 1-7
+        payload = record.plaintext
+        fragment = None
+        # Check 8, still without changing anything.
+        if record.record_type is FrameType.DATA:
+            self._reassembler.check_data()
+        elif record.record_type is FrameType.DATA_FRAGMENT:
+            fragment = self._reassembler.check_fragment(payload, record.counter)
+            if fragment.out_of_sequence:
+                # Datagram mode (6.4): the partial message is lost with this fragment,
+                # which is dropped as UNEXPECTED without being accepted.
+                self._reassembler.discard()
+                raise RemoteProtocolError(Condition.UNEXPECTED, "DATA_FRAGMENT out of sequence")
+        elif record.record_type in (FrameType.PING, FrameType.PONG):
+            if len(payload) > MAX_PING_PAYLOAD:
+                raise RemoteProtocolError(Condition.MALFORMED, f"{record.record_type.name} payload over 8 bytes")
+        elif len(payload) != 1:
+            raise RemoteProtocolError(Condition.MALFORMED, "BYE payload is not exactly one byte")
+        # Accepted: only now does any state move.
+        self._receiver.accept(record)
+        self._record_accepted()
+        self._last_authenticated = now
+        self._pong_deadline = None
+        if record.record_type is FrameType.DATA:
+            self._reassembler.apply_data()
+            events.append(MessageReceived(payload))
+        elif fragment is not None:
+            message = self._reassembler.apply_fragment(fragment)
+            if message is not None:
+                events.append(MessageReceived(message))
+        elif record.record_type is FrameType.PING:
+            self._seal(FrameType.PONG, payload)
+        elif record.record_type is FrameType.BYE:
+            self._finish(State.CLOSED, Condition.PEER_CLOSED, PeerClosed(payload[0]))
+
+    def _seal(self, record_type: FrameType, payload: bytes) -> bool:
+        """Seal and queue one record; at the hard usage limit fail with KEY_LIMIT instead (row 42)."""
+        assert self._sender is not None
+        try:
+            self._outgoing.append(self._sender.seal(record_type, payload))
+        except LocalProtocolError as error:
+            self._fail(error)
+            return False
+        self._rekey_if_due()
+        return True
+
+    def _rekey_if_due(self) -> None:
+        """Row 41: at the soft usage limit, finish the record, then BYE(REKEY) and close."""
+        assert self._sender is not None
+        if self.state is State.ESTABLISHED and self._sender.soft_limit_reached:
+            self._close(Condition.REKEY)
+
+    # --- ending -------------------------------------------------------------------------
+
+    def _close(self, reason: Condition) -> None:
+        code = reason.code
+        assert code is not None and self._sender is not None
+        try:
+            self._outgoing.append(self._sender.seal(FrameType.BYE, bytes((code,))))
+        except LocalProtocolError as error:
+            self._fail(error)
+            return
+        self._finish(State.CLOSED, reason, None)
+
+    def _fail(self, error: USMPError) -> None:
+        """Move to FAILED, first queueing the reply the state table names for a peer's violation."""
+        if self.finished:
+            return
+        code = error.condition.code
+        if isinstance(error, RemoteProtocolError) and not isinstance(error, PeerError) and code is not None:
+            if self.state in HANDSHAKE_STATES:
+                self._outgoing.append(error_frame(self.mode, error.condition))
+            elif self.mode is Mode.STREAM and self._sender is not None:
+                try:
+                    self._outgoing.append(self._sender.seal(FrameType.BYE, bytes((code,))))
+                except LocalProtocolError:
+                    pass  # at the usage limit the BYE cannot be sealed; close without it
+        log.debug("session failed: %s", error)
+        self._finish(State.FAILED, error.condition, error)
+
+    def _finish(self, state: State, condition: Condition, error: USMPError | None) -> None:
+        self.state = state
+        self.end_condition = condition
+        self.error = error
+        # Record keys go with the session (spec 5.7); see crypto.py about wiping.
+        self._sender = self._receiver = None
+        self._stream_buffer.clear()
+        self._drop_handshake_secrets()
+
+    def _require_established(self) -> None:
+        if self.state is State.ESTABLISHED:
+            return
+        if self.error is not None:
+            raise self.error  # sticky: every later call reports the condition that ended it
+        raise LocalProtocolError(f"not allowed in state {self.state.value}")
+
+    # --- role hooks ---------------------------------------------------------------------
+
+    def _stream_body_lengths(self) -> dict[int, int]:
+        """Frame types expected in the current handshake state and their stream body length."""
+        raise NotImplementedError
+
+    def _handshake_handlers(self) -> dict[int, _Handler]:
+        raise NotImplementedError
+
+    def _handle_established_handshake_frame(self, frame: bytes) -> bool:
+        """Datagram duplicates answered in ESTABLISHED (8.2); True if ``frame`` was one."""
+        return False
+
+    def _record_accepted(self) -> None:
+        """Called when a record has passed every check."""
+
+    def _handshake_deadlines(self) -> float | None:
+        return self._handshake_deadline
+
+    def _retransmit_if_due(self, now: float) -> None:
+        """Datagram client only (8.1)."""
+
+    def _idle_deadline(self) -> float | None:
+        return None
+
+    def _paused(self) -> bool:
+        return False
+
+    def _check_not_paused(self) -> None:
+        """Server only: input is refused while a HELLO decision is pending."""
+
+    def _drop_handshake_secrets(self) -> None:
+        raise NotImplementedError
+
+
+def _type_name(frame_type: int) -> str:
+    try:
+        return FrameType(frame_type).name
+    except ValueError:
+        return f"type 0x{frame_type:02x}"
+
+
+class ClientEngine(_Engine):
+    """The device side: starts the handshake (rows 1-12)."""
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        device_id: bytes | str,
+        psk: bytes,
+        config: EngineConfig | None = None,
+        random: RandomSource = os.urandom,
+        insecure_test_inputs: DeterministicInputs | None = None,
+    ) -> None:
+        super().__init__(
+            mode,
+            config or EngineConfig(),
+            State.START,
+            random=random,
+            insecure_test_inputs=insecure_test_inputs,
+        )
+        self.device_id = parse_device_id(device_id)
+        self._psk: bytes | None = check_psk(psk)
+        self._ephemeral_private: bytes | None = None
+        self._hello_frame = b""  # as sent, without a cookie: the transcript's HELLO
+        self._flight: bytes | None = None  # datagram: what a retransmission resends
+        self._retransmit_at: float | None = None
+        self._retransmit_interval = INITIAL_RETRANSMIT
+        # Between CHALLENGE and SESSION_OK: what checking SESSION_OK needs.
+        self._transcript: bytes | None = None
+        self._confirm_server: bytes | None = None
+        self._record_keys: tuple[bytes, bytes] | None = None
+        self._hello_ack_frame = b""
+
+    def start(self, now: float) -> None:
+        """Send HELLO (row 1)."""
+        if self.state is not State.START:
+            raise LocalProtocolError(f"start() in state {self.state.value}")
+        private = self._test_inputs.ephemeral_private or self._random(PRIVATE_KEY_BYTES)
+        self._ephemeral_private = private
+        assert self.device_id is not None
+        hello = Hello(VERSION_BIT, SUITE_BIT, self.device_id, crypto.x25519_public(private), self.config.limits)
+        self._hello_frame = build_frame(self.mode, FrameType.HELLO, hello.body())
+        self._handshake_deadline = now + self.config.handshake_timeout
+        self.state = State.WAIT_CHALLENGE
+        self._send_flight(self._hello_frame, now)
+
+    def _send_flight(self, frame: bytes, now: float) -> None:
+        self._outgoing.append(frame)
+        if self.mode is Mode.DATAGRAM:
+            self._flight = frame
+            self._retransmit_interval = INITIAL_RETRANSMIT
+            self._retransmit_at = now + INITIAL_RETRANSMIT
+
+    def _retransmit_if_due(self, now: float) -> None:
+        if self._flight is None or self._retransmit_at is None or now < self._retransmit_at:
+            return
+        self._outgoing.append(self._flight)  # byte for byte
+        self._retransmit_interval = min(2 * self._retransmit_interval, MAX_RETRANSMIT)
+        self._retransmit_at = now + self._retransmit_interval
+
+    def _handshake_deadlines(self) -> float | None:
+        deadlines = [t for t in (self._handshake_deadline, self._retransmit_at) if t is not None]
+        return min(deadlines, default=None)
+
+    def _stream_body_lengths(self) -> dict[int, int]:
+        if self.state is State.WAIT_CHALLENGE:
+            return {FrameType.CHALLENGE: CHALLENGE_BODY_BYTES}
+        if self.state is State.WAIT_SESSION_OK:
+            return {FrameType.SESSION_OK: SESSION_OK_BODY_BYTES}
+        return {}
+
+    def _handshake_handlers(self) -> dict[int, _Handler]:
+        if self.state is State.WAIT_CHALLENGE:
+            handlers: dict[int, _Handler] = {FrameType.CHALLENGE: self._on_challenge}
+            if self.mode is Mode.DATAGRAM:
+                handlers[FrameType.COOKIE] = self._on_cookie
+            return handlers
+        if self.state is State.WAIT_SESSION_OK:
+            return {FrameType.SESSION_OK: self._on_session_ok}
+        return {}
+
+    def _on_cookie(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Row 7: resend the same HELLO with the cookie appended, and retransmit that from now on.
+
+        A COOKIE of the wrong length is dropped rather than fatal: the state
+        table names no failure for it, and it is unauthenticated.
+        """
+        self._check_length(frame, COOKIE_BYTES)
+        self._send_flight(self._hello_frame + frame_body(self.mode, frame), now)
+
+    def _on_challenge(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Rows 2-6, checks in the order of section 4.5."""
+        try:
+            self._check_length(frame, CHALLENGE_BODY_BYTES)
+            challenge = Challenge.parse(self.mode, frame_body(self.mode, frame))
+            assert self._ephemeral_private is not None and self._psk is not None
+            shared = crypto.x25519_shared(self._ephemeral_private, challenge.public_key)
+        except RemoteProtocolError as error:
+            self._fail(error)
+            return
+        self._ephemeral_private = None  # wiped as soon as dh is computed (5.7)
+        transcript = crypto.transcript_hash(self.mode, self._hello_frame, frame)
+        keys = crypto.derive_keys(shared, self._psk, challenge.nonce, transcript)
+        del shared
+        self._psk = None
+        self._transcript = transcript
+        self._confirm_server = keys.confirm_server
+        self._record_keys = (keys.c2s, keys.s2c)
+        self.peer_limits = challenge.limits
+        self._hello_ack_frame = build_frame(
+            self.mode, FrameType.HELLO_ACK, crypto.client_finished(keys.confirm_client, transcript)
+        )
+        self.state = State.WAIT_SESSION_OK
+        self._send_flight(self._hello_ack_frame, now)
+
+    def _on_session_ok(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Rows 8-10."""
+        try:
+            self._check_length(frame, SESSION_OK_BODY_BYTES)
+            body = frame_body(self.mode, frame)
+            session_id, mac = body[:SESSION_ID_BYTES], body[SESSION_ID_BYTES:]
+            assert self._confirm_server is not None and self._transcript is not None
+            expected = crypto.server_finished(self._confirm_server, self._transcript, self._hello_ack_frame, session_id)
+            if not crypto.macs_equal(mac, expected):
+                raise RemoteProtocolError(Condition.AUTH_FAILED, "SESSION_OK MAC does not verify")
+        except RemoteProtocolError as error:
+            self._fail(error)
+            return
+        assert self._record_keys is not None and self.device_id is not None and self.peer_limits is not None
+        send_key, receive_key = self._record_keys
+        self._install_record_keys(send_key, receive_key, session_id, now)
+        self.session_id = session_id
+        self.state = State.ESTABLISHED
+        self._drop_handshake_secrets()
+        events.append(HandshakeComplete(session_id, self.device_id, self.peer_limits))
+
+    def _drop_handshake_secrets(self) -> None:
+        self._psk = self._ephemeral_private = None
+        self._transcript = self._confirm_server = None
+        self._record_keys = None
+        self._flight = self._retransmit_at = None
+
+
+class ServerEngine(_Engine):
+    """The gateway side of one connection (stream) or one client address (datagram): rows 13-24.
+
+    A valid HELLO pauses the engine with a :class:`HelloReceived` event, so
+    that the driver can look the PSK up (possibly asynchronously) and apply
+    its session and handshake limits; it then calls :meth:`accept_hello` or
+    :meth:`refuse_busy`.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        now: float,
+        config: EngineConfig | None = None,
+        idle_timeout: float | None = None,
+        cookie: CookieCheck | None = None,
+        session_index: bytes | None = None,
+        random: RandomSource = os.urandom,
+        insecure_test_inputs: DeterministicInputs | None = None,
+    ) -> None:
+        super().__init__(
+            mode,
+            config or EngineConfig(),
+            State.WAIT_HELLO,
+            random=random,
+            insecure_test_inputs=insecure_test_inputs,
+        )
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ConfigurationError(f"idle_timeout must be positive, got {idle_timeout}")
+        if session_index is not None and len(session_index) != SESSION_INDEX_BYTES:
+            raise ConfigurationError(f"a session index is {SESSION_INDEX_BYTES} bytes")
+        if cookie is not None and mode is not Mode.DATAGRAM:
+            raise ConfigurationError("cookies exist only in datagram mode")
+        self._idle_timeout = idle_timeout
+        self._cookie = cookie
+        self._session_index = session_index
+        # The handshake timer runs from the first byte or datagram, so that a
+        # connection that never completes its HELLO is bounded too.
+        self._handshake_deadline = now + self.config.handshake_timeout
+        self._hello: Hello | None = None
+        self._hello_frame = b""  # without a cookie: the transcript's HELLO
+        self._hello_pending = False
+        self._challenge_frame = b""
+        self._expected_client_mac: bytes | None = None
+        self._transcript: bytes | None = None
+        self._confirm_server: bytes | None = None
+        self._record_keys: tuple[bytes, bytes] | None = None
+        # Datagram: answers to a lost SESSION_OK until the first client record (8.2).
+        self._accepted_hello_ack: bytes | None = None
+        self._session_ok_frame: bytes | None = None
+
+    def _paused(self) -> bool:
+        return self._hello_pending
+
+    def _check_not_paused(self) -> None:
+        if self._hello_pending:
+            raise LocalProtocolError("a HELLO is waiting for accept_hello() or refuse_busy()")
+
+    def _idle_deadline(self) -> float | None:
+        if self._idle_timeout is None or self.state is not State.ESTABLISHED:
+            return None
+        return self._last_authenticated + self._idle_timeout
+
+    def _stream_body_lengths(self) -> dict[int, int]:
+        if self.state is State.WAIT_HELLO:
+            return {FrameType.HELLO: HELLO_BODY_BYTES}
+        if self.state is State.WAIT_HELLO_ACK:
+            return {FrameType.HELLO_ACK: HELLO_ACK_BODY_BYTES}
+        return {}
+
+    def _handshake_handlers(self) -> dict[int, _Handler]:
+        if self.state is State.WAIT_HELLO:
+            return {FrameType.HELLO: self._on_hello}
+        handlers: dict[int, _Handler] = {FrameType.HELLO_ACK: self._on_hello_ack}
+        if self.mode is Mode.DATAGRAM:
+            handlers[FrameType.HELLO] = self._on_repeated_hello
+        return handlers
+
+    def _on_hello(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Section 4.5 steps 1-5; steps 6-7 run in accept_hello()."""
+        try:
+            self._check_length(frame, HELLO_BODY_BYTES, HELLO_BODY_BYTES + COOKIE_BYTES)
+            hello = Hello.parse(self.mode, frame_body(self.mode, frame))
+        except RemoteProtocolError as error:
+            self._fail(error)
+            return
+        hello_frame = build_frame(self.mode, FrameType.HELLO, hello.body(with_cookie=False))
+        if self._cookie is not None:
+            jar, address = self._cookie.jar, self._cookie.client_address
+            if hello.cookie is None or not jar.verify(address, hello_frame, hello.cookie, now):
+                # Row 19: answer with a cookie and keep nothing.
+                cookie = jar.make(address, hello_frame, now)
+                self._outgoing.append(build_frame(self.mode, FrameType.COOKIE, cookie))
+                return
+        self._hello, self._hello_frame = hello, hello_frame
+        self.device_id = hello.device_id
+        self._hello_pending = True
+        events.append(HelloReceived(hello.device_id))
+
+    def accept_hello(self, psk: bytes | None, now: float) -> list[Event]:
+        """Continue after :class:`HelloReceived` with the device's PSK, or ``None`` for an unknown device.
+
+        An unknown device gets a random stand-in PSK and goes on exactly like
+        a known one, to fail at HELLO_ACK with AUTH_FAILED (4.5 step 6, 13).
+        Returns the events of any input buffered meanwhile.
+        """
+        if not self._hello_pending:
+            raise LocalProtocolError("accept_hello() without a pending HELLO")
+        key = check_psk(psk) if psk is not None else self._random(STAND_IN_PSK_BYTES)
+        self._hello_pending = False
+        assert self._hello is not None
+        events: list[Event] = []
+        private = self._test_inputs.ephemeral_private or self._random(PRIVATE_KEY_BYTES)
+        nonce = self._test_inputs.nonce or self._random(NONCE_BYTES)
+        session_id = self._test_inputs.session_id or self._new_session_id()
+        challenge = Challenge(PROTOCOL_VERSION, SUITE, nonce, crypto.x25519_public(private), self.config.limits)
+        challenge_frame = build_frame(self.mode, FrameType.CHALLENGE, challenge.body())
+        try:
+            shared = crypto.x25519_shared(private, self._hello.public_key)
+        except RemoteProtocolError as error:
+            self._fail(error)
+            return events
+        del private  # the ephemeral private key is not needed after dh (5.7)
+        transcript = crypto.transcript_hash(self.mode, self._hello_frame, challenge_frame)
+        keys = crypto.derive_keys(shared, key, nonce, transcript)
+        del shared, key
+        self._expected_client_mac = crypto.client_finished(keys.confirm_client, transcript)
+        self._transcript = transcript
+        self._confirm_server = keys.confirm_server
+        self._record_keys = (keys.s2c, keys.c2s)
+        self.peer_limits = self._hello.limits
+        self.session_id = session_id
+        self._challenge_frame = challenge_frame
+        self._outgoing.append(challenge_frame)
+        self.state = State.WAIT_HELLO_ACK
+        if self.mode is Mode.STREAM:
+            self._process_stream(events, now)
+        return events
+
+    def refuse_busy(self) -> None:
+        """Row 18: answer the pending HELLO with ERROR(BUSY), before any X25519."""
+        if not self._hello_pending:
+            raise LocalProtocolError("refuse_busy() without a pending HELLO")
+        self._hello_pending = False
+        self._outgoing.append(error_frame(self.mode, Condition.BUSY))
+        self._finish(State.FAILED, Condition.BUSY, USMPError(Condition.BUSY, "at the session or handshake limit"))
+
+    def _new_session_id(self) -> bytes:
+        """Section 5.6: a datagram server's index must be unique among its live sessions (the driver's choice)."""
+        index = self._session_index or self._random(SESSION_INDEX_BYTES)
+        return index + self._random(SESSION_ID_BYTES - SESSION_INDEX_BYTES)
+
+    def _on_repeated_hello(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE; anything else is dropped.
+
+        A *different* HELLO from the same address starts a new handshake; that
+        is the datagram demultiplexer's business (it makes a new engine).
+        """
+        if frame[: len(self._hello_frame)] == self._hello_frame and len(frame) in (
+            len(self._hello_frame),
+            len(self._hello_frame) + COOKIE_BYTES,
+        ):
+            self._outgoing.append(self._challenge_frame)
+            return
+        raise RemoteProtocolError(Condition.UNEXPECTED, "a different HELLO during the handshake")
+
+    def _on_hello_ack(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Rows 20-22."""
+        try:
+            self._check_length(frame, HELLO_ACK_BODY_BYTES)
+            assert self._expected_client_mac is not None
+            if not crypto.macs_equal(frame_body(self.mode, frame), self._expected_client_mac):
+                raise RemoteProtocolError(Condition.AUTH_FAILED, "HELLO_ACK MAC does not verify")
+        except RemoteProtocolError as error:
+            self._fail(error)
+            return
+        assert self._confirm_server is not None and self._transcript is not None and self.session_id is not None
+        mac = crypto.server_finished(self._confirm_server, self._transcript, frame, self.session_id)
+        session_ok = build_frame(self.mode, FrameType.SESSION_OK, self.session_id + mac)
+        assert self._record_keys is not None and self.device_id is not None and self.peer_limits is not None
+        send_key, receive_key = self._record_keys
+        self._install_record_keys(send_key, receive_key, self.session_id, now)
+        self._outgoing.append(session_ok)
+        if self.mode is Mode.DATAGRAM:
+            self._accepted_hello_ack, self._session_ok_frame = frame, session_ok
+        self.state = State.ESTABLISHED
+        self._drop_handshake_secrets()
+        events.append(HandshakeComplete(self.session_id, self.device_id, self.peer_limits))
+
+    def _handle_established_handshake_frame(self, frame: bytes) -> bool:
+        if self._session_ok_frame is not None and frame == self._accepted_hello_ack:
+            self._outgoing.append(self._session_ok_frame)  # row 24
+            return True
+        return False
+
+    def _record_accepted(self) -> None:
+        # After the first authenticated client record a HELLO_ACK is just UNEXPECTED (8.2).
+        self._accepted_hello_ack = self._session_ok_frame = None
+
+    def _drop_handshake_secrets(self) -> None:
+        self._expected_client_mac = self._transcript = self._confirm_server = None
+        self._record_keys = None
+        self._hello = None
+        self._hello_pending = False

@@ -1,0 +1,257 @@
+"""One USMP session over an asyncio byte stream: the loop both drivers share.
+
+The loop is the only reader of the socket. It feeds the engine, writes what
+the engine queues, runs the engine's timers at ``engine.next_deadline()``,
+and hands events to a :class:`SessionHandler` (the server's or the
+client's). Application calls (``send``, ``close``) go straight to the engine
+and write at once; because an engine call and the write that follows it
+never await in between, frames of concurrent senders never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .engine import (
+    ClientEngine,
+    Event,
+    HandshakeComplete,
+    HelloReceived,
+    InputDropped,
+    MessageReceived,
+    ServerEngine,
+)
+from .errors import Condition, LocalProtocolError, USMPError
+from .wire import Limits
+
+log = logging.getLogger("usmp.session")
+
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class HelloDecision:
+    """The server's answer to a HELLO: the device's PSK (``None``: unknown device), or BUSY."""
+
+    psk: bytes | None = None
+    busy: bool = False
+
+
+class SessionHandler:
+    """What a driver does with a session's events. Every method may be left as is."""
+
+    async def on_hello(self, session: Session, device_id: bytes) -> HelloDecision:
+        return HelloDecision()
+
+    async def on_open(self, session: Session) -> None:
+        pass
+
+    async def on_message(self, session: Session, data: bytes) -> None:
+        pass
+
+    async def on_close(self, session: Session) -> None:
+        pass
+
+
+class Session:
+    """An established (or establishing) USMP session; what ``on_data``, ``on_open`` and ``on_close`` receive.
+
+    ``device_id`` and ``session_id`` are set once the handshake is done;
+    ``peer`` is the remote socket address.
+    """
+
+    def __init__(
+        self,
+        engine: Union[ClientEngine, ServerEngine],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handler: SessionHandler,
+    ) -> None:
+        self._engine = engine
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
+        self._stopping = False  # set by close(): deliver nothing more to the application
+        self._callback_idle = asyncio.Event()  # clear while a handler callback runs
+        self._callback_idle.set()
+        self._opened = False
+        self.peer: Any = writer.get_extra_info("peername")
+
+    # --- what the application sees ------------------------------------------------------
+
+    @property
+    def device_id(self) -> bytes | None:
+        """The authenticated device id, once the handshake is done."""
+        return self._engine.device_id if self._opened else None
+
+    @property
+    def session_id(self) -> bytes | None:
+        return self._engine.session_id if self._opened else None
+
+    @property
+    def established(self) -> bool:
+        return self._engine.established
+
+    @property
+    def closed(self) -> bool:
+        return self._engine.finished
+
+    @property
+    def peer_limits(self) -> Limits | None:
+        """The peer's ``max_record`` and ``max_message``: a message over ``max_message`` cannot be sent."""
+        return self._engine.peer_limits
+
+    @property
+    def close_reason(self) -> Condition | None:
+        """Why the session ended (``None`` while it runs): NONE, PEER_CLOSED, SHUTDOWN, AUTH_FAILED..."""
+        return self._engine.end_condition
+
+    @property
+    def error(self) -> USMPError | None:
+        """The exception that ended the session, if it did not end with a BYE sent by this side."""
+        return self._engine.error
+
+    async def send(self, data: bytes) -> None:
+        """Send one message; waits while the socket's write buffer is full.
+
+        Raises :class:`~usmp.LocalProtocolError` (TOO_LARGE) for a message over
+        the peer's ``max_message``, and the session's error once it has ended.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise LocalProtocolError(f"send() takes bytes, not {type(data).__name__}")
+        self._engine.send_message(bytes(data), self._loop.time())
+        await self._flush()
+        if self._engine.finished:  # the usage limit made it send BYE(REKEY)
+            self._writer.close()
+
+    async def close(self, reason: Condition = Condition.NONE) -> None:
+        """Send BYE(reason) (nothing during the handshake), close the connection, and wait for the end."""
+        self._stopping = True
+        self._engine.close(reason)
+        await self._flush()
+        self._writer.close()
+        if self._task is not None and self._task is not asyncio.current_task():
+            await self._ended.wait()
+
+    async def wait_closed(self) -> None:
+        await self._ended.wait()
+
+    def __repr__(self) -> str:
+        sid = self.session_id.hex() if self.session_id else "-"
+        return f"<Session {sid} peer={self.peer!r} state={self._engine.state.value}>"
+
+    # --- driver side ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The session's loop; returns when the session has ended and the connection is closed."""
+        self._task = asyncio.current_task()
+        try:
+            await self._flush()  # a client's HELLO
+            while not self._engine.finished:
+                events = await self._next_input()
+                await self._flush()
+                for event in events:
+                    await self._dispatch(event)
+            await self._flush()
+        finally:
+            self._writer.close()
+            self._ended.set()
+            try:
+                await self._callback(self._handler.on_close(self))
+            finally:
+                await self._wait_transport_closed()
+
+    async def shutdown(self, grace: float) -> None:
+        """Server stop: let a running callback finish (up to ``grace`` seconds), then BYE(SHUTDOWN)."""
+        self._stopping = True
+        try:
+            async with asyncio.timeout(grace):
+                await self._callback_idle.wait()
+        except TimeoutError:
+            log.warning("%r: on_data still running after %.1f s, cancelled", self, grace)
+            if self._task is not None:
+                self._task.cancel()
+        if self._engine.established:
+            await self.close(Condition.SHUTDOWN)
+        else:
+            await self.close()
+
+    async def _next_input(self) -> list[Event]:
+        try:
+            async with asyncio.timeout_at(self._engine.next_deadline()):
+                data = await self._reader.read(READ_SIZE)
+        except TimeoutError:
+            self._engine.handle_timeout(self._loop.time())
+            return []
+        except OSError:  # reset, unreachable: the stream is gone
+            data = b""
+        if not data:
+            self._engine.receive_eof()
+            return []
+        return self._engine.receive_data(data, self._loop.time())
+
+    async def _dispatch(self, event: Event) -> None:
+        if isinstance(event, HelloReceived):
+            await self._answer_hello(event.device_id)
+        elif isinstance(event, HandshakeComplete):
+            self._opened = True
+            await self._callback(self._handler.on_open(self))
+        elif isinstance(event, MessageReceived):
+            if not self._stopping:
+                await self._callback(self._handler.on_message(self, event.data))
+        elif isinstance(event, InputDropped):  # pragma: no cover - stream sessions fail instead
+            log.debug("%r: dropped input: %s", self, event.error)
+
+    async def _answer_hello(self, device_id: bytes) -> None:
+        engine = self._engine
+        assert isinstance(engine, ServerEngine)
+        try:
+            # The PSK lookup may be slow; it still counts against the handshake timeout.
+            async with asyncio.timeout_at(engine.next_deadline()):
+                decision = await self._handler.on_hello(self, device_id)
+        except TimeoutError:
+            engine.handle_timeout(self._loop.time())
+            return
+        if engine.finished:
+            return
+        if decision.busy:
+            engine.refuse_busy()
+            events = []
+        else:
+            events = engine.accept_hello(decision.psk, self._loop.time())
+        await self._flush()
+        for event in events:
+            await self._dispatch(event)
+
+    async def _callback(self, call: Awaitable[None]) -> None:
+        """Run an application callback; its exception is logged and does not end the session."""
+        self._callback_idle.clear()
+        try:
+            await call
+        except Exception:
+            log.exception("%r: application callback raised", self)
+        finally:
+            self._callback_idle.set()
+
+    async def _flush(self) -> None:
+        frames = self._engine.frames_to_send()
+        if not frames or self._writer.is_closing():
+            return
+        self._writer.write(b"".join(frames))
+        try:
+            await self._writer.drain()
+        except OSError:
+            self._engine.receive_eof()
+
+    async def _wait_transport_closed(self) -> None:
+        try:
+            await self._writer.wait_closed()
+        except OSError:
+            pass  # the connection is gone either way

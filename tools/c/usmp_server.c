@@ -1,0 +1,149 @@
+/*
+ * usmp_server.c - the C gateway on POSIX: an echo server on the engine's
+ * server role (ports/posix/usmp_posix_server.c).
+ *
+ *   usmp_server --psk-file devices.psk [--host 127.0.0.1] [--port 9000]
+ *   USMP_PSK=<hex> usmp_server --psk-env USMP_PSK
+ *
+ * Exit status: 0 after SIGINT/SIGTERM (every session gets BYE(SHUTDOWN)),
+ * 1 when it cannot listen, 2 for a usage or configuration error.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "psk_file.h"
+#include "usmp_posix_server.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void log_line(void *user, const char *line)
+{
+    (void)user;
+    printf("usmp_server: %s\n", line);
+    fflush(stdout);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: usmp_server (--psk-file FILE | --psk-env VAR) [options]\n"
+            "\n"
+            "An echo gateway for USMP devices (TCP, stream mode).\n"
+            "\n"
+            "  --psk-file FILE          device PSKs, lines of '<device id hex> <psk hex>'\n"
+            "  --psk-env VAR            one PSK (hex) for every device, from variable VAR\n"
+            "  --host ADDR              address to listen on (default 127.0.0.1)\n"
+            "  --port N                 port (default 9000; 0 picks a free one)\n"
+            "  --max-sessions N         sessions and handshakes at once (default 64)\n"
+            "  --max-record N           largest record accepted (default 4096)\n"
+            "  --max-message N          largest message accepted (default 16384)\n"
+            "  --handshake-timeout-ms N (default 10000)\n"
+            "  --idle-timeout-ms N      (default 90000)\n"
+            "  --no-echo                receive only\n"
+            "  --help\n");
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+    if (s == NULL || *s == '\0') {
+        return -1;
+    }
+    v = strtoul(s, &end, 10);
+    if (*end != '\0' || v > max) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static psk_table_t table;
+    usmp_posix_server_config_t cfg;
+    const char *psk_file = NULL, *psk_env = NULL;
+    char err[256];
+    struct sigaction sa;
+    int i;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.host = "127.0.0.1";
+    cfg.port = 9000;
+    cfg.max_sessions = 64;
+    cfg.max_record = 4096;
+    cfg.max_message = 16384;
+    cfg.echo = 1;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned long n = 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--no-echo") == 0) {
+            cfg.echo = 0;
+            continue;
+        } else if (v == NULL) {
+            fprintf(stderr, "usmp_server: %s needs a value\n", a);
+            return 2;
+        } else if (strcmp(a, "--psk-file") == 0) {
+            psk_file = v;
+        } else if (strcmp(a, "--psk-env") == 0) {
+            psk_env = v;
+        } else if (strcmp(a, "--host") == 0) {
+            cfg.host = v;
+        } else if (strcmp(a, "--port") == 0 && parse_uint(v, 65535, &n) == 0) {
+            cfg.port = (uint16_t)n;
+        } else if (strcmp(a, "--max-sessions") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
+            cfg.max_sessions = n;
+        } else if (strcmp(a, "--max-record") == 0 && parse_uint(v, 65519, &n) == 0 && n >= 16) {
+            cfg.max_record = (uint16_t)n;
+        } else if (strcmp(a, "--max-message") == 0 && parse_uint(v, 65535, &n) == 0) {
+            cfg.max_message = (uint16_t)n;
+        } else if (strcmp(a, "--handshake-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0) {
+            cfg.handshake_timeout_ms = (uint32_t)n;
+        } else if (strcmp(a, "--idle-timeout-ms") == 0 && parse_uint(v, 86400000, &n) == 0) {
+            cfg.idle_timeout_ms = (uint32_t)n;
+        } else {
+            fprintf(stderr, "usmp_server: bad option or value: %s %s\n", a, v);
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (cfg.max_message < cfg.max_record) {
+        fprintf(stderr, "usmp_server: --max-message must be at least --max-record (%u)\n",
+                (unsigned)cfg.max_record);
+        return 2;
+    }
+    if ((psk_file == NULL) == (psk_env == NULL)) {
+        fprintf(stderr, "usmp_server: give exactly one of --psk-file and --psk-env; there is no default PSK\n");
+        return 2;
+    }
+    if ((psk_file != NULL ? psk_table_load_file(&table, psk_file, err, sizeof err)
+                          : psk_table_load_env(&table, psk_env, err, sizeof err)) != 0) {
+        fprintf(stderr, "usmp_server: %s\n", err);
+        return 2;
+    }
+    cfg.psk_lookup = psk_table_lookup;
+    cfg.psk_lookup_user = &table;
+    cfg.log = log_line;
+    cfg.stop = &stop_requested;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return usmp_posix_server_run(&cfg) == 0 ? 0 : 1;
+}

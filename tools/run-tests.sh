@@ -60,12 +60,18 @@ for backend in openssl mbedtls; do
   fi
 done
 
-# --- Python and spec --------------------------------------------------------
+# --- stage: esp32 begin ------------------------------------------------------
+# --- stage: esp32 end --------------------------------------------------------
+
+# --- Python, spec, and C <-> Python interop -----------------------------------
+# The interop tests run the C programs of the ASan build, so a memory error in
+# the C gateway or device during an exchange fails the test.
 stage "pytest"
 pytest_log="$BUILD/pytest.log"
-pytest_dirs=(tests/spec)
-[ -d python/tests ] && pytest_dirs+=(python/tests)
-"$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"
+pytest_dirs=(tests/spec python/tests)
+[ -d tests/interop ] && pytest_dirs+=(tests/interop)
+USMP_C_BUILD="$BUILD/openssl-asan" \
+  "$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"
 status=${PIPESTATUS[0]}
 summaries+=("pytest: $(tail -n 1 "$pytest_log" | sed 's/=//g; s/^ *//; s/ *$//')")
 [ "$status" -eq 0 ] || failed=1

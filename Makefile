@@ -4,9 +4,10 @@
 # python3-* packages (cryptography, pytest, mypy) are installed.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: help deps test vectors check-vectors clean
+.PHONY: help deps demo test vectors check-vectors clean
 
 help:
+	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
@@ -15,6 +16,9 @@ help:
 
 deps:
 	@bash tools/install-deps.sh
+
+demo: deps
+	@bash tools/demo.sh
 
 test: deps
 	@bash tools/run-tests.sh

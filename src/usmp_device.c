@@ -182,11 +182,19 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
     return rc;
 }
 
-/* The error a finished session reports. */
+/* The error a finished session reports. When the gateway ended the
+ * handshake with ERROR(code), the device reports that code's own error
+ * (USMP_ERR_AUTH_FAILED for a wrong PSK, USMP_ERR_BUSY, ...): that is what
+ * a developer needs to read, not "the peer sent an error". */
 static int session_error(const usmp_ctx_t *ctx)
 {
     if (usmp_engine_state(&ctx->engine) == USMP_STATE_FAILED) {
-        return usmp_engine_error(&ctx->engine);
+        int err = usmp_engine_error(&ctx->engine);
+        uint8_t code = usmp_engine_peer_code(&ctx->engine);
+        if (err == USMP_ERR_PEER_ERROR && code >= USMP_CODE_MALFORMED && code <= USMP_CODE_KEY_LIMIT) {
+            return -(16 + (int)code);
+        }
+        return err;
     }
     return ctx->last_error != USMP_OK ? ctx->last_error : USMP_ERR_STATE;
 }

@@ -60,6 +60,29 @@ for backend in openssl mbedtls; do
   fi
 done
 
+# --- fuzzing: clang + libFuzzer, which also builds everything with clang -----
+FUZZ_SECONDS=${USMP_FUZZ_SECONDS:-30}
+if build_c fuzz-clang -DUSMP_CRYPTO=openssl -DUSMP_FUZZ=ON -DCMAKE_C_COMPILER=clang; then
+  for target in engine cobs; do
+    stage "fuzz $target (${FUZZ_SECONDS}s)"
+    corpus="$BUILD/fuzz-corpus/$target"
+    mkdir -p "$corpus"
+    cp -n "$BUILD/fuzz-clang/tests/fuzz-seeds/$target/"* "$corpus/" 2>/dev/null || true
+    log="$BUILD/fuzz-$target.log"
+    "$BUILD/fuzz-clang/tests/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      "$corpus" >"$log" 2>&1
+    status=$?
+    tail -n 3 "$log"
+    runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -n 1)
+    if [ "$status" -eq 0 ]; then
+      summaries+=("fuzz [$target]: ${runs:-?} in ${FUZZ_SECONDS}s, no crash, corpus $(ls "$corpus" | wc -l) inputs")
+    else
+      summaries+=("fuzz [$target]: FAILED (exit $status), see $log")
+      failed=1
+    fi
+  done
+fi
+
 # --- stage: esp32 begin ------------------------------------------------------
 # --- stage: esp32 end --------------------------------------------------------
 
@@ -68,7 +91,7 @@ done
 # the C gateway or device during an exchange fails the test.
 stage "pytest"
 pytest_log="$BUILD/pytest.log"
-pytest_dirs=(tests/spec python/tests)
+pytest_dirs=(tests/spec tests/docs python/tests)
 [ -d tests/interop ] && pytest_dirs+=(tests/interop)
 USMP_C_BUILD="$BUILD/openssl-asan" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"

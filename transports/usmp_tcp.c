@@ -15,7 +15,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+/* ESP-IDF has no <poll.h>: its newlib declares poll() in <sys/poll.h> only
+ * (components/newlib/platform_include). POSIX names <poll.h>, and musl warns
+ * about <sys/poll.h>, so each platform gets its own spelling. */
+#ifdef ESP_PLATFORM
+#include <sys/poll.h>
+#else
 #include <poll.h>
+#endif
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>

@@ -19,6 +19,19 @@ static void put_str(line_t *l, const char *s)
     l->text[l->len] = '\0';
 }
 
+/* The first `most` characters of s, and "..." when there are more. */
+static void put_prefix(line_t *l, const char *s, size_t most)
+{
+    size_t i;
+    for (i = 0; s[i] != '\0' && i < most && l->len + 1 < sizeof l->text; i++) {
+        l->text[l->len++] = s[i];
+    }
+    l->text[l->len] = '\0';
+    if (s[i] != '\0' && i == most) {
+        put_str(l, "...");
+    }
+}
+
 static void put_uint(line_t *l, uint32_t v)
 {
     char digits[10];
@@ -84,7 +97,7 @@ int echo_app_run(usmp_ctx_t *ctx, const echo_app_t *app)
     for (i = 0; i < app->message_count && rc == USMP_OK; i++) {
         const char *msg = app->messages[i];
         size_t len = strlen(msg), got = 0;
-        uint32_t received_before = stats->bytes_received, start = usmp_port_millis();
+        uint32_t received_before = stats->bytes_received, start = usmp_port_millis(), rtt;
 
         rc = usmp_send(ctx, (const uint8_t *)msg, len);
         if (rc == USMP_OK) {
@@ -94,6 +107,7 @@ int echo_app_run(usmp_ctx_t *ctx, const echo_app_t *app)
             report_error(app, "exchange failed", rc);
             break;
         }
+        rtt = usmp_port_millis() - start;
         l.len = 0;
         put_str(&l, "sent ");
         put_uint(&l, (uint32_t)len);
@@ -104,9 +118,13 @@ int echo_app_run(usmp_ctx_t *ctx, const echo_app_t *app)
         put_str(&l, " bytes took ");
         put_uint(&l, stats->bytes_received - received_before);
         put_str(&l, ", round trip ");
-        put_uint(&l, usmp_port_millis() - start);
+        if (rtt == 0) {
+            put_str(&l, "<1"); /* a millisecond clock cannot say more */
+        } else {
+            put_uint(&l, rtt);
+        }
         put_str(&l, " ms: \"");
-        put_str(&l, msg);
+        put_prefix(&l, msg, 40);
         put_str(&l, "\"");
         app->report(app->report_user, l.text);
         if (got != len || memcmp(reply, msg, len) != 0) {

@@ -39,6 +39,7 @@ static void usage(FILE *out)
             "  --port N             gateway port (default 9000)\n"
             "  --keepalive-ms N     PING after N ms idle (default 5000)\n"
             "  --timeout-ms N       wait for each echo (default 3000)\n"
+            "  --verbose            show the library's own log lines (usmp_port_log)\n"
             "  --help\n");
 }
 
@@ -57,15 +58,20 @@ int main(int argc, char **argv)
     usmp_config_t cfg;
     echo_app_t app;
     char err[256];
-    int i;
+    int i, verbose = 0;
 
     usmp_port_get_device_id(device_id);
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) { /* options take one value, flags none */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--verbose") == 0) {
+            verbose = 1;
+            i--; /* a flag: no value to skip */
+            continue;
         }
         if (strncmp(a, "--", 2) != 0) {
             messages = (const char *const *)&argv[i];
@@ -103,7 +109,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "usmp_device: bad value for %s: %s\n", a, v);
             return 2;
         }
-        i++;
     }
     if ((psk_env == NULL) == (psk_file == NULL)) {
         fprintf(stderr, "usmp_device: give exactly one of --psk-env and --psk-file; there is no default PSK\n");
@@ -115,6 +120,7 @@ int main(int argc, char **argv)
         return 2;
     }
     usmp_posix_set_device_id(device_id);
+    usmp_posix_set_log_enabled(verbose);
 
     memset(&cfg, 0, sizeof cfg);
     cfg.psk_len = psk_table_lookup(&table, device_id, table.entries[0].psk);
@@ -140,5 +146,6 @@ int main(int argc, char **argv)
         printf("%02x", device_id[i]);
     }
     printf("\n");
+    fflush(stdout);
     return echo_app_run(&ctx, &app) == USMP_OK ? 0 : 1;
 }

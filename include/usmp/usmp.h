@@ -87,8 +87,9 @@ typedef struct usmp_ctx {
 /* Opens the transport and runs the handshake, blocking until the session is
  * established or fails (at most the handshake timeout after the transport
  * connects). Errors: USMP_ERR_ARG, USMP_ERR_PSK (not 16 .. 64 bytes), the
- * transport's errors, USMP_ERR_TIMEOUT, USMP_ERR_AUTH_FAILED (wrong PSK or
- * unknown device), USMP_ERR_PEER_ERROR, ... */
+ * transport's errors, USMP_ERR_TIMEOUT, and the code of the gateway's ERROR
+ * (USMP_ERR_AUTH_FAILED: wrong PSK or unknown device; USMP_ERR_BUSY;
+ * USMP_ERR_UNSUPPORTED_VERSION, ...) or of what this side detected. */
 int usmp_connect(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_config_t *cfg);
 
 /* Non-blocking connect for event loops: usmp_connect_start opens the

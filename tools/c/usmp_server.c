@@ -84,7 +84,7 @@ int main(int argc, char **argv)
     cfg.max_record = 4096;
     cfg.max_message = 16384;
     cfg.echo = 1;
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) { /* options take one value, flags none */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         unsigned long n = 0;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -92,6 +92,7 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--no-echo") == 0) {
             cfg.echo = 0;
+            i--; /* a flag: no value to skip */
             continue;
         } else if (v == NULL) {
             fprintf(stderr, "usmp_server: %s needs a value\n", a);
@@ -119,7 +120,6 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        i++;
     }
     if (cfg.max_message < cfg.max_record) {
         fprintf(stderr, "usmp_server: --max-message must be at least --max-record (%u)\n",

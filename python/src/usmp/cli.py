@@ -19,7 +19,7 @@ from typing import NoReturn
 from . import __version__
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
-from .errors import Condition, ConfigurationError, USMPError
+from .errors import Condition, ConfigurationError, PeerClosed, USMPError
 from .psk import load_psk_file, parse_device_id, parse_hex_psk
 from .server import USMPServer
 from .session import Session
@@ -147,8 +147,15 @@ async def _serve(args: argparse.Namespace) -> int:
 
     async def on_close(session: Session, reason: Condition) -> None:
         assert session.session_id is not None
-        detail = f" ({session.error})" if session.error is not None else ""
-        _status(f"close {session.session_id.hex()} {reason.value}{detail}")
+        error = session.error
+        if isinstance(error, PeerClosed):
+            code = error.reason.value if error.reason is not None else f"code 0x{error.code:02x}"
+            why = f"BYE from the device ({code})"
+        elif error is not None and error.message:
+            why = f"{reason.value} ({error.message})"
+        else:
+            why = reason.value
+        _status(f"close {session.session_id.hex()}: {why}")
 
     async def on_data(session: Session, data: bytes) -> None:
         if args.mode == "echo":

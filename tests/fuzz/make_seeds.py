@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""Writes seed inputs for the fuzz targets from spec/vectors into a directory.
+
+fuzz_engine's first byte picks mode (bit 0) and scenario (bits 1-2: 0 fresh
+server, 1 client after HELLO, 2 established server driven by operations);
+see tests/fuzz/fuzz_engine.c. Seeds are the vectors' frames in that form,
+so fuzzing starts from inputs that reach deep states.
+
+Usage: make_seeds.py OUT_DIR
+"""
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VECTORS = os.path.join(ROOT, "spec", "vectors")
+
+
+def main() -> int:
+    out = sys.argv[1]
+    os.makedirs(os.path.join(out, "engine"), exist_ok=True)
+    os.makedirs(os.path.join(out, "cobs"), exist_ok=True)
+    with open(os.path.join(VECTORS, "handshake.json")) as f:
+        handshakes = json.load(f)["cases"]
+    with open(os.path.join(VECTORS, "negative.json")) as f:
+        negatives = json.load(f)["cases"]
+    with open(os.path.join(VECTORS, "cobs.json")) as f:
+        cobs = json.load(f)
+    seeds = {}
+    for case in handshakes:
+        mode = 1 if case["mode"] == "datagram" else 0
+        frames = case["frames"]
+        seeds[f"hello-{case['name']}"] = bytes([mode | 0]) + bytes.fromhex(frames["hello"])
+        seeds[f"challenge-{case['name']}"] = bytes([mode | 2]) + bytes.fromhex(frames["challenge"])
+        # Established scenario: one raw op per record of the case, and a
+        # sealed fragment op (op 1, type index 4 = DATA_FRAGMENT).
+        ops = b""
+        for record in case["records"]:
+            raw = bytes.fromhex(record["frame"])[:255]
+            ops += bytes([0, len(raw)]) + raw
+        ops += bytes([1, 9, 4]) + (2000).to_bytes(2, "big") + (0).to_bytes(2, "big") + b"abcd"
+        ops += bytes([2, 1, 200, 3, 5]) + b"hello"
+        seeds[f"ops-{case['name']}"] = bytes([mode | 4]) + ops
+    for case in negatives:
+        mode = 1 if case["name"].startswith("datagram") else 0
+        scenario = 0 if case["receiver"] == "server" and case["start"] == "WAIT_HELLO" else 2
+        if case["receiver"] == "client" and case["start"] == "WAIT_CHALLENGE":
+            scenario = 1
+        first = bytes.fromhex(case["steps"][0]["input"])
+        if scenario == 2:
+            first = bytes([0, min(len(first), 255)]) + first[:255]
+        seeds[f"negative-{case['name']}"] = bytes([mode | scenario << 1]) + first
+    for name, data in seeds.items():
+        with open(os.path.join(out, "engine", name), "wb") as f:
+            f.write(data)
+    for case in cobs["cases"]:
+        with open(os.path.join(out, "cobs", case["name"].replace(" ", "-")), "wb") as f:
+            f.write(bytes.fromhex(case["encoded"]))
+    for case in cobs["invalid"]:
+        with open(os.path.join(out, "cobs", "invalid-" + case["name"].replace(" ", "-")), "wb") as f:
+            f.write(bytes.fromhex(case["encoded"]))
+    print(f"wrote {len(seeds)} engine seeds and {len(cobs['cases']) + len(cobs['invalid'])} COBS seeds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -396,8 +396,9 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     return USMP_OK;
 }
 
-/* Rows 13-17: a HELLO in WAIT_HELLO. frame_len excludes any cookie. */
-static int server_on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h)
+/* Rows 13-17: a HELLO in WAIT_HELLO. */
+static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                    uint32_t now, usmp_event_t *ev)
 {
     const uint8_t *body = frame + h;
     uint8_t ephemeral_private[32];
@@ -410,7 +411,15 @@ static int server_on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_
     usmp_hs_keys_t keys;
     int rc;
 
-    /* Spec 4.5, in order. */
+    (void)now;
+    (void)ev;
+    /* Spec 4.5, in order. A datagram HELLO may carry a cookie, which the
+     * server's dispatcher has checked and the transcript leaves out. */
+    if (frame_len != h + USMP_HELLO_BODY_BYTES &&
+        !(e->mode == USMP_MODE_DATAGRAM && frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    frame_len = h + USMP_HELLO_BODY_BYTES;
     if (!(body[USMP_HELLO_VERSIONS] & (1u << (USMP_VERSION_1 - 1u)))) {
         return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
     }
@@ -482,7 +491,8 @@ static int server_on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_
 }
 
 /* Rows 2-6: a CHALLENGE in WAIT_CHALLENGE. */
-static int client_on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h)
+static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                        uint32_t now, usmp_event_t *ev)
 {
     const uint8_t *body = frame + h;
     uint8_t dh[32];
@@ -492,6 +502,11 @@ static int client_on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t fr
     size_t hello_len;
     int rc;
 
+    (void)now;
+    (void)ev;
+    if (frame_len != h + USMP_CHALLENGE_BODY_BYTES) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
     if (body[USMP_CHALLENGE_VERSION] != USMP_VERSION_1) {
         return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
     }
@@ -549,13 +564,17 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 }
 
 /* Rows 20-22: HELLO_ACK in WAIT_HELLO_ACK. */
-static int server_on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
-                               size_t h, uint32_t now, usmp_event_t *ev)
+static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                        uint32_t now, usmp_event_t *ev)
 {
     uint8_t mac[USMP_MAC_BYTES];
     uint8_t hello_ack_mac[USMP_MAC_BYTES];
-    int equal = usmp_crypto_equal(frame + h, e->hs.confirm.hello_ack_mac, USMP_MAC_BYTES);
-    int rc;
+    int equal, rc;
+
+    if (frame_len != h + USMP_HELLO_ACK_BODY_BYTES) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    equal = usmp_crypto_equal(frame + h, e->hs.confirm.hello_ack_mac, USMP_MAC_BYTES);
 
     /* An unknown device fails here even in the astronomically unlikely case
      * that its MAC matches the random stand-in key. */
@@ -580,14 +599,18 @@ static int server_on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t fr
 }
 
 /* Rows 8-10: SESSION_OK in WAIT_SESSION_OK. */
-static int client_on_session_ok(usmp_engine_t *e, const uint8_t *body, uint32_t now,
-                                usmp_event_t *ev)
+static int on_session_ok(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                         uint32_t now, usmp_event_t *ev)
 {
+    const uint8_t *body = frame + h;
     uint8_t hello_ack[USMP_STREAM_HEADER_BYTES + USMP_MAC_BYTES];
     uint8_t expected[USMP_MAC_BYTES];
-    size_t h = usmp_hs_header(hello_ack, (usmp_mode_t)e->mode, USMP_TYPE_HELLO_ACK, USMP_MAC_BYTES);
     int rc;
 
+    if (frame_len != h + USMP_SESSION_OK_BODY_BYTES) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    h = usmp_hs_header(hello_ack, (usmp_mode_t)e->mode, USMP_TYPE_HELLO_ACK, USMP_MAC_BYTES);
     memcpy(hello_ack + h, e->hs.confirm.hello_ack_mac, USMP_MAC_BYTES);
     rc = usmp_hs_server_mac(expected, e->hs.confirm.confirm_server_key,
                             e->hs.confirm.transcript_hash, hello_ack, h + USMP_MAC_BYTES, body);
@@ -603,7 +626,8 @@ static int client_on_session_ok(usmp_engine_t *e, const uint8_t *body, uint32_t 
     return USMP_OK;
 }
 
-/* The exact body length of each handshake frame type; 0 for the others. */
+/* The exact body length of each handshake frame type in stream mode; 0 for
+ * the others. */
 static size_t handshake_body_len(uint8_t type)
 {
     switch (type) {
@@ -611,20 +635,7 @@ static size_t handshake_body_len(uint8_t type)
     case USMP_TYPE_CHALLENGE: return USMP_CHALLENGE_BODY_BYTES;
     case USMP_TYPE_HELLO_ACK: return USMP_HELLO_ACK_BODY_BYTES;
     case USMP_TYPE_SESSION_OK: return USMP_SESSION_OK_BODY_BYTES;
-    case USMP_TYPE_COOKIE: return USMP_COOKIE_BYTES;
     case USMP_TYPE_ERROR: return USMP_ERROR_BODY_BYTES;
-    default: return 0;
-    }
-}
-
-/* The handshake frame type this state waits for. */
-static uint8_t expected_type(const usmp_engine_t *e)
-{
-    switch (e->state) {
-    case USMP_STATE_WAIT_HELLO: return USMP_TYPE_HELLO;
-    case USMP_STATE_WAIT_CHALLENGE: return USMP_TYPE_CHALLENGE;
-    case USMP_STATE_WAIT_HELLO_ACK: return USMP_TYPE_HELLO_ACK;
-    case USMP_STATE_WAIT_SESSION_OK: return USMP_TYPE_SESSION_OK;
     default: return 0;
     }
 }
@@ -635,41 +646,67 @@ static int violation(usmp_engine_t *e, int err)
     return e->mode == USMP_MODE_STREAM ? fail(e, err) : err;
 }
 
-/*
- * A complete handshake-phase frame: ERROR, or the type the state waits for,
- * or (datagram) a duplicate or a COOKIE. frame_len is the whole frame; its
- * length has been checked against the type.
- */
-static int on_handshake_frame(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
+/* Row 25. ERROR is unauthenticated: it can only end a handshake. */
+static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                    uint32_t now, usmp_event_t *ev)
+{
+    (void)now;
+    (void)ev;
+    if (frame_len != h + USMP_ERROR_BODY_BYTES) {
+        return fail(e, USMP_ERR_MALFORMED);
+    }
+    e->peer_code = frame[h];
+    return fail(e, USMP_ERR_PEER_ERROR);
+}
+
+/* Row 7: resend the same HELLO with the cookie appended. */
+static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                     uint32_t now, usmp_event_t *ev)
+{
+    (void)now;
+    (void)ev;
+    if (frame_len != h + USMP_COOKIE_BYTES) {
+        return USMP_ERR_MALFORMED; /* a COOKIE can only cause a resend: dropped */
+    }
+    memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
+    e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+    e->pending |= P_FLIGHT;
+    return USMP_OK;
+}
+
+/* Row 23: a duplicate HELLO gets the stored CHALLENGE again. It is the same
+ * HELLO exactly when it gives the same transcript (cookie left out). */
+static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                               uint32_t now, usmp_event_t *ev)
 {
-    uint8_t type = frame[0];
-    size_t h = e->mode == USMP_MODE_STREAM ? USMP_STREAM_HEADER_BYTES : 1u;
+    uint8_t th[32];
 
-    if (type == USMP_TYPE_ERROR) {
-        /* Row 25. ERROR is unauthenticated: it can only end a handshake. */
-        e->peer_code = frame[h];
-        return fail(e, USMP_ERR_PEER_ERROR);
+    (void)now;
+    (void)ev;
+    if ((frame_len == h + USMP_HELLO_BODY_BYTES ||
+         frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES) &&
+        usmp_hs_transcript(th, (usmp_mode_t)e->mode, frame, h + USMP_HELLO_BODY_BYTES,
+                           e->hs.confirm.challenge, e->hs.confirm.challenge_len) == USMP_OK &&
+        usmp_crypto_equal(th, e->hs.confirm.transcript_hash, 32u)) {
+        e->pending |= P_FLIGHT;
+        return USMP_OK;
     }
-    switch (e->state) {
-    case USMP_STATE_WAIT_HELLO:
-        return server_on_hello(e, frame, h + USMP_HELLO_BODY_BYTES, h);
-    case USMP_STATE_WAIT_CHALLENGE:
-        if (type == USMP_TYPE_COOKIE) {
-            /* Row 7: resend the same HELLO with the cookie appended. */
-            memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
-            e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
-            e->pending |= P_FLIGHT;
-            return USMP_OK;
-        }
-        return client_on_challenge(e, frame, frame_len, h);
-    case USMP_STATE_WAIT_HELLO_ACK:
-        return server_on_hello_ack(e, frame, frame_len, h, now, ev);
-    case USMP_STATE_WAIT_SESSION_OK:
-        return client_on_session_ok(e, frame + h, now, ev);
-    default:
-        return violation(e, USMP_ERR_UNEXPECTED);
+    return USMP_ERR_UNEXPECTED; /* another HELLO: the dispatcher starts a new handshake */
+}
+
+/* Row 24: the accepted HELLO_ACK again: our SESSION_OK was lost. Only until
+ * the client's first record proves it has the SESSION_OK. */
+static int on_duplicate_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
+                                  size_t h, uint32_t now, usmp_event_t *ev)
+{
+    (void)now;
+    (void)ev;
+    if ((e->flags & F_RESEND_ALLOWED) && frame_len == h + USMP_HELLO_ACK_BODY_BYTES &&
+        usmp_crypto_equal(frame + h, e->hs.resend.hello_ack_mac, USMP_MAC_BYTES)) {
+        e->pending |= P_FLIGHT;
+        return USMP_OK;
     }
+    return USMP_ERR_UNEXPECTED;
 }
 
 /* ------------------------------------------------------------------ records */
@@ -786,13 +823,10 @@ static void note_alive(usmp_engine_t *e, uint32_t now)
     }
 }
 
-/* Checks 1-3 of spec 6.2 for a record of plaintext_len; shared by both
- * modes (stream: from the header alone). */
-static int check_record_header(usmp_engine_t *e, uint8_t type, size_t sealed_len)
+/* Checks 2 and 3 of spec 6.2 (check 1, the type, is the transition
+ * table's); shared by both modes (stream: from the header alone). */
+static int check_record_size(usmp_engine_t *e, size_t sealed_len)
 {
-    if (!is_record_type(type)) {
-        return violation(e, is_defined_type(type) ? USMP_ERR_UNEXPECTED : USMP_ERR_MALFORMED);
-    }
     if (sealed_len < USMP_TAG_BYTES) {
         return violation(e, USMP_ERR_MALFORMED);
     }
@@ -826,10 +860,8 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     int have_top = (e->flags & F_HAVE_TOP) != 0;
     int rc;
 
-    /* A datagram shorter than the header has no room for a tag either:
-     * check 2 reports it, after the type (check 1). */
-    rc = check_record_header(e, frame[0],
-                             len >= USMP_DATAGRAM_HEADER_BYTES ? len - USMP_DATAGRAM_HEADER_BYTES : 0u);
+    /* A datagram shorter than the header has no room for a tag either. */
+    rc = check_record_size(e, len >= USMP_DATAGRAM_HEADER_BYTES ? len - USMP_DATAGRAM_HEADER_BYTES : 0u);
     if (rc != USMP_OK) {
         return rc;
     }
@@ -858,60 +890,101 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     return USMP_OK;
 }
 
+/* Rows 29-33: any record in ESTABLISHED. */
+static int on_record(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
+                     uint32_t now, usmp_event_t *ev)
+{
+    (void)h;
+    if (e->mode == USMP_MODE_STREAM) {
+        return stream_on_record(e, now, ev); /* frame is rx_buf */
+    }
+    return datagram_on_record(e, frame, frame_len, now, ev);
+}
+
+/* ------------------------------------------------------- transition table */
+
+/*
+ * The state machine as data: which frame a role may receive in which state,
+ * and in which mode, with the row of spec/state-machine.md it implements
+ * (tests/spec/test_spec.py checks the rows against the spec). Each handler
+ * produces the row's other outcomes (the failure rows that follow it in the
+ * spec). A frame with no entry is row 27 (UNEXPECTED) or 28 (MALFORMED).
+ */
+typedef int (*frame_handler_t)(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
+                               size_t header_len, uint32_t now, usmp_event_t *ev);
+
+#define R_CLIENT 1u
+#define R_SERVER 2u
+#define R_BOTH (R_CLIENT | R_SERVER)
+#define M_STREAM 1u
+#define M_DATAGRAM 2u
+#define M_BOTH (M_STREAM | M_DATAGRAM)
+
+typedef struct {
+    uint8_t roles;
+    uint8_t state;
+    uint8_t type;
+    uint8_t modes;
+    uint8_t spec_row;
+    frame_handler_t handler;
+} transition_t;
+
+static const transition_t transitions[] = {
+    /* roles     state                        frame                    modes       row handler */
+    { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_CHALLENGE,     M_BOTH,     2, on_challenge },
+    { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_COOKIE,        M_DATAGRAM, 7, on_cookie },
+    { R_CLIENT, USMP_STATE_WAIT_SESSION_OK, USMP_TYPE_SESSION_OK,    M_BOTH,     8, on_session_ok },
+    { R_SERVER, USMP_STATE_WAIT_HELLO,      USMP_TYPE_HELLO,         M_BOTH,     13, on_hello },
+    { R_SERVER, USMP_STATE_WAIT_HELLO_ACK,  USMP_TYPE_HELLO_ACK,     M_BOTH,     20, on_hello_ack },
+    { R_SERVER, USMP_STATE_WAIT_HELLO_ACK,  USMP_TYPE_HELLO,         M_DATAGRAM, 23, on_duplicate_hello },
+    { R_SERVER, USMP_STATE_ESTABLISHED,     USMP_TYPE_HELLO_ACK,     M_DATAGRAM, 24, on_duplicate_hello_ack },
+    { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
+    { R_CLIENT, USMP_STATE_WAIT_SESSION_OK, USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
+    { R_SERVER, USMP_STATE_WAIT_HELLO,      USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
+    { R_SERVER, USMP_STATE_WAIT_HELLO_ACK,  USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_DATA,          M_BOTH,     29, on_record },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_DATA_FRAGMENT, M_BOTH,     30, on_record },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PING,          M_BOTH,     31, on_record },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PONG,          M_BOTH,     32, on_record },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_BYE,           M_BOTH,     33, on_record },
+};
+
+static const transition_t *find_transition(const usmp_engine_t *e, uint8_t type)
+{
+    uint8_t role = e->role == USMP_ROLE_CLIENT ? R_CLIENT : R_SERVER;
+    uint8_t mode = e->mode == USMP_MODE_STREAM ? M_STREAM : M_DATAGRAM;
+    size_t i;
+
+    for (i = 0; i < sizeof transitions / sizeof transitions[0]; i++) {
+        const transition_t *t = &transitions[i];
+        if ((t->roles & role) && t->state == e->state && t->type == type && (t->modes & mode)) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Rows 27 and 28: a frame this state has no transition for. */
+static int no_transition(usmp_engine_t *e, uint8_t type)
+{
+    return violation(e, is_defined_type(type) ? USMP_ERR_UNEXPECTED : USMP_ERR_MALFORMED);
+}
+
 /* ---------------------------------------------------------------- datagrams */
 
 static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t now,
                          usmp_event_t *ev)
 {
-    uint8_t type;
-    size_t body_len;
+    const transition_t *t;
 
     if (len == 0) {
         return USMP_ERR_MALFORMED;
     }
-    type = d[0];
-    body_len = len - 1u;
-    if (e->state == USMP_STATE_ESTABLISHED) {
-        if (type == USMP_TYPE_HELLO_ACK && (e->flags & F_RESEND_ALLOWED)) {
-            /* Row 24: our SESSION_OK was lost. */
-            if (body_len == USMP_HELLO_ACK_BODY_BYTES &&
-                usmp_crypto_equal(d + 1, e->hs.resend.hello_ack_mac, USMP_MAC_BYTES)) {
-                e->pending |= P_FLIGHT;
-                return USMP_OK;
-            }
-            return USMP_ERR_UNEXPECTED;
-        }
-        return datagram_on_record(e, d, len, now, ev);
+    t = find_transition(e, d[0]);
+    if (t == NULL) {
+        return no_transition(e, d[0]);
     }
-    if (!is_defined_type(type)) {
-        return USMP_ERR_MALFORMED; /* row 28: dropped */
-    }
-    if (type == USMP_TYPE_HELLO && e->state == USMP_STATE_WAIT_HELLO_ACK) {
-        /* Row 23: a duplicate HELLO gets the stored CHALLENGE again; it is
-         * the same HELLO exactly when it gives the same transcript. */
-        uint8_t th[32];
-        if (body_len == USMP_HELLO_BODY_BYTES || body_len == USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES) {
-            int rc = usmp_hs_transcript(th, USMP_MODE_DATAGRAM, d, 1u + USMP_HELLO_BODY_BYTES,
-                                        e->hs.confirm.challenge, e->hs.confirm.challenge_len);
-            if (rc == USMP_OK && usmp_crypto_equal(th, e->hs.confirm.transcript_hash, 32u)) {
-                e->pending |= P_FLIGHT;
-                return USMP_OK;
-            }
-        }
-        return USMP_ERR_UNEXPECTED;
-    }
-    if (type != USMP_TYPE_ERROR && type != expected_type(e) &&
-        !(type == USMP_TYPE_COOKIE && e->state == USMP_STATE_WAIT_CHALLENGE)) {
-        return USMP_ERR_UNEXPECTED; /* rows 11, 27: dropped */
-    }
-    if (type == USMP_TYPE_COOKIE && body_len != USMP_COOKIE_BYTES) {
-        return USMP_ERR_MALFORMED; /* row 7: a COOKIE can only cause a resend */
-    }
-    if (body_len != handshake_body_len(type) &&
-        !(type == USMP_TYPE_HELLO && body_len == USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
-        return fail(e, USMP_ERR_MALFORMED);
-    }
-    return on_handshake_frame(e, d, len, now, ev);
+    return t->handler(e, d, len, is_record_type(d[0]) ? USMP_DATAGRAM_HEADER_BYTES : 1u, now, ev);
 }
 
 /* ------------------------------------------------------------------ streams */
@@ -924,8 +997,11 @@ static int stream_check_header(usmp_engine_t *e)
     size_t len = usmp_get_u16(e->rx_buf + 1);
     int rc;
 
-    if (e->state == USMP_STATE_ESTABLISHED) {
-        rc = check_record_header(e, type, len);
+    if (find_transition(e, type) == NULL) {
+        return no_transition(e, type);
+    }
+    if (is_record_type(type)) {
+        rc = check_record_size(e, len);
         if (rc != USMP_OK) {
             return rc;
         }
@@ -933,12 +1009,6 @@ static int stream_check_header(usmp_engine_t *e)
             return fail(e, USMP_ERR_KEY_LIMIT);
         }
         return (int)len;
-    }
-    if (!is_defined_type(type)) {
-        return fail(e, USMP_ERR_MALFORMED);
-    }
-    if (type != USMP_TYPE_ERROR && type != expected_type(e)) {
-        return fail(e, USMP_ERR_UNEXPECTED);
     }
     if (len != handshake_body_len(type)) {
         return fail(e, USMP_ERR_MALFORMED);
@@ -976,14 +1046,11 @@ static int stream_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t 
         } else if (e->rx_len < need) {
             continue;
         }
-        /* A whole frame is in rx_buf. */
+        /* A whole frame is in rx_buf; its header found a transition. */
         e->rx_len = 0;
-        if (e->state == USMP_STATE_ESTABLISHED) {
-            rc = stream_on_record(e, now, ev);
-        } else {
-            rc = on_handshake_frame(e, e->rx_buf,
-                                    USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1), now, ev);
-        }
+        rc = find_transition(e, e->rx_buf[0])->handler(
+            e, e->rx_buf, USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1),
+            USMP_STREAM_HEADER_BYTES, now, ev);
         if (rc != USMP_OK || ev->type != USMP_EVENT_NONE || e->state >= USMP_STATE_CLOSED) {
             return rc;
         }

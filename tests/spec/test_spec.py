@@ -127,3 +127,43 @@ def test_state_table_rows_are_numbered_and_use_defined_states():
     assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
     starts = {case["start"] for case in load("negative.json")["cases"]}
     assert starts <= states
+
+
+def c_transition_table():
+    with open(os.path.join(ROOT, "src", "usmp_engine.c"), encoding="utf-8") as f:
+        source = f.read()
+    body = source[source.index("static const transition_t transitions[] = {"):]
+    body = body[:body.index("};")]
+    rows = re.findall(r"\{ (R_\w+),\s+USMP_STATE_(\w+),\s+USMP_TYPE_(\w+),\s+(M_\w+),\s+(\d+), (\w+) \}", body)
+    assert rows, "the transition table of src/usmp_engine.c was not found"
+    return rows
+
+
+def spec_rows():
+    text = read_spec("state-machine.md")
+    return {int(m[0]): (m[1], m[2].strip(), m[3].strip()) for m in
+            re.findall(r"^\| (\d+) \| (client|server|both) \| ([^|]+) \| ([^|]+) \|", text, re.M)}
+
+
+def test_c_transition_table_matches_the_spec_state_table():
+    spec = spec_rows()
+    handshake_states = {"WAIT_HELLO", "WAIT_CHALLENGE", "WAIT_HELLO_ACK", "WAIT_SESSION_OK"}
+    role_of = {"R_CLIENT": "client", "R_SERVER": "server", "R_BOTH": "both"}
+    covered = set()
+    for roles, state, frame_type, modes, row, handler in c_transition_table():
+        row = int(row)
+        covered.add(row)
+        assert row in spec, f"C transition for row {row} names a row the spec lacks"
+        spec_role, spec_state, spec_event = spec[row]
+        assert spec_role in (role_of[roles], "both"), f"row {row}: C says {roles}, spec says {spec_role}"
+        if spec_state == "any handshake state":
+            assert state in handshake_states, f"row {row}: {state} is not a handshake state"
+        else:
+            assert state in [s.strip() for s in spec_state.split(",")], f"row {row}: {state} vs {spec_state}"
+        assert re.search(r"\b" + frame_type + r"\b", spec_event), f"row {row}: the spec's event does not name {frame_type}"
+        if modes == "M_DATAGRAM":
+            assert "datagram" in spec_event, f"row {row}: C limits it to datagram mode, the spec does not"
+    # Every spec row whose event is a received frame is in the C table.
+    frame_rows = {n for n, (_, _, event) in spec.items()
+                  if re.match(r"(valid |the same |the accepted |ERROR|DATA|PING|PONG|BYE|COOKIE)", event)}
+    assert frame_rows <= covered, f"spec rows without a C transition: {sorted(frame_rows - covered)}"

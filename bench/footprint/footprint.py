@@ -1,0 +1,609 @@
+#!/usr/bin/python3
+"""USMP footprint on the microcontroller targets: flash and static RAM of the
+core per module, the size of the device context, and the worst-case stack of
+the device API, for Cortex-M4 and rv32imc (ESP32-C3), next to the goals.
+
+Reproduce (from the repository root, about 10 s):
+
+    /usr/bin/python3 bench/footprint/footprint.py            # text table
+    /usr/bin/python3 bench/footprint/footprint.py --markdown # the same, Markdown
+
+Needs arm-none-eabi-gcc (with newlib), riscv64-unknown-elf-gcc with Debian's
+libnewlib-dev headers (/usr/include/newlib), the host gcc and libmbedtls-dev.
+Method and what each figure excludes: docs/footprint.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+CORE = [
+    ("engine", "src/usmp_engine.c"),
+    ("handshake", "src/usmp_handshake.c"),
+    ("record", "src/usmp_record.c"),
+    ("cobs", "src/usmp_cobs.c"),
+    ("error", "src/usmp_error.c"),
+    ("device API", "src/usmp_device.c"),
+]
+GLUE = [
+    ("crypto/common", "crypto/common/usmp_crypto_common.c"),
+    ("mbedTLS backend", "crypto/mbedtls/usmp_crypto_mbedtls.c"),
+]
+ROOTS = ["usmp_connect", "usmp_send", "usmp_recv", "usmp_keepalive_tick", "usmp_close"]
+# The mbedTLS 2.28 modules that implement what the backend uses: AES-GCM
+# (aes, gcm, and cipher/cipher_wrap, through which gcm drives AES), SHA-256 and
+# HMAC (md, sha256), X25519 (ecp, ecp_curves, bignum), and their helpers.
+MBEDTLS_NEEDED = ["aes", "gcm", "cipher", "cipher_wrap", "md", "sha256", "ecp", "ecp_curves", "bignum",
+                  "constant_time", "platform_util"]
+
+GOAL_CORE_FLASH = 4096        # core <= 4 KB flash on Cortex-M4 -Os
+GOAL_CONTEXT = 512            # context <= 512 bytes plus the caller's record buffers
+GOAL_HANDSHAKE_STACK = 1536   # handshake stack <= 1.5 KB, crypto library frames excluded
+
+# Published comparison figures (flash, RAM), as given in issue 7; not
+# re-measured here.
+PUBLISHED = [
+    ("mbedTLS TLS 1.3 client", "about 52 KB", "21.7 KB"),
+    ("an EDHOC/OSCORE stack", "about 41 KB", "6.9 KB"),
+]
+
+FLAGS = ["-std=c99", "-Os", "-ffunction-sections", "-fdata-sections", "-fno-common",
+         "-fstack-usage", "-fcallgraph-info=su",
+         "-Wall", "-Wextra", "-Werror", "-Wcast-align=strict"]
+INCLUDES = [f"-I{ROOT / 'include' / 'usmp'}", f"-I{ROOT / 'src'}", f"-I{ROOT / 'crypto' / 'common'}"]
+
+
+@dataclass
+class Target:
+    name: str
+    cc: list[str]
+    prefix: str
+    note: str
+
+
+TARGETS = [
+    Target("Cortex-M4", ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb"], "arm-none-eabi-",
+           "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os"),
+    Target("rv32imc", ["riscv64-unknown-elf-gcc", "-march=rv32imc", "-mabi=ilp32", "-isystem", "/usr/include/newlib"],
+           "riscv64-unknown-elf-", "riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32 -Os"),
+]
+
+
+def sh(cmd: list[str]) -> str:
+    done = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        sys.exit(f"footprint: command failed: {' '.join(cmd)}\n{done.stderr}")
+    return done.stdout
+
+
+# --- sizes of sections -----------------------------------------------------------
+
+@dataclass
+class Size:
+    text: int = 0
+    rodata: int = 0
+    data: int = 0
+    bss: int = 0
+
+    @property
+    def flash(self) -> int:
+        return self.text + self.rodata + self.data  # .data's initial values live in flash too
+
+    @property
+    def ram(self) -> int:
+        return self.data + self.bss
+
+    def add(self, section: str, size: int, strict: bool = True) -> None:
+        kind = section_kind(section, strict)
+        if kind:
+            setattr(self, kind, getattr(self, kind) + size)
+
+    def __iadd__(self, other: "Size") -> "Size":
+        self.text += other.text
+        self.rodata += other.rodata
+        self.data += other.data
+        self.bss += other.bss
+        return self
+
+
+def section_kind(section: str, strict: bool = True) -> str | None:
+    """text, rodata, data or bss; None for what never reaches the target
+    (.comment, attributes, debug). strict: unwind tables are an error (the
+    targets' builds must have none); else (the x86-64 proxy) they are left
+    out, as a microcontroller build would drop them."""
+    # .data.rel.ro (x86-64 only): pointer tables, read-only once relocated.
+    for prefix, kind in ((".text", "text"), (".rodata", "rodata"), (".srodata", "rodata"), (".data.rel.ro", "rodata"),
+                         (".data", "data"), (".sdata", "data"), (".bss", "bss"), (".sbss", "bss"),
+                         ("COMMON", "bss")):
+        if section == prefix or section.startswith(prefix + "."):
+            return kind
+    if strict and section.startswith((".eh_frame", ".ARM.ex", ".init_array", ".fini_array")):
+        sys.exit(f"footprint: unexpected section {section} would take flash; account for it")
+    return None
+
+
+def object_size(target: Target, obj: Path) -> Size:
+    size = Size()
+    for line in sh([target.prefix + "size", "-A", str(obj)]).splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit() and parts[0] not in ("Total",):
+            size.add(parts[0], int(parts[1]))
+    return size
+
+
+def map_sizes(map_file: Path, strict: bool = True) -> dict[str, Size]:
+    """Per input file (object or archive member), the bytes each kept input
+    section takes in the linked image, from a GNU ld map file."""
+    sizes: dict[str, Size] = {}
+    text = map_file.read_text()
+    text = text[text.index("Linker script and memory map"):]
+    pending: str | None = None
+    entry = re.compile(r"^ (\S+)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$")
+    for line in text.splitlines():
+        if re.match(r"^ (\.\S+|COMMON)\s*$", line):
+            pending = line.strip()
+            continue
+        m = entry.match(line)
+        if m and (m.group(1) or pending):
+            section = m.group(1) or pending
+            assert section is not None
+            if section.startswith((".", "COMMON")) and not m.group(3).startswith("0x"):
+                sizes.setdefault(m.group(3), Size()).add(section, int(m.group(2), 16), strict)
+        pending = None
+    return sizes
+
+
+# --- stack: -fstack-usage frames on the -fcallgraph-info call graph -----------------
+
+@dataclass
+class Graph:
+    frame: dict[str, int] = field(default_factory=dict)      # node -> bytes
+    dynamic: set[str] = field(default_factory=set)
+    edges: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # node -> [(callee, call site)]
+    file_of: dict[str, str] = field(default_factory=dict)
+
+
+def read_callgraph(ci_files: list[Path]) -> Graph:
+    g = Graph()
+    node_re = re.compile(r'^node: \{ title: "([^"]+)" label: "([^"]*)"')
+    edge_re = re.compile(r'^edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"(?: label: "([^"]*)")?')
+    for ci in ci_files:
+        for line in ci.read_text().splitlines():
+            m = node_re.match(line)
+            if m:
+                title, label = m.group(1), m.group(2)
+                s = re.search(r"\\n(\d+) bytes \(([a-z,]+)\)", label)
+                if s:
+                    g.frame[title] = int(s.group(1))
+                    if "dynamic" in s.group(2):
+                        g.dynamic.add(title)
+                    g.file_of[title] = ci.stem
+                continue
+            m = edge_re.match(line)
+            if m:
+                g.edges.setdefault(m.group(1), []).append((m.group(2), m.group(3) or ""))
+    return g
+
+
+def classify_external(name: str) -> str:
+    if name.startswith("mbedtls_"):
+        return "mbedTLS library"
+    if name.startswith("usmp_crypto_") or name.startswith("usmp_backend_"):
+        return "crypto seam"
+    if name.startswith("usmp_port_"):
+        return "port hooks"
+    if name in ("memcpy", "memset", "memmove", "memcmp", "memchr", "strlen", "strncmp"):
+        return "libc"
+    if name.startswith("__"):
+        return "libgcc helpers"
+    return "other"
+
+
+def table_functions(target: Target, obj: Path, source: Path, g: Graph) -> tuple[list[str], str]:
+    """The functions an object's function-pointer table may call (the
+    engine's transition table), and how they were found.
+
+    The device API runs the engine as a stream-mode client only, so the rows
+    of the table for other roles and modes are left out when the table can
+    be read from the source ({ roles, state, frame, modes, row, handler }).
+    Otherwise every function whose address the object stores in its data
+    (relocations of its .rodata/.data sections) counts: an upper bound."""
+    text = source.read_text()
+    rows = re.findall(r"\{\s*(R_\w+)\s*,\s*USMP_STATE_\w+\s*,\s*USMP_TYPE_\w+\s*,\s*(M_\w+)\s*,\s*\d+\s*,\s*(\w+)\s*\}", text)
+    client_stream = {h for roles, modes, h in rows if roles in ("R_CLIENT", "R_BOTH") and modes in ("M_STREAM", "M_BOTH")}
+    stored = set()
+    in_data = False
+    for line in sh([target.prefix + "readelf", "-rW", str(obj)]).splitlines():
+        m = re.match(r"Relocation section '\.rela?(\.\S+)'", line)
+        if m:
+            in_data = m.group(1).startswith((".rodata", ".data", ".srodata", ".sdata"))
+            continue
+        parts = line.split()
+        if in_data and len(parts) >= 5 and re.fullmatch(r"[0-9a-f]{8,16}", parts[0]):
+            stored.add(parts[4].removeprefix(".text."))
+    how = "the stream-client rows of the transition table"
+    names = client_stream & stored
+    if not rows or not names:
+        names, how = stored, "every function the table stores (upper bound)"
+    found = []
+    for name in sorted(names):
+        for node in (f"{source}:{name}", name):
+            if node in g.frame:
+                found.append(node)
+                break
+    return found, how
+
+
+def indirect_targets(site: str, tables: dict[str, list[str]]) -> tuple[list[str], str]:
+    """Resolves an indirect call by the source line it is on: the callees it
+    may reach, or else the category it is reported under."""
+    m = re.match(r"(.*):(\d+):\d+$", site)
+    if not m:
+        return [], "indirect call"
+    line = Path(m.group(1)).read_text().splitlines()[int(m.group(2)) - 1]
+    if "->random(" in line:
+        # The engine's randomness callback: the device API installs port_random.
+        return [f"{ROOT / 'src' / 'usmp_device.c'}:port_random"], ""
+    if "->handler(" in line and tables.get(m.group(1)):
+        # The engine's transition table (see table_functions).
+        return tables[m.group(1)], ""
+    if "psk_lookup(" in line:
+        return [], "server PSK lookup (server role only)"
+    if "transport" in line or re.search(r"\bt->(send|recv|close|reconnect|available)\(", line):
+        return [], "transport (function pointer)"
+    return [], f"unresolved indirect call at {Path(m.group(1)).name}:{m.group(2)}"
+
+
+@dataclass
+class StackResult:
+    total: int
+    path: list[tuple[str, int]]
+    excluded: dict[str, int]      # category -> deepest USMP stack at which it is entered
+    dynamic: bool
+
+
+def worst_stack(g: Graph, root: str, include_glue: bool, tables: dict[str, list[str]]) -> StackResult:
+    glue_files = {Path(src).stem for _, src in GLUE}
+    memo: dict[str, tuple[int, list[tuple[str, int]]]] = {}
+    excluded: dict[str, int] = {}
+    dynamic = False
+
+    def is_measured(node: str) -> bool:
+        if node not in g.frame:
+            return False
+        return include_glue or g.file_of[node] not in glue_files
+
+    def visit(node: str, depth_before: int, stack: tuple[str, ...]) -> tuple[int, list[tuple[str, int]]]:
+        nonlocal dynamic
+        if node in stack:
+            sys.exit(f"footprint: recursion through {node}: the stack is unbounded")
+        frame = g.frame[node]
+        dynamic = dynamic or node in g.dynamic
+        best, best_path = 0, []
+        calls: list[tuple[str, str]] = []
+        for callee, site in g.edges.get(node, []):
+            if callee == "__indirect_call":
+                resolved, category = indirect_targets(site, tables)
+                calls.extend((r, "") for r in resolved)
+                if category:
+                    calls.append(("", category))
+            else:
+                calls.append((callee, ""))
+        for callee, category in calls:
+            if category or not is_measured(callee):
+                if not category:
+                    category = "crypto seam" if callee in g.frame else classify_external(callee)
+                here = depth_before + frame
+                excluded[category] = max(excluded.get(category, 0), here)
+                continue
+            sub, sub_path = visit(callee, depth_before + frame, stack + (node,))
+            if sub > best:
+                best, best_path = sub, sub_path
+        return frame + best, [(node, frame)] + best_path
+
+    total, path = visit(root, 0, ())
+    return StackResult(total, path, excluded, dynamic)
+
+
+# --- the measurements ------------------------------------------------------------
+
+@dataclass
+class TargetResult:
+    modules: dict[str, Size]
+    glue: dict[str, Size]
+    linked: dict[str, Size]
+    libgcc: Size
+    sizes: dict[str, int]
+    stack_core: dict[str, StackResult]
+    stack_glue: dict[str, StackResult]
+    frames: dict[str, int]
+    dispatch: str
+
+
+def compile_one(target: Target, src: Path, out: Path, extra: list[str]) -> Path:
+    obj = out / (src.stem + ".o")
+    sh(target.cc + FLAGS + INCLUDES + extra + ["-c", str(src), "-o", str(obj)])
+    return obj
+
+
+def measure_target(target: Target, build: Path, mbedtls_include: Path) -> TargetResult:
+    out = build / target.name
+    out.mkdir(parents=True, exist_ok=True)
+    core_objs = {name: compile_one(target, ROOT / src, out, []) for name, src in CORE}
+    glue_objs = {name: compile_one(target, ROOT / src, out, ["-isystem", str(mbedtls_include)]) for name, src in GLUE}
+    image_obj = compile_one(target, HERE / "device_image.c", out, [])
+    sizes_obj = compile_one(target, HERE / "sizes.c", out, [])
+
+    modules = {name: object_size(target, obj) for name, obj in core_objs.items()}
+    glue = {name: object_size(target, obj) for name, obj in glue_objs.items()}
+
+    # The linked device image: --gc-sections from main; the crypto library,
+    # port hooks and libc stay unresolved (left at 0, never run).
+    elf, map_file = out / "device_image.elf", out / "device_image.map"
+    sh(target.cc + ["-Os", "-nostdlib", "-Wl,--gc-sections", "-Wl,-e,main",
+                    "-Wl,--unresolved-symbols=ignore-all",
+                    f"-Wl,-Map,{map_file}", "-o", str(elf), str(image_obj)]
+       + [str(o) for o in core_objs.values()] + [str(o) for o in glue_objs.values()] + ["-lgcc"])
+    by_file = map_sizes(map_file)
+    linked: dict[str, Size] = {}
+    libgcc = Size()
+    for path, size in by_file.items():
+        for name, obj in list(core_objs.items()) + list(glue_objs.items()):
+            if Path(path) == obj:
+                linked[name] = size
+        if "libgcc.a(" in path:
+            libgcc += size
+
+    symbol_sizes = {}
+    for line in sh([target.prefix + "nm", "-S", str(sizes_obj)]).splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3].startswith("size_"):
+            symbol_sizes[parts[3][5:]] = int(parts[1], 16)
+
+    graph = read_callgraph(sorted(out.glob("*.ci")))
+    tables, table_note = {}, {}
+    for name, src in CORE:
+        tables[str(ROOT / src)], table_note[name] = table_functions(target, core_objs[name], ROOT / src, graph)
+    stack_core = {root: worst_stack(graph, root, False, tables) for root in ROOTS}
+    stack_glue = {root: worst_stack(graph, root, True, tables) for root in ROOTS}
+    return TargetResult(modules, glue, linked, libgcc, symbol_sizes, stack_core, stack_glue, graph.frame,
+                        table_note["engine"])
+
+
+def measure_x86_proxy(build: Path) -> tuple[Size, list[str], Size, Size]:
+    """x86-64 link of the core + glue against Debian's libmbedcrypto.a: the bytes
+    of the archive members the linker pulls in (a proxy, not a target figure)."""
+    out = build / "x86-64"
+    out.mkdir(parents=True, exist_ok=True)
+    archive = Path("/usr/lib/x86_64-linux-gnu/libmbedcrypto.a")
+    if not archive.exists():
+        return Size(), [], Size(), Size()
+    objs = []
+    for _, src in CORE + GLUE + [("", str(HERE / "device_image.c"))]:
+        obj = out / (Path(src).stem + ".o")
+        sh(["gcc", "-std=c99", "-Os", "-fno-pie", "-ffunction-sections", "-fdata-sections", "-fno-asynchronous-unwind-tables"]
+           + INCLUDES + ["-c", str(ROOT / src), "-o", str(obj)])
+        objs.append(str(obj))
+    map_file = out / "device_image.map"
+    sh(["gcc", "-no-pie", "-nostdlib", "-Wl,--gc-sections", "-Wl,-e,main", "-Wl,--unresolved-symbols=ignore-all",
+        f"-Wl,-Map,{map_file}", "-o", str(out / "device_image.elf")] + objs + [str(archive)])
+    needed, pulled, members, ours = Size(), Size(), [], Size()
+    for path, size in sorted(map_sizes(map_file, strict=False).items()):
+        m = re.search(r"libmbedcrypto\.a\((.+)\)$", path)
+        if m:
+            module = m.group(1).removesuffix(".c.o")
+            pulled += size
+            if module in MBEDTLS_NEEDED:
+                needed += size
+                members.append(f"{module} {size.flash}")
+        elif path in objs and not path.endswith("device_image.o"):
+            ours += size
+    return needed, members, ours, pulled
+
+
+# --- output ----------------------------------------------------------------------
+
+def kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"
+
+
+def verdict(value: int, goal: int) -> tuple[str, str]:
+    return f"{value / goal:.2f}", ("met" if value <= goal else "MISSED")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="USMP footprint on Cortex-M4 and rv32imc")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--build-dir", default=str(ROOT / "build" / "footprint"))
+    parser.add_argument("--details", action="store_true",
+                        help="also print every stack path in full, and the size of every core function")
+    args = parser.parse_args()
+
+    for tool in ("arm-none-eabi-gcc", "riscv64-unknown-elf-gcc", "gcc"):
+        if shutil.which(tool) is None:
+            sys.exit(f"footprint: {tool} not found (see docs/footprint.md for the Debian packages)")
+    if not Path("/usr/include/newlib/string.h").exists():
+        sys.exit("footprint: /usr/include/newlib missing (Debian: libnewlib-dev)")
+
+    build = Path(args.build_dir)
+    if build.exists():
+        shutil.rmtree(build)
+    build.mkdir(parents=True)
+    # mbedtls/ and psa/ alone: the host's glibc headers must not reach a cross compiler.
+    mbedtls_include = build / "mbedtls-include"
+    mbedtls_include.mkdir()
+    for d in ("mbedtls", "psa"):
+        if Path("/usr/include", d).is_dir():
+            os.symlink(Path("/usr/include", d), mbedtls_include / d)
+    mbedtls_version = re.search(r'MBEDTLS_VERSION_STRING\s+"([^"]+)"',
+                                Path("/usr/include/mbedtls/version.h").read_text())
+    gcc_version = sh(["arm-none-eabi-gcc", "-dumpversion"]).strip()
+    rv_version = sh(["riscv64-unknown-elf-gcc", "-dumpversion"]).strip()
+
+    results = {t.name: measure_target(t, build, mbedtls_include) for t in TARGETS}
+    proxy, proxy_members, proxy_ours, proxy_pulled = measure_x86_proxy(build)
+    arm, rv = results["Cortex-M4"], results["rv32imc"]
+
+    rows: list[tuple[str, ...]] = []
+
+    def section(title: str) -> None:
+        rows.append(("##", title))
+
+    def row(label: str, a: str, b: str, goal: str = "", ratio: str = "", status: str = "") -> None:
+        rows.append((label, a, b, goal, ratio, status))
+
+    def fr(s: Size) -> str:
+        return f"{s.flash} / {s.ram}"
+
+    section("flash (text+rodata+data) / static RAM (data+bss), bytes: object files, every function "
+            "(rv32imc objects: before linker relaxation)")
+    for name, _ in CORE:
+        row(f"core: {name}", fr(arm.modules[name]), fr(rv.modules[name]))
+    core_arm, core_rv = Size(), Size()
+    for name, _ in CORE:
+        core_arm += arm.modules[name]
+        core_rv += rv.modules[name]
+    r, v = verdict(core_arm.flash, GOAL_CORE_FLASH)
+    row("core total (6 modules)", fr(core_arm), fr(core_rv), f"flash <= {GOAL_CORE_FLASH}", r, v)
+    lin_arm, lin_rv = Size(), Size()
+    for name, _ in CORE:
+        lin_arm += arm.linked.get(name, Size())
+        lin_rv += rv.linked.get(name, Size())
+    r, v = verdict(lin_arm.flash, GOAL_CORE_FLASH)
+    row("core linked into a device image (--gc-sections)", fr(lin_arm), fr(rv_lin := lin_rv), f"flash <= {GOAL_CORE_FLASH}", r, v)
+    row("  libgcc helpers the core pulls in", fr(arm.libgcc), fr(rv.libgcc))
+    for name, _ in GLUE:
+        row(f"crypto glue, not core: {name}", fr(arm.glue[name]), fr(rv.glue[name]))
+
+    section("RAM the application holds (static or stack), bytes, default options")
+    s_arm, s_rv = arm.sizes, rv.sizes
+    row("sizeof(usmp_ctx_t)", str(s_arm["usmp_ctx_t"]), str(s_rv["usmp_ctx_t"]))
+    bufs_arm = s_arm["ctx_rx_buf"] + s_arm["ctx_tx_buf"]
+    bufs_rv = s_rv["ctx_rx_buf"] + s_rv["ctx_tx_buf"]
+    row("  record buffers rx_buf + tx_buf", f"{s_arm['ctx_rx_buf']} + {s_arm['ctx_tx_buf']}",
+        f"{s_rv['ctx_rx_buf']} + {s_rv['ctx_tx_buf']}")
+    ctx_arm = s_arm["usmp_ctx_t"] - bufs_arm
+    ctx_rv = s_rv["usmp_ctx_t"] - bufs_rv
+    r, v = verdict(ctx_arm, GOAL_CONTEXT)
+    row("  context without the record buffers", str(ctx_arm), str(ctx_rv), f"<= {GOAL_CONTEXT}", r, v)
+    row("    of which sizeof(usmp_engine_t)", str(s_arm["usmp_engine_t"]), str(s_rv["usmp_engine_t"]))
+    row("    of which its handshake union (hs)", str(s_arm["engine_hs"]), str(s_rv["engine_hs"]))
+    row("    of which in_buf (input chunk)", str(s_arm["ctx_in_buf"]), str(s_rv["ctx_in_buf"]))
+    row("sizeof(usmp_transport_t)", str(s_arm["usmp_transport_t"]), str(s_rv["usmp_transport_t"]))
+
+    section("worst-case stack, bytes: -fstack-usage frames on the -fcallgraph-info call graph")
+    for root in ROOTS:
+        a_core, r_core = arm.stack_core[root], rv.stack_core[root]
+        a_glue, r_glue = arm.stack_glue[root], rv.stack_glue[root]
+        label = {"usmp_connect": "usmp_connect (handshake)",
+                 "usmp_keepalive_tick": "usmp_keepalive_tick (may reconnect)"}.get(root, root)
+        row(f"{label}: core frames", str(a_core.total), str(r_core.total))
+        if root == "usmp_connect":
+            r, v = verdict(a_glue.total, GOAL_HANDSHAKE_STACK)
+            row("  + crypto glue frames (mbedTLS library excluded)", str(a_glue.total), str(r_glue.total),
+                f"<= {GOAL_HANDSHAKE_STACK}", r, v)
+        else:
+            row("  + crypto glue frames (mbedTLS library excluded)", str(a_glue.total), str(r_glue.total))
+
+    section("comparison: flash / RAM")
+    ours_arm = lin_arm.flash + sum(arm.linked.get(n, Size()).flash for n, _ in GLUE) + arm.libgcc.flash
+    ours_rv = lin_rv.flash + sum(rv.linked.get(n, Size()).flash for n, _ in GLUE) + rv.libgcc.flash
+    row("USMP core + crypto glue + libgcc, linked (flash)", str(ours_arm), str(ours_rv))
+    row("  + the mbedTLS primitives on these targets", "not measured", "not measured")
+    row("x86-64 proxy: the mbedTLS modules used (flash / static RAM)", fr(proxy), "", "", "", "see note")
+    row("  all mbedTLS objects that link pulls in", fr(proxy_pulled), "")
+    row("  USMP core + glue in the same x86-64 link, -Os", fr(proxy_ours), "")
+    ram_arm = s_arm["usmp_ctx_t"] + arm.stack_glue["usmp_connect"].total
+    ram_rv = s_rv["usmp_ctx_t"] + rv.stack_glue["usmp_connect"].total
+    row("USMP RAM: usmp_ctx_t + handshake stack (mbedTLS heap and frames excluded)", str(ram_arm), str(ram_rv))
+    for name, flash, ram in PUBLISHED:
+        row(f"published: {name}", f"{flash} / {ram}", "")
+
+    # --- print
+    header = ("measure", "Cortex-M4", "rv32imc", "goal (Cortex-M4)", "ratio", "status")
+    title = (f"USMP footprint -- default options (USMP_MAX_RECORD {s_arm['option_max_record']}, "
+             f"USMP_MAX_MESSAGE {s_arm['option_max_message']}); arm-none-eabi-gcc {gcc_version} and "
+             f"riscv64-unknown-elf-gcc {rv_version}, -Os; mbedTLS headers "
+             f"{mbedtls_version.group(1) if mbedtls_version else '?'} (Debian)")
+    if args.markdown:
+        print(f"**{title}**\n")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r_ in rows:
+            if r_[0] == "##":
+                print(f"| **{r_[1]}** |" + " |" * (len(header) - 1))
+            else:
+                print("| " + " | ".join(r_) + " |")
+    else:
+        widths = [max(len(r_[i]) for r_ in rows + [header] if r_[0] != "##") for i in range(len(header))]
+        print(title)
+        line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+        print(line)
+        print("-" * len(line))
+        for r_ in rows:
+            if r_[0] == "##":
+                print(f"-- {r_[1]}")
+            else:
+                print("  ".join(c.ljust(w) for c, w in zip(r_, widths)).rstrip())
+
+    # --- notes: what each stack figure leaves out, and the worst paths
+    if args.markdown:
+        print("\n```text", end="")
+    print()
+    print(f"Stack: the engine's dispatch through its transition table is resolved to {arm.dispatch}.")
+    print("What the figures leave out, and the USMP stack depth at which each is entered (Cortex-M4 / rv32imc):")
+    for root in ROOTS:
+        a, b = arm.stack_glue[root], rv.stack_glue[root]
+        cats = sorted(set(a.excluded) | set(b.excluded))
+        parts = [f"{c} at {a.excluded.get(c, '-')} / {b.excluded.get(c, '-')}" for c in cats]
+        print(f"  {root}: " + "; ".join(parts))
+        if a.dynamic or b.dynamic:
+            print(f"  {root}: a frame on the path is dynamic (VLA/alloca): the figure is a lower bound")
+    print()
+    print("Worst paths on Cortex-M4, frame bytes (core frames only, then core + crypto glue):")
+    for kind, stacks in (("core", arm.stack_core), ("core + glue", arm.stack_glue)):
+        for root in ROOTS:
+            path = stacks[root].path
+            shown = path if args.details else path[:12]
+            print(f"  {root} [{kind}]: " + " > ".join(f"{n.split(':')[-1]} {f}" for n, f in shown)
+                  + (" > ..." if len(shown) < len(path) else ""))
+    print()
+    print("x86-64 proxy for the mbedTLS primitives: Debian's libmbedcrypto.a (mbedTLS "
+          f"{mbedtls_version.group(1) if mbedtls_version else '?'}, Debian's -O2 build, whole object files, "
+          "self-tests and unused features included): the modules the backend needs, flash bytes:")
+    print("  " + ", ".join(proxy_members))
+    print()
+    goals = [("core flash", core_arm.flash, GOAL_CORE_FLASH),
+             ("context without record buffers", ctx_arm, GOAL_CONTEXT),
+             ("handshake stack", arm.stack_glue["usmp_connect"].total, GOAL_HANDSHAKE_STACK)]
+    if args.markdown:
+        print("```")
+    print("footprint (Cortex-M4): " + ", ".join(
+        f"{what} {value} B (goal {goal}: {verdict(value, goal)[1]})" for what, value, goal in goals))
+    if args.details:
+        print()
+        print("Core functions on Cortex-M4, bytes (nm -S), largest first:")
+        for name, _ in CORE:
+            obj = build / "Cortex-M4" / (Path(dict(CORE)[name]).stem + ".o")
+            syms = []
+            for line in sh(["arm-none-eabi-nm", "-S", "-t", "d", str(obj)]).splitlines():
+                parts = line.split()
+                if len(parts) == 4:
+                    syms.append((int(parts[1]), parts[3], parts[2]))
+            syms.sort(reverse=True)
+            print(f"  {name}: " + ", ".join(f"{n} {sz}{' (data)' if t in 'rRdDbB' else ''}" for sz, n, t in syms))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""Builds examples/esp32_echo on the host against the ESP-IDF stand-ins and
+runs it against the Python gateway (`usmp serve`), checking the echo exchange.
+
+What is real and what is a stand-in:
+  real        examples/esp32_echo (main.c, both CMakeLists.txt, Kconfig.projbuild,
+              sdkconfig.defaults), ports/esp32/usmp (CMakeLists.txt, Kconfig,
+              usmp_port_esp32.c), the core, the mbedTLS backend (against the
+              host's mbedTLS 2.28, not ESP-IDF's 3.x), transports/usmp_tcp.c (on
+              the host's BSD sockets, with ESP_PLATFORM defined), echo_app.c, and
+              the Python gateway;
+  stand-in    ESP-IDF's build system (tests/esp32/stand-ins/idf) and the ESP-IDF /
+              FreeRTOS calls (tests/esp32/stand-ins/components): Wi-Fi "connects"
+              to 127.0.0.1 at once, NVS is read from an nvs_partition_gen CSV,
+              esp_read_mac returns 02:00:00:e5:32:01.
+
+Runs, each judged by the log lines of the example and of the gateway:
+  nvs          PSK from NVS: every message echoed; the session id the device logs
+               is the one the gateway logs for device 020000e53201
+  menuconfig   PSK from menuconfig (a second build): every message echoed
+  no-psk       no PSK anywhere: refuses, says how to provision, never connects
+  short-psk    an 8-byte PSK in NVS: refused before connecting
+  wrong-psk    another device's key: the handshake fails with AUTH_FAILED
+In every run, no byte of a key appears in the output, hex or otherwise.
+
+usage: check_host_example.py [--build-dir DIR]      (default build/esp32-host)
+Ends with "esp32 host example: N checks passed, M failed"; exit 1 on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STANDIN_IDF = ROOT / "tests" / "esp32" / "stand-ins" / "idf"
+EXAMPLE = ROOT / "examples" / "esp32_echo"
+PYTHON = "/usr/bin/python3"
+DEVICE_ID = "020000e53201"  # the stand-in esp_read_mac's default
+RUN_TIMEOUT = 30
+
+checks = {"passed": 0, "failed": 0}
+
+
+def check(condition: bool, what: str, detail: str = "") -> bool:
+    if condition:
+        checks["passed"] += 1
+        print(f"  ok    {what}")
+    else:
+        checks["failed"] += 1
+        print(f"  FAIL  {what}" + (f"\n{detail}" if detail else ""))
+    return condition
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                          timeout=timeout)
+
+
+def build(build_dir: Path, sdkconfig: dict[str, str]) -> Path | None:
+    """Configures and builds the example with the stand-in ESP-IDF; returns the program."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    config_file = build_dir / "sdkconfig"
+    config_file.write_text("".join(f"CONFIG_{k}={v}\n" for k, v in sdkconfig.items()))
+    env = dict(os.environ, IDF_PATH=str(STANDIN_IDF))
+    configure = run(["cmake", "-S", str(EXAMPLE), "-B", str(build_dir / "cmake"), f"-DSDKCONFIG={config_file}"], env=env)
+    if not check(configure.returncode == 0, f"configure {build_dir.name} (example CMakeLists.txt + stand-in project.cmake)", configure.stdout):
+        return None
+    compiled = run(["cmake", "--build", str(build_dir / "cmake"), "-j", str(os.cpu_count() or 2)], env=env)
+    if not check(compiled.returncode == 0, f"build {build_dir.name} with -Wall -Wextra -Werror", compiled.stdout[-6000:]):
+        return None
+    return build_dir / "cmake" / "usmp_esp32_echo.elf"
+
+
+class Gateway:
+    """`usmp serve` on 127.0.0.1, any free port, echo mode."""
+
+    def __init__(self, psk_file: Path, log: Path) -> None:
+        self.log_path = log
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "usmp", "serve", "--host", "127.0.0.1", "--port", "0", "--psk-file", str(psk_file)],
+            cwd=ROOT / "python" / "src",
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.port = 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            m = re.search(r"^listening on 127\.0\.0\.1:(\d+) ", self.text(), re.M)
+            if m:
+                self.port = int(m.group(1))
+                break
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def run_example(program: Path, nvs_csv: Path | None, log: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USMP_STANDIN_")}
+    if nvs_csv is not None:
+        env["USMP_STANDIN_NVS_CSV"] = str(nvs_csv)
+    try:
+        done = run([str(program)], env=env, timeout=RUN_TIMEOUT)
+        out = done.stdout + ("" if done.returncode == 0 else f"\n[exit status {done.returncode}]")
+    except subprocess.TimeoutExpired as e:
+        partial = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        out = partial + f"\n[killed after {RUN_TIMEOUT} s]"
+    log.write_text(out)
+    return out
+
+
+def defines(header: str) -> dict[str, str]:
+    return dict(re.findall(r"^#define (CONFIG_USMP_\w+) (.*)$", header, re.M))
+
+
+def check_kconfig(build_dir: Path) -> None:
+    """Parses the component's Kconfig and the example's Kconfig.projbuild with
+    kconfiglib (the Kconfig implementation ESP-IDF's own is derived from),
+    applies sdkconfig.defaults and the build's sdkconfig as ESP-IDF would,
+    and compares its sdkconfig.h with the one the stand-in build system
+    generated for that build."""
+    try:
+        import kconfiglib  # type: ignore
+    except ImportError:
+        note = "kconfiglib missing (Debian: python3-kconfiglib)"
+        if os.environ.get("CI") == "true":
+            check(False, f"Kconfig files parsed by kconfiglib: {note}")
+        else:
+            print(f"  skip  Kconfig files parsed by kconfiglib: {note}")
+        return
+    top = build_dir / "Kconfig.top"
+    top.write_text(
+        'mainmenu "USMP echo example (test)"\n'
+        f'menu "Component config"\nsource "{ROOT / "ports" / "esp32" / "usmp" / "Kconfig"}"\nendmenu\n'
+        f'source "{EXAMPLE / "main" / "Kconfig.projbuild"}"\n'
+    )
+    k = kconfiglib.Kconfig(str(top), warn_to_stderr=False)
+    check(not k.warnings, "Kconfig and Kconfig.projbuild parse without warnings", "\n".join(k.warnings))
+    k.load_config(str(EXAMPLE / "sdkconfig.defaults"), replace=False)
+    k.load_config(str(build_dir / "sdkconfig"), replace=False)
+    ours = build_dir / "kconfiglib-sdkconfig.h"
+    k.write_autoconf(str(ours))
+    expected = defines(ours.read_text())
+    got = defines((build_dir / "cmake" / "config" / "sdkconfig.h").read_text())
+    # The detail, if any, leaves the (test) key out of the log.
+    hide = {"CONFIG_USMP_ECHO_PSK_HEX": "<key>"}
+    check(expected == got and len(expected) >= 11, f"the stand-in's CONFIG_USMP_* values match kconfiglib's ({len(expected)} options)",
+          f"kconfiglib: {dict(expected, **hide)}\nstand-in:  {dict(got, **hide)}")
+
+
+def nvs_csv(path: Path, psk_hex: str) -> Path:
+    # The input format of ESP-IDF's nvs_partition_gen.py, as docs/esp32.md uses it.
+    path.write_text(f"key,type,encoding,value\nusmp,namespace,,\npsk,data,hex2bin,{psk_hex}\n")
+    return path
+
+
+def no_key_in(text: str, keys: list[bytes]) -> bool:
+    low = text.lower()
+    for key in keys:
+        for chunk in range(0, len(key) - 7):  # any 8 consecutive key bytes, in hex
+            if key[chunk : chunk + 8].hex() in low:
+                return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-dir", default=str(ROOT / "build" / "esp32-host"))
+    args = parser.parse_args()
+    work = Path(args.build_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    keygen = run([PYTHON, "-m", "usmp", "keygen"], cwd=ROOT / "python" / "src")
+    psk_hex = keygen.stdout.strip()
+    if not check(keygen.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", psk_hex) is not None, "usmp keygen gives 64 hex digits", keygen.stdout):
+        return 1
+    other_hex = secrets.token_hex(32)  # the key of another device: the wrong one here
+    keys = [bytes.fromhex(psk_hex), bytes.fromhex(other_hex)]
+    psk_file = work / "gateway.psk"
+    psk_file.write_text(f"# device_id psk\n{DEVICE_ID} {psk_hex}\n0200000000ff {other_hex}\n")
+    os.chmod(psk_file, 0o600)
+
+    gateway = Gateway(psk_file, work / "gateway.log")
+    try:
+        if not check(gateway.port > 0, "usmp serve is listening", gateway.text()):
+            return 1
+        base = {
+            "USMP_ECHO_WIFI_SSID": '"host-stand-in"',
+            "USMP_ECHO_GATEWAY_HOST": '"127.0.0.1"',
+            "USMP_ECHO_GATEWAY_PORT": str(gateway.port),
+        }
+        program = build(work / "build-nvs", base)
+        program_menuconfig = build(work / "build-menuconfig", dict(base, USMP_ECHO_PSK_HEX=f'"{psk_hex}"'))
+        if program is None or program_menuconfig is None:
+            return 1
+        check_kconfig(work / "build-menuconfig")
+        outputs = []
+
+        print("run nvs: PSK from NVS")
+        out = run_example(program, nvs_csv(work / "nvs.csv", psk_hex), work / "run-nvs.log")
+        outputs.append(out)
+        check("PSK: 32 bytes from NVS" in out, "the PSK was read from NVS", out)
+        echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
+        check(echoes == [("19", "19"), ("17", "17"), ("0", "0")], "three messages sent and echoed, the empty one included", out)
+        check("echo test passed: every message came back unchanged" in out, "the example reports success", out)
+        m = re.search(r"session ([0-9a-f]{16}) established", out)
+        sid = m.group(1) if m else "?"
+        time.sleep(0.3)  # let the gateway log the close
+        gw = gateway.text()
+        check(re.search(rf"^open {sid} device {DEVICE_ID} from 127\.0\.0\.1:", gw, re.M) is not None,
+              f"the gateway opened session {sid} for device {DEVICE_ID}", gw)
+        check(re.search(rf"^close {sid}", gw, re.M) is not None, "the gateway closed that session", gw)
+
+        print("run menuconfig: PSK from menuconfig, NVS empty")
+        out = run_example(program_menuconfig, None, work / "run-menuconfig.log")
+        outputs.append(out)
+        check("PSK: 32 bytes from menuconfig" in out, "the PSK was read from menuconfig", out)
+        check("echo test passed" in out, "the example reports success", out)
+
+        print("run no-psk: no PSK anywhere")
+        opens_before = gateway.text().count("\nopen ")
+        out = run_example(program, None, work / "run-no-psk.log")
+        outputs.append(out)
+        check("no PSK: this device has no key, and there is no default one" in out, "refuses without a PSK", out)
+        check(f"add the line '{DEVICE_ID} <key>'" in out and "nvs_partition_gen.py" in out and "menuconfig" in out,
+              "says how to provision one, naming this device", out)
+        check("connecting to gateway" not in out and "Wi-Fi: connected" not in out, "never joins Wi-Fi or connects", out)
+
+        print("run short-psk: an 8-byte PSK in NVS")
+        out = run_example(program, nvs_csv(work / "nvs-short.csv", psk_hex[:16]), work / "run-short-psk.log")
+        outputs.append(out)
+        check("USMP needs 16 to 64" in out and "connecting to gateway" not in out, "refuses a short PSK before connecting", out)
+
+        print("run wrong-psk: another device's key")
+        out = run_example(program, nvs_csv(work / "nvs-wrong.csv", other_hex), work / "run-wrong-psk.log")
+        outputs.append(out)
+        check("echo test failed: AUTH_FAILED" in out, "the handshake fails with AUTH_FAILED", out)
+        time.sleep(0.3)
+        check(gateway.text().count("\nopen ") == opens_before, "the gateway opened no session for the refused runs", gateway.text())
+
+        outputs.append(gateway.text())
+        check(all(no_key_in(o, keys) for o in outputs), "no key bytes in any device or gateway output")
+    finally:
+        status = gateway.stop()
+        check(status == 0, "the gateway stopped cleanly on SIGTERM", gateway.log_path.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    rc = 1
+    try:
+        rc = main()
+    finally:
+        print(f"esp32 host example: {checks['passed']} checks passed, {checks['failed']} failed")
+    sys.exit(1 if checks["failed"] or rc else 0)

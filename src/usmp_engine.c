@@ -194,6 +194,7 @@ static void build_flight(usmp_engine_t *e)
         put_handshake_frame(e, USMP_TYPE_HELLO_ACK, e->hs.confirm.hello_ack_mac,
                             USMP_MAC_BYTES, NULL, 0);
         break;
+#if USMP_SERVER
     case USMP_STATE_WAIT_HELLO_ACK:
         memcpy(e->tx_buf, e->hs.confirm.challenge, e->hs.confirm.challenge_len);
         e->tx_len = e->hs.confirm.challenge_len;
@@ -209,6 +210,7 @@ static void build_flight(usmp_engine_t *e)
             }
         }
         break;
+#endif
     default:
         break;
     }
@@ -298,6 +300,10 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
         !limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
         return USMP_ERR_ARG;
     }
+    if ((cfg->role == USMP_ROLE_SERVER && !USMP_SERVER) ||
+        (cfg->mode == USMP_MODE_DATAGRAM && !USMP_DATAGRAM)) {
+        return USMP_ERR_ARG; /* compiled out (usmp_options.h) */
+    }
     if (cfg->role == USMP_ROLE_CLIENT) {
         if (cfg->psk == NULL || cfg->psk_len < USMP_PSK_MIN_BYTES ||
             cfg->psk_len > USMP_PSK_MAX_BYTES) {
@@ -323,8 +329,11 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
     e->psk = cfg->psk;
     e->psk_len = (uint8_t)cfg->psk_len;
     memcpy(e->device_id, cfg->device_id, USMP_DEVICE_ID_BYTES);
+#if USMP_SERVER
     e->psk_lookup = cfg->psk_lookup;
     e->psk_lookup_user = cfg->psk_lookup_user;
+    e->idle_timeout_ms = cfg->idle_timeout_ms != 0 ? cfg->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
+#endif
     e->random = cfg->random;
     e->random_user = cfg->random_user;
     e->rx_buf = cfg->rx_buf;
@@ -337,8 +346,6 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
                                                              : DEFAULT_HANDSHAKE_TIMEOUT_MS;
     e->keepalive_ms = cfg->keepalive_ms;
     e->pong_timeout_ms = cfg->pong_timeout_ms != 0 ? cfg->pong_timeout_ms : cfg->keepalive_ms;
-    e->idle_timeout_ms = cfg->idle_timeout_ms != 0 ? cfg->idle_timeout_ms
-                                                   : DEFAULT_IDLE_TIMEOUT_MS;
     e->state = cfg->role == USMP_ROLE_CLIENT ? USMP_STATE_START : USMP_STATE_WAIT_HELLO;
     return USMP_OK;
 }
@@ -355,8 +362,10 @@ void usmp_engine_wipe(usmp_engine_t *e)
 static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
 {
     e->handshake_deadline = now + e->handshake_timeout_ms;
+#if USMP_DATAGRAM
     e->retransmit_interval = RETRANSMIT_FIRST_MS;
     e->retransmit_at = now + RETRANSMIT_FIRST_MS;
+#endif
 }
 
 int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
@@ -396,6 +405,7 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     return USMP_OK;
 }
 
+#if USMP_SERVER
 /* Rows 13-17: a HELLO in WAIT_HELLO. */
 static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                     uint32_t now, usmp_event_t *ev)
@@ -490,6 +500,8 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     return USMP_OK;
 }
 
+#endif /* USMP_SERVER */
+
 /* Rows 2-6: a CHALLENGE in WAIT_CHALLENGE. */
 static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                         uint32_t now, usmp_event_t *ev)
@@ -558,11 +570,14 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
     e->send_counter = 0;
     e->recv_counter = 0;
     e->send_usage = 0;
+#if USMP_DATAGRAM
     e->replay_bitmap = 0;
+#endif
     e->last_rx = now;
     ev->type = USMP_EVENT_ESTABLISHED;
 }
 
+#if USMP_SERVER
 /* Rows 20-22: HELLO_ACK in WAIT_HELLO_ACK. */
 static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                         uint32_t now, usmp_event_t *ev)
@@ -597,6 +612,8 @@ static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     e->pending |= P_FLIGHT;
     return USMP_OK;
 }
+
+#endif /* USMP_SERVER */
 
 /* Rows 8-10: SESSION_OK in WAIT_SESSION_OK. */
 static int on_session_ok(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
@@ -659,6 +676,7 @@ static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     return fail(e, USMP_ERR_PEER_ERROR);
 }
 
+#if USMP_DATAGRAM
 /* Row 7: resend the same HELLO with the cookie appended. */
 static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                      uint32_t now, usmp_event_t *ev)
@@ -674,6 +692,9 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
     return USMP_OK;
 }
 
+#endif /* USMP_DATAGRAM */
+
+#if USMP_SERVER && USMP_DATAGRAM
 /* Row 23: a duplicate HELLO gets the stored CHALLENGE again. It is the same
  * HELLO exactly when it gives the same transcript (cookie left out). */
 static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
@@ -709,6 +730,8 @@ static int on_duplicate_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t
     return USMP_ERR_UNEXPECTED;
 }
 
+#endif /* USMP_SERVER && USMP_DATAGRAM */
+
 /* ------------------------------------------------------------------ records */
 
 /* Row 30 and spec 6.4. seq is the record's counter (datagram continuity). */
@@ -735,8 +758,10 @@ static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uin
         return violation(e, USMP_ERR_MALFORMED);
     }
     continues = (e->flags & F_REASSEMBLING) && total == e->reassembly_total &&
-                offset == e->reassembly_len &&
-                (e->mode == USMP_MODE_STREAM || seq == e->reassembly_last_seq + 1u);
+                offset == e->reassembly_len;
+#if USMP_DATAGRAM
+    continues = continues && (e->mode == USMP_MODE_STREAM || seq == e->reassembly_last_seq + 1u);
+#endif
     if (offset == 0) {
         if ((e->flags & F_REASSEMBLING) && e->mode == USMP_MODE_STREAM) {
             return fail(e, USMP_ERR_UNEXPECTED);
@@ -752,7 +777,11 @@ static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uin
      * exists whenever max_message > max_record < total. */
     memcpy(e->reassembly_buf + offset, payload + USMP_FRAGMENT_HEADER_BYTES, chunk);
     e->reassembly_len = (uint16_t)(offset + chunk);
+#if USMP_DATAGRAM
     e->reassembly_last_seq = seq;
+#else
+    (void)seq;
+#endif
     if (e->reassembly_len == total) {
         e->flags &= (uint8_t)~F_REASSEMBLING;
         ev->type = USMP_EVENT_MESSAGE;
@@ -816,11 +845,13 @@ static void note_alive(usmp_engine_t *e, uint32_t now)
 {
     e->last_rx = now;
     e->flags &= (uint8_t)~F_PING_OUT;
+#if USMP_SERVER && USMP_DATAGRAM
     if (e->flags & F_RESEND_ALLOWED) {
         /* The client has the SESSION_OK: no more resending (spec 8.2). */
         wipe_handshake(e);
         e->pending &= (uint8_t)~P_FLIGHT;
     }
+#endif
 }
 
 /* Checks 2 and 3 of spec 6.2 (check 1, the type, is the transition
@@ -852,6 +883,7 @@ static int stream_on_record(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
     return on_record_payload(e, e->rx_buf[0], plain, frame_len - USMP_STREAM_OVERHEAD, counter, ev);
 }
 
+#if USMP_DATAGRAM
 /* A datagram record (spec 6.2 checks 1-8). */
 static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len, uint32_t now,
                               usmp_event_t *ev)
@@ -890,15 +922,22 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     return USMP_OK;
 }
 
+#endif /* USMP_DATAGRAM */
+
 /* Rows 29-33: any record in ESTABLISHED. */
 static int on_record(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                      uint32_t now, usmp_event_t *ev)
 {
     (void)h;
-    if (e->mode == USMP_MODE_STREAM) {
-        return stream_on_record(e, now, ev); /* frame is rx_buf */
+#if USMP_DATAGRAM
+    if (e->mode == USMP_MODE_DATAGRAM) {
+        return datagram_on_record(e, frame, frame_len, now, ev);
     }
-    return datagram_on_record(e, frame, frame_len, now, ev);
+#else
+    (void)frame;
+    (void)frame_len;
+#endif
+    return stream_on_record(e, now, ev); /* frame is rx_buf */
 }
 
 /* ------------------------------------------------------- transition table */
@@ -932,16 +971,24 @@ typedef struct {
 static const transition_t transitions[] = {
     /* roles     state                        frame                    modes       row handler */
     { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_CHALLENGE,     M_BOTH,     2, on_challenge },
+#if USMP_DATAGRAM
     { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_COOKIE,        M_DATAGRAM, 7, on_cookie },
+#endif
     { R_CLIENT, USMP_STATE_WAIT_SESSION_OK, USMP_TYPE_SESSION_OK,    M_BOTH,     8, on_session_ok },
+#if USMP_SERVER
     { R_SERVER, USMP_STATE_WAIT_HELLO,      USMP_TYPE_HELLO,         M_BOTH,     13, on_hello },
     { R_SERVER, USMP_STATE_WAIT_HELLO_ACK,  USMP_TYPE_HELLO_ACK,     M_BOTH,     20, on_hello_ack },
+#endif
+#if USMP_SERVER && USMP_DATAGRAM
     { R_SERVER, USMP_STATE_WAIT_HELLO_ACK,  USMP_TYPE_HELLO,         M_DATAGRAM, 23, on_duplicate_hello },
     { R_SERVER, USMP_STATE_ESTABLISHED,     USMP_TYPE_HELLO_ACK,     M_DATAGRAM, 24, on_duplicate_hello_ack },
+#endif
     { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
     { R_CLIENT, USMP_STATE_WAIT_SESSION_OK, USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
+#if USMP_SERVER
     { R_SERVER, USMP_STATE_WAIT_HELLO,      USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
     { R_SERVER, USMP_STATE_WAIT_HELLO_ACK,  USMP_TYPE_ERROR,         M_BOTH,     25, on_error },
+#endif
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_DATA,          M_BOTH,     29, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_DATA_FRAGMENT, M_BOTH,     30, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PING,          M_BOTH,     31, on_record },
@@ -970,6 +1017,7 @@ static int no_transition(usmp_engine_t *e, uint8_t type)
     return violation(e, is_defined_type(type) ? USMP_ERR_UNEXPECTED : USMP_ERR_MALFORMED);
 }
 
+#if USMP_DATAGRAM
 /* ---------------------------------------------------------------- datagrams */
 
 static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t now,
@@ -986,6 +1034,8 @@ static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_
     }
     return t->handler(e, d, len, is_record_type(d[0]) ? USMP_DATAGRAM_HEADER_BYTES : 1u, now, ev);
 }
+
+#endif /* USMP_DATAGRAM */
 
 /* ------------------------------------------------------------------ streams */
 
@@ -1080,10 +1130,12 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t
     if (!(e->flags & F_STARTED)) {
         return USMP_ERR_STATE;
     }
+#if USMP_DATAGRAM
     if (e->mode == USMP_MODE_DATAGRAM) {
         *consumed = len;
         return datagram_feed(e, data, len, now_ms, event);
     }
+#endif
     rc = stream_feed(e, data, len, now_ms, &used, event);
     *consumed = used;
     return rc;
@@ -1217,18 +1269,22 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
     }
     if (is_handshake_state(e->state)) {
         earliest(&best, &have, e->handshake_deadline);
+#if USMP_DATAGRAM
         if (e->mode == USMP_MODE_DATAGRAM && e->role == USMP_ROLE_CLIENT) {
             earliest(&best, &have, e->retransmit_at);
         }
+#endif
     } else if (e->state == USMP_STATE_ESTABLISHED) {
         if (e->flags & F_PING_OUT) {
             earliest(&best, &have, e->ping_sent_at + e->pong_timeout_ms);
         } else if (e->keepalive_ms != 0) {
             earliest(&best, &have, e->last_rx + e->keepalive_ms);
         }
+#if USMP_SERVER
         if (e->role == USMP_ROLE_SERVER) {
             earliest(&best, &have, e->last_rx + e->idle_timeout_ms);
         }
+#endif
     }
     if (have) {
         *deadline_ms = best;
@@ -1251,6 +1307,7 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
         if (usmp_time_reached(now_ms, e->handshake_deadline)) {
             return fail(e, USMP_ERR_TIMEOUT); /* row 26 */
         }
+#if USMP_DATAGRAM
         if (e->mode == USMP_MODE_DATAGRAM && e->role == USMP_ROLE_CLIENT &&
             usmp_time_reached(now_ms, e->retransmit_at)) {
             /* Row 12: resend the last flight, unless it is still unsent. */
@@ -1263,6 +1320,7 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
             }
             e->retransmit_at = now_ms + e->retransmit_interval;
         }
+#endif
         return USMP_OK;
     }
     if (e->state != USMP_STATE_ESTABLISHED) {
@@ -1277,9 +1335,11 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
         e->ping_sent_at = now_ms;
         e->pending |= P_PING;
     }
+#if USMP_SERVER
     if (e->role == USMP_ROLE_SERVER && usmp_time_reached(now_ms, e->last_rx + e->idle_timeout_ms)) {
         (void)usmp_engine_close(e, USMP_CODE_IDLE_TIMEOUT); /* row 46 */
     }
+#endif
     return USMP_OK;
 }
 
@@ -1328,6 +1388,7 @@ uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e)
     return e != NULL ? e->peer_max_message : 0u;
 }
 
+#if USMP_SERVER && USMP_DATAGRAM
 int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
                         const uint8_t *client_address, size_t address_len,
                         const uint8_t *hello, size_t hello_len)
@@ -1350,3 +1411,4 @@ int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
     usmp_crypto_wipe(full, sizeof full);
     return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
 }
+#endif

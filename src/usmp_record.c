@@ -74,6 +74,7 @@ int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
     return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
 }
 
+#if USMP_DATAGRAM
 int usmp_replay_check(uint64_t top, uint64_t bitmap, int have_top, uint64_t seq)
 {
     if (!have_top || seq > top) {
@@ -101,3 +102,4 @@ void usmp_replay_update(uint64_t *top, uint64_t *bitmap, int have_top, uint64_t 
         *bitmap |= (uint64_t)1 << (*top - seq);
     }
 }
+#endif /* USMP_DATAGRAM */

@@ -33,9 +33,11 @@ int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
 int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
                      size_t frame_len, uint64_t counter, const uint8_t key[32]);
 
+#if USMP_DATAGRAM
 /* Datagram replay window of 64 records: top is the highest accepted seq,
  * bitmap bit i says top - i was accepted, have_top says whether any was. */
 int usmp_replay_check(uint64_t top, uint64_t bitmap, int have_top, uint64_t seq);
 void usmp_replay_update(uint64_t *top, uint64_t *bitmap, int have_top, uint64_t seq);
+#endif
 
 #endif /* USMP_RECORD_H */

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "usmp_errors.h"
+#include "usmp_options.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -120,8 +121,8 @@ typedef size_t (*usmp_psk_lookup_fn)(void *user,
                                      uint8_t psk[USMP_PSK_MAX_BYTES]);
 
 typedef struct {
-    usmp_role_t role;
-    usmp_mode_t mode;
+    usmp_role_t role;     /* the server role needs USMP_SERVER */
+    usmp_mode_t mode;     /* datagram mode needs USMP_DATAGRAM */
 
     /* Client: the PSK (16 .. 64 bytes, must stay valid while the engine is
      * used) and this device's id. */
@@ -129,7 +130,7 @@ typedef struct {
     size_t psk_len;
     uint8_t device_id[USMP_DEVICE_ID_BYTES];
 
-    /* Server: per-device PSK lookup. */
+    /* Server: per-device PSK lookup (needs USMP_SERVER). */
     usmp_psk_lookup_fn psk_lookup;
     void *psk_lookup_user;
 
@@ -188,13 +189,16 @@ typedef struct usmp_engine {
     const uint8_t *psk;
     uint8_t psk_len;
     uint8_t device_id[USMP_DEVICE_ID_BYTES];
+#if USMP_SERVER
     usmp_psk_lookup_fn psk_lookup;
     void *psk_lookup_user;
+    uint32_t idle_timeout_ms;
+#endif
     usmp_random_fn random;
     void *random_user;
     uint8_t *rx_buf, *tx_buf, *reassembly_buf;
     uint32_t rx_cap, tx_cap, reassembly_cap;
-    uint32_t handshake_timeout_ms, keepalive_ms, pong_timeout_ms, idle_timeout_ms;
+    uint32_t handshake_timeout_ms, keepalive_ms, pong_timeout_ms;
 
     /* state */
     uint8_t state;
@@ -208,9 +212,11 @@ typedef struct usmp_engine {
     /* receive side */
     uint32_t rx_len;            /* bytes of the current stream frame held */
     uint16_t reassembly_total, reassembly_len;
-    uint64_t reassembly_last_seq;
     uint64_t recv_counter;      /* stream: next; datagram: highest accepted */
-    uint64_t replay_bitmap;     /* datagram: bit i = seq (top - i) seen */
+#if USMP_DATAGRAM
+    uint64_t reassembly_last_seq;
+    uint64_t replay_bitmap;     /* bit i = seq (top - i) seen */
+#endif
 
     /* send side */
     uint32_t tx_len, tx_sent;
@@ -224,7 +230,9 @@ typedef struct usmp_engine {
 
     /* timers */
     uint32_t handshake_deadline;
+#if USMP_DATAGRAM
     uint32_t retransmit_at, retransmit_interval;
+#endif
     uint32_t last_rx;           /* last authenticated record */
     uint32_t ping_sent_at;
 
@@ -242,13 +250,17 @@ typedef struct usmp_engine {
             uint8_t transcript_hash[32];
             uint8_t confirm_server_key[32];
             uint8_t hello_ack_mac[16];
+#if USMP_SERVER
             uint8_t challenge[57];  /* server: its CHALLENGE frame, sent and resent */
             uint8_t challenge_len;
+#endif
         } confirm;
-        struct { /* server ESTABLISHED, datagram, until the first client record */
+#if USMP_SERVER
+        struct { /* server ESTABLISHED: SESSION_OK to send (datagram: and resend) */
             uint8_t hello_ack_mac[16];
             uint8_t session_ok_mac[16];
         } resend;
+#endif
     } hs;
 } usmp_engine_t;
 
@@ -328,12 +340,14 @@ uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e);
 /* The largest message usmp_engine_send accepts without fragmenting. */
 size_t usmp_engine_max_single_record(const usmp_engine_t *e);
 
+#if USMP_SERVER && USMP_DATAGRAM
 /* Stateless UDP cookie (spec 8.3): HMAC-SHA256(secret, "usmp-v1 cookie" ||
  * client_address || hello)[0:16], hello being the datagram HELLO frame
  * without a cookie (45 bytes). */
 int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
                         const uint8_t *client_address, size_t address_len,
                         const uint8_t *hello, size_t hello_len);
+#endif
 
 #ifdef __cplusplus
 }

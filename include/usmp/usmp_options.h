@@ -22,6 +22,28 @@
 #define USMP_MAX_MESSAGE USMP_MAX_RECORD
 #endif
 
+/* Features. A device needs only the client role over a stream transport;
+ * turning the others off takes their code out of the image and their
+ * fields out of usmp_engine_t (see docs/footprint.md for the figures). The
+ * library and everything that includes its headers must agree on them. */
+
+/* The server (gateway) role of the engine. */
+#ifndef USMP_SERVER
+#define USMP_SERVER 1
+#endif
+
+/* Datagram mode (UDP, UART with COBS, radios): the explicit sequence
+ * number, the replay window, retransmission, duplicates, cookies. */
+#ifndef USMP_DATAGRAM
+#define USMP_DATAGRAM 1
+#endif
+
+/* usmp_strerror's English sentences. With 0 it returns the condition name
+ * ("AUTH_FAILED") instead, about 1 KB less flash. */
+#ifndef USMP_ERROR_TEXT
+#define USMP_ERROR_TEXT 1
+#endif
+
 /* Handshake deadline, both roles (spec section 11). */
 #ifndef USMP_HANDSHAKE_TIMEOUT_MS
 #define USMP_HANDSHAKE_TIMEOUT_MS 10000u

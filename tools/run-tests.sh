@@ -84,20 +84,22 @@ if build_c fuzz-clang -DUSMP_CRYPTO=openssl -DUSMP_FUZZ=ON -DCMAKE_C_COMPILER=cl
 fi
 
 # --- stage: esp32 begin ------------------------------------------------------
-# The ESP32 example built on the host against the ESP-IDF stand-ins and run
-# against the Python gateway, then the core, crypto glue, mbedTLS backend and
-# ESP32 port cross-compiled for rv32imc and Cortex-M4 with -Werror
-# (tests/esp32/README.md says what is real and what is a stand-in).
+# The ESP32 example built on the host against the ESP-IDF stand-ins (in the
+# device, smallest and full feature profiles) and run against the Python
+# gateway, then the core, crypto glue, mbedTLS backend and ESP32 port
+# cross-compiled for rv32imc and Cortex-M4 with -Werror in the same three
+# profiles (tests/esp32/README.md says what is real and what is a stand-in).
 stage "esp32: host example against the gateway"
 esp32_host_log="$BUILD/esp32-host.log"
 "$PYTHON" tests/esp32/check_host_example.py --build-dir "$BUILD/esp32-host" 2>&1 | tee "$esp32_host_log"
 esp32_host_status=${PIPESTATUS[0]}
-stage "esp32: cross builds (rv32imc, Cortex-M4)"
+stage "esp32: cross builds (rv32imc, Cortex-M4; full, device, smallest profiles)"
 esp32_cross_log="$BUILD/esp32-cross.log"
 bash tests/esp32/cross_build.sh "$BUILD/esp32-cross" 2>&1 | tee "$esp32_cross_log"
 esp32_cross_status=${PIPESTATUS[0]}
-# The footprint benchmark fails the stage only if it cannot run; a missed
-# goal is a figure to read (docs/footprint.md), not a test failure.
+# The footprint benchmark (all three profiles in one run) fails the stage
+# only if it cannot run; a missed goal is a figure to read
+# (docs/footprint.md), not a test failure.
 stage "esp32: footprint (bench/footprint)"
 esp32_fp_log="$BUILD/esp32-footprint.log"
 "$PYTHON" bench/footprint/footprint.py --build-dir "$BUILD/footprint" 2>&1 | tee "$esp32_fp_log"

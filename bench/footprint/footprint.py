@@ -1,7 +1,13 @@
 #!/usr/bin/python3
 """USMP footprint on the microcontroller targets: flash and static RAM of the
 core per module, the size of the device context, and the worst-case stack of
-the device API, for Cortex-M4 and rv32imc (ESP32-C3), next to the goals.
+the device API, for Cortex-M4 and rv32imc (ESP32-C3), next to the goals, in
+three feature profiles of include/usmp/usmp_options.h measured in one run:
+
+  device    USMP_SERVER=0 USMP_DATAGRAM=0 USMP_ERROR_TEXT=1: what ports/esp32
+            builds by default; the goals are judged on this one
+  smallest  USMP_SERVER=0 USMP_DATAGRAM=0 USMP_ERROR_TEXT=0
+  full      USMP_SERVER=1 USMP_DATAGRAM=1 USMP_ERROR_TEXT=1: the defaults
 
 Reproduce (from the repository root, about 10 s):
 
@@ -16,6 +22,7 @@ Method and what each figure excludes: docs/footprint.md.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
@@ -45,6 +52,37 @@ ROOTS = ["usmp_connect", "usmp_send", "usmp_recv", "usmp_keepalive_tick", "usmp_
 # HMAC (md, sha256), X25519 (ecp, ecp_curves, bignum), and their helpers.
 MBEDTLS_NEEDED = ["aes", "gcm", "cipher", "cipher_wrap", "md", "sha256", "ecp", "ecp_curves", "bignum",
                   "constant_time", "platform_util"]
+
+
+@dataclass
+class Profile:
+    name: str
+    defines: dict[str, int]
+    note: str
+    extra: list[str] = field(default_factory=list)  # --define, the same for every profile
+
+    @property
+    def flags(self) -> list[str]:
+        return [f"-D{k}={v}" for k, v in self.defines.items()] + self.extra
+
+    @property
+    def core(self) -> list[tuple[str, str]]:
+        """The core modules this profile's library uses. COBS frames
+        datagrams over a serial line: without datagram mode nothing calls it
+        (the linked image keeps none of it), so its object is shown but not
+        counted in the profile's core total."""
+        return [(n, s) for n, s in CORE if n != "cobs" or self.defines["USMP_DATAGRAM"]]
+
+
+PROFILES = [
+    Profile("device", {"USMP_SERVER": 0, "USMP_DATAGRAM": 0, "USMP_ERROR_TEXT": 1},
+            "what ports/esp32 builds by default (client role, stream transport); the goals are judged on it"),
+    Profile("smallest", {"USMP_SERVER": 0, "USMP_DATAGRAM": 0, "USMP_ERROR_TEXT": 0},
+            "the device profile without usmp_strerror's sentences"),
+    Profile("full", {"USMP_SERVER": 1, "USMP_DATAGRAM": 1, "USMP_ERROR_TEXT": 1},
+            "every feature: the defaults of usmp_options.h"),
+]
+JUDGED = "device"
 
 GOAL_CORE_FLASH = 4096        # core <= 4 KB flash on Cortex-M4 -Os
 GOAL_CONTEXT = 512            # context <= 512 bytes plus the caller's record buffers
@@ -336,13 +374,15 @@ def compile_one(target: Target, src: Path, out: Path, extra: list[str]) -> Path:
     return obj
 
 
-def measure_target(target: Target, build: Path, mbedtls_include: Path) -> TargetResult:
-    out = build / target.name
+def measure_target(target: Target, profile: Profile, build: Path, mbedtls_include: Path) -> TargetResult:
+    out = build / profile.name / target.name
     out.mkdir(parents=True, exist_ok=True)
-    core_objs = {name: compile_one(target, ROOT / src, out, []) for name, src in CORE}
-    glue_objs = {name: compile_one(target, ROOT / src, out, ["-isystem", str(mbedtls_include)]) for name, src in GLUE}
-    image_obj = compile_one(target, HERE / "device_image.c", out, [])
-    sizes_obj = compile_one(target, HERE / "sizes.c", out, [])
+    defs = profile.flags
+    core_objs = {name: compile_one(target, ROOT / src, out, defs) for name, src in CORE}
+    glue_objs = {name: compile_one(target, ROOT / src, out, defs + ["-isystem", str(mbedtls_include)])
+                 for name, src in GLUE}
+    image_obj = compile_one(target, HERE / "device_image.c", out, defs)
+    sizes_obj = compile_one(target, HERE / "sizes.c", out, defs)
 
     modules = {name: object_size(target, obj) for name, obj in core_objs.items()}
     glue = {name: object_size(target, obj) for name, obj in glue_objs.items()}
@@ -380,10 +420,10 @@ def measure_target(target: Target, build: Path, mbedtls_include: Path) -> Target
                         table_note["engine"])
 
 
-def measure_x86_proxy(build: Path) -> tuple[Size, list[str], Size, Size]:
+def measure_x86_proxy(build: Path, profile: Profile) -> tuple[Size, list[str], Size, Size]:
     """x86-64 link of the core + glue against Debian's libmbedcrypto.a: the bytes
     of the archive members the linker pulls in (a proxy, not a target figure)."""
-    out = build / "x86-64"
+    out = build / profile.name / "x86-64"
     out.mkdir(parents=True, exist_ok=True)
     archive = Path("/usr/lib/x86_64-linux-gnu/libmbedcrypto.a")
     if not archive.exists():
@@ -392,7 +432,7 @@ def measure_x86_proxy(build: Path) -> tuple[Size, list[str], Size, Size]:
     for _, src in CORE + GLUE + [("", str(HERE / "device_image.c"))]:
         obj = out / (Path(src).stem + ".o")
         sh(["gcc", "-std=c99", "-Os", "-fno-pie", "-ffunction-sections", "-fdata-sections", "-fno-asynchronous-unwind-tables"]
-           + INCLUDES + ["-c", str(ROOT / src), "-o", str(obj)])
+           + INCLUDES + profile.flags + ["-c", str(ROOT / src), "-o", str(obj)])
         objs.append(str(obj))
     map_file = out / "device_image.map"
     sh(["gcc", "-no-pie", "-nostdlib", "-Wl,--gc-sections", "-Wl,-e,main", "-Wl,--unresolved-symbols=ignore-all",
@@ -422,12 +462,20 @@ def verdict(value: int, goal: int) -> tuple[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="USMP footprint on Cortex-M4 and rv32imc")
+    parser = argparse.ArgumentParser(description="USMP footprint on Cortex-M4 and rv32imc, in three feature profiles")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--build-dir", default=str(ROOT / "build" / "footprint"))
+    parser.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
+                        help="another option of usmp_options.h for every profile, e.g. USMP_LOG=0 (repeatable)")
     parser.add_argument("--details", action="store_true",
                         help="also print every stack path in full, and the size of every core function")
     args = parser.parse_args()
+    for d in args.define:
+        m = re.fullmatch(r"(USMP_[A-Z0-9_]+)=(\w+)", d)
+        if not m or m.group(1) in PROFILES[0].defines:
+            parser.error(f"--define {d}: NAME=VALUE, an option of usmp_options.h other than the profiles' own")
+        for p in PROFILES:
+            p.extra.append(f"-D{d}")
 
     for tool in ("arm-none-eabi-gcc", "riscv64-unknown-elf-gcc", "gcc"):
         if shutil.which(tool) is None:
@@ -447,112 +495,155 @@ def main() -> int:
             os.symlink(Path("/usr/include", d), mbedtls_include / d)
     mbedtls_version = re.search(r'MBEDTLS_VERSION_STRING\s+"([^"]+)"',
                                 Path("/usr/include/mbedtls/version.h").read_text())
+    mbedtls_text = mbedtls_version.group(1) if mbedtls_version else "?"
     gcc_version = sh(["arm-none-eabi-gcc", "-dumpversion"]).strip()
     rv_version = sh(["riscv64-unknown-elf-gcc", "-dumpversion"]).strip()
 
-    results = {t.name: measure_target(t, build, mbedtls_include) for t in TARGETS}
-    proxy, proxy_members, proxy_ours, proxy_pulled = measure_x86_proxy(build)
-    arm, rv = results["Cortex-M4"], results["rv32imc"]
+    # Every (profile, target) pair and every profile's x86-64 proxy is an
+    # independent set of compiler runs in its own directory: run them side by side.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        jobs = {(p.name, t.name): pool.submit(measure_target, t, p, build, mbedtls_include)
+                for p in PROFILES for t in TARGETS}
+        proxy_jobs = {p.name: pool.submit(measure_x86_proxy, build, p) for p in PROFILES}
+        res = {key: job.result() for key, job in jobs.items()}
+        proxies = {key: job.result() for key, job in proxy_jobs.items()}
+
+    arm = {p.name: res[(p.name, "Cortex-M4")] for p in PROFILES}
+    rv = {p.name: res[(p.name, "rv32imc")] for p in PROFILES}
+    names = [p.name for p in PROFILES]
 
     rows: list[tuple[str, ...]] = []
 
     def section(title: str) -> None:
         rows.append(("##", title))
 
-    def row(label: str, a: str, b: str, goal: str = "", ratio: str = "", status: str = "") -> None:
-        rows.append((label, a, b, goal, ratio, status))
+    def note(text: str) -> None:  # a line of the table without figures
+        rows.append(("~~", text))
 
-    def fr(s: Size) -> str:
-        return f"{s.flash} / {s.ram}"
+    def row(label: str, values: dict[str, tuple[str, str]], goal: str = "",
+            verdicts: dict[str, str] | None = None) -> None:
+        cells = [label]
+        for n in names:
+            cells += list(values.get(n, ("", "")))
+        cells.append(goal)
+        cells += [(verdicts or {}).get(n, "") for n in names]
+        rows.append(tuple(cells))
 
-    section("flash (text+rodata+data) / static RAM (data+bss), bytes: object files, every function "
-            "(rv32imc objects: before linker relaxation)")
+    def each(fn) -> dict[str, tuple[str, str]]:
+        """fn(TargetResult, profile) -> str, for both targets of every profile."""
+        return {p.name: (str(fn(arm[p.name], p)), str(fn(rv[p.name], p))) for p in PROFILES}
+
+    def judge(values: dict[str, int], goal: int) -> dict[str, str]:
+        return {n: " ".join(verdict(values[n], goal)) for n in names}
+
+    def total(sizes: dict[str, Size], modules: list[tuple[str, str]]) -> Size:
+        t = Size()
+        for name, _ in modules:
+            t += sizes.get(name, Size())
+        return t
+
+    section("flash (text+rodata+data), bytes: object files, every function (rv32imc objects: before linker relaxation)")
     for name, _ in CORE:
-        row(f"core: {name}", fr(arm.modules[name]), fr(rv.modules[name]))
-    core_arm, core_rv = Size(), Size()
-    for name, _ in CORE:
-        core_arm += arm.modules[name]
-        core_rv += rv.modules[name]
-    r, v = verdict(core_arm.flash, GOAL_CORE_FLASH)
-    row("core total (6 modules)", fr(core_arm), fr(core_rv), f"flash <= {GOAL_CORE_FLASH}", r, v)
-    lin_arm, lin_rv = Size(), Size()
-    for name, _ in CORE:
-        lin_arm += arm.linked.get(name, Size())
-        lin_rv += rv.linked.get(name, Size())
-    r, v = verdict(lin_arm.flash, GOAL_CORE_FLASH)
-    row("core linked into a device image (--gc-sections)", fr(lin_arm), fr(rv_lin := lin_rv), f"flash <= {GOAL_CORE_FLASH}", r, v)
-    row("  libgcc helpers the core pulls in", fr(arm.libgcc), fr(rv.libgcc))
+        row(f"core: {name}", each(lambda r, p, name=name: r.modules[name].flash))
+    core_flash = {p.name: total(arm[p.name].modules, p.core).flash for p in PROFILES}
+    row("core total (cobs counted only with USMP_DATAGRAM)", each(lambda r, p: total(r.modules, p.core).flash),
+        f"<= {GOAL_CORE_FLASH}", judge(core_flash, GOAL_CORE_FLASH))
+    row("  static RAM (data+bss) of the core", each(lambda r, p: total(r.modules, CORE).ram))
+    linked_flash = {p.name: total(arm[p.name].linked, CORE).flash for p in PROFILES}
+    row("core linked into a device image (--gc-sections)", each(lambda r, p: total(r.linked, CORE).flash),
+        f"<= {GOAL_CORE_FLASH}", judge(linked_flash, GOAL_CORE_FLASH))
+    for name in ("engine", "error", "device API"):
+        row(f"  of which {name}", each(lambda r, p, name=name: r.linked.get(name, Size()).flash))
+    row("  libgcc helpers the core pulls in", each(lambda r, p: r.libgcc.flash))
     for name, _ in GLUE:
-        row(f"crypto glue, not core: {name}", fr(arm.glue[name]), fr(rv.glue[name]))
+        row(f"crypto glue, not core: {name}", each(lambda r, p, name=name: r.glue[name].flash))
 
-    section("RAM the application holds (static or stack), bytes, default options")
-    s_arm, s_rv = arm.sizes, rv.sizes
-    row("sizeof(usmp_ctx_t)", str(s_arm["usmp_ctx_t"]), str(s_rv["usmp_ctx_t"]))
-    bufs_arm = s_arm["ctx_rx_buf"] + s_arm["ctx_tx_buf"]
-    bufs_rv = s_rv["ctx_rx_buf"] + s_rv["ctx_tx_buf"]
-    row("  record buffers rx_buf + tx_buf", f"{s_arm['ctx_rx_buf']} + {s_arm['ctx_tx_buf']}",
-        f"{s_rv['ctx_rx_buf']} + {s_rv['ctx_tx_buf']}")
-    ctx_arm = s_arm["usmp_ctx_t"] - bufs_arm
-    ctx_rv = s_rv["usmp_ctx_t"] - bufs_rv
-    r, v = verdict(ctx_arm, GOAL_CONTEXT)
-    row("  context without the record buffers", str(ctx_arm), str(ctx_rv), f"<= {GOAL_CONTEXT}", r, v)
-    row("    of which sizeof(usmp_engine_t)", str(s_arm["usmp_engine_t"]), str(s_rv["usmp_engine_t"]))
-    row("    of which its handshake union (hs)", str(s_arm["engine_hs"]), str(s_rv["engine_hs"]))
-    row("    of which in_buf (input chunk)", str(s_arm["ctx_in_buf"]), str(s_rv["ctx_in_buf"]))
-    row("sizeof(usmp_transport_t)", str(s_arm["usmp_transport_t"]), str(s_rv["usmp_transport_t"]))
+    section("RAM the application holds (static or stack), bytes")
+
+    def ctx_without_buffers(r: TargetResult, p: Profile) -> int:
+        return r.sizes["usmp_ctx_t"] - r.sizes["ctx_rx_buf"] - r.sizes["ctx_tx_buf"]
+
+    row("sizeof(usmp_ctx_t)", each(lambda r, p: r.sizes["usmp_ctx_t"]))
+    row("  record buffers rx_buf + tx_buf", each(lambda r, p: f"{r.sizes['ctx_rx_buf']}+{r.sizes['ctx_tx_buf']}"))
+    ctx = {p.name: ctx_without_buffers(arm[p.name], p) for p in PROFILES}
+    row("  context without the record buffers", each(ctx_without_buffers), f"<= {GOAL_CONTEXT}",
+        judge(ctx, GOAL_CONTEXT))
+    row("    of which sizeof(usmp_engine_t)", each(lambda r, p: r.sizes["usmp_engine_t"]))
+    row("    of which its handshake union (hs)", each(lambda r, p: r.sizes["engine_hs"]))
+    row("    of which in_buf (input chunk)", each(lambda r, p: r.sizes["ctx_in_buf"]))
+    row("sizeof(usmp_transport_t)", each(lambda r, p: r.sizes["usmp_transport_t"]))
 
     section("worst-case stack, bytes: -fstack-usage frames on the -fcallgraph-info call graph")
+    hs_stack = {p.name: arm[p.name].stack_glue["usmp_connect"].total for p in PROFILES}
     for root in ROOTS:
-        a_core, r_core = arm.stack_core[root], rv.stack_core[root]
-        a_glue, r_glue = arm.stack_glue[root], rv.stack_glue[root]
         label = {"usmp_connect": "usmp_connect (handshake)",
                  "usmp_keepalive_tick": "usmp_keepalive_tick (may reconnect)"}.get(root, root)
-        row(f"{label}: core frames", str(a_core.total), str(r_core.total))
+        row(f"{label}: core frames", each(lambda r, p, root=root: r.stack_core[root].total))
+        glue_label = "  + crypto glue frames (mbedTLS library excluded)"
         if root == "usmp_connect":
-            r, v = verdict(a_glue.total, GOAL_HANDSHAKE_STACK)
-            row("  + crypto glue frames (mbedTLS library excluded)", str(a_glue.total), str(r_glue.total),
-                f"<= {GOAL_HANDSHAKE_STACK}", r, v)
+            row(glue_label, each(lambda r, p, root=root: r.stack_glue[root].total),
+                f"<= {GOAL_HANDSHAKE_STACK}", judge(hs_stack, GOAL_HANDSHAKE_STACK))
         else:
-            row("  + crypto glue frames (mbedTLS library excluded)", str(a_glue.total), str(r_glue.total))
+            row(glue_label, each(lambda r, p, root=root: r.stack_glue[root].total))
 
-    section("comparison: flash / RAM")
-    ours_arm = lin_arm.flash + sum(arm.linked.get(n, Size()).flash for n, _ in GLUE) + arm.libgcc.flash
-    ours_rv = lin_rv.flash + sum(rv.linked.get(n, Size()).flash for n, _ in GLUE) + rv.libgcc.flash
-    row("USMP core + crypto glue + libgcc, linked (flash)", str(ours_arm), str(ours_rv))
-    row("  + the mbedTLS primitives on these targets", "not measured", "not measured")
-    row("x86-64 proxy: the mbedTLS modules used (flash / static RAM)", fr(proxy), "", "", "", "see note")
-    row("  all mbedTLS objects that link pulls in", fr(proxy_pulled), "")
-    row("  USMP core + glue in the same x86-64 link, -Os", fr(proxy_ours), "")
-    ram_arm = s_arm["usmp_ctx_t"] + arm.stack_glue["usmp_connect"].total
-    ram_rv = s_rv["usmp_ctx_t"] + rv.stack_glue["usmp_connect"].total
-    row("USMP RAM: usmp_ctx_t + handshake stack (mbedTLS heap and frames excluded)", str(ram_arm), str(ram_rv))
+    section("comparison: flash / RAM, bytes")
+
+    def ours_linked(r: TargetResult, p: Profile) -> int:
+        return total(r.linked, CORE + GLUE).flash + r.libgcc.flash
+
+    row("USMP core + crypto glue + libgcc, linked (flash)", each(ours_linked))
+    note("  + the mbedTLS primitives on these targets: not measured")
+    row("USMP RAM: usmp_ctx_t + handshake stack", each(lambda r, p: r.sizes["usmp_ctx_t"] + r.stack_glue["usmp_connect"].total))
+    note("  + mbedTLS's heap and its own stack frames: not measured")
+    note("x86-64 proxy, flash/static RAM, in the first column of each profile:")
+    row("  the mbedTLS modules the backend uses", {n: (f"{proxies[n][0].flash}/{proxies[n][0].ram}", "") for n in names})
+    row("  all mbedTLS objects that link pulls in", {n: (f"{proxies[n][3].flash}/{proxies[n][3].ram}", "") for n in names})
+    row("  USMP core + glue in the same x86-64 link, -Os", {n: (f"{proxies[n][2].flash}/{proxies[n][2].ram}", "") for n in names})
     for name, flash, ram in PUBLISHED:
-        row(f"published: {name}", f"{flash} / {ram}", "")
+        note(f"published: {name}: {flash} flash / {ram} RAM")
 
     # --- print
-    header = ("measure", "Cortex-M4", "rv32imc", "goal (Cortex-M4)", "ratio", "status")
-    title = (f"USMP footprint -- default options (USMP_MAX_RECORD {s_arm['option_max_record']}, "
-             f"USMP_MAX_MESSAGE {s_arm['option_max_message']}); arm-none-eabi-gcc {gcc_version} and "
-             f"riscv64-unknown-elf-gcc {rv_version}, -Os; mbedTLS headers "
-             f"{mbedtls_version.group(1) if mbedtls_version else '?'} (Debian)")
+    header = ["measure"]
+    for n in names:
+        header += [f"{n} M4", f"{n} rv32"]
+    header.append("goal (M4)")
+    header += names
+    s_arm = arm[JUDGED].sizes
+    title = (f"USMP footprint -- three feature profiles, USMP_MAX_RECORD {s_arm['option_max_record']}, "
+             f"USMP_MAX_MESSAGE {s_arm['option_max_message']}; M4 = Cortex-M4 (arm-none-eabi-gcc {gcc_version}), "
+             f"rv32 = rv32imc (riscv64-unknown-elf-gcc {rv_version}), -Os; mbedTLS headers {mbedtls_text} (Debian); "
+             f"verdicts: ratio to the goal on Cortex-M4"
+             + (f"; every profile also with {' '.join('-D' + d for d in args.define)}" if args.define else ""))
+    profile_lines = [f"  {p.name}: {' '.join(p.flags)} -- {p.note}" for p in PROFILES]
     if args.markdown:
         print(f"**{title}**\n")
+        print("Profiles:\n")
+        for p in PROFILES:
+            print(f"- **{p.name}**: `{' '.join(p.flags)}` -- {p.note}")
+        print()
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for r_ in rows:
             if r_[0] == "##":
                 print(f"| **{r_[1]}** |" + " |" * (len(header) - 1))
+            elif r_[0] == "~~":
+                print(f"| {r_[1].strip()} |" + " |" * (len(header) - 1))
             else:
                 print("| " + " | ".join(r_) + " |")
     else:
-        widths = [max(len(r_[i]) for r_ in rows + [header] if r_[0] != "##") for i in range(len(header))]
+        widths = [max(len(r_[i]) for r_ in rows + [tuple(header)] if r_[0] not in ("##", "~~"))
+                  for i in range(len(header))]
         print(title)
+        print("Profiles:")
+        print("\n".join(profile_lines))
         line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
         print(line)
         print("-" * len(line))
         for r_ in rows:
             if r_[0] == "##":
                 print(f"-- {r_[1]}")
+            elif r_[0] == "~~":
+                print(r_[1])
             else:
                 print("  ".join(c.ljust(w) for c, w in zip(r_, widths)).rstrip())
 
@@ -560,48 +651,78 @@ def main() -> int:
     if args.markdown:
         print("\n```text", end="")
     print()
-    print(f"Stack: the engine's dispatch through its transition table is resolved to {arm.dispatch}.")
-    print("What the figures leave out, and the USMP stack depth at which each is entered (Cortex-M4 / rv32imc):")
-    for root in ROOTS:
-        a, b = arm.stack_glue[root], rv.stack_glue[root]
+    dispatch = {p.name: arm[p.name].dispatch for p in PROFILES}
+    print(f"Stack: the engine's dispatch through its transition table is resolved to {dispatch[JUDGED]}"
+          + ("" if len(set(dispatch.values())) == 1 else f" ({dispatch})") + ", in every profile.")
+
+    def exclusions(n: str, root: str) -> str:
+        a, b = arm[n].stack_glue[root], rv[n].stack_glue[root]
         cats = sorted(set(a.excluded) | set(b.excluded))
-        parts = [f"{c} at {a.excluded.get(c, '-')} / {b.excluded.get(c, '-')}" for c in cats]
-        print(f"  {root}: " + "; ".join(parts))
+        text = "; ".join(f"{c} at {a.excluded.get(c, '-')} / {b.excluded.get(c, '-')}" for c in cats)
         if a.dynamic or b.dynamic:
-            print(f"  {root}: a frame on the path is dynamic (VLA/alloca): the figure is a lower bound")
+            text += "; a frame on the path is dynamic (VLA/alloca): the figure is a lower bound"
+        return text
+
+    print(f"What the figures leave out, and the USMP stack depth at which each is entered (Cortex-M4 / rv32imc), "
+          f"{JUDGED} profile:")
+    for root in ROOTS:
+        print(f"  {root}: {exclusions(JUDGED, root)}")
+    for n in names:
+        if n == JUDGED:
+            continue
+        differ = [root for root in ROOTS if exclusions(n, root) != exclusions(JUDGED, root)]
+        if not differ:
+            print(f"  {n} profile: the same")
+        for root in differ:
+            print(f"  {n} profile, {root}: {exclusions(n, root)}")
     print()
-    print("Worst paths on Cortex-M4, frame bytes (core frames only, then core + crypto glue):")
-    for kind, stacks in (("core", arm.stack_core), ("core + glue", arm.stack_glue)):
+
+    def path_text(n: str, kind: str, root: str) -> str:
+        path = (arm[n].stack_core if kind == "core" else arm[n].stack_glue)[root].path
+        shown = path if args.details else path[:12]
+        return (" > ".join(f"{node.split(':')[-1]} {f}" for node, f in shown)
+                + (" > ..." if len(shown) < len(path) else ""))
+
+    print(f"Worst paths on Cortex-M4, frame bytes (core frames only, then core + crypto glue), {JUDGED} profile:")
+    for kind in ("core", "core + glue"):
         for root in ROOTS:
-            path = stacks[root].path
-            shown = path if args.details else path[:12]
-            print(f"  {root} [{kind}]: " + " > ".join(f"{n.split(':')[-1]} {f}" for n, f in shown)
-                  + (" > ..." if len(shown) < len(path) else ""))
+            print(f"  {root} [{kind}]: {path_text(JUDGED, kind, root)}")
+    for n in names:
+        if n == JUDGED:
+            continue
+        differ_paths = [(kind, root) for kind in ("core", "core + glue") for root in ROOTS
+                        if path_text(n, kind, root) != path_text(JUDGED, kind, root)]
+        if not differ_paths:
+            print(f"  {n} profile: the same paths")
+        for kind, root in differ_paths:
+            print(f"  {n} profile, {root} [{kind}]: {path_text(n, kind, root)}")
     print()
     print("x86-64 proxy for the mbedTLS primitives: Debian's libmbedcrypto.a (mbedTLS "
-          f"{mbedtls_version.group(1) if mbedtls_version else '?'}, Debian's -O2 build, whole object files, "
-          "self-tests and unused features included): the modules the backend needs, flash bytes:")
-    print("  " + ", ".join(proxy_members))
+          f"{mbedtls_text}, Debian's -O2 build, whole object files, "
+          f"self-tests and unused features included): the modules the backend needs, flash bytes ({JUDGED} profile):")
+    print("  " + ", ".join(proxies[JUDGED][1]))
     print()
-    goals = [("core flash", core_arm.flash, GOAL_CORE_FLASH),
-             ("context without record buffers", ctx_arm, GOAL_CONTEXT),
-             ("handshake stack", arm.stack_glue["usmp_connect"].total, GOAL_HANDSHAKE_STACK)]
+
     if args.markdown:
         print("```")
-    print("footprint (Cortex-M4): " + ", ".join(
-        f"{what} {value} B (goal {goal}: {verdict(value, goal)[1]})" for what, value, goal in goals))
+    goals = [("core", core_flash, GOAL_CORE_FLASH), ("context", ctx, GOAL_CONTEXT),
+             ("handshake stack", hs_stack, GOAL_HANDSHAKE_STACK)]
+    print("footprint (Cortex-M4; goals: " + ", ".join(f"{what} <= {goal}" for what, _, goal in goals) + " B): "
+          + "; ".join(f"{n} " + ", ".join(f"{values[n]} {verdict(values[n], goal)[1]}" for _, values, goal in goals)
+                      for n in names))
     if args.details:
-        print()
-        print("Core functions on Cortex-M4, bytes (nm -S), largest first:")
-        for name, _ in CORE:
-            obj = build / "Cortex-M4" / (Path(dict(CORE)[name]).stem + ".o")
-            syms = []
-            for line in sh(["arm-none-eabi-nm", "-S", "-t", "d", str(obj)]).splitlines():
-                parts = line.split()
-                if len(parts) == 4:
-                    syms.append((int(parts[1]), parts[3], parts[2]))
-            syms.sort(reverse=True)
-            print(f"  {name}: " + ", ".join(f"{n} {sz}{' (data)' if t in 'rRdDbB' else ''}" for sz, n, t in syms))
+        for p in PROFILES:
+            print()
+            print(f"Core functions on Cortex-M4, {p.name} profile, bytes (nm -S), largest first:")
+            for name, src in CORE:
+                obj = build / p.name / "Cortex-M4" / (Path(src).stem + ".o")
+                syms = []
+                for line in sh(["arm-none-eabi-nm", "-S", "-t", "d", str(obj)]).splitlines():
+                    parts = line.split()
+                    if len(parts) == 4:
+                        syms.append((int(parts[1]), parts[3], parts[2]))
+                syms.sort(reverse=True)
+                print(f"  {name}: " + ", ".join(f"{n} {sz}{' (data)' if t in 'rRdDbB' else ''}" for sz, n, t in syms))
     return 0
 
 

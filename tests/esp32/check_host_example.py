@@ -14,13 +14,25 @@ What is real and what is a stand-in:
               to 127.0.0.1 at once, NVS is read from an nvs_partition_gen CSV,
               esp_read_mac returns 02:00:00:e5:32:01.
 
+Three builds, one per feature profile of the component (menuconfig > USMP):
+  build-nvs         the component's defaults, the device profile: no server
+                    role, no datagram mode, error sentences (USMP_SERVER=0,
+                    USMP_DATAGRAM=0, USMP_ERROR_TEXT=1)
+  build-menuconfig  the smallest profile (also USMP_ERROR_TEXT=0), PSK from menuconfig
+  build-full        every feature on (USMP_SERVER=1, USMP_DATAGRAM=1, USMP_ERROR_TEXT=1)
+For each: the component's compile definitions reach every file of the
+library and of the application (compile_commands.json), and the library's
+symbols and strings show the features compiled in or out.
+
 Runs, each judged by the log lines of the example and of the gateway:
   nvs          PSK from NVS: every message echoed; the session id the device logs
                is the one the gateway logs for device 020000e53201
-  menuconfig   PSK from menuconfig (a second build): every message echoed
+  menuconfig   PSK from menuconfig (the smallest profile): every message echoed
+  full         PSK from NVS, every feature compiled in: every message echoed
   no-psk       no PSK anywhere: refuses, says how to provision, never connects
   short-psk    an 8-byte PSK in NVS: refused before connecting
-  wrong-psk    another device's key: the handshake fails with AUTH_FAILED
+  wrong-psk    another device's key: the handshake fails with AUTH_FAILED, and
+               usmp_strerror's sentence is printed (error text compiled in)
 In every run, no byte of a key appears in the output, hex or otherwise.
 
 usage: check_host_example.py [--build-dir DIR]      (default build/esp32-host)
@@ -30,6 +42,7 @@ Ends with "esp32 host example: N checks passed, M failed"; exit 1 on failure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -38,6 +51,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,19 +80,73 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
                           timeout=timeout)
 
 
-def build(build_dir: Path, sdkconfig: dict[str, str]) -> Path | None:
-    """Configures and builds the example with the stand-in ESP-IDF; returns the program."""
+def build(build_dir: Path, sdkconfig: Mapping[str, str | None]) -> Path | None:
+    """Configures and builds the example with the stand-in ESP-IDF; returns the
+    program. A value of None is a bool turned off ("# CONFIG_X is not set")."""
     build_dir.mkdir(parents=True, exist_ok=True)
     config_file = build_dir / "sdkconfig"
-    config_file.write_text("".join(f"CONFIG_{k}={v}\n" for k, v in sdkconfig.items()))
+    config_file.write_text("".join(f"CONFIG_{k}={v}\n" if v is not None else f"# CONFIG_{k} is not set\n"
+                                   for k, v in sdkconfig.items()))
     env = dict(os.environ, IDF_PATH=str(STANDIN_IDF))
-    configure = run(["cmake", "-S", str(EXAMPLE), "-B", str(build_dir / "cmake"), f"-DSDKCONFIG={config_file}"], env=env)
+    configure = run(["cmake", "-S", str(EXAMPLE), "-B", str(build_dir / "cmake"), f"-DSDKCONFIG={config_file}",
+                     "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"], env=env)
     if not check(configure.returncode == 0, f"configure {build_dir.name} (example CMakeLists.txt + stand-in project.cmake)", configure.stdout):
         return None
     compiled = run(["cmake", "--build", str(build_dir / "cmake"), "-j", str(os.cpu_count() or 2)], env=env)
     if not check(compiled.returncode == 0, f"build {build_dir.name} with -Wall -Wextra -Werror", compiled.stdout[-6000:]):
         return None
     return build_dir / "cmake" / "usmp_esp32_echo.elf"
+
+
+# The feature profiles (include/usmp/usmp_options.h) the three builds must
+# give, as the -D values the component's CMakeLists.txt passes on.
+DEVICE = {"USMP_SERVER": "0", "USMP_DATAGRAM": "0", "USMP_ERROR_TEXT": "1"}
+SMALLEST = {"USMP_SERVER": "0", "USMP_DATAGRAM": "0", "USMP_ERROR_TEXT": "0"}
+FULL = {"USMP_SERVER": "1", "USMP_DATAGRAM": "1", "USMP_ERROR_TEXT": "1"}
+# What each feature leaves in the library when compiled in: a global symbol
+# (server role and datagram mode together: the cookie; datagram mode: the
+# replay window) or a string (an error sentence).
+FEATURE_MARKS = {
+    "USMP_SERVER": ("symbol", "usmp_cookie_compute"),   # needs USMP_SERVER and USMP_DATAGRAM
+    "USMP_DATAGRAM": ("symbol", "usmp_replay_check"),
+    "USMP_ERROR_TEXT": ("string", "tampered handshake"),
+}
+
+
+def check_profile(build_dir: Path, want: dict[str, str], name: str) -> None:
+    """The component's feature definitions reach every file that includes
+    usmp.h, in the library and in the application, with the values of the
+    profile; and the library holds the features' code exactly when they are on."""
+    try:
+        commands = json.loads((build_dir / "cmake" / "compile_commands.json").read_text())
+    except (OSError, ValueError) as e:
+        check(False, f"{name}: compile_commands.json readable", str(e))
+        return
+    ours = [c for c in commands
+            if "/esp-idf/usmp" in c.get("directory", "") or "/esp-idf/main" in c.get("directory", "")]
+    wrong = []
+    for c in ours:
+        got = dict(re.findall(r"-D(USMP_(?:SERVER|DATAGRAM|ERROR_TEXT))=(\d+)", c["command"]))
+        if got != want:
+            wrong.append(f"{Path(c['file']).name}: {got}")
+    in_main = sum(1 for c in ours if "/esp-idf/main" in c["directory"])
+    check(len(ours) >= 12 and in_main >= 2 and not wrong,
+          f"{name}: {' '.join(f'{k}={v}' for k, v in want.items())} on all {len(ours)} files of the "
+          f"component and the application ({in_main} in main)", "\n".join(wrong) or f"{len(ours)} files")
+
+    archive = build_dir / "cmake" / "esp-idf" / "usmp" / "lib__idf_usmp.a"
+    nm = run(["nm", "-g", "--defined-only", str(archive)])
+    symbols = set(re.findall(r"^[0-9a-f]+ [A-Z] (\S+)$", nm.stdout, re.M))
+    blob = archive.read_bytes() if archive.exists() else b""
+    problems = []
+    for feature, (kind, mark) in FEATURE_MARKS.items():
+        present = mark in symbols if kind == "symbol" else mark.encode() in blob
+        expected = want[feature] == "1" and (feature != "USMP_SERVER" or want["USMP_DATAGRAM"] == "1")
+        if present != expected:
+            problems.append(f"{feature}: {kind} {mark!r} {'present' if present else 'absent'}")
+    check(nm.returncode == 0 and "usmp_connect" in symbols and not problems,
+          f"{name}: the library holds the code of exactly the features compiled in",
+          "\n".join(problems) or nm.stdout[-2000:])
 
 
 class Gateway:
@@ -215,11 +283,19 @@ def main() -> int:
             "USMP_ECHO_GATEWAY_HOST": '"127.0.0.1"',
             "USMP_ECHO_GATEWAY_PORT": str(gateway.port),
         }
+        # The first build takes the component's defaults (the device
+        # profile); the other two set the feature options as menuconfig would.
         program = build(work / "build-nvs", base)
-        program_menuconfig = build(work / "build-menuconfig", dict(base, USMP_ECHO_PSK_HEX=f'"{psk_hex}"'))
-        if program is None or program_menuconfig is None:
+        program_menuconfig = build(work / "build-menuconfig",
+                                   dict(base, USMP_ECHO_PSK_HEX=f'"{psk_hex}"', USMP_ERROR_TEXT=None))
+        program_full = build(work / "build-full", dict(base, USMP_SERVER="y", USMP_DATAGRAM="y"))
+        if program is None or program_menuconfig is None or program_full is None:
             return 1
-        check_kconfig(work / "build-menuconfig")
+        for name in ("build-nvs", "build-menuconfig", "build-full"):
+            check_kconfig(work / name)
+        check_profile(work / "build-nvs", DEVICE, "device profile (defaults)")
+        check_profile(work / "build-menuconfig", SMALLEST, "smallest profile")
+        check_profile(work / "build-full", FULL, "full build")
         outputs = []
 
         print("run nvs: PSK from NVS")
@@ -237,11 +313,18 @@ def main() -> int:
               f"the gateway opened session {sid} for device {DEVICE_ID}", gw)
         check(re.search(rf"^close {sid}", gw, re.M) is not None, "the gateway closed that session", gw)
 
-        print("run menuconfig: PSK from menuconfig, NVS empty")
+        print("run menuconfig: PSK from menuconfig, NVS empty, the smallest profile")
         out = run_example(program_menuconfig, None, work / "run-menuconfig.log")
         outputs.append(out)
         check("PSK: 32 bytes from menuconfig" in out, "the PSK was read from menuconfig", out)
         check("echo test passed" in out, "the example reports success", out)
+
+        print("run full: PSK from NVS, every feature compiled in")
+        out = run_example(program_full, nvs_csv(work / "nvs-full.csv", psk_hex), work / "run-full.log")
+        outputs.append(out)
+        echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
+        check(echoes == [("19", "19"), ("17", "17"), ("0", "0")] and "echo test passed" in out,
+              "the full build echoes all three messages too", out)
 
         print("run no-psk: no PSK anywhere")
         opens_before = gateway.text().count("\nopen ")
@@ -261,6 +344,8 @@ def main() -> int:
         out = run_example(program, nvs_csv(work / "nvs-wrong.csv", other_hex), work / "run-wrong-psk.log")
         outputs.append(out)
         check("echo test failed: AUTH_FAILED" in out, "the handshake fails with AUTH_FAILED", out)
+        check("echo test failed: AUTH_FAILED (authentication failed: wrong PSK" in out,
+              "usmp_strerror gives the sentence (USMP_ERROR_TEXT on in the device profile)", out)
         time.sleep(0.3)
         check(gateway.text().count("\nopen ") == opens_before, "the gateway opened no session for the refused runs", gateway.text())
 

@@ -11,14 +11,22 @@
 # of tests/esp32/stand-ins (compile only). Not compiled: transports/
 # usmp_tcp.c, which needs a socket API (lwIP) that neither toolchain has.
 #
+# Each target is built in three feature profiles (include/usmp/usmp_options.h),
+# since USMP_SERVER, USMP_DATAGRAM and USMP_ERROR_TEXT compile code and struct
+# fields in and out:
+#   full      the defaults: every feature on
+#   device    -DUSMP_SERVER=0 -DUSMP_DATAGRAM=0: what ports/esp32 builds by
+#             default (client role, stream transport, error sentences)
+#   smallest  -DUSMP_SERVER=0 -DUSMP_DATAGRAM=0 -DUSMP_ERROR_TEXT=0
+#
 # Compile only (-c): nothing is linked or run on these targets here.
 # riscv64-unknown-elf has no C library in Debian; the target-independent
 # newlib headers of Debian's libnewlib-dev (/usr/include/newlib) serve
 # (ESP-IDF uses newlib too). arm-none-eabi has its own newlib.
 #
 #   usage: tests/esp32/cross_build.sh [BUILD_DIR]      (default build/esp32-cross)
-# Ends with "cross: N files compiled for M targets, K failed"; exit 1 on any
-# failure.
+# Objects go to BUILD_DIR/<profile>/<target>. Ends with "cross: N files
+# compiled for M targets x P profiles (...), K failed"; exit 1 on any failure.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,24 +53,32 @@ port="$ROOT/ports/esp32/usmp/usmp_port_esp32.c"
 port_inc=()
 for c in esp_common esp_hw_support esp_timer freertos log; do port_inc+=(-I"$STANDINS/$c/include"); done
 
+# The feature profiles: name and -D flags.
+profile_names=(full device smallest)
+declare -A profile_flags=(
+  [full]=""
+  [device]="-DUSMP_SERVER=0 -DUSMP_DATAGRAM=0"
+  [smallest]="-DUSMP_SERVER=0 -DUSMP_DATAGRAM=0 -DUSMP_ERROR_TEXT=0"
+)
+
 targets=0 files=0 failed=0
-compile() { # name, compiler and flags..., -- file extra flags...
-  local name=$1; shift
+compile() { # dir, compiler and flags..., -- file extra flags...
+  local dir=$1; shift
   local cc=() extra=() f obj
   while [ "$1" != "--" ]; do cc+=("$1"); shift; done; shift
   f=$1; shift; extra=("$@")
-  obj="$OUT/$name/$(basename "${f%.c}").o"
-  mkdir -p "$OUT/$name"
+  obj="$OUT/$dir/$(basename "${f%.c}").o"
+  mkdir -p "$OUT/$dir"
   files=$((files + 1))
   if ! "${cc[@]}" "${WARN[@]}" "${INC[@]}" "${extra[@]}" -c "$f" -o "$obj"; then
-    echo "cross [$name]: FAILED: ${f#"$ROOT"/}"
+    echo "cross [$dir]: FAILED: ${f#"$ROOT"/}"
     failed=$((failed + 1))
   fi
 }
 
 build_target() { # name, compiler and flags...
   local name=$1; shift
-  local cc=("$@") f
+  local cc=("$@") f profile defs
   if ! command -v "${cc[0]}" >/dev/null; then
     echo "cross [$name]: ${cc[0]} not found (Debian: gcc-arm-none-eabi / gcc-riscv64-unknown-elf)"
     failed=$((failed + 1))
@@ -70,9 +86,13 @@ build_target() { # name, compiler and flags...
   fi
   targets=$((targets + 1))
   echo "cross [$name]: ${cc[*]} ${WARN[*]}"
-  for f in "${portable[@]}"; do compile "$name" "${cc[@]}" -- "$f"; done
-  compile "$name" "${cc[@]}" -- "$backend" -isystem "$MBEDINC"
-  compile "$name" "${cc[@]}" -- "$port" "${port_inc[@]}" -DESP_PLATFORM=1
+  for profile in "${profile_names[@]}"; do
+    read -r -a defs <<<"${profile_flags[$profile]}"
+    echo "cross [$profile/$name]: ${defs[*]:-(defaults)}"
+    for f in "${portable[@]}"; do compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$f"; done
+    compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$backend" -isystem "$MBEDINC"
+    compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$port" "${port_inc[@]}" -DESP_PLATFORM=1
+  done
 }
 
 if [ -f /usr/include/newlib/string.h ]; then
@@ -83,5 +103,5 @@ else
 fi
 build_target cortex-m4 arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb
 
-echo "cross: $files files compiled for $targets targets, $failed failed"
+echo "cross: $files files compiled for $targets targets x ${#profile_names[@]} profiles (${profile_names[*]}), $failed failed"
 [ "$failed" -eq 0 ]

@@ -210,9 +210,9 @@ static void report(void *user, const char *line)
 void app_main(void)
 {
     /* Static, not on the main task's stack: the context holds both record
-     * buffers (1624 bytes in all at the default options, docs/footprint.md),
-     * and the library keeps pointers to the PSK and the transport while the
-     * session lives. */
+     * buffers (1544 bytes in all at the component's defaults, the device
+     * profile: docs/footprint.md), and the library keeps pointers to the
+     * PSK and the transport while the session lives. */
     static usmp_ctx_t ctx;
     static usmp_transport_t transport;
     static uint8_t psk[USMP_PSK_MAX_BYTES];

@@ -41,9 +41,16 @@
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Mode and role tests that fold to constants when a feature is compiled
+ * out (usmp_options.h), so the compiler drops the dead branches. */
+#define IS_DATAGRAM(e) (USMP_DATAGRAM && (e)->mode == USMP_MODE_DATAGRAM)
+#define IS_STREAM(e) (!IS_DATAGRAM(e))
+#define IS_SERVER(e) (USMP_SERVER && (e)->role == USMP_ROLE_SERVER)
+#define IS_CLIENT(e) (!IS_SERVER(e))
+
 static size_t header_len(const usmp_engine_t *e)
 {
-    return usmp_record_header_len((usmp_mode_t)e->mode);
+    return IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HEADER_BYTES;
 }
 
 static int is_handshake_state(uint8_t state)
@@ -202,7 +209,7 @@ static void build_flight(usmp_engine_t *e)
         break;
     case USMP_STATE_ESTABLISHED:
     case USMP_STATE_CLOSED:
-        if (e->role == USMP_ROLE_SERVER) {
+        if (IS_SERVER(e)) {
             put_handshake_frame(e, USMP_TYPE_SESSION_OK, e->session_id, USMP_SESSION_ID_BYTES,
                                 e->hs.resend.session_ok_mac, USMP_MAC_BYTES);
             if (!(e->flags & F_RESEND_ALLOWED)) {
@@ -382,7 +389,7 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     }
     e->flags |= F_STARTED;
     arm_handshake_timers(e, now_ms);
-    if (e->role == USMP_ROLE_SERVER) {
+    if (IS_SERVER(e)) {
         return USMP_OK;
     }
 
@@ -426,7 +433,7 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     /* Spec 4.5, in order. A datagram HELLO may carry a cookie, which the
      * server's dispatcher has checked and the transcript leaves out. */
     if (frame_len != h + USMP_HELLO_BODY_BYTES &&
-        !(e->mode == USMP_MODE_DATAGRAM && frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
+        !(IS_DATAGRAM(e) && frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
         return fail(e, USMP_ERR_MALFORMED);
     }
     frame_len = h + USMP_HELLO_BODY_BYTES;
@@ -536,7 +543,7 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
         return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
     }
     /* The transcript takes HELLO without the cookie (spec 5.3). */
-    hello_len = (e->mode == USMP_MODE_STREAM ? USMP_STREAM_HEADER_BYTES : 1u) + USMP_HELLO_BODY_BYTES;
+    hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : 1u) + USMP_HELLO_BODY_BYTES;
     rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame, frame_len);
     if (rc == USMP_OK) {
         rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, body + USMP_CHALLENGE_NONCE, th);
@@ -605,7 +612,7 @@ static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     }
     memcpy(e->hs.resend.session_ok_mac, mac, sizeof mac);
     memcpy(e->hs.resend.hello_ack_mac, hello_ack_mac, sizeof hello_ack_mac);
-    if (e->mode == USMP_MODE_DATAGRAM) {
+    if (IS_DATAGRAM(e)) {
         e->flags |= F_RESEND_ALLOWED;
     }
     enter_established(e, now, ev);
@@ -660,7 +667,7 @@ static size_t handshake_body_len(uint8_t type)
 /* A violation that is fatal on a stream and dropped on datagrams. */
 static int violation(usmp_engine_t *e, int err)
 {
-    return e->mode == USMP_MODE_STREAM ? fail(e, err) : err;
+    return IS_STREAM(e) ? fail(e, err) : err;
 }
 
 /* Row 25. ERROR is unauthenticated: it can only end a handshake. */
@@ -760,10 +767,10 @@ static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uin
     continues = (e->flags & F_REASSEMBLING) && total == e->reassembly_total &&
                 offset == e->reassembly_len;
 #if USMP_DATAGRAM
-    continues = continues && (e->mode == USMP_MODE_STREAM || seq == e->reassembly_last_seq + 1u);
+    continues = continues && (IS_STREAM(e) || seq == e->reassembly_last_seq + 1u);
 #endif
     if (offset == 0) {
-        if ((e->flags & F_REASSEMBLING) && e->mode == USMP_MODE_STREAM) {
+        if ((e->flags & F_REASSEMBLING) && IS_STREAM(e)) {
             return fail(e, USMP_ERR_UNEXPECTED);
         }
         e->flags |= F_REASSEMBLING; /* datagram: a new message replaces a partial one */
@@ -798,7 +805,7 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
     switch (type) {
     case USMP_TYPE_DATA:
         if (e->flags & F_REASSEMBLING) {
-            if (e->mode == USMP_MODE_STREAM) {
+            if (IS_STREAM(e)) {
                 return fail(e, USMP_ERR_UNEXPECTED);
             }
             e->flags &= (uint8_t)~F_REASSEMBLING; /* datagram: the partial message is lost */
@@ -930,7 +937,7 @@ static int on_record(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
 {
     (void)h;
 #if USMP_DATAGRAM
-    if (e->mode == USMP_MODE_DATAGRAM) {
+    if (IS_DATAGRAM(e)) {
         return datagram_on_record(e, frame, frame_len, now, ev);
     }
 #else
@@ -998,8 +1005,8 @@ static const transition_t transitions[] = {
 
 static const transition_t *find_transition(const usmp_engine_t *e, uint8_t type)
 {
-    uint8_t role = e->role == USMP_ROLE_CLIENT ? R_CLIENT : R_SERVER;
-    uint8_t mode = e->mode == USMP_MODE_STREAM ? M_STREAM : M_DATAGRAM;
+    uint8_t role = IS_CLIENT(e) ? R_CLIENT : R_SERVER;
+    uint8_t mode = IS_STREAM(e) ? M_STREAM : M_DATAGRAM;
     size_t i;
 
     for (i = 0; i < sizeof transitions / sizeof transitions[0]; i++) {
@@ -1131,7 +1138,7 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t
         return USMP_ERR_STATE;
     }
 #if USMP_DATAGRAM
-    if (e->mode == USMP_MODE_DATAGRAM) {
+    if (IS_DATAGRAM(e)) {
         *consumed = len;
         return datagram_feed(e, data, len, now_ms, event);
     }
@@ -1270,7 +1277,7 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
     if (is_handshake_state(e->state)) {
         earliest(&best, &have, e->handshake_deadline);
 #if USMP_DATAGRAM
-        if (e->mode == USMP_MODE_DATAGRAM && e->role == USMP_ROLE_CLIENT) {
+        if (IS_DATAGRAM(e) && IS_CLIENT(e)) {
             earliest(&best, &have, e->retransmit_at);
         }
 #endif
@@ -1281,7 +1288,7 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
             earliest(&best, &have, e->last_rx + e->keepalive_ms);
         }
 #if USMP_SERVER
-        if (e->role == USMP_ROLE_SERVER) {
+        if (IS_SERVER(e)) {
             earliest(&best, &have, e->last_rx + e->idle_timeout_ms);
         }
 #endif
@@ -1308,7 +1315,7 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
             return fail(e, USMP_ERR_TIMEOUT); /* row 26 */
         }
 #if USMP_DATAGRAM
-        if (e->mode == USMP_MODE_DATAGRAM && e->role == USMP_ROLE_CLIENT &&
+        if (IS_DATAGRAM(e) && IS_CLIENT(e) &&
             usmp_time_reached(now_ms, e->retransmit_at)) {
             /* Row 12: resend the last flight, unless it is still unsent. */
             if (!tx_busy(e)) {
@@ -1336,7 +1343,7 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
         e->pending |= P_PING;
     }
 #if USMP_SERVER
-    if (e->role == USMP_ROLE_SERVER && usmp_time_reached(now_ms, e->last_rx + e->idle_timeout_ms)) {
+    if (IS_SERVER(e) && usmp_time_reached(now_ms, e->last_rx + e->idle_timeout_ms)) {
         (void)usmp_engine_close(e, USMP_CODE_IDLE_TIMEOUT); /* row 46 */
     }
 #endif

@@ -40,6 +40,7 @@ CORE = [
     ("record", "src/usmp_record.c"),
     ("cobs", "src/usmp_cobs.c"),
     ("error", "src/usmp_error.c"),
+    ("strerror", "src/usmp_strerror.c"),
     ("device API", "src/usmp_device.c"),
 ]
 GLUE = [

@@ -39,7 +39,8 @@
 #endif
 
 /* usmp_strerror's English sentences. With 0 it returns the condition name
- * ("AUTH_FAILED") instead, about 1 KB less flash. */
+ * ("AUTH_FAILED") instead, about 1 KB less flash in an image that calls
+ * usmp_strerror; one that never calls it links none of them either way. */
 #ifndef USMP_ERROR_TEXT
 #define USMP_ERROR_TEXT 1
 #endif

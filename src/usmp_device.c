@@ -179,6 +179,12 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
     if (flush_output(ctx) != USMP_OK && rc == USMP_OK) {
         rc = USMP_ERR_TRANSPORT;
     }
+    if (usmp_engine_state(&ctx->engine) == USMP_STATE_FAILED ||
+        usmp_engine_state(&ctx->engine) == USMP_STATE_CLOSED) {
+        /* The session is over and its last word is out: free the
+         * connection now rather than at the next call. */
+        ctx->transport->close(ctx->transport->ctx);
+    }
     return rc;
 }
 
@@ -195,6 +201,9 @@ static int session_error(const usmp_ctx_t *ctx)
             return -(16 + (int)code);
         }
         return err;
+    }
+    if (usmp_engine_error(&ctx->engine) == USMP_ERR_PEER_CLOSED) {
+        return USMP_ERR_PEER_CLOSED; /* the reason: usmp_engine_peer_code */
     }
     return ctx->last_error != USMP_OK ? ctx->last_error : USMP_ERR_STATE;
 }
@@ -296,7 +305,8 @@ int usmp_connect_poll(usmp_ctx_t *ctx, uint32_t wait_ms)
         }
         first = 0;
         rc = pump(ctx, wait_budget(ctx, now, elapsed < wait_ms ? wait_ms - elapsed : 0));
-        if (rc != USMP_OK && usmp_engine_state(&ctx->engine) != USMP_STATE_FAILED) {
+        if (rc != USMP_OK && usmp_engine_state(&ctx->engine) != USMP_STATE_FAILED &&
+            usmp_engine_state(&ctx->engine) != USMP_STATE_CLOSED) {
             /* A transport failure: the engine cannot know of it. */
             ctx->last_error = rc;
             log_event("handshake failed", rc, NULL);

@@ -104,7 +104,9 @@ static void wipe_keys(usmp_engine_t *e)
 /*
  * A fatal condition: the session ends, the condition is kept (sticky) and,
  * when it has a wire code, reported to the peer once: ERROR during the
- * handshake, BYE after it (spec 9.2, 9.3).
+ * handshake, BYE after it (spec 9.2, 9.3). A handshake flight this side
+ * already owes for an earlier frame still goes out first: what the peer
+ * receives must not depend on how its bytes were cut into reads.
  */
 static int fail(usmp_engine_t *e, int err)
 {
@@ -113,11 +115,13 @@ static int fail(usmp_engine_t *e, int err)
 
     e->state = USMP_STATE_FAILED;
     e->error = err;
-    e->pending = 0;
-    wipe_handshake(e);
+    e->pending &= P_FLIGHT;
+    if (!(e->pending & P_FLIGHT)) {
+        wipe_handshake(e); /* else once the flight is built */
+    }
     if (code != USMP_CODE_NONE) {
         e->close_code = code;
-        e->pending = was_established ? P_BYE : P_ERROR;
+        e->pending |= was_established ? P_BYE : P_ERROR;
     }
     if (!(e->pending & P_BYE)) {
         wipe_keys(e);
@@ -188,38 +192,45 @@ static void put_handshake_frame(usmp_engine_t *e, uint8_t type, const uint8_t *b
     e->tx_sent = 0;
 }
 
+/* Queues this side's handshake flight: the frame it sends (and resends)
+ * for the handshake frame it just accepted. */
+static void queue_flight(usmp_engine_t *e, uint8_t type)
+{
+    e->flight = type;
+    e->pending |= P_FLIGHT;
+}
+
 /* Builds this side's current handshake flight into the tx buffer. */
 static void build_flight(usmp_engine_t *e)
 {
-    switch (e->state) {
-    case USMP_STATE_WAIT_CHALLENGE:
+    switch (e->flight) {
+    case USMP_TYPE_HELLO:
         memcpy(e->tx_buf, e->hs.start.hello, e->hs.start.hello_len);
         e->tx_len = e->hs.start.hello_len;
         e->tx_sent = 0;
         break;
-    case USMP_STATE_WAIT_SESSION_OK:
+    case USMP_TYPE_HELLO_ACK:
         put_handshake_frame(e, USMP_TYPE_HELLO_ACK, e->hs.confirm.hello_ack_mac,
                             USMP_MAC_BYTES, NULL, 0);
         break;
 #if USMP_SERVER
-    case USMP_STATE_WAIT_HELLO_ACK:
+    case USMP_TYPE_CHALLENGE:
         memcpy(e->tx_buf, e->hs.confirm.challenge, e->hs.confirm.challenge_len);
         e->tx_len = e->hs.confirm.challenge_len;
         e->tx_sent = 0;
         break;
-    case USMP_STATE_ESTABLISHED:
-    case USMP_STATE_CLOSED:
-        if (IS_SERVER(e)) {
-            put_handshake_frame(e, USMP_TYPE_SESSION_OK, e->session_id, USMP_SESSION_ID_BYTES,
-                                e->hs.resend.session_ok_mac, USMP_MAC_BYTES);
-            if (!(e->flags & F_RESEND_ALLOWED)) {
-                wipe_handshake(e); /* stream: never resent */
-            }
-        }
+    case USMP_TYPE_SESSION_OK:
+        put_handshake_frame(e, USMP_TYPE_SESSION_OK, e->session_id, USMP_SESSION_ID_BYTES,
+                            e->hs.resend.session_ok_mac, USMP_MAC_BYTES);
         break;
 #endif
     default:
         break;
+    }
+    /* Kept only while it may have to be resent (datagram, spec 8.2). */
+    if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED ||
+        (e->flight == USMP_TYPE_SESSION_OK && !(e->flags & F_RESEND_ALLOWED))) {
+        wipe_handshake(e);
     }
 }
 
@@ -231,14 +242,15 @@ static void build_pending(usmp_engine_t *e)
     if (tx_busy(e) || e->pending == 0) {
         return;
     }
-    if (e->pending & P_ERROR) {
-        e->pending &= (uint8_t)~P_ERROR;
-        put_handshake_frame(e, USMP_TYPE_ERROR, &e->close_code, 1u, NULL, 0);
-    } else if (e->pending & P_FLIGHT) {
-        /* The flight goes before a BYE: a server that closes right after
-         * the handshake still sends its SESSION_OK first. */
+    if (e->pending & P_FLIGHT) {
+        /* The flight answers an earlier frame: it goes before an ERROR or a
+         * BYE caused by a later one, as it would have had the frames come
+         * in separate reads. */
         e->pending &= (uint8_t)~P_FLIGHT;
         build_flight(e);
+    } else if (e->pending & P_ERROR) {
+        e->pending &= (uint8_t)~P_ERROR;
+        put_handshake_frame(e, USMP_TYPE_ERROR, &e->close_code, 1u, NULL, 0);
     } else if (e->pending & P_BYE) {
         e->pending &= (uint8_t)~P_BYE;
         e->tx_buf[h] = e->close_code;
@@ -408,7 +420,7 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     usmp_put_u16(hello + h + USMP_HELLO_MAX_MESSAGE, e->max_message);
     e->hs.start.hello_len = (uint8_t)(h + USMP_HELLO_BODY_BYTES);
     e->state = USMP_STATE_WAIT_CHALLENGE;
-    e->pending |= P_FLIGHT;
+    queue_flight(e, USMP_TYPE_HELLO);
     return USMP_OK;
 }
 
@@ -503,7 +515,7 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     usmp_crypto_wipe(&keys, sizeof keys);
 
     e->state = USMP_STATE_WAIT_HELLO_ACK;
-    e->pending |= P_FLIGHT;
+    queue_flight(e, USMP_TYPE_CHALLENGE);
     return USMP_OK;
 }
 
@@ -567,7 +579,7 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     usmp_crypto_wipe(th, sizeof th);
 
     e->state = USMP_STATE_WAIT_SESSION_OK;
-    e->pending |= P_FLIGHT;
+    queue_flight(e, USMP_TYPE_HELLO_ACK);
     return USMP_OK;
 }
 
@@ -616,7 +628,7 @@ static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
         e->flags |= F_RESEND_ALLOWED;
     }
     enter_established(e, now, ev);
-    e->pending |= P_FLIGHT;
+    queue_flight(e, USMP_TYPE_SESSION_OK);
     return USMP_OK;
 }
 
@@ -1153,6 +1165,11 @@ int usmp_engine_transport_closed(usmp_engine_t *e)
     if (e == NULL) {
         return USMP_ERR_ARG;
     }
+    /* Nothing can be sent any more: drop what waits, a partly sent frame
+     * included, so that the caller sees no output pending. */
+    e->tx_len = 0;
+    e->tx_sent = 0;
+    e->pending = 0;
     if (e->state == USMP_STATE_CLOSED) {
         return USMP_OK;
     }
@@ -1161,6 +1178,7 @@ int usmp_engine_transport_closed(usmp_engine_t *e)
     }
     (void)fail(e, USMP_ERR_TRANSPORT_CLOSED);
     e->pending = 0; /* nobody left to tell */
+    wipe_handshake(e);
     return USMP_ERR_TRANSPORT_CLOSED;
 }
 
@@ -1362,7 +1380,7 @@ int usmp_engine_error(const usmp_engine_t *e)
     if (e == NULL) {
         return USMP_ERR_ARG;
     }
-    return e->state == USMP_STATE_FAILED ? e->error : USMP_OK;
+    return e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED ? e->error : USMP_OK;
 }
 
 uint8_t usmp_engine_peer_code(const usmp_engine_t *e)

@@ -566,6 +566,14 @@ def negative_file(hs):
                   "MALFORMED", fatal, error_frame(frame, "MALFORMED"))],
             "SESSION_OK one byte short.")
 
+        if mode == "stream":
+            add(prefix + "hello-then-garbage-in-one-read", name, "server", "WAIT_HELLO",
+                [step(s["hello"] + frame(0x42, b"\x00"), "MALFORMED", fatal,
+                      s["challenge"] + error_frame(frame, "MALFORMED"))],
+                "A genuine HELLO and an undefined frame in the same read: the CHALLENGE for the "
+                "HELLO still goes out, then ERROR(MALFORMED), exactly as if they had come in two "
+                "reads (replies are per frame, spec section 1).")
+
         # --- duplicates: retransmission in datagram mode, a violation in stream mode
         if mode == "datagram":
             add(prefix + "duplicate-hello", name, "server", "WAIT_HELLO_ACK",

@@ -224,6 +224,7 @@ typedef struct usmp_engine {
     uint64_t send_counter;
     uint64_t send_usage;        /* AES blocks under the send key (spec 7) */
     uint8_t pending;            /* control frames waiting for tx space */
+    uint8_t flight;             /* frame type of this side's handshake flight */
     uint8_t pending_code;
     uint8_t pong_len;
     uint8_t pong_payload[USMP_MAX_PING_PAYLOAD];
@@ -323,7 +324,9 @@ int usmp_engine_close(usmp_engine_t *e, uint8_t code);
 void usmp_engine_wipe(usmp_engine_t *e);
 
 usmp_state_t usmp_engine_state(const usmp_engine_t *e);
-/* The sticky error in FAILED, else USMP_OK. */
+/* The sticky error in FAILED; in CLOSED, USMP_ERR_PEER_CLOSED when the
+ * peer's BYE closed the session (USMP_OK when this side closed it); else
+ * USMP_OK. */
 int usmp_engine_error(const usmp_engine_t *e);
 /* The code of the peer's ERROR (PEER_ERROR) or BYE (PEER_CLOSED). */
 uint8_t usmp_engine_peer_code(const usmp_engine_t *e);

@@ -138,7 +138,7 @@ def test_serve_and_connect_round_trip(tmp_path: Path) -> None:
         opened = server.stdout.readline()
         closed = server.stdout.readline()
         assert re.match(r"open [0-9a-f]{16} device deadbeef0001 from 127\.0\.0\.1:\d+$", opened), opened
-        assert re.match(r"close [0-9a-f]{16} PEER_CLOSED", closed), closed
+        assert re.match(r"close [0-9a-f]{16}: BYE from the device \(NONE\)$", closed), closed
         server.send_signal(signal.SIGINT)
         remaining, errors = server.communicate(timeout=10)
         assert server.returncode == 0, errors

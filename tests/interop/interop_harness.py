@@ -341,6 +341,26 @@ class CGateway:
     async def abort(self) -> None:
         await self.process.kill()
 
+    def log_mark(self) -> int:
+        """Where the log stands now (see ProxyConnection.gateway_mark)."""
+        return len(self.process.lines)
+
+    def outcome_since(self, mark: int, peer_port: int) -> str | None:
+        """How the connection from peer_port ended, judged on log lines after mark only."""
+        lines = self.process.lines[mark:]
+        for i, line in enumerate(lines):
+            m = re.search(rf"connection from 127\.0\.0\.1:{peer_port} failed: (\S+)", line)
+            if m:
+                return m.group(1)
+            m = re.search(rf"session (\w+) open: device \w+ from 127\.0\.0\.1:{peer_port}$", line)
+            if m:
+                for later in lines[i + 1:]:
+                    closed = re.search(rf"session {m.group(1)} closed: (.*)$", later)
+                    if closed:
+                        return _c_reason(closed.group(1))
+                return None
+        return None
+
     def opened_from(self, peer_port: int) -> bool:
         pat = re.compile(rf"session \w+ open: device \w+ from 127\.0\.0\.1:{peer_port}$")
         return any(pat.search(line) for line in self.process.lines)
@@ -369,6 +389,7 @@ class _LogCapture(logging.Handler):
             peer, reason = record.args
             port = peer[1] if isinstance(peer, tuple) else 0
             self.gateway.failures[port] = str(reason)
+            self.gateway.events.append((port, str(reason)))
 
 
 class PyGateway:
@@ -406,6 +427,10 @@ class PyGateway:
         self.opened: list[Session] = []
         self.ends: dict[int, str] = {}
         self.failures: dict[int, str] = {}
+        # Every failure and end in order, as (peer port, outcome): ports are
+        # reused, so a connection's outcome is the first for its port after
+        # its mark.
+        self.events: list[tuple[int, str]] = []
         self._user_on_data = on_data
         self._user_on_open = on_open
         self.server: USMPServer | None = None
@@ -430,6 +455,7 @@ class PyGateway:
         else:
             text = reason.value
         self.ends[session.peer[1]] = text
+        self.events.append((session.peer[1], text))
 
     async def start(self) -> None:
         logger = logging.getLogger("usmp.server")
@@ -457,6 +483,16 @@ class PyGateway:
         logger.setLevel(self._old_level)
 
     abort = stop
+
+    def log_mark(self) -> int:
+        """Where the record of outcomes stands now (see ProxyConnection.gateway_mark)."""
+        return len(self.events)
+
+    def outcome_since(self, mark: int, peer_port: int) -> str | None:
+        for port, outcome in self.events[mark:]:
+            if port == peer_port:
+                return outcome
+        return None
 
     def opened_from(self, peer_port: int) -> bool:
         return any(s.peer[1] == peer_port for s in self.opened)
@@ -765,18 +801,9 @@ class Rig:
 
         async def either() -> str:
             while True:
-                if isinstance(self.gw, PyGateway):
-                    if port in self.gw.failures:
-                        return self.gw.failures[port]
-                    if port in self.gw.ends:
-                        return self.gw.ends[port]
-                else:
-                    for line in self.gw.process.lines:
-                        m = re.search(rf"connection from 127\.0\.0\.1:{port} failed: (\S+)", line)
-                        if m:
-                            return m.group(1)
-                    if self.gw.opened_from(port):
-                        return await self.gw.session_end(port, timeout)
+                outcome = self.gw.outcome_since(conn.gateway_mark, port)
+                if outcome is not None:
+                    return outcome
                 await asyncio.sleep(0.005)
 
         try:
@@ -806,5 +833,6 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     async with gateway(gw_kind, build, workdir, **(gw_options or {})) as gw:
         async with Proxy(gw.port, hook, hold_open=hold_open) as proxy:
+            proxy.mark_source = gw.log_mark
             async with client(client_kind, build, proxy.port, **(client_options or {})) as c:
                 yield Rig(gw, proxy, c)

@@ -102,6 +102,10 @@ class ProxyConnection:
         peer = writer.get_extra_info("peername")
         self.client_port: int = peer[1] if isinstance(peer, tuple) else 0
         self.upstream_port: int | None = None  # our local port towards the gateway: its log names it
+        # Where the gateway's record stood when this connection reached it:
+        # ports are reused, so only what the gateway recorded after this
+        # mark can be about this connection.
+        self.gateway_mark = 0
         self.accepted_at = time.monotonic()
         self.frames: dict[str, list[bytes]] = {C2S: [], S2C: []}  # as their sender sent them
         self.forwarded: dict[str, list[bytes]] = {C2S: [], S2C: []}  # as the receiver got them
@@ -198,6 +202,8 @@ class ProxyConnection:
             self.done.set()
             return
         self.upstream_port = self.upstream_writer.get_extra_info("sockname")[1]
+        if proxy.mark_source is not None:
+            self.gateway_mark = proxy.mark_source()
         if proxy.on_connect is not None:
             proxy.on_connect(self)
         self._tasks = [
@@ -229,6 +235,8 @@ class Proxy:
         self.hook = hook
         self.hold_open = hold_open  # an end of stream from one side is not passed on
         self.on_connect = on_connect
+        # Returns the gateway's current record position (set by the rig).
+        self.mark_source: Callable[[], int] | None = None
         self.mode = "forward"
         self.connections: list[ProxyConnection] = []
         self._server: asyncio.Server | None = None

@@ -235,6 +235,14 @@ class Session:
         self._callback_idle.clear()
         try:
             await call
+        except USMPError as error:
+            if self._engine.finished:
+                # The session ended while the callback ran (say a fatal frame
+                # came in the same read as the message it answers): its send
+                # found the session closed. Not a bug in the application.
+                log.info("%r: callback could not use the ended session: %s", self, error)
+            else:
+                log.exception("%r: application callback raised", self)
         except Exception:
             log.exception("%r: application callback raised", self)
         finally:

@@ -4,11 +4,12 @@
 # python3-* packages (cryptography, pytest, mypy) are installed.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: help deps demo test vectors check-vectors clean
+.PHONY: help deps demo test footprint vectors check-vectors clean
 
 help:
 	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
+	@echo "make footprint      flash, RAM and stack of the core on Cortex-M4 and rv32imc (bench/footprint)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
 	@echo "make deps           install the Debian packages the build and tests need"
@@ -23,10 +24,16 @@ demo: deps
 test: deps
 	@bash tools/run-tests.sh
 
+footprint: deps
+	$(PYTHON) bench/footprint/footprint.py
+
 vectors:
 	$(PYTHON) tools/gen_vectors.py
 
-check-vectors:
+check-footprint: deps
+	$(PYTHON) bench/footprint/footprint.py
+
+vectors:
 	$(PYTHON) tools/gen_vectors.py --check
 
 clean:

@@ -4,7 +4,7 @@
  * Any input is decoded (it must be rejected or decode without a zero-free
  * violation or overrun) and encoded; encode then decode must give the input
  * back, the encoding must hold no 0x00 and stay within
- * USMP_COBS_MAX_ENCODED. Built standalone like fuzz_engine.c.
+ * USMP_COBS_MAX_ENCODED. Built like fuzz_engine.c.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -46,24 +46,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifdef USMP_FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    int i;
-    for (i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        static uint8_t buf[4096];
-        size_t n;
-        if (f == NULL) {
-            fprintf(stderr, "cannot open %s\n", argv[i]);
-            return 1;
-        }
-        n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, n);
-    }
-    printf("fuzz_cobs: %d inputs replayed, no invariant broken\n", argc - 1);
-    return 0;
-}
-#endif

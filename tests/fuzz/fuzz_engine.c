@@ -14,8 +14,8 @@
  * that an out-of-order fragment may discard a partial message (spec 6.2).
  *
  * Built with clang -fsanitize=fuzzer for fuzzing, or with
- * USMP_FUZZ_STANDALONE as a program that runs the files named on its
- * command line once each (the regression run in ctest).
+ * tests/fuzz/standalone_main.c as a program that runs the files named on
+ * its command line once each (the regression run in ctest).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -261,24 +261,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifdef USMP_FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    int i;
-    for (i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        static uint8_t buf[1 << 16];
-        size_t n;
-        if (f == NULL) {
-            fprintf(stderr, "cannot open %s\n", argv[i]);
-            return 1;
-        }
-        n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, n);
-    }
-    printf("fuzz_engine: %d inputs replayed, no invariant broken\n", argc - 1);
-    return 0;
-}
-#endif

@@ -31,33 +31,41 @@ static int hex_digit(char c)
     return -1;
 }
 
+int usmp_posix_parse_hex(const char *hex, size_t hex_len, uint8_t *out, size_t cap)
+{
+    size_t i;
+
+    if (hex == NULL || out == NULL || hex_len % 2 != 0 || hex_len / 2 > cap) {
+        return -1;
+    }
+    for (i = 0; i < hex_len; i += 2) {
+        int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        out[i / 2] = (uint8_t)(hi * 16 + lo);
+    }
+    return (int)(hex_len / 2);
+}
+
 int usmp_posix_parse_device_id(const char *text, uint8_t id[6])
 {
-    uint8_t out[6];
+    char digits[12];
     size_t n = 0;
 
     if (text == NULL) {
         return -1;
     }
-    while (*text != '\0') {
-        int hi, lo;
+    for (; *text != '\0'; text++) {
         if (*text == ':') {
-            text++;
-            continue;
+            continue; /* "de:ad:be:ef:00:01" */
         }
-        hi = hex_digit(text[0]);
-        lo = hi >= 0 ? hex_digit(text[1]) : -1;
-        if (lo < 0 || n == 6) {
+        if (n == sizeof digits) {
             return -1;
         }
-        out[n++] = (uint8_t)(hi * 16 + lo);
-        text += 2;
+        digits[n++] = *text;
     }
-    if (n != 6) {
-        return -1;
-    }
-    memcpy(id, out, 6);
-    return 0;
+    return n == sizeof digits && usmp_posix_parse_hex(digits, n, id, 6) == 6 ? 0 : -1;
 }
 
 void usmp_posix_set_device_id(const uint8_t id[6])

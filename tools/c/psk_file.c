@@ -12,33 +12,9 @@
 
 #include "usmp_port_posix.h"
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-int psk_parse_hex(const char *hex, size_t hex_len, uint8_t *out, size_t cap)
-{
-    size_t i;
-    if (hex_len % 2 != 0 || hex_len / 2 > cap) {
-        return -1;
-    }
-    for (i = 0; i < hex_len; i += 2) {
-        int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        out[i / 2] = (uint8_t)(hi * 16 + lo);
-    }
-    return (int)(hex_len / 2);
-}
-
 static int parse_key(const char *hex, size_t len, psk_entry_t *e, char *why, size_t why_size)
 {
-    int n = psk_parse_hex(hex, len, e->psk, sizeof e->psk);
+    int n = usmp_posix_parse_hex(hex, len, e->psk, sizeof e->psk);
     if (n < 0 && len % 2 == 0 && len / 2 <= sizeof e->psk) {
         snprintf(why, why_size, "the PSK is not hex");
         return -1;

@@ -37,7 +37,4 @@ int psk_table_load_env(psk_table_t *t, const char *name, char *err, size_t err_s
 /* usmp_psk_lookup_fn over a table. */
 size_t psk_table_lookup(void *table, const uint8_t device_id[6], uint8_t psk[64]);
 
-/* Parses hex (whitespace-free) into out; returns the length or -1. */
-int psk_parse_hex(const char *hex, size_t hex_len, uint8_t *out, size_t cap);
-
 #endif /* USMP_TOOLS_PSK_FILE_H */

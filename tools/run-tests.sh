@@ -95,8 +95,8 @@ fi
 
 # --- stage: esp32 begin ------------------------------------------------------
 # The ESP32 example built on the host against the ESP-IDF stand-ins (in the
-# device, smallest and full feature profiles) and run against the Python
-# gateway, then the core, crypto glue, mbedTLS backend and ESP32 port
+# device, smallest and full feature profiles, and with the repository as a
+# git dependency and as a packed one) and run against the Python gateway, then the core, crypto glue, mbedTLS backend and ESP32 port
 # cross-compiled for rv32imc and Cortex-M4 with -Werror in the same three
 # profiles (tests/esp32/README.md says what is real and what is a stand-in).
 stage "esp32: host example against the gateway"
@@ -126,7 +126,7 @@ fi
 # the C gateway or device during an exchange fails the test.
 stage "pytest"
 pytest_log="$BUILD/pytest.log"
-pytest_dirs=(tests/spec tests/docs python/tests)
+pytest_dirs=(tests/spec tests/docs tests/build python/tests)
 [ -d tests/interop ] && pytest_dirs+=(tests/interop)
 USMP_C_BUILD="$BUILD/openssl-asan" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"

@@ -17,12 +17,16 @@
  *    USMP_MAX_RECORD and USMP_MAX_MESSAGE in usmp_options.h); it may be
  *    static. No call allocates. The PSK bytes and the transport must stay
  *    valid as long as the context is used: the context keeps pointers to
- *    them for reconnecting.
+ *    them for reconnecting. Besides the contexts the library keeps one
+ *    8-byte static: the count of handshakes started since boot (spec 5.8).
  *  - Blocking: usmp_connect, usmp_send and usmp_recv block, usmp_recv at
  *    most timeout_ms. usmp_connect_start / usmp_connect_poll and
  *    usmp_keepalive_tick never wait longer than the timeout they are given
  *    (keepalive_tick: not at all, except while it runs a reconnect).
- *  - Threads: a context belongs to one task at a time.
+ *  - Threads: a context belongs to one task at a time. Handshakes of
+ *    different contexts must not start at the same moment from different
+ *    tasks (the connection counter is not atomic; two handshakes with the
+ *    same counter would rely on the random source alone, spec 5.8).
  *  - The five port hooks of usmp_port.h must be provided by the platform.
  */
 #ifndef USMP_H

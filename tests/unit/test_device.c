@@ -399,6 +399,18 @@ static void test_keepalive_and_reconnect(void)
         uint8_t buf[16];
         CHECK_INT_EQ(usmp_recv(&ctx, buf, sizeof buf, 1000), USMP_ERR_PEER_CLOSED);
     }
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_SHUTDOWN);
+    /* The gateway comes back with another key for this device: the
+     * reconnect in usmp_keepalive_tick reports its ERROR as the peer's. */
+    loop.gateway_psk = OTHER_PSK;
+    t0 = usmp_port_millis();
+    do {
+        rc = usmp_keepalive_tick(&ctx);
+        usmp_port_delay_ms(10);
+    } while (rc == USMP_ERR_WOULD_BLOCK && usmp_port_millis() - t0 < 3000);
+    CHECK_INT_EQ(rc, USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
+    loop.gateway_psk = PSK;
     /* With no_reconnect the session stays down. */
     cfg.no_reconnect = 1;
     loop_transport(&t);

@@ -102,7 +102,7 @@ static usmp_ctx_t ctx, second;
 int main(void)
 {
     usmp_transport_t t, t2;
-    usmp_config_t cfg = { PSK, sizeof PSK, 0, 0, 0, 0 };
+    usmp_config_t cfg = { PSK, sizeof PSK, 0, 0, 0, 0, 0 };
     static uint8_t msg[USMP_MAX_RECORD], buf[USMP_MAX_MESSAGE];
     static const uint8_t known[6] = { 2, 0, 0, 0, 0, 1 }, unknown[6] = { 2, 0, 0, 0, 0, 0x99 };
     unsigned port = 0;
@@ -131,20 +131,24 @@ int main(void)
     }
     /* A second device while the gateway has room for one session: BUSY. */
     CHECK_INT_EQ(usmp_tcp_transport_init(&t2, "127.0.0.1", (uint16_t)port), USMP_OK);
-    CHECK_INT_EQ(usmp_connect(&second, &t2, &cfg), USMP_ERR_BUSY);
+    CHECK_INT_EQ(usmp_connect(&second, &t2, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&second), USMP_CODE_BUSY);
     CHECK_INT_EQ(usmp_close(&ctx), USMP_OK);
     CHECK_INT_EQ(stop_gateway(gw), 0);
 
-    /* Wrong PSK and unknown device look the same: AUTH_FAILED. */
+    /* Wrong PSK and unknown device look the same: the gateway's
+     * ERROR(AUTH_FAILED). */
     gw = start_gateway(&port, 4);
     CHECK_INT_EQ(usmp_tcp_transport_init(&t, "127.0.0.1", (uint16_t)port), USMP_OK);
     cfg.psk = (const uint8_t *)"some-other-psk-for-this-device!";
     cfg.psk_len = 31;
-    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
     cfg.psk = PSK;
     cfg.psk_len = sizeof PSK;
     usmp_posix_set_device_id(unknown);
-    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
     usmp_posix_set_device_id(known);
     /* The gateway stops: the device hears BYE(SHUTDOWN). */
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_OK);

@@ -92,7 +92,10 @@ class Session:
 
     @property
     def device_id(self) -> bytes | None:
-        """The authenticated device id, once the handshake is done."""
+        """The device id the peer proved a key for, once the handshake is done.
+
+        It is bound to that device alone only if :attr:`device_authenticated`.
+        """
         return self._engine.device_id if self._opened else None
 
     @property
@@ -296,6 +299,7 @@ class Session:
         while True:
             timer = self._engine.next_deadline()
             wake = stall_deadline if timer is None else min(stall_deadline, timer)
+            wake = max(wake, self._loop.time() + 0.001)  # a timer already due never makes this spin
             try:
                 async with asyncio.timeout_at(wake):
                     await self._writer.drain()
@@ -319,7 +323,26 @@ class Session:
                 return
 
     async def _wait_transport_closed(self) -> None:
+        """Wait until the last frames are written and the connection is closed.
+
+        With a write deadline, a peer that does not read those last frames
+        gets them dropped after ``write_timeout`` without progress (spec 13),
+        so a closed session never lingers and counts as a connection.
+        """
+        closed = self._loop.create_task(self._writer.wait_closed())
+        transport = self._writer.transport
+        backlog = transport.get_write_buffer_size()
+        while self._write_timeout is not None:
+            done, _ = await asyncio.wait({closed}, timeout=self._write_timeout)
+            if done:
+                break
+            size = transport.get_write_buffer_size()
+            if size >= backlog:
+                log.info("%r: the peer does not read the last frames; connection dropped", self)
+                transport.abort()
+                break
+            backlog = size
         try:
-            await self._writer.wait_closed()
+            await closed
         except OSError:
             pass  # the connection is gone either way

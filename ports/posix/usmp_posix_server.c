@@ -738,12 +738,14 @@ static int build_poll_set(server_t *s, struct pollfd *fds, int listen_fd)
             }
         }
     }
+    /* Expire first, so that no closed descriptor is polled. */
+    timeout = pending_expire(s, now, timeout);
     for (i = 0; i < s->max_pending; i++) {
         fds[slots + 1 + i].fd = s->pending[i].fd;
         fds[slots + 1 + i].events = POLLIN;
         fds[slots + 1 + i].revents = 0;
     }
-    return pending_expire(s, now, timeout);
+    return timeout;
 }
 
 int usmp_posix_server_run(const usmp_posix_server_config_t *cfg)

@@ -60,6 +60,7 @@ ERROR_CODES = {       # [9]
     "IDLE_TIMEOUT": 0x0B,
     "REKEY": 0x0C,
     "SHUTDOWN": 0x0D,
+    "REPLACED": 0x0E,
 }
 
 VERSION_1_BIT = 0x01  # versions bitmap, bit 0 = version 1 [4.1]

@@ -91,7 +91,8 @@ enum {
     USMP_CODE_KEY_LIMIT = 0x0A,
     USMP_CODE_IDLE_TIMEOUT = 0x0B,
     USMP_CODE_REKEY = 0x0C,
-    USMP_CODE_SHUTDOWN = 0x0D
+    USMP_CODE_SHUTDOWN = 0x0D,
+    USMP_CODE_REPLACED = 0x0E /* BYE only: a newer session of this device id (spec 9.1) */
 };
 
 typedef enum { USMP_ROLE_CLIENT = 0, USMP_ROLE_SERVER = 1 } usmp_role_t;

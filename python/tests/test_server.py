@@ -36,6 +36,8 @@ PSK = bytes(range(100, 132))
 OTHER_PSK = bytes(range(200, 232))
 DEVICE = "de:ad:be:ef:00:01"
 DEVICE_BYTES = bytes.fromhex("deadbeef0001")
+# A second device: one device id has at most one session (a newer one replaces it, spec 13).
+OTHER_DEVICE = "de:ad:be:ef:00:02"
 LOCALHOST = "127.0.0.1"
 GENEROUS = ServerConfig(handshake_burst=1000, handshake_rate=1000.0)
 
@@ -312,7 +314,7 @@ def test_hello_flood_hits_the_rate_limit_while_honest_clients_connect() -> None:
     async def flood_one(port: int) -> bool:
         """A genuine HELLO from the flooding address; True if it got a CHALLENGE (cost the server an X25519)."""
         try:
-            raw = await RawClient.connect(port, local_addr=("127.0.0.2", 0))
+            raw = await RawClient.connect(port, device="de:ad:be:ef:00:99", local_addr=("127.0.0.2", 0))
             raw.flush()
             await raw.step()
         except (OSError, TimeoutError):
@@ -339,7 +341,7 @@ def test_hello_flood_hits_the_rate_limit_while_honest_clients_connect() -> None:
 def test_max_sessions_gives_busy() -> None:
     async def main() -> None:
         async with USMPServer(LOCALHOST, 0, PSK, echo, config=ServerConfig(max_sessions=2)) as server:
-            async with client(server.port), client(server.port):
+            async with client(server.port), client(server.port, device_id=OTHER_DEVICE):
                 with pytest.raises(PeerError) as raised:
                     await client(server.port).connect()
                 assert raised.value.peer_condition is Condition.BUSY
@@ -353,13 +355,16 @@ def test_max_handshakes_gives_busy_while_others_are_mid_handshake() -> None:
     async def main() -> None:
         config = ServerConfig(max_handshakes=1, handshake_timeout=5.0)
         async with USMPServer(LOCALHOST, 0, PSK, echo, config=config) as server:
-            reader, writer = await asyncio.open_connection(LOCALHOST, server.port)  # never sends HELLO
+            # Sends its HELLO, never its HELLO_ACK: a handshake in progress. (A connection that
+            # has sent nothing is only pending and takes no handshake slot, spec 13.)
+            other = await RawClient.connect(server.port, device=OTHER_DEVICE)
+            other.flush()
             await asyncio.sleep(0.05)
             with pytest.raises(PeerError) as raised:
                 await client(server.port).connect()
             assert raised.value.peer_condition is Condition.BUSY
-            writer.close()
-            await reader.read()
+            other.writer.close()
+            await other.reader.read()
             await asyncio.sleep(0.05)
             async with client(server.port) as c:
                 assert c.connected
@@ -372,7 +377,7 @@ def test_idle_timeout_closes_silent_sessions_but_keepalive_keeps_them() -> None:
         config = ServerConfig(idle_timeout=0.4)
         async with USMPServer(LOCALHOST, 0, PSK, echo, config=config) as server:
             silent = client(server.port, config=ClientConfig(keepalive_interval=None))
-            lively = client(server.port, config=ClientConfig(keepalive_interval=0.1))
+            lively = client(server.port, device_id=OTHER_DEVICE, config=ClientConfig(keepalive_interval=0.1))
             async with silent, lively:
                 with pytest.raises(PeerClosed) as raised:
                     await silent.recv(timeout=3)
@@ -495,7 +500,7 @@ def test_stop_lets_in_flight_sends_finish_then_sends_bye_shutdown() -> None:
         server = USMPServer(LOCALHOST, 0, PSK, slow_echo, on_close=lambda s, r: reasons.append(r))
         await server.start()
         port = server.port
-        async with client(port) as busy, client(port) as idle:
+        async with client(port) as busy, client(port, device_id=OTHER_DEVICE) as idle:
             await busy.send(b"reply")
             await asyncio.sleep(0.1)  # the handler is now sleeping
             await server.stop()

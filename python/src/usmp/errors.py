@@ -53,6 +53,7 @@ class Condition(str, enum.Enum):
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     REKEY = "REKEY"
     SHUTDOWN = "SHUTDOWN"
+    REPLACED = "REPLACED"
     # Reported locally, never sent.
     REPLAY = "REPLAY"
     UNKNOWN_SESSION = "UNKNOWN_SESSION"
@@ -93,6 +94,7 @@ _WIRE_CODES: dict[Condition, int] = {
     Condition.IDLE_TIMEOUT: 0x0B,
     Condition.REKEY: 0x0C,
     Condition.SHUTDOWN: 0x0D,
+    Condition.REPLACED: 0x0E,
 }
 _BY_CODE: dict[int, Condition] = {code: cond for cond, code in _WIRE_CODES.items()}
 

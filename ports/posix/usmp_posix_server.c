@@ -635,9 +635,17 @@ static void feed_input(server_t *s, session_t *c)
             c->echo_pending = 1;
             pump_echo(c);
         }
-        if (rc != USMP_OK || used == 0) {
+        if (rc != USMP_OK) {
             c->in_off = c->in_len; /* the session has ended: drop the rest */
             break;
+        }
+        if (used == 0) {
+            /* The engine takes no more input until its output is sent (one
+             * PONG per PING, spec 6.3): send it now and feed the rest, or
+             * wait for the socket to take it (POLLOUT brings us back). */
+            if (flush(c) != 0 || output_pending(c)) {
+                break;
+            }
         }
     }
 }

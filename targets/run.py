@@ -64,7 +64,7 @@ PROFILE_OF_PROVIDER = {"libsodium": "fast", "everest": "small", "ecp": "small"}
 SELECTED = {"fast": "libsodium", "small": "everest"}
 PROVIDER_NAME = {
     "libsodium": "libsodium 1.0.18 crypto_scalarmult_curve25519 (ref10)",
-    "everest": "HACL* Hacl_Curve25519 (mbedTLS 2.28 3rdparty/everest, 32-bit)",
+    "everest": "HACL* Hacl_Curve25519_crypto_scalarmult (mbedTLS 2.28 3rdparty/everest, 32-bit, one unit)",
     "ecp": "mbedTLS 2.28 ECP (generic bignum Montgomery ladder)",
 }
 PROVIDERS = ["libsodium", "everest", "ecp"]
@@ -83,8 +83,10 @@ SODIUM_FILES = ["crypto_scalarmult/curve25519/scalarmult_curve25519.c",
                 "crypto_scalarmult/curve25519/ref10/x25519_ref10.c",
                 "crypto_core/ed25519/ref10/ed25519_ref10.c",
                 "sodium/utils.c", "sodium/core.c"]
-EVEREST_FILES = ["library/legacy/Hacl_Curve25519.c", "library/kremlib/FStar_UInt128_extracted.c",
-                 "library/kremlib/FStar_UInt64_FStar_UInt32_FStar_UInt16_FStar_UInt8.c"]
+# HACL*'s 32-bit X25519 as one translation unit (targets/everest), so that
+# kremlib's 128-bit emulation inlines; EVEREST_OPT is its optimisation level.
+EVEREST_UNIT = HERE / "everest" / "hacl_curve25519_32bit.c"
+EVEREST_OPT = os.environ.get("USMP_EVEREST_OPT", "-Os")
 
 
 @dataclass
@@ -223,8 +225,8 @@ def target_build(t: Target, out: Path, vectors_h: Path) -> dict[str, list[Path]]
     for f in SODIUM_FILES:
         add("libsodium", sodium / f, out / "libsodium" / (Path(f).stem + ".o"),
             sodium_inc + ["-DNATIVE_LITTLE_ENDIAN", "-DCONFIGURED=1", "-w"], True)
-    for f in EVEREST_FILES:
-        add("everest", everest / f, out / "everest" / (Path(f).stem + ".o"), everest_inc + ["-w"], True)
+    add("everest", EVEREST_UNIT, out / "everest" / "Hacl_Curve25519.o",
+        everest_inc + ["-I" + str(everest / "library"), "-w", EVEREST_OPT])
     for profile, flags in (("device", DEVICE_PROFILE), ("full", FULL_PROFILE)):
         for src in core_sources():
             add(f"core-{profile}", ROOT / src, out / f"core-{profile}" / (Path(src).stem + ".o"),
@@ -249,8 +251,8 @@ def target_build(t: Target, out: Path, vectors_h: Path) -> dict[str, list[Path]]
     add("main-device", HERE / "firmware" / "device_main.c", out / "harness" / "device_main.o",
         fw_flags + DEVICE_PROFILE)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for f in [pool.submit(compile_unit, t, u) for _, u in units]:
-            f.result()
+        for job in [pool.submit(compile_unit, t, u) for _, u in units]:
+            job.result()
     for group, u in units:
         groups.setdefault(group, []).append(u.obj)
     # Third-party code as archives, so the linker takes only the members used
@@ -612,6 +614,7 @@ def main() -> int:
     ap.add_argument("--json", default=str(ROOT / "build" / "footprint.json"))
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per QEMU run")
     ap.add_argument("--verbose", action="store_true", help="print every run's output")
+    ap.add_argument("--vectors", help="check the vectors of this directory instead of spec/vectors")
     args = ap.parse_args()
     build = Path(args.build_dir)
     chosen = [t for t in TARGETS if t.name in args.targets.split(",")]
@@ -619,7 +622,8 @@ def main() -> int:
     started = time.monotonic()
 
     vectors_h = build / "gen" / "usmp_vectors.h"
-    run(["/usr/bin/python3", str(HERE / "gen_vectors.py"), str(vectors_h)])
+    run(["/usr/bin/python3", str(HERE / "gen_vectors.py"), str(vectors_h)] +
+        (["--vectors", args.vectors] if args.vectors else []))
     images: list[Image] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(chosen)) as pool:

@@ -202,8 +202,9 @@ def compile_unit(target: Target, u: Unit) -> None:
     run(target.cc + COMMON + u.flags + ["-c", str(u.source), "-o", str(u.obj)])
 
 
-def target_build(t: Target, out: Path, vectors_h: Path) -> dict[str, list[Path]]:
-    """Compiles everything one target needs; returns the object groups."""
+def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> dict[str, list[Path]]:
+    """Compiles everything one target needs; returns the object groups.
+    defines: more -D options of usmp_options.h for the core and the images."""
     mbedtls = deps_dir("mbedtls")
     sodium = deps_dir("libsodium") / "src" / "libsodium"
     everest = mbedtls / "3rdparty" / "everest"
@@ -222,6 +223,8 @@ def target_build(t: Target, out: Path, vectors_h: Path) -> dict[str, list[Path]]
 
     for m in MBEDTLS_MODULES:
         add("mbedtls", mbedtls / "library" / f"{m}.c", out / "mbedtls" / f"{m}.o", mbedtls_inc + ["-w"], True)
+    add("mbedtls", HERE / "mbedtls" / "usmp_aes_encrypt_only.c", out / "mbedtls" / "usmp_aes_encrypt_only.o",
+        mbedtls_inc + WARNINGS)
     for f in SODIUM_FILES:
         add("libsodium", sodium / f, out / "libsodium" / (Path(f).stem + ".o"),
             sodium_inc + ["-DNATIVE_LITTLE_ENDIAN", "-DCONFIGURED=1", "-w"], True)
@@ -230,7 +233,7 @@ def target_build(t: Target, out: Path, vectors_h: Path) -> dict[str, list[Path]]
     for profile, flags in (("device", DEVICE_PROFILE), ("full", FULL_PROFILE)):
         for src in core_sources():
             add(f"core-{profile}", ROOT / src, out / f"core-{profile}" / (Path(src).stem + ".o"),
-                usmp_inc + flags + WARNINGS)
+                usmp_inc + flags + defines + WARNINGS)
     glue_inc = usmp_inc + mbedtls_inc + WARNINGS
     add("glue-common", ROOT / "crypto/common/usmp_crypto_common.c", out / "glue" / "usmp_crypto_common.o", glue_inc)
     add("glue-ecp", ROOT / "crypto/mbedtls/usmp_crypto_mbedtls.c", out / "glue" / "usmp_crypto_mbedtls.o", glue_inc)
@@ -247,9 +250,9 @@ def target_build(t: Target, out: Path, vectors_h: Path) -> dict[str, list[Path]]
     add("harness", HERE / "firmware" / "target.c", out / "harness" / "target.o", fw_flags)
     add("harness", HERE / "firmware" / "target_port.c", out / "harness" / "target_port.o", fw_flags)
     add("main-vectors", HERE / "firmware" / "vectors_main.c", out / "harness" / "vectors_main.o",
-        fw_flags + FULL_PROFILE)
+        fw_flags + FULL_PROFILE + defines)
     add("main-device", HERE / "firmware" / "device_main.c", out / "harness" / "device_main.o",
-        fw_flags + DEVICE_PROFILE)
+        fw_flags + DEVICE_PROFILE + defines)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for job in [pool.submit(compile_unit, t, u) for _, u in units]:
             job.result()
@@ -486,7 +489,8 @@ def footprint(image: Image) -> Footprint:
         elif archive in crypto_archives:
             part = "crypto library"
             module = f"{archive.removeprefix('lib').removesuffix('.a')}/{Path(member).stem}"
-            modules[module] = modules.get(module, 0) + size.flash
+            if size.flash:
+                modules[module] = modules.get(module, 0) + size.flash
         elif archive in ("libc.a", "libgcc.a") and key in counted:
             part = "libc" if archive == "libc.a" else "libgcc"
         elif name.endswith("xtensa_libgcc.o"):
@@ -588,7 +592,8 @@ def print_table(rows: list[dict[str, object]], markdown: bool) -> None:
             for m, v in dict(r["flash_crypto_modules"]).items():  # type: ignore[call-overload]
                 mods.setdefault(m, ["0"] * len(trows))[i] = f"{v:,}"
         for m, vals in mods.items():
-            lines.append([f"  {m}"] + vals + [""])
+            if any(v != "0" for v in vals):  # members linked with no bytes kept
+                lines.append([f"  {m}"] + vals + [""])
         if markdown:
             print(f"\n### {target}\n")
             print("| " + " | ".join(lines[0]) + " |")
@@ -614,6 +619,8 @@ def main() -> int:
     ap.add_argument("--json", default=str(ROOT / "build" / "footprint.json"))
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per QEMU run")
     ap.add_argument("--verbose", action="store_true", help="print every run's output")
+    ap.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
+                    help="another option of usmp_options.h for the core and the images (repeatable)")
     ap.add_argument("--vectors", help="check the vectors of this directory instead of spec/vectors")
     args = ap.parse_args()
     build = Path(args.build_dir)
@@ -627,7 +634,8 @@ def main() -> int:
     images: list[Image] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(chosen)) as pool:
-            built = list(pool.map(lambda t: (t, target_build(t, build / t.name, vectors_h)), chosen))
+            defines = [f"-D{d}" for d in args.define]
+            built = list(pool.map(lambda t: (t, target_build(t, build / t.name, vectors_h, defines)), chosen))
         for t, groups in built:
             for kind in ("vectors", "device"):
                 for p in providers:

@@ -18,8 +18,12 @@
 #ifndef USMP_MBEDTLS_CONFIG_H
 #define USMP_MBEDTLS_CONFIG_H
 
-/* Platform: a static heap, no standard-library entropy. */
+/* Platform: a static heap, no standard-library entropy. NO_STD_FUNCTIONS:
+ * mbedTLS's defaults do not name libc's calloc, free, exit or printf, so
+ * the image links none of them (memory_buffer_alloc replaces calloc/free
+ * at start-up anyway). */
 #define MBEDTLS_PLATFORM_C
+#define MBEDTLS_PLATFORM_NO_STD_FUNCTIONS
 #define MBEDTLS_PLATFORM_MEMORY
 #define MBEDTLS_MEMORY_BUFFER_ALLOC_C
 #define MBEDTLS_NO_PLATFORM_ENTROPY
@@ -29,6 +33,10 @@
 #define MBEDTLS_AES_C
 #define MBEDTLS_AES_ROM_TABLES
 #define MBEDTLS_AES_FEWER_TABLES
+/* GCM never runs the inverse cipher: usmp_aes_encrypt_only.c replaces it
+ * with entry points that refuse, and its tables stay out of the image. */
+#define MBEDTLS_AES_SETKEY_DEC_ALT
+#define MBEDTLS_AES_DECRYPT_ALT
 #define MBEDTLS_CIPHER_C
 #define MBEDTLS_GCM_C
 

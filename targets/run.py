@@ -494,7 +494,7 @@ def footprint(image: Image) -> Footprint:
         elif archive in ("libc.a", "libgcc.a") and key in counted:
             part = "libc" if archive == "libc.a" else "libgcc"
         elif name.endswith("xtensa_libgcc.o"):
-            # The ESP8266 ROM's helpers (boards/xtensa_libgcc.c): libgcc.
+            # The ESP8266 ROM's integer routines (boards/xtensa_libgcc.c): libgcc.
             part = "libgcc"
         else:
             harness += size.flash

@@ -1,5 +1,5 @@
 /*
- * xtensa_libgcc.c - the integer helpers Debian's lx106 libgcc leaves out.
+ * xtensa_libgcc.c - the integer routines Debian's lx106 libgcc leaves out.
  *
  * Debian's gcc-xtensa-lx106 is built for the ESP8266, whose mask ROM
  * provides __divsi3, __udivsi3, __umodsi3, __muldi3, __umulsidi3, __udivdi3,

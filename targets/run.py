@@ -196,7 +196,7 @@ def newer(obj: Path, *inputs: Path) -> bool:
 
 
 def compile_unit(target: Target, u: Unit) -> None:
-    if u.cached and newer(u.obj, u.source, HERE / "mbedtls" / "usmp_mbedtls_config.h"):
+    if u.cached and newer(u.obj, u.source, HERE / "mbedtls" / "usmp_mbedtls_config.h", Path(__file__)):
         return
     u.obj.parent.mkdir(parents=True, exist_ok=True)
     run(target.cc + COMMON + u.flags + ["-c", str(u.source), "-o", str(u.obj)])
@@ -310,7 +310,8 @@ def link(t: Target, out: Path, groups: dict[str, list[Path]], kind: str, provide
     harness = groups["harness"] + groups[f"main-{kind}"]
     elf = out / f"{kind}-{provider}.elf"
     mapfile = elf.with_suffix(".map")
-    cmd = t.cc + COMMON + t.link + [f"-Wl,-Map={mapfile}", "-Wl,--gc-sections", "-o", str(elf)]
+    cmd = t.cc + COMMON + t.link + [f"-Wl,-Map={mapfile}", "-Wl,--gc-sections", "-Wl,--wrap=mbedtls_calloc",
+                                     "-o", str(elf)]
     if "ldscript" in groups:
         cmd += ["-T", str(groups["ldscript"][0])]
     cmd += [str(o) for o in harness + core + glue + crypto]
@@ -539,6 +540,7 @@ def footprint_rows(device_runs: list[RunResult]) -> list[dict[str, object]]:
             "stack_per_call": stacks,
             "stack_max": stack_max,
             "heap_peak": res["heap_peak"],
+            "heap_allocations_handshake": res["handshake_heap_allocations"],
             "ram_total": ram_total,
             "handshake_instructions": res["handshake_instructions"],
             "record64_instructions": res["record64_instructions"],
@@ -576,7 +578,8 @@ def print_table(rows: list[dict[str, object]], markdown: bool) -> None:
         return ""
 
     keys = ["flash_core", "flash_crypto_glue", "flash_crypto_library", "flash_libc", "flash_libgcc", "flash_total",
-            "ram_context", "ram_static", "stack_handshake", "stack_max", "heap_peak", "ram_total",
+            "ram_context", "ram_static", "stack_handshake", "stack_max", "heap_peak", "heap_allocations_handshake",
+            "ram_total",
             "handshake_instructions", "record64_instructions", "record64_recv_instructions",
             "x25519_base_instructions", "x25519_shared_instructions"]
     for target in dict.fromkeys(str(r["target"]) for r in rows):

@@ -9,7 +9,7 @@
  * What it reports (RESULT lines, targets/run.py): instructions per
  * handshake (usmp_connect) and per 64-byte record sent and received, one
  * X25519 of each kind, painted-stack high-water per API call, mbedTLS's
- * heap peak, and sizeof(usmp_ctx_t).
+ * heap peak and its allocations per handshake, and sizeof(usmp_ctx_t).
  *
  * The transport here is a script. Over the emulated UART against the
  * Python gateway's serial transport is a later stage: see the hook in
@@ -219,6 +219,7 @@ static void vector_session(const vec_handshake_t *hs)
 {
     usmp_config_t cfg = config_for(hs);
     uint8_t buf[USMP_MAX_MESSAGE];
+    unsigned long allocations;
     size_t i;
     int rc;
 
@@ -240,9 +241,11 @@ static void vector_session(const vec_handshake_t *hs)
         }
     }
 
+    allocations = target_heap_allocations;
     MEASURE(CALL_CONNECT, usmp_connect(&ctx, &transport, &cfg), rc);
     TARGET_CHECK(rc == USMP_OK && usmp_state(&ctx) == USMP_STATE_ESTABLISHED, "usmp_connect");
     target_result("handshake_instructions", last_instructions);
+    target_result("handshake_heap_allocations", target_heap_allocations - allocations);
     TARGET_CHECK(memcmp(usmp_session_id(&ctx), hs->session_id.ptr, 8) == 0, "session id");
 
     for (i = 0; i < hs->record_count; i++) {

@@ -11,6 +11,17 @@
 #include "mbedtls/memory_buffer_alloc.h"
 
 unsigned target_failures;
+unsigned long target_heap_allocations;
+
+/* mbedTLS's allocations, counted on their way to the static pool (the
+ * linker's --wrap sends mbedTLS's calls here). */
+void *__real_mbedtls_calloc(size_t n, size_t size);
+void *__wrap_mbedtls_calloc(size_t n, size_t size);
+void *__wrap_mbedtls_calloc(size_t n, size_t size)
+{
+    target_heap_allocations++;
+    return __real_mbedtls_calloc(n, size);
+}
 
 /* mbedTLS's heap: a static pool, painted so that its high-water mark can be
  * read back. The device would size it from the heap peak this reports. */

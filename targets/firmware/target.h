@@ -54,4 +54,8 @@ size_t target_stack_used(uintptr_t sp);
 size_t target_heap_peak(void);
 size_t target_heap_pool_size(void);
 
+/* Allocations mbedTLS has made so far: the image is linked with
+ * --wrap=mbedtls_calloc, and target.c counts each call. */
+extern unsigned long target_heap_allocations;
+
 #endif /* USMP_TARGET_H */

@@ -22,6 +22,8 @@ Images, per target:
                       stream mode) against a scripted gateway replaying the
                       vectors; instructions per handshake and per 64-byte
                       record, painted stack per API call, heap peak
+  count-<provider>    the same, with mbedTLS's allocations counted (the
+                      count costs instructions: only that figure is used)
 
 X25519 providers (crypto/x25519, docs/crypto.md): "libsodium" (the fast
 profile), "everest" (HACL* from mbedTLS's 3rdparty/everest: the small
@@ -253,6 +255,7 @@ def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> d
         fw_flags + FULL_PROFILE + defines)
     add("main-device", HERE / "firmware" / "device_main.c", out / "harness" / "device_main.o",
         fw_flags + DEVICE_PROFILE + defines)
+    add("alloc-count", HERE / "firmware" / "alloc_count.c", out / "harness" / "alloc_count.o", fw_flags)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for job in [pool.submit(compile_unit, t, u) for _, u in units]:
             job.result()
@@ -304,14 +307,18 @@ class Image:
 
 def link(t: Target, out: Path, groups: dict[str, list[Path]], kind: str, provider: str) -> Image:
     core = groups["core-full" if kind == "vectors" else "core-device"]
+    # "count": the device image with mbedTLS's allocations counted (only
+    # that figure of it is used).
     glue = groups["glue-common"] + (groups["glue-ecp"] if provider == "ecp"
                                     else groups["glue-external"] + groups[f"glue-{provider}"])
     crypto = groups["mbedtls"] + ([] if provider == "ecp" else groups[provider])
-    harness = groups["harness"] + groups[f"main-{kind}"]
+    harness = groups["harness"] + (groups["main-device"] + groups["alloc-count"] if kind == "count"
+                                   else groups[f"main-{kind}"])
     elf = out / f"{kind}-{provider}.elf"
     mapfile = elf.with_suffix(".map")
-    cmd = t.cc + COMMON + t.link + [f"-Wl,-Map={mapfile}", "-Wl,--gc-sections", "-Wl,--wrap=mbedtls_calloc",
-                                     "-o", str(elf)]
+    cmd = t.cc + COMMON + t.link + [f"-Wl,-Map={mapfile}", "-Wl,--gc-sections", "-o", str(elf)]
+    if kind == "count":
+        cmd.append("-Wl,--wrap=mbedtls_calloc")
     if "ldscript" in groups:
         cmd += ["-T", str(groups["ldscript"][0])]
     cmd += [str(o) for o in harness + core + glue + crypto]
@@ -510,11 +517,14 @@ def verdict(value: int, goal: int) -> str:
     return f"{'met' if value <= goal else 'missed'} ({value / goal:.2f} x goal)"
 
 
-def footprint_rows(device_runs: list[RunResult]) -> list[dict[str, object]]:
+def footprint_rows(device_runs: list[RunResult], count_runs: list[RunResult]) -> list[dict[str, object]]:
     rows = []
+    allocations = {(c.image.target.name, c.image.provider): int(c.results["handshake_heap_allocations"])
+                   for c in count_runs if "handshake_heap_allocations" in c.results}
     for r in device_runs:
         fp = footprint(r.image)
         res = {k: int(v) for k, v in r.results.items() if v.isdigit()}
+        res["handshake_heap_allocations"] = allocations.get((r.image.target.name, r.image.provider), -1)
         stacks = {k.removeprefix("stack_"): v for k, v in res.items() if k.startswith("stack_")}
         stack_max = max(stacks.values()) if stacks else 0
         flash_total = sum(fp.parts.values())
@@ -640,7 +650,7 @@ def main() -> int:
             defines = [f"-D{d}" for d in args.define]
             built = list(pool.map(lambda t: (t, target_build(t, build / t.name, vectors_h, defines)), chosen))
         for t, groups in built:
-            for kind in ("vectors", "device"):
+            for kind in ("vectors", "device", "count"):
                 for p in providers:
                     images.append(link(t, build / t.name, groups, kind, p))
     except BuildError as e:
@@ -655,7 +665,9 @@ def main() -> int:
     for r in results:
         status = "ok" if r.ok else "FAILED"
         extra = ""
-        if r.image.kind == "device" and "handshake_instructions" in r.results:
+        if r.image.kind == "count" and "handshake_heap_allocations" in r.results:
+            extra = f" {int(r.results['handshake_heap_allocations']):,} mbedTLS allocations per handshake"
+        elif r.image.kind == "device" and "handshake_instructions" in r.results:
             extra = (f" handshake {int(r.results['handshake_instructions']):,} instr,"
                      f" 64-byte record {int(r.results.get('record64_instructions', 0)):,} instr")
         elif r.image.kind == "vectors" and "handshakes_checked" in r.results:
@@ -666,7 +678,8 @@ def main() -> int:
     print(uart_stage())
 
     if args.footprint:
-        rows = footprint_rows([r for r in results if r.image.kind == "device" and r.ok])
+        rows = footprint_rows([r for r in results if r.image.kind == "device" and r.ok],
+                              [r for r in results if r.image.kind == "count" and r.ok])
         for row in rows:
             if row["target"] == JUDGED_TARGET:
                 row["goals"] = goals(row)

@@ -12,16 +12,8 @@
 
 unsigned target_failures;
 unsigned long target_heap_allocations;
-
-/* mbedTLS's allocations, counted on their way to the static pool (the
- * linker's --wrap sends mbedTLS's calls here). */
-void *__real_mbedtls_calloc(size_t n, size_t size);
-void *__wrap_mbedtls_calloc(size_t n, size_t size);
-void *__wrap_mbedtls_calloc(size_t n, size_t size)
-{
-    target_heap_allocations++;
-    return __real_mbedtls_calloc(n, size);
-}
+/* 0 unless alloc_count.c is linked in (it defines the strong 1). */
+__attribute__((weak)) const int target_counting_allocations = 0;
 
 /* mbedTLS's heap: a static pool, painted so that its high-water mark can be
  * read back. The device would size it from the heap peak this reports. */

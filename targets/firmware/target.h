@@ -54,8 +54,11 @@ size_t target_stack_used(uintptr_t sp);
 size_t target_heap_peak(void);
 size_t target_heap_pool_size(void);
 
-/* Allocations mbedTLS has made so far: the image is linked with
- * --wrap=mbedtls_calloc, and target.c counts each call. */
+/* Allocations mbedTLS has made so far, counted only in the images linked
+ * with alloc_count.c and --wrap=mbedtls_calloc (target_counting_allocations
+ * is then 1): the count costs instructions, so the images whose time,
+ * stack and size are reported do not carry it. */
 extern unsigned long target_heap_allocations;
+extern const int target_counting_allocations;
 
 #endif /* USMP_TARGET_H */

@@ -53,7 +53,10 @@ static void gw_reset(void)
 
 static step_t *gw_step(const uint8_t *expect, size_t expect_len)
 {
-    step_t *s = &gw.steps[gw.count < MAX_STEPS ? gw.count++ : MAX_STEPS - 1];
+    step_t *s;
+
+    TARGET_CHECK(gw.count < MAX_STEPS, "gateway script: too many steps");
+    s = &gw.steps[gw.count < MAX_STEPS ? gw.count++ : MAX_STEPS - 1];
 
     s->expect.ptr = expect;
     s->expect.len = expect_len;
@@ -62,6 +65,9 @@ static step_t *gw_step(const uint8_t *expect, size_t expect_len)
 
 static void gw_queue(const uint8_t *data, size_t len)
 {
+    if (len == 0) {
+        return;
+    }
     if (gw.pending_pos == gw.pending_len) {
         gw.pending_pos = gw.pending_len = 0;
     }
@@ -71,6 +77,17 @@ static void gw_queue(const uint8_t *data, size_t len)
     }
     memcpy(gw.pending + gw.pending_len, data, len);
     gw.pending_len += len;
+}
+
+static void print_hex(const char *what, const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    printf("  %s ", what);
+    for (i = 0; i < n; i++) {
+        printf("%02x", p[i]);
+    }
+    printf("\n");
 }
 
 static int gw_send(void *ctx, const uint8_t *data, size_t len)
@@ -87,13 +104,8 @@ static int gw_send(void *ctx, const uint8_t *data, size_t len)
         size_t n = s->expect.len;
 
         if (memcmp(gw.sent, s->expect.ptr, n) != 0) {
-            size_t i;
-
-            printf("step %u: sent", (unsigned)(gw.next - 1));
-            for (i = 0; i < n; i++) {
-                printf("%02x", gw.sent[i]);
-            }
-            printf("\n");
+            print_hex("sent    ", gw.sent, n);
+            print_hex("expected", s->expect.ptr, n);
             TARGET_CHECK(0, "the device sent a frame other than the vector's");
         }
         memmove(gw.sent, gw.sent + n, gw.sent_len - n);

@@ -17,7 +17,8 @@ Images, per target:
 
   vectors-<provider>  both engines in memory, every feature compiled in:
                       spec/vectors/handshake.json and records.json byte for
-                      byte (the vectors are compiled in by gen_vectors.py)
+                      byte, every step of negative.json (the vectors are
+                      compiled in by gen_vectors.py)
   device-<provider>   the device API in the device profile (client role,
                       stream mode) against a scripted gateway replaying the
                       vectors; instructions per handshake and per 64-byte
@@ -671,7 +672,8 @@ def main() -> int:
             extra = (f" handshake {int(r.results['handshake_instructions']):,} instr,"
                      f" 64-byte record {int(r.results.get('record64_instructions', 0)):,} instr")
         elif r.image.kind == "vectors" and "handshakes_checked" in r.results:
-            extra = f" {r.results['handshakes_checked']} handshakes, {r.results['records_checked']} records"
+            extra = (f" {r.results['handshakes_checked']} handshakes, {r.results['records_checked']} records,"
+                     f" {r.results.get('negative_steps_checked', '?')} negative steps")
         print(f"  {r.image.name:<34} {status:<6} {r.seconds:5.1f}s{extra}")
         if args.verbose or not r.ok:
             print("    " + "\n    ".join(r.output.splitlines()[-40:]))

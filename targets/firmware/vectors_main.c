@@ -1,7 +1,8 @@
 /*
  * vectors_main.c - firmware image "vectors": both engines, client and
  * server, in memory on the target, reproducing spec/vectors/handshake.json
- * and records.json byte for byte (tests/unit/test_vectors.c does the same
+ * and records.json byte for byte, and giving every step of negative.json
+ * its condition, outcome and reply (tests/unit/test_vectors.c does the same
  * on the host, from the JSON files; here they are compiled in by
  * targets/gen_vectors.py). Built with every feature (server role, datagram
  * mode), since the server engine plays the gateway.
@@ -58,7 +59,7 @@ typedef struct {
     uint8_t reassembly[MAX_MESSAGE];
     uint8_t out[256]; /* what the engine sent since the last reset */
     size_t out_len;
-    uint8_t delivered[64];
+    uint8_t delivered[2048];
     size_t delivered_len;
     int delivered_any;
 } side_t;
@@ -76,7 +77,7 @@ static size_t table_lookup(void *user, const uint8_t id[6], uint8_t psk[64])
     return hs->psk.len;
 }
 
-static int side_init(side_t *s, const vec_handshake_t *hs, usmp_role_t role)
+static int side_init(side_t *s, const vec_handshake_t *hs, usmp_role_t role, uint32_t keepalive_ms)
 {
     usmp_engine_config_t cfg;
 
@@ -95,9 +96,7 @@ static int side_init(side_t *s, const vec_handshake_t *hs, usmp_role_t role)
     cfg.reassembly_buf = s->reassembly;
     cfg.reassembly_cap = sizeof s->reassembly;
     if (role == USMP_ROLE_CLIENT) {
-        /* keepalive 42 ms: the first PING goes out at t = 42, whose payload
-         * (the send time) is the vector's 0000002a. */
-        cfg.keepalive_ms = 42;
+        cfg.keepalive_ms = keepalive_ms;
         cfg.max_record = hs->client_max_record;
         cfg.max_message = hs->client_max_message;
         cfg.psk = hs->psk.ptr;
@@ -143,21 +142,28 @@ static void side_drain(side_t *s)
     }
 }
 
-/* Feeds one frame; returns the first error or USMP_OK. */
+/* Feeds one frame (an empty input: end of stream); returns the first
+ * error or USMP_OK. */
 static int side_feed(side_t *s, const uint8_t *in, size_t len)
 {
     size_t off = 0;
     int rc = USMP_OK;
 
+    if (len == 0) {
+        return usmp_engine_transport_closed(&s->e);
+    }
     while (off < len) {
         size_t used = 0;
         usmp_event_t ev;
 
         rc = usmp_engine_feed(&s->e, in + off, len - off, 0, &used, &ev);
-        if (ev.type == USMP_EVENT_MESSAGE && ev.len <= sizeof s->delivered) {
-            memcpy(s->delivered, ev.data, ev.len);
-            s->delivered_len = ev.len;
-            s->delivered_any = 1;
+        if (ev.type == USMP_EVENT_MESSAGE) {
+            TARGET_CHECK(ev.len <= sizeof s->delivered, "a delivered message larger than the capture");
+            if (ev.len <= sizeof s->delivered) {
+                memcpy(s->delivered, ev.data, ev.len);
+                s->delivered_len = ev.len;
+                s->delivered_any = 1;
+            }
         }
         if (rc != USMP_OK || used == 0) {
             break;
@@ -198,7 +204,9 @@ static void check_handshake(const vec_handshake_t *hs)
                      same(shared, 32, hs->shared_secret),
                  "X25519 shared secret");
 
-    if (!side_init(c, hs, USMP_ROLE_CLIENT) || !side_init(s, hs, USMP_ROLE_SERVER)) {
+    /* keepalive 42 ms: the client's first PING goes out at t = 42, whose
+     * payload (the send time) is the vector's 0000002a. */
+    if (!side_init(c, hs, USMP_ROLE_CLIENT, 42) || !side_init(s, hs, USMP_ROLE_SERVER, 0)) {
         return;
     }
     side_drain(c);
@@ -292,6 +300,73 @@ static void check_records(void)
     }
 }
 
+/* Brings a fresh engine to the case's start state with the genuine frames. */
+static side_t *reach(const vec_handshake_t *hs, int server, const char *start)
+{
+    side_t *s = server ? &server_side : &client_side;
+
+    if (!side_init(s, hs, server ? USMP_ROLE_SERVER : USMP_ROLE_CLIENT, 0)) {
+        return NULL;
+    }
+    side_drain(s);
+    if (server && strcmp(start, "WAIT_HELLO") != 0) {
+        TARGET_CHECK(side_feed(s, hs->frame_hello.ptr, hs->frame_hello.len) == USMP_OK, "reach: HELLO");
+        if (strcmp(start, "ESTABLISHED") == 0) {
+            TARGET_CHECK(side_feed(s, hs->frame_hello_ack.ptr, hs->frame_hello_ack.len) == USMP_OK,
+                         "reach: HELLO_ACK");
+        }
+    }
+    if (!server && strcmp(start, "WAIT_CHALLENGE") != 0) {
+        TARGET_CHECK(side_feed(s, hs->frame_challenge.ptr, hs->frame_challenge.len) == USMP_OK,
+                     "reach: CHALLENGE");
+        if (strcmp(start, "ESTABLISHED") == 0) {
+            TARGET_CHECK(side_feed(s, hs->frame_session_ok.ptr, hs->frame_session_ok.len) == USMP_OK,
+                         "reach: SESSION_OK");
+        }
+    }
+    s->out_len = 0;
+    return s;
+}
+
+/* Every step of negative.json: the condition, the outcome, the exact reply
+ * and the message delivered, if any. */
+static size_t check_negative(void)
+{
+    size_t i, j, steps = 0;
+
+    for (i = 0; i < VEC_NEGATIVE_COUNT; i++) {
+        const vec_negative_t *c = &vec_negative[i];
+        side_t *s = reach(&vec_handshakes[c->handshake], c->server, c->start);
+
+        if (s == NULL) {
+            printf("negative %s: cannot reach %s\n", c->name, c->start);
+            TARGET_CHECK(0, "negative: start state not reached");
+            continue;
+        }
+        for (j = 0; j < c->step_count; j++) {
+            const vec_negative_step_t *st = &c->steps[j];
+            int rc, closed, ok = 1;
+
+            s->out_len = 0;
+            s->delivered_any = 0;
+            rc = side_feed(s, st->input.ptr, st->input.len);
+            closed = usmp_engine_state(&s->e) == USMP_STATE_FAILED || usmp_engine_state(&s->e) == USMP_STATE_CLOSED;
+            ok &= strcmp(st->expect, rc == USMP_OK ? "ok" : usmp_error_name(rc)) == 0;
+            ok &= st->outcome == NULL || closed == (strcmp(st->outcome, "closed") == 0);
+            ok &= same(s->out, s->out_len, st->reply);
+            ok &= st->delivers_present ? s->delivered_any && same(s->delivered, s->delivered_len, st->delivers)
+                                       : !s->delivered_any;
+            if (!ok) {
+                printf("negative %s step %u: expected %s, got %s\n", c->name, (unsigned)j, st->expect,
+                       rc == USMP_OK ? "ok" : usmp_error_name(rc));
+                TARGET_CHECK(0, "negative: condition, outcome, reply or delivery differs");
+            }
+            steps++;
+        }
+    }
+    return steps;
+}
+
 int main(void)
 {
     size_t i;
@@ -308,5 +383,6 @@ int main(void)
         printf("  %llu instructions, both sides\n", (unsigned long long)(board_instructions() - start));
     }
     target_result("handshakes_checked", VEC_HANDSHAKE_COUNT);
+    target_result("negative_steps_checked", check_negative());
     target_finish();
 }

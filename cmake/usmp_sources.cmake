@@ -1,10 +1,12 @@
 # The one list of the USMP core's C sources, relative to the repository root.
 #
-# Every build of the core reads this file: the CMake project (CMakeLists.txt),
-# the ESP-IDF component (the root CMakeLists.txt under ESP_PLATFORM), the
-# cross builds (tests/esp32/cross_build.sh) and the footprint benchmark
-# (bench/footprint/footprint.py); library.json's srcFilter mirrors it, and
-# tests/build/check_source_lists.py checks that the two agree.
+# Every build of the core reads this file: the CMake project and the ESP-IDF
+# component (both in the root CMakeLists.txt), the cross builds
+# (tests/esp32/cross_build.sh), the footprint benchmark
+# (bench/footprint/footprint.py) and the emulated targets (targets/run.py).
+# PlatformIO's library.json cannot include
+# it, so its srcFilter repeats the list, and tests/build/test_source_lists.py
+# fails when the two differ or when a .c file of src/ is missing here.
 #
 # Format, kept simple on purpose because scripts read it with a regular
 # expression rather than CMake: each list is one `set(NAME` line, then one

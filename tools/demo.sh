@@ -26,7 +26,7 @@ say() { printf '\n== %s\n' "$*"; }
 say "building the C core, the POSIX port and the simulated device"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DUSMP_CRYPTO=openssl \
       -DUSMP_BUILD_TESTS=OFF >"$WORK/configure.log" 2>&1 || { cat "$WORK/configure.log"; exit 1; }
-cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" --target usmp_device >"$WORK/build.log" 2>&1 \
+cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" --target usmp_device_demo >"$WORK/build.log" 2>&1 \
   || { cat "$WORK/build.log"; exit 1; }
 echo "built $BUILD/usmp_device"
 

@@ -20,7 +20,7 @@ packages=(
   qemu-system-arm qemu-system-misc
   picolibc-arm-none-eabi picolibc-riscv64-unknown-elf
   gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
-  python3-kconfiglib
+  python3-kconfiglib python3-yaml git
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis
   python3-setuptools python3-venv python3-pip
 )

@@ -34,15 +34,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-CORE = [
-    ("engine", "src/usmp_engine.c"),
-    ("handshake", "src/usmp_handshake.c"),
-    ("record", "src/usmp_record.c"),
-    ("cobs", "src/usmp_cobs.c"),
-    ("error", "src/usmp_error.c"),
-    ("strerror", "src/usmp_strerror.c"),
-    ("device API", "src/usmp_device.c"),
-]
+
+def core_modules() -> list[tuple[str, str]]:
+    """(module, path) for each source of the core, from the one list,
+    cmake/usmp_sources.cmake, read by the pattern its header promises: one
+    `set(USMP_..._SOURCES` line, one path per line, a line `)`. A module is
+    named after its file (usmp_record.c: record); usmp_device.c is the
+    "device API"."""
+    text = (ROOT / "cmake" / "usmp_sources.cmake").read_text()
+    lists = re.findall(r"^set\((USMP_\w+_SOURCES)\n((?:[ \t]+\S+\n)+)\)$", text, re.M)
+    if not lists:
+        sys.exit("footprint: no source list found in cmake/usmp_sources.cmake")
+    modules = []
+    for _, body in lists:
+        for path in body.split():
+            stem = Path(path).stem.removeprefix("usmp_")
+            modules.append(("device API" if stem == "device" else stem, path))
+    return modules
+
+
+CORE = core_modules()
 GLUE = [
     ("crypto/common", "crypto/common/usmp_crypto_common.c"),
     ("mbedTLS backend", "crypto/mbedtls/usmp_crypto_mbedtls.c"),

@@ -14,7 +14,10 @@ What is real and what is a stand-in:
               to 127.0.0.1 at once, NVS is read from an nvs_partition_gen CSV,
               esp_read_mac returns 02:00:00:e5:32:01.
 
-Three builds, one per feature profile of the component (menuconfig > USMP):
+Three builds of the example, one per feature profile of the component
+(menuconfig > USMP), where the example finds the component as a checkout
+does (EXTRA_COMPONENT_DIRS=ports/esp32, whose usmp/ includes the root's
+registration):
   build-nvs         the component's defaults, the device profile: no server
                     role, no datagram mode, error sentences (USMP_SERVER=0,
                     USMP_DATAGRAM=0, USMP_ERROR_TEXT=1)
@@ -23,6 +26,20 @@ Three builds, one per feature profile of the component (menuconfig > USMP):
 For each: the component's compile definitions reach every file of the
 library and of the application (compile_commands.json), and the library's
 symbols and strings show the features compiled in or out.
+
+Two more builds, of a project of its own that holds the example's
+application in main/ and gets the usmp component only as a dependency
+carries it (the repository root is the component: CMakeLists.txt, Kconfig,
+idf_component.yml):
+  build-git-dependency       `git clone` of the repository (its committed
+                             HEAD) as the project's components/usmp
+  build-packed-dependency    the same clone packed by the `files` rules of
+                             idf_component.yml, as a registry upload is, and
+                             unpacked as managed_components/usmp: the rules
+                             leave tests, python, spec, docs, tools, bench
+                             out, and keep every file the build needs
+Both take the component's defaults (the device profile) and are run like
+the nvs run below.
 
 Runs, each judged by the log lines of the example and of the gateway:
   nvs          PSK from NVS: every message echoed; the session id the device logs
@@ -33,6 +50,8 @@ Runs, each judged by the log lines of the example and of the gateway:
   short-psk    an 8-byte PSK in NVS: refused before connecting
   wrong-psk    another device's key: the handshake fails with AUTH_FAILED, and
                usmp_strerror's sentence is printed (error text compiled in)
+  git-dependency, packed-dependency
+               PSK from NVS: every message echoed
 In every run, no byte of a key appears in the output, hex or otherwise.
 
 usage: check_host_example.py [--build-dir DIR]      (default build/esp32-host)
@@ -80,17 +99,19 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
                           timeout=timeout)
 
 
-def build(build_dir: Path, sdkconfig: Mapping[str, str | None]) -> Path | None:
-    """Configures and builds the example with the stand-in ESP-IDF; returns the
-    program. A value of None is a bool turned off ("# CONFIG_X is not set")."""
+def build(build_dir: Path, sdkconfig: Mapping[str, str | None], project: Path = EXAMPLE) -> Path | None:
+    """Configures and builds the project (the example unless told) with the
+    stand-in ESP-IDF; returns the program. A value of None is a bool turned
+    off ("# CONFIG_X is not set")."""
     build_dir.mkdir(parents=True, exist_ok=True)
     config_file = build_dir / "sdkconfig"
     config_file.write_text("".join(f"CONFIG_{k}={v}\n" if v is not None else f"# CONFIG_{k} is not set\n"
                                    for k, v in sdkconfig.items()))
     env = dict(os.environ, IDF_PATH=str(STANDIN_IDF))
-    configure = run(["cmake", "-S", str(EXAMPLE), "-B", str(build_dir / "cmake"), f"-DSDKCONFIG={config_file}",
+    configure = run(["cmake", "-S", str(project), "-B", str(build_dir / "cmake"), f"-DSDKCONFIG={config_file}",
                      "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"], env=env)
-    if not check(configure.returncode == 0, f"configure {build_dir.name} (example CMakeLists.txt + stand-in project.cmake)", configure.stdout):
+    what = "example CMakeLists.txt" if project == EXAMPLE else f"{project.name}/CMakeLists.txt"
+    if not check(configure.returncode == 0, f"configure {build_dir.name} ({what} + stand-in project.cmake)", configure.stdout):
         return None
     compiled = run(["cmake", "--build", str(build_dir / "cmake"), "-j", str(os.cpu_count() or 2)], env=env)
     if not check(compiled.returncode == 0, f"build {build_dir.name} with -Wall -Wextra -Werror", compiled.stdout[-6000:]):
@@ -205,8 +226,10 @@ def defines(header: str) -> dict[str, str]:
     return dict(re.findall(r"^#define (CONFIG_USMP_\w+) (.*)$", header, re.M))
 
 
-def check_kconfig(build_dir: Path) -> None:
-    """Parses the component's Kconfig and the example's Kconfig.projbuild with
+def check_kconfig(build_dir: Path, component_kconfig: Path = ROOT / "ports" / "esp32" / "usmp" / "Kconfig",
+                  project: Path = EXAMPLE) -> None:
+    """Parses the component's Kconfig (the one ESP-IDF reads for the
+    component's directory) and the project's Kconfig.projbuild with
     kconfiglib (the Kconfig implementation ESP-IDF's own is derived from),
     applies sdkconfig.defaults and the build's sdkconfig as ESP-IDF would,
     and compares its sdkconfig.h with the one the stand-in build system
@@ -223,12 +246,12 @@ def check_kconfig(build_dir: Path) -> None:
     top = build_dir / "Kconfig.top"
     top.write_text(
         'mainmenu "USMP echo example (test)"\n'
-        f'menu "Component config"\nsource "{ROOT / "ports" / "esp32" / "usmp" / "Kconfig"}"\nendmenu\n'
-        f'source "{EXAMPLE / "main" / "Kconfig.projbuild"}"\n'
+        f'menu "Component config"\nsource "{component_kconfig}"\nendmenu\n'
+        f'source "{project / "main" / "Kconfig.projbuild"}"\n'
     )
     k = kconfiglib.Kconfig(str(top), warn_to_stderr=False)
     check(not k.warnings, "Kconfig and Kconfig.projbuild parse without warnings", "\n".join(k.warnings))
-    k.load_config(str(EXAMPLE / "sdkconfig.defaults"), replace=False)
+    k.load_config(str(project / "sdkconfig.defaults"), replace=False)
     k.load_config(str(build_dir / "sdkconfig"), replace=False)
     ours = build_dir / "kconfiglib-sdkconfig.h"
     k.write_autoconf(str(ours))
@@ -238,6 +261,113 @@ def check_kconfig(build_dir: Path) -> None:
     hide = {"CONFIG_USMP_ECHO_PSK_HEX": "<key>"}
     check(expected == got and len(expected) >= 11, f"the stand-in's CONFIG_USMP_* values match kconfiglib's ({len(expected)} options)",
           f"kconfiglib: {dict(expected, **hide)}\nstand-in:  {dict(got, **hide)}")
+
+
+# --- the repository as a dependency ------------------------------------------
+
+def source_lists(component: Path) -> dict[str, list[str]]:
+    """The lists of cmake/usmp_sources.cmake, read with the simple pattern its
+    header comment promises other tools may use."""
+    text = (component / "cmake" / "usmp_sources.cmake").read_text()
+    return {m.group(1): m.group(2).split()
+            for m in re.finditer(r"^set\((USMP_\w+_SOURCES)\n((?:[ \t]+\S+\n)+)\)$", text, re.M)}
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A `files` pattern of idf_component.yml as a regular expression over
+    paths relative to the component: `**` as a whole segment matches any
+    number of directories (at the end: everything below), `*` and `?`
+    stay within one segment."""
+    parts = pattern.split("/")
+    rx = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            rx += ".*" if last else "(?:[^/]+/)*"
+        else:
+            rx += "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
+            rx += "" if last else "/"
+    return re.compile(rx + r"\Z")
+
+
+def pack_by_manifest(source: Path, dest: Path) -> list[str]:
+    """Copies the files of `source` (a clone: tracked files and .git) that the
+    `files: exclude` rules of its idf_component.yml keep, as a registry
+    upload packs them; returns their relative paths."""
+    import yaml  # Debian: python3-yaml
+
+    manifest = yaml.safe_load((source / "idf_component.yml").read_text())
+    excludes = [glob_regex(p) for p in manifest.get("files", {}).get("exclude", [])]
+    kept = []
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source).as_posix()
+        if path.is_dir() or rel.startswith(".git/") or any(rx.match(rel) for rx in excludes):
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest / rel)
+        kept.append(rel)
+    return kept
+
+
+def dependency_project(project: Path) -> None:
+    """A project of its own: the example's application (main.c, its
+    Kconfig.projbuild, the shared echo_app) copied into main/, and a
+    CMakeLists.txt that names no component directory, so that usmp can come
+    only from components/ or managed_components/."""
+    main = project / "main"
+    main.mkdir(parents=True)
+    for f in (EXAMPLE / "main" / "main.c", EXAMPLE / "main" / "Kconfig.projbuild",
+              ROOT / "examples" / "common" / "echo_app.c", ROOT / "examples" / "common" / "echo_app.h"):
+        shutil.copy2(f, main / f.name)
+    shutil.copy2(EXAMPLE / "sdkconfig.defaults", project / "sdkconfig.defaults")
+    (main / "CMakeLists.txt").write_text(
+        'idf_component_register(SRCS "main.c" "echo_app.c" INCLUDE_DIRS "."\n'
+        '                       PRIV_REQUIRES usmp esp_wifi esp_netif esp_event nvs_flash)\n')
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\n"
+        "include($ENV{IDF_PATH}/tools/cmake/project.cmake)\n"
+        "project(usmp_esp32_echo)\n")
+
+
+def build_dependencies(work: Path, base: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    """Builds the dependency project twice: with a git clone of the repository
+    as components/usmp, and with that clone packed by idf_component.yml's
+    rules as managed_components/usmp. Returns the two programs."""
+    git_project = work / "git-dependency"
+    dependency_project(git_project)
+    clone = git_project / "components" / "usmp"
+    cloned = run(["git", "clone", "--quiet", str(ROOT), str(clone)])
+    head = run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"]).stdout.strip()
+    if not check(cloned.returncode == 0, f"git clone of the repository (HEAD {head}) as components/usmp", cloned.stdout):
+        return None, None
+    lists = source_lists(clone)
+    listed = [f for files in lists.values() for f in files]
+    check(set(lists) == {"USMP_ENGINE_SOURCES", "USMP_DEVICE_SOURCES"} and len(listed) >= 7
+          and all((clone / f).is_file() for f in listed),
+          f"cmake/usmp_sources.cmake: {len(listed)} sources in {len(lists)} lists, read by its documented pattern, all present",
+          str(lists))
+    program_git = build(work / "build-git-dependency", base, git_project)
+
+    packed_project = work / "packed-dependency"
+    dependency_project(packed_project)
+    packed = packed_project / "managed_components" / "usmp"
+    kept = pack_by_manifest(clone, packed)
+    top = {rel.split("/")[0] for rel in kept}
+    left_out = {"tests", "python", "spec", "docs", "tools", "bench", ".ci"} & top
+    needed = listed + ["CMakeLists.txt", "Kconfig", "idf_component.yml", "ports/esp32/usmp/Kconfig",
+                       "ports/esp32/usmp/options.cmake", "ports/esp32/usmp/usmp_port_esp32.c",
+                       "crypto/mbedtls/usmp_crypto_mbedtls.c", "transports/usmp_tcp.c", "include/usmp/usmp.h"]
+    missing = [f for f in needed if f not in kept]
+    check(not left_out and not missing and "examples/esp32_echo/main/main.c" in kept,
+          f"idf_component.yml's files rules keep {len(kept)} files (top level: {' '.join(sorted(top))}), "
+          "every one the build needs, no tests, python, spec, docs, tools or bench",
+          f"not left out: {sorted(left_out)}\nmissing: {missing}")
+    program_packed = build(work / "build-packed-dependency", base, packed_project)
+    if program_git is not None:
+        check_kconfig(work / "build-git-dependency", clone / "Kconfig", git_project)
+    if program_packed is not None:
+        check_kconfig(work / "build-packed-dependency", packed / "Kconfig", packed_project)
+    return program_git, program_packed
 
 
 def nvs_csv(path: Path, psk_hex: str) -> Path:
@@ -291,11 +421,16 @@ def main() -> int:
         program_full = build(work / "build-full", dict(base, USMP_SERVER="y", USMP_DATAGRAM="y"))
         if program is None or program_menuconfig is None or program_full is None:
             return 1
+        program_git, program_packed = build_dependencies(work, base)
+        if program_git is None or program_packed is None:
+            return 1
         for name in ("build-nvs", "build-menuconfig", "build-full"):
             check_kconfig(work / name)
         check_profile(work / "build-nvs", DEVICE, "device profile (defaults)")
         check_profile(work / "build-menuconfig", SMALLEST, "smallest profile")
         check_profile(work / "build-full", FULL, "full build")
+        check_profile(work / "build-git-dependency", DEVICE, "git dependency (defaults)")
+        check_profile(work / "build-packed-dependency", DEVICE, "packed dependency (defaults)")
         outputs = []
 
         print("run nvs: PSK from NVS")
@@ -325,6 +460,14 @@ def main() -> int:
         echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
         check(echoes == [("19", "19"), ("17", "17"), ("0", "0")] and "echo test passed" in out,
               "the full build echoes all three messages too", out)
+
+        for name, dependency_program in (("git-dependency", program_git), ("packed-dependency", program_packed)):
+            print(f"run {name}: PSK from NVS, usmp from the {name.split('-')[0]} dependency")
+            out = run_example(dependency_program, nvs_csv(work / f"nvs-{name}.csv", psk_hex), work / f"run-{name}.log")
+            outputs.append(out)
+            echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
+            check(echoes == [("19", "19"), ("17", "17"), ("0", "0")] and "echo test passed" in out,
+                  f"{name}: every message echoed", out)
 
         print("run no-psk: no PSK anywhere")
         opens_before = gateway.text().count("\nopen ")

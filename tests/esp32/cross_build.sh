@@ -4,7 +4,7 @@
 # fail the build:
 #   rv32imc   (ESP32-C3)   riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32
 #   Cortex-M4 (Thumb-2)    arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb
-# Compiled: the core (src/), the crypto seam (crypto/common) and the mbedTLS
+# Compiled: the core (cmake/usmp_sources.cmake), the crypto seam (crypto/common) and the mbedTLS
 # backend against the host's mbedTLS headers (Debian's 2.28; ESP-IDF ships
 # 3.x, whose headers are not here), the shared example application
 # (examples/common), and the ESP32 port against the ESP-IDF stand-in headers
@@ -47,7 +47,16 @@ WARN=(-std=c99 -Os -Wall -Wextra -Werror -Wcast-align=strict -Wshadow -Wstrict-p
       -ffunction-sections -fdata-sections)
 INC=(-I"$ROOT/include/usmp" -I"$ROOT/src" -I"$ROOT/crypto/common")
 
-portable=("$ROOT"/src/*.c "$ROOT/crypto/common/usmp_crypto_common.c" "$ROOT/examples/common/echo_app.c")
+# The core: every list of cmake/usmp_sources.cmake (one path per line
+# between "set(USMP_..._SOURCES" and ")", relative to the root).
+mapfile -t core < <(awk '/^set\(USMP_[A-Z_]+_SOURCES$/ {inside = 1; next}
+                         inside && /^\)$/ {inside = 0}
+                         inside {print $1}' "$ROOT/cmake/usmp_sources.cmake")
+if [ "${#core[@]}" -eq 0 ]; then
+  echo "cross: no sources read from cmake/usmp_sources.cmake"
+  exit 1
+fi
+portable=("${core[@]/#/$ROOT/}" "$ROOT/crypto/common/usmp_crypto_common.c" "$ROOT/examples/common/echo_app.c")
 backend="$ROOT/crypto/mbedtls/usmp_crypto_mbedtls.c"
 port="$ROOT/ports/esp32/usmp/usmp_port_esp32.c"
 port_inc=()

@@ -8,10 +8,13 @@
 #   - project() is wrapped, as ESP-IDF does: it finds the components in
 #     EXTRA_COMPONENT_DIRS (a component directory, or a directory whose
 #     subdirectories are components; a component is named after its
-#     directory) and the project's main/;
+#     directory), the project's components/ and managed_components/ (each
+#     subdirectory with a CMakeLists.txt), and the project's main/; the
+#     CMake variable ESP_PLATFORM is 1 while their CMakeLists.txt run;
 #   - CONFIG_* values come from the components' Kconfig / Kconfig.projbuild
 #     defaults (only "config NAME", a type line and a plain "default"; no
-#     "depends on", "if" or "choice"), then sdkconfig.defaults, then the file
+#     "depends on", "if" or "choice"; "rsource" reads a file relative to the
+#     one that names it), then sdkconfig.defaults, then the file
 #     named by -DSDKCONFIG=...; they are CMake variables in every component
 #     and #defines in a generated sdkconfig.h;
 #   - idf_component_register() builds a static library __idf_<name> from
@@ -36,9 +39,30 @@ set(IDF_STANDIN_KNOWN esp_common esp_hw_support freertos log esp_timer esp_event
 
 # --- configuration ------------------------------------------------------------
 
+# The lines of a Kconfig file, each `rsource "path"` replaced by the lines
+# of that file (path relative to the directory of the file that names it).
+function(idf_standin_kconfig_lines file out)
+  file(STRINGS "${file}" raw)
+  get_filename_component(dir "${file}" DIRECTORY)
+  set(lines "")
+  foreach(line IN LISTS raw)
+    if(line MATCHES "^[ \t]*rsource[ \t]+\"([^\"]+)\"")
+      get_filename_component(sourced "${CMAKE_MATCH_1}" ABSOLUTE BASE_DIR "${dir}")
+      if(NOT EXISTS "${sourced}")
+        message(FATAL_ERROR "[ESP-IDF stand-in] ${file}: rsource ${sourced} does not exist")
+      endif()
+      idf_standin_kconfig_lines("${sourced}" sourced_lines)
+      list(APPEND lines ${sourced_lines})
+    else()
+      list(APPEND lines "${line}")
+    endif()
+  endforeach()
+  set(${out} "${lines}" PARENT_SCOPE)
+endfunction()
+
 # Reads the defaults of a Kconfig file into IDF_CONFIG_<name>_TYPE/_VALUE.
 function(idf_standin_read_kconfig file)
-  file(STRINGS "${file}" lines)
+  idf_standin_kconfig_lines("${file}" lines)
   set(name "")
   set(in_help FALSE)
   set(names ${IDF_CONFIG_NAMES})
@@ -177,6 +201,7 @@ macro(project project_name)
   set(CMAKE_C_STANDARD_REQUIRED ON)
   set(CMAKE_C_EXTENSIONS ON)
   add_compile_definitions(ESP_PLATFORM=1 IDF_VER="host-stand-in")
+  set(ESP_PLATFORM 1)
   # Stricter than ESP-IDF's defaults (-Wall -Wextra, some errors relaxed).
   set(IDF_STANDIN_WARNINGS -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
       -Wmissing-prototypes -Wformat=2 -Wundef)
@@ -202,6 +227,18 @@ macro(project project_name)
         endif()
       endforeach()
     endif()
+  endforeach()
+  # The project's own component directories, as ESP-IDF scans them: a
+  # clone of a component's repository under components/, or what the
+  # component manager unpacked under managed_components/.
+  foreach(_project_dir components managed_components)
+    file(GLOB _children LIST_DIRECTORIES true "${CMAKE_SOURCE_DIR}/${_project_dir}/*")
+    list(SORT _children)
+    foreach(_child IN LISTS _children)
+      if(EXISTS "${_child}/CMakeLists.txt")
+        list(APPEND _dirs "${_child}")
+      endif()
+    endforeach()
   endforeach()
   list(APPEND _dirs "${CMAKE_SOURCE_DIR}/main")
   foreach(_dir IN LISTS _dirs)

@@ -1,0 +1,42 @@
+# The component's options (Kconfig) as compile definitions of its library,
+# ${COMPONENT_LIB}. Included by the repository's root CMakeLists.txt after
+# idf_component_register, where the CONFIG_* values are known.
+
+if(CONFIG_USMP_MAX_MESSAGE LESS CONFIG_USMP_MAX_RECORD)
+    message(FATAL_ERROR "USMP: CONFIG_USMP_MAX_MESSAGE (${CONFIG_USMP_MAX_MESSAGE}) must be at "
+                        "least CONFIG_USMP_MAX_RECORD (${CONFIG_USMP_MAX_RECORD}); see menuconfig > USMP")
+endif()
+
+# The features (usmp_options.h): a bool left at "n" is an empty CONFIG_
+# value, so each is spelled out as 0 or 1. The defaults give the device
+# profile: client role over a stream transport, with error sentences.
+foreach(_usmp_feature SERVER DATAGRAM ERROR_TEXT)
+    if(CONFIG_USMP_${_usmp_feature})
+        set(_usmp_${_usmp_feature} 1)
+    else()
+        set(_usmp_${_usmp_feature} 0)
+    endif()
+endforeach()
+
+# PUBLIC: usmp_ctx_t embeds buffers sized by the first two, and
+# USMP_SERVER and USMP_DATAGRAM add or remove fields of usmp_engine_t inside
+# it, so every file that includes usmp.h must see the values the library was
+# compiled with, or the application and the library would disagree on the
+# layout of usmp_ctx_t. USMP_ERROR_TEXT changes no layout; it is PUBLIC so
+# that an application testing it sees the library's value, not the default.
+target_compile_definitions(${COMPONENT_LIB} PUBLIC
+    USMP_MAX_RECORD=${CONFIG_USMP_MAX_RECORD}
+    USMP_MAX_MESSAGE=${CONFIG_USMP_MAX_MESSAGE}
+    USMP_SERVER=${_usmp_SERVER}
+    USMP_DATAGRAM=${_usmp_DATAGRAM}
+    USMP_ERROR_TEXT=${_usmp_ERROR_TEXT})
+
+# PRIVATE: read only by the library's own .c files.
+if(CONFIG_USMP_LOG)
+    set(_usmp_log 1)
+else()
+    set(_usmp_log 0)
+endif()
+target_compile_definitions(${COMPONENT_LIB} PRIVATE
+    USMP_HANDSHAKE_TIMEOUT_MS=${CONFIG_USMP_HANDSHAKE_TIMEOUT_MS}u
+    USMP_LOG=${_usmp_log})

@@ -26,6 +26,7 @@ from usmp.errors import (
     HandshakeTimeout,
     LocalProtocolError,
     PeerClosed,
+    PeerError,
     PeerTimeout,
     RemoteProtocolError,
 )
@@ -82,6 +83,10 @@ def test_wrong_psk_fails_with_auth_failed_on_both_sides(mode: Mode) -> None:
     pair.client.start(0.0)
     pair.pump()
     assert pair.server.end_condition is Condition.AUTH_FAILED
+    if mode is Mode.DATAGRAM:
+        # An unauthenticated datagram ERROR does not end the handshake; the timeout reports it (row 25).
+        assert pair.client.state is State.WAIT_SESSION_OK
+        pair.client.handle_timeout(10.0)
     assert pair.client.end_condition is Condition.PEER_ERROR
     assert getattr(pair.client.error, "peer_condition") is Condition.AUTH_FAILED
 
@@ -461,3 +466,85 @@ def test_authentic_but_invalid_datagram_record_changes_no_state() -> None:
     assert pair.server.established
     pair.client.send_message(b"fine", 0.0)
     assert messages(pair.to_server(pair.client.frames_to_send())) == [b"fine"]
+
+
+# --- a peer's ERROR (row 25) ---------------------------------------------------------------------
+
+
+def datagram_error(code: Condition) -> bytes:
+    assert code.code is not None
+    return bytes((FrameType.ERROR, code.code))
+
+
+def test_datagram_spoofed_error_does_not_end_the_handshake_and_the_real_challenge_completes_it() -> None:
+    pair = make_pair(Mode.DATAGRAM)
+    pair.client.start(0.0)
+    hello = pair.client.frames_to_send()
+    events = pair.client.receive_data(datagram_error(Condition.AUTH_FAILED), 0.1)
+    assert [type(e) for e in events] == [InputDropped]
+    assert isinstance(events[0], InputDropped) and isinstance(events[0].error, PeerError)
+    assert events[0].error.peer_condition is Condition.AUTH_FAILED
+    assert pair.client.state is State.WAIT_CHALLENGE and pair.client.frames_to_send() == []
+    pair.to_server(hello)
+    pair.to_client(pair.server.frames_to_send())  # the genuine CHALLENGE
+    _, server_events = pair.pump()
+    assert pair.client.established and pair.server.established
+    assert any(isinstance(e, HandshakeComplete) for e in server_events)
+
+
+def test_datagram_spoofed_error_alone_ends_the_handshake_at_the_timeout_as_peer_error() -> None:
+    client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=EngineConfig(max_record=1207))
+    client.start(0.0)
+    hello = client.frames_to_send()
+    client.receive_data(datagram_error(Condition.BUSY), 0.5)
+    client.receive_data(datagram_error(Condition.AUTH_FAILED), 0.7)  # the later code replaces the earlier
+    client.receive_data(bytes((FrameType.ERROR, 0x05, 0x00)), 0.8)  # wrong length: MALFORMED, not recorded
+    resent = 0
+    while not client.finished:
+        deadline = client.next_deadline()
+        assert deadline is not None
+        client.handle_timeout(deadline)
+        frames = client.frames_to_send()
+        assert frames in ([], hello)
+        resent += bool(frames)
+    assert resent == 3  # it kept retransmitting until the handshake timeout
+    assert client.end_condition is Condition.PEER_ERROR
+    assert isinstance(client.error, PeerError) and client.error.peer_condition is Condition.AUTH_FAILED
+
+
+def test_datagram_error_to_a_server_waiting_for_hello_is_dropped_and_reported_at_the_timeout() -> None:
+    server = ServerEngine(mode=Mode.DATAGRAM, now=0.0, config=EngineConfig(max_record=1207, handshake_timeout=2.0))
+    events = server.receive_data(datagram_error(Condition.SHUTDOWN), 0.0)
+    assert [e.error.condition for e in events if isinstance(e, InputDropped)] == [Condition.PEER_ERROR]
+    assert server.state is State.WAIT_HELLO and server.frames_to_send() == []
+    server.handle_timeout(2.0)
+    assert isinstance(server.error, PeerError) and server.error.peer_condition is Condition.SHUTDOWN
+    assert server.frames_to_send() == []
+
+
+def test_datagram_malformed_error_is_dropped_and_the_timeout_stays_timeout() -> None:
+    client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=EngineConfig(max_record=1207))
+    client.start(0.0)
+    events = client.receive_data(bytes((FrameType.ERROR,)), 0.0)
+    assert [e.error.condition for e in events if isinstance(e, InputDropped)] == [Condition.MALFORMED]
+    client.handle_timeout(10.0)
+    assert isinstance(client.error, HandshakeTimeout)
+
+
+@pytest.mark.parametrize("state", ["WAIT_HELLO", "WAIT_HELLO_ACK", "WAIT_CHALLENGE", "WAIT_SESSION_OK"])
+def test_stream_error_ends_the_handshake_at_once_in_every_handshake_state(state: str) -> None:
+    pair = make_pair(Mode.STREAM)
+    pair.client.start(0.0)
+    hello = pair.client.frames_to_send()
+    if state != "WAIT_HELLO":
+        pair.to_server(hello)
+    challenge = pair.server.frames_to_send()
+    if state == "WAIT_SESSION_OK":
+        pair.to_client(challenge)
+        pair.client.frames_to_send()
+    engine = pair.server if state.startswith("WAIT_HELLO") else pair.client
+    assert engine.state.value == state
+    engine.receive_data(bytes((FrameType.ERROR, 0x00, 0x01, 0x07)), 0.0)
+    assert isinstance(engine.error, PeerError) and engine.error.peer_condition is Condition.BUSY
+    assert engine.frames_to_send() == []
+

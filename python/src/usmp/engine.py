@@ -16,6 +16,10 @@ Failures follow the state table: in stream mode every violation is fatal
 (the engine queues the ERROR or BYE the table names and moves to FAILED);
 in datagram mode a bad frame is dropped with an :class:`InputDropped` event
 and nothing changes, except for the handshake frames whose rows say FAILED.
+A datagram ERROR during the handshake is unauthenticated: it is dropped
+(``InputDropped`` carrying a :class:`~usmp.PeerError`) and its code recorded;
+if the handshake then times out, the last recorded code is the failure
+(``PeerError``) instead of ``HandshakeTimeout`` (row 25).
 A finished engine keeps its condition: every later call reports it.
 """
 
@@ -230,6 +234,7 @@ class _Engine:
         self._outgoing: list[bytes] = []
         self._stream_buffer = bytearray()
         self._handshake_deadline: float | None = None
+        self._peer_error: PeerError | None = None  # datagram: the last ERROR received in the handshake
         self._sender: RecordSender | None = None
         self._receiver: RecordReceiver | None = None
         self._reassembler = Reassembler(mode, config.max_record, config.max_message)
@@ -291,7 +296,8 @@ class _Engine:
             return
         if self.state in HANDSHAKE_STATES:
             if self._handshake_deadline is not None and now >= self._handshake_deadline:
-                self._fail(HandshakeTimeout())
+                # Rows 12 and 26: a datagram ERROR received meanwhile is what is reported.
+                self._fail(self._peer_error or HandshakeTimeout())
             else:
                 self._retransmit_if_due(now)
             return
@@ -410,7 +416,15 @@ class _Engine:
         if frame_type == FrameType.ERROR:
             if len(frame_body(self.mode, frame)) != ERROR_BODY_BYTES:
                 raise RemoteProtocolError(Condition.MALFORMED, "ERROR of wrong length")
-            self._fail(PeerError(frame[-1]))  # row 25
+            peer_error = PeerError(frame[-1])
+            if self.mode is Mode.DATAGRAM:
+                # Row 25, datagram: an ERROR is unauthenticated and anyone who knows
+                # the address can send one, so it only records the code (a later
+                # ERROR replaces it) and is dropped; the handshake goes on, and
+                # the handshake timeout reports the last code (9.2).
+                self._peer_error = peer_error
+                raise peer_error
+            self._fail(peer_error)  # row 25, stream: fatal
             return
         handler = self._handshake_handlers().get(frame_type)
         if handler is None:

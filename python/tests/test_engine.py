@@ -548,3 +548,81 @@ def test_stream_error_ends_the_handshake_at_once_in_every_handshake_state(state:
     assert isinstance(engine.error, PeerError) and engine.error.peer_condition is Condition.BUSY
     assert engine.frames_to_send() == []
 
+
+# --- PING (row 31) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_pong_per_ping_with_its_payload_even_in_one_read(mode: Mode) -> None:
+    pair = established_pair(mode)
+    payloads = [b"", b"1", b"12345678"] + [bytes((i,)) for i in range(200)]
+    for payload in payloads:
+        pair.client.send_ping(payload)
+    pings = pair.client.frames_to_send()
+    if mode is Mode.STREAM:
+        pair.server.receive_data(b"".join(pings), 0.0)  # all in one read
+    else:
+        pair.to_server(pings)
+    pongs = pair.server.frames_to_send()
+    assert [f[0] for f in pongs] == [FrameType.PONG] * len(payloads)
+    receiver = pair.client._receiver  # noqa: SLF001 - to read each PONG's payload
+    assert receiver is not None
+    opened = []
+    for pong in pongs:
+        record = receiver.open(pong)
+        receiver.accept(record)
+        opened.append(record.plaintext)
+    assert opened == payloads
+
+
+# --- the answer goes out first (section 1) ------------------------------------------------------
+
+
+def test_stream_engine_stops_after_each_message_until_asked_to_go_on() -> None:
+    pair = established_pair(Mode.STREAM)
+    for message in (b"one", b"two", b"three"):
+        pair.client.send_message(message, 0.0)
+    data = b"".join(pair.client.frames_to_send())
+    assert messages(pair.server.receive_data(data, 0.0)) == [b"one"]
+    assert pair.server.has_buffered_input
+    assert messages(pair.server.receive_data(b"", 0.0)) == [b"two"]
+    assert pair.server.has_buffered_input
+    assert messages(pair.server.receive_data(b"", 0.0)) == [b"three"]
+    assert not pair.server.has_buffered_input
+    assert pair.server.receive_data(b"", 0.0) == []
+
+
+def test_stream_answer_to_a_message_goes_out_before_the_bye_for_a_fatal_frame_behind_it() -> None:
+    pair = established_pair(Mode.STREAM)
+    pair.client.send_message(b"question", 0.0)
+    (record,) = pair.client.frames_to_send()
+    events = pair.server.receive_data(record + bytes((0x42, 0x00, 0x00)), 0.0)
+    assert messages(events) == [b"question"]
+    assert pair.server.established and pair.server.frames_to_send() == []  # the fatal frame is not judged yet
+    pair.server.send_message(b"answer", 0.0)
+    assert pair.server.receive_data(b"", 0.0) == []
+    assert pair.server.end_condition is Condition.MALFORMED and not pair.server.has_buffered_input
+    client_events = pair.to_client(pair.server.frames_to_send())
+    assert messages(client_events) == [b"answer"]
+    assert isinstance(pair.client.error, PeerClosed) and pair.client.error.reason is Condition.MALFORMED
+
+
+def test_stream_client_stops_after_handshake_complete_with_a_message_behind_it() -> None:
+    pair = make_pair(Mode.STREAM)
+    pair.client.start(0.0)
+    pair.to_server(pair.client.frames_to_send())
+    pair.to_client(pair.server.frames_to_send())
+    pair.to_server(pair.client.frames_to_send())
+    assert pair.server.established
+    pair.server.send_message(b"welcome", 0.0)
+    session_ok_and_data = b"".join(pair.server.frames_to_send())
+    events = pair.client.receive_data(session_ok_and_data, 0.0)
+    assert [type(e) for e in events] == [HandshakeComplete] and pair.client.has_buffered_input
+    assert messages(pair.client.receive_data(b"", 0.0)) == [b"welcome"]
+
+
+def test_datagram_engine_never_holds_input() -> None:
+    pair = established_pair(Mode.DATAGRAM)
+    pair.client.send_message(b"x", 0.0)
+    assert messages(pair.to_server(pair.client.frames_to_send())) == [b"x"]
+    assert not pair.server.has_buffered_input

@@ -21,6 +21,7 @@ from usmp import (
     HandshakeTimeout,
     HelloReceived,
     LocalProtocolError,
+    MessageReceived,
     Mode,
     PeerClosed,
     PeerError,
@@ -31,6 +32,7 @@ from usmp import (
     USMPClient,
     USMPServer,
 )
+from usmp.wire import FrameType
 
 PSK = bytes(range(100, 132))
 OTHER_PSK = bytes(range(200, 232))
@@ -76,6 +78,7 @@ class RawClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, engine: ClientEngine) -> None:
         self.reader, self.writer, self.engine = reader, writer, engine
         self.received: list[bytes] = []
+        self.messages: list[bytes] = []
 
     @classmethod
     async def connect(cls, port: int, psk: bytes = PSK, device: str = DEVICE, **kwargs: Any) -> RawClient:
@@ -96,6 +99,10 @@ class RawClient:
             return False
         self.received += split_stream(data)
         self.events = self.engine.receive_data(data, 0.0)
+        while self.engine.has_buffered_input:  # the engine stops after each message
+            self.flush()
+            self.events += self.engine.receive_data(b"", 0.0)
+        self.messages += [e.data for e in self.events if isinstance(e, MessageReceived)]
         self.flush()
         return True
 
@@ -462,6 +469,29 @@ def test_tampered_record_gets_bye_bad_record() -> None:
             await raw.run_to_end()
             assert isinstance(raw.engine.error, PeerClosed) and raw.engine.error.reason is Condition.BAD_RECORD
         assert reasons == [Condition.BAD_RECORD]
+
+    run(main)
+
+
+def test_echo_goes_out_before_the_bye_for_a_fatal_frame_of_the_same_read() -> None:
+    """Section 1, "the answer goes out first": an authentic DATA and a fatal frame in one read."""
+
+    async def main() -> None:
+        reasons: list[Condition] = []
+
+        async with USMPServer(LOCALHOST, 0, PSK, echo, on_close=lambda s, r: reasons.append(r)) as server:
+            raw = await RawClient.connect(server.port)
+            await raw.handshake()
+            raw.received.clear()
+            raw.engine.send_message(b"answer me first", 0.0)
+            (record,) = raw.engine.frames_to_send()
+            undefined_type = bytes((0x42, 0x00, 0x00))  # fatal in ESTABLISHED: MALFORMED
+            raw.writer.write(record + undefined_type)  # one write: one read on loopback
+            await raw.run_to_end()
+            assert [f[0] for f in raw.received] == [FrameType.DATA, FrameType.BYE]
+            assert isinstance(raw.engine.error, PeerClosed) and raw.engine.error.reason is Condition.MALFORMED
+            assert raw.messages == [b"answer me first"]
+        assert reasons == [Condition.MALFORMED]
 
     run(main)
 

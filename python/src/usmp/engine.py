@@ -12,6 +12,22 @@ what it must send::
 
 Times are seconds on any monotonic clock (``loop.time()``, ``time.monotonic()``).
 
+Answers go out first (spec section 1). In stream mode one call of
+``receive_data`` stops after the frame that produced a
+:class:`HandshakeComplete` or :class:`MessageReceived`: the rest of what
+arrived stays buffered and ``has_buffered_input`` is true. The driver
+handles the event and sends its answer, then goes on with the buffered bytes
+before reading more::
+
+    while not engine.finished:
+        data = b"" if engine.has_buffered_input else transport.read()
+        events = engine.receive_data(data, now)
+        ...                                    # send, then act on the events
+
+so that the reply to a message precedes the BYE for a fatal frame that came
+right behind it. Bytes still buffered when ``receive_eof`` is called are
+discarded with the session.
+
 Failures follow the state table: in stream mode every violation is fatal
 (the engine queues the ERROR or BYE the table names and moves to FAILED);
 in datagram mode a bad frame is dropped with an :class:`InputDropped` event
@@ -202,6 +218,8 @@ class InputDropped:
 
 
 Event = Union[HelloReceived, HandshakeComplete, MessageReceived, InputDropped]
+# Stream input stops after these, so that the driver's answer precedes what follows (section 1).
+_HOLDING_EVENTS = (HandshakeComplete, MessageReceived)
 _Handler = Callable[[bytes, list[Event], float], None]
 
 
@@ -233,6 +251,7 @@ class _Engine:
         self._test_inputs = insecure_test_inputs or DeterministicInputs()
         self._outgoing: list[bytes] = []
         self._stream_buffer = bytearray()
+        self._input_held = False  # stream: stopped after an event with input left (section 1)
         self._handshake_deadline: float | None = None
         self._peer_error: PeerError | None = None  # datagram: the last ERROR received in the handshake
         self._sender: RecordSender | None = None
@@ -250,6 +269,16 @@ class _Engine:
     @property
     def established(self) -> bool:
         return self.state is State.ESTABLISHED
+
+    @property
+    def has_buffered_input(self) -> bool:
+        """Stream mode: :meth:`receive_data` stopped after an event with received bytes left unprocessed.
+
+        Handle the events, send what the engine queued (and any answer), then
+        call ``receive_data(b"", now)`` to go on with those bytes. Always
+        ``False`` in datagram mode and once the engine has finished.
+        """
+        return self._input_held and not self.finished
 
     def frames_to_send(self) -> list[bytes]:
         """Every frame queued since the last call, in order (stream: write them back to back)."""
@@ -272,7 +301,13 @@ class _Engine:
     # --- input ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Stream mode: any bytes of the stream. Datagram mode: exactly one datagram (one frame)."""
+        """Stream mode: any bytes of the stream. Datagram mode: exactly one datagram (one frame).
+
+        Stream mode returns at most one :class:`HandshakeComplete` or
+        :class:`MessageReceived`, the last event of the list; bytes after that
+        frame stay buffered (:attr:`has_buffered_input`) until the next call,
+        ``receive_data(b"", now)`` to go on without new bytes.
+        """
         self._check_not_paused()
         events: list[Event] = []
         if self.finished:
@@ -363,6 +398,7 @@ class _Engine:
     # --- framing ------------------------------------------------------------------------
 
     def _process_stream(self, events: list[Event], now: float) -> None:
+        self._input_held = False
         buffer = self._stream_buffer
         while not self.finished and not self._paused() and len(buffer) >= STREAM_HEADER_BYTES:
             frame_type = buffer[0]
@@ -378,7 +414,14 @@ class _Engine:
                 return
             frame = bytes(buffer[:end])
             del buffer[:end]
+            already = len(events)
             self._handle_frame(frame, events, now)
+            if buffer and any(isinstance(e, _HOLDING_EVENTS) for e in events[already:]):
+                # Section 1, "the answer goes out first": stop here so that the
+                # driver can answer this event before a later frame of the same
+                # read (possibly a fatal one) is judged. See has_buffered_input.
+                self._input_held = True
+                return
 
     def _check_stream_header(self, frame_type: int, length: int) -> None:
         if self.state is State.ESTABLISHED:
@@ -538,6 +581,7 @@ class _Engine:
         # Record keys go with the session (spec 5.7); see crypto.py about wiping.
         self._sender = self._receiver = None
         self._stream_buffer.clear()
+        self._input_held = False
         self._drop_handshake_secrets()
 
     def _require_established(self) -> None:

@@ -30,10 +30,7 @@ footprint: deps
 vectors:
 	$(PYTHON) tools/gen_vectors.py
 
-check-footprint: deps
-	$(PYTHON) bench/footprint/footprint.py
-
-vectors:
+check-vectors:
 	$(PYTHON) tools/gen_vectors.py --check
 
 clean:

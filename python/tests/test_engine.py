@@ -626,3 +626,72 @@ def test_datagram_engine_never_holds_input() -> None:
     pair.client.send_message(b"x", 0.0)
     assert messages(pair.to_server(pair.client.frames_to_send())) == [b"x"]
     assert not pair.server.has_buffered_input
+
+
+# --- the client's ephemeral key (section 5.8) ----------------------------------------------------
+
+
+def stuck_random(n: int) -> bytes:
+    """A random source that restarts its sequence: the same bytes on every call."""
+    return b"\x42" * n
+
+
+def stuck_client(mode: Mode, **kwargs: object) -> ClientEngine:
+    config = EngineConfig(max_record=1207) if mode is Mode.DATAGRAM else EngineConfig()
+    return ClientEngine(mode=mode, device_id=DEVICE, psk=PSK, config=config, random=stuck_random, **kwargs)  # type: ignore[arg-type]
+
+
+def hello_of(client: ClientEngine) -> bytes:
+    client.start(0.0)
+    (hello,) = client.frames_to_send()
+    return hello
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_random_source_that_repeats_itself_still_gives_different_hellos(mode: Mode) -> None:
+    first, second = stuck_client(mode), stuck_client(mode)
+    assert hello_of(first) != hello_of(second)
+    assert second.connection_counter == first.connection_counter + 1  # the process's RAM counter
+    # Only the counters tell these apart: a boot counter alone changes the HELLO too ...
+    assert hello_of(stuck_client(mode, boot_counter=1, connection_counter=0)) != hello_of(
+        stuck_client(mode, boot_counter=2, connection_counter=0)
+    )
+    # ... and with every input the same, the HELLO is the same (it is a function of them, 5.8).
+    assert hello_of(stuck_client(mode, boot_counter=7, connection_counter=3)) == hello_of(
+        stuck_client(mode, boot_counter=7, connection_counter=3)
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_replayed_gateway_flight_is_rejected_by_a_client_whose_random_output_repeated(mode: Mode) -> None:
+    # Session 1, recorded by an attacker: the gateway's CHALLENGE, SESSION_OK and a command.
+    pair = Pair(stuck_client(mode), make_pair(mode).server, {DEVICE: PSK})
+    pair.client.start(0.0)
+    pair.to_server(pair.client.frames_to_send())
+    (challenge,) = pair.server.frames_to_send()
+    pair.to_client([challenge])
+    pair.to_server(pair.client.frames_to_send())
+    (session_ok,) = pair.server.frames_to_send()
+    pair.to_client([session_ok])
+    assert pair.client.established
+    pair.server.send_message(b"open the door", 0.0)
+    (command,) = pair.server.frames_to_send()
+    assert messages(pair.to_client([command])) == [b"open the door"]
+
+    # Session 2: the device's random source gives the same bytes again; the attacker replays.
+    device = stuck_client(mode)
+    device.start(0.0)
+    device.frames_to_send()
+    assert device.receive_data(challenge, 1.0) == []
+    device.frames_to_send()  # a HELLO_ACK nobody checks
+    events = device.receive_data(session_ok, 1.0) + device.receive_data(command, 1.0)
+    assert not device.established and messages(events) == []
+    assert device.end_condition is Condition.AUTH_FAILED and not isinstance(device.error, PeerError)
+    assert device.frames_to_send() == [bytes.fromhex("ff000105" if mode is Mode.STREAM else "ff05")]
+
+
+@pytest.mark.parametrize("counter", [-1, 1 << 64, 1.5])
+def test_client_counters_are_checked_at_configuration(counter: object) -> None:
+    for name in ("boot_counter", "connection_counter"):
+        with pytest.raises(ConfigurationError):
+            stuck_client(Mode.STREAM, **{name: counter})

@@ -585,6 +585,21 @@ def test_client_detects_a_dead_server_with_keepalive() -> None:
     run(main)
 
 
+def test_client_boot_counter_is_checked_at_construction_and_a_client_with_one_connects() -> None:
+    with pytest.raises(ConfigurationError):
+        client(9, boot_counter=-1)
+    with pytest.raises(ConfigurationError):
+        client(9, boot_counter=1 << 64)
+
+    async def main() -> None:
+        async with USMPServer(LOCALHOST, 0, PSK, echo) as server:
+            async with client(server.port, boot_counter=(1 << 64) - 1) as c:
+                await c.send(b"fresh")
+                assert await c.recv(timeout=5) == b"fresh"
+
+    run(main)
+
+
 def test_client_connect_refused_is_connection_lost() -> None:
     async def main() -> None:
         server = await asyncio.start_server(lambda r, w: None, LOCALHOST, 0)

@@ -42,6 +42,7 @@ A finished engine keeps its condition: every later call reports it.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import os
 import struct
@@ -169,10 +170,13 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class DeterministicInputs:
-    """TEST ONLY. Fixed values used instead of fresh randomness, to reproduce the spec vectors.
+    """TEST ONLY. Fixed values a :class:`ServerEngine` uses instead of fresh randomness (spec vectors).
 
     Using this outside tests destroys forward secrecy and session freshness.
     Any field left ``None`` is drawn from the engine's random source as usual.
+    A :class:`ClientEngine` takes none: its ephemeral key follows from its
+    random source, the PSK and its counters (spec 5.8), which is how tests
+    reproduce a client's HELLO.
     """
 
     ephemeral_private: bytes | None = None
@@ -633,8 +637,26 @@ def _type_name(frame_type: int) -> str:
         return f"type 0x{frame_type:02x}"
 
 
+def _next_connection_counter() -> int:
+    """Section 5.8's ``connection_counter`` of this process: 0 for the first ClientEngine, then 1, 2, ..."""
+    return next(_connections_started)
+
+
+_connections_started = itertools.count()
+
+
 class ClientEngine(_Engine):
-    """The device side: starts the handshake (rows 1-12)."""
+    """The device side: starts the handshake (rows 1-12).
+
+    The ephemeral key is derived from 32 bytes of ``random``, the PSK and two
+    counters (spec 5.8), so that a random source that repeats itself does not
+    repeat the HELLO. ``boot_counter``: a value that never repeats across
+    boots (or runs) of this device, e.g. kept in non-volatile storage and
+    advanced before the first connection; 0 when there is none (see
+    spec/security.md section 6 for what holds then). ``connection_counter``:
+    handshakes started since boot; ``None`` (the default) takes the next
+    value of a counter kept by this module for the process.
+    """
 
     def __init__(
         self,
@@ -644,17 +666,23 @@ class ClientEngine(_Engine):
         psk: bytes,
         config: EngineConfig | None = None,
         random: RandomSource = os.urandom,
-        insecure_test_inputs: DeterministicInputs | None = None,
+        boot_counter: int = 0,
+        connection_counter: int | None = None,
     ) -> None:
         super().__init__(
             mode,
             config or EngineConfig(),
             State.START,
             random=random,
-            insecure_test_inputs=insecure_test_inputs,
+            insecure_test_inputs=None,
         )
+        for name, value in (("boot_counter", boot_counter), ("connection_counter", connection_counter)):
+            if value is not None and not (isinstance(value, int) and 0 <= value <= crypto.MAX_COUNTER):
+                raise ConfigurationError(f"{name} must be an integer 0 .. 2**64 - 1, got {value!r}")
         self.device_id = parse_device_id(device_id)
         self._psk: bytes | None = check_psk(psk)
+        self.boot_counter = boot_counter
+        self.connection_counter = _next_connection_counter() if connection_counter is None else connection_counter
         self._ephemeral_private: bytes | None = None
         self._hello_frame = b""  # as sent, without a cookie: the transcript's HELLO
         self._flight: bytes | None = None  # datagram: what a retransmission resends
@@ -670,9 +698,15 @@ class ClientEngine(_Engine):
         """Send HELLO (row 1)."""
         if self.state is not State.START:
             raise LocalProtocolError(f"start() in state {self.state.value}")
-        private = self._test_inputs.ephemeral_private or self._random(PRIVATE_KEY_BYTES)
+        assert self.device_id is not None and self._psk is not None
+        random_output = self._random(crypto.CLIENT_RANDOM_BYTES)
+        if len(random_output) != crypto.CLIENT_RANDOM_BYTES:
+            raise ConfigurationError(f"the random source returned {len(random_output)} bytes, not 32")
+        # Row 1, section 5.8: the random output alone does not decide e_C.
+        private = crypto.client_ephemeral_private(
+            self._psk, self.boot_counter, self.connection_counter, random_output
+        )
         self._ephemeral_private = private
-        assert self.device_id is not None
         hello = Hello(VERSION_BIT, SUITE_BIT, self.device_id, crypto.x25519_public(private), self.config.limits)
         self._hello_frame = build_frame(self.mode, FrameType.HELLO, hello.body())
         self._handshake_deadline = now + self.config.handshake_timeout

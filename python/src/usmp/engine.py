@@ -495,6 +495,7 @@ class _Engine:
         self._receiver = RecordReceiver(receive_key, self.mode, self.config.max_record, index)
         self._last_authenticated = now
         self._handshake_deadline = None
+        self._peer_error = None  # 9.2: a completed handshake forgets a recorded ERROR
 
     def _handle_record(self, frame: bytes, events: list[Event], now: float) -> None:
         assert self._receiver is not None
@@ -964,10 +965,12 @@ class ServerEngine(_Engine):
         return index + self._random(SESSION_ID_BYTES - SESSION_INDEX_BYTES)
 
     def _on_repeated_hello(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE; anything else is dropped.
+        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE.
 
-        A *different* HELLO from the same address starts a new handshake; that
-        is the datagram demultiplexer's business (it makes a new engine).
+        Row 51: a *different* HELLO is dropped here (UNEXPECTED, nothing sent,
+        nothing changed). It starts a new handshake from that address, which
+        is the datagram server's business (8.2): it ends this engine without a
+        word and gives the HELLO to a new engine in WAIT_HELLO.
         """
         if frame[: len(self._hello_frame)] == self._hello_frame and len(frame) in (
             len(self._hello_frame),

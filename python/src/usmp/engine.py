@@ -22,7 +22,8 @@ before reading more::
     while not engine.finished:
         data = b"" if engine.has_buffered_input else transport.read()
         events = engine.receive_data(data, now)
-        ...                                    # send, then act on the events
+        transport.write(b"".join(engine.frames_to_send()))
+        ...                                    # act on the events: answers go out now
 
 so that the reply to a message precedes the BYE for a fatal frame that came
 right behind it. Bytes still buffered when ``receive_eof`` is called are
@@ -638,12 +639,13 @@ def _type_name(frame_type: int) -> str:
         return f"type 0x{frame_type:02x}"
 
 
-def _next_connection_counter() -> int:
-    """Section 5.8's ``connection_counter`` of this process: 0 for the first ClientEngine, then 1, 2, ..."""
-    return next(_connections_started)
-
-
+# Section 5.8's connection_counter for this process ("handshakes started since boot", in RAM).
 _connections_started = itertools.count()
+
+
+def _next_connection_counter() -> int:
+    """0 for the first ClientEngine of the process that takes the default, then 1, 2, ..."""
+    return next(_connections_started)
 
 
 class ClientEngine(_Engine):

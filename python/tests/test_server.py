@@ -26,6 +26,7 @@ from usmp import (
     PeerClosed,
     PeerError,
     PeerTimeout,
+    RemoteProtocolError,
     ServerConfig,
     ServerEngine,
     Session,
@@ -556,6 +557,47 @@ def test_client_handshake_timeout_against_a_silent_server() -> None:
             await client(port, config=ClientConfig(handshake_timeout=0.3)).connect()
         assert time.monotonic() - started < 1.0
         server.close()
+
+    run(main)
+
+
+def test_client_tells_a_gateways_error_from_its_own_auth_failure() -> None:
+    """D1: ERROR(AUTH_FAILED) from the gateway is a PeerError; a SESSION_OK MAC that does not
+    verify here is a RemoteProtocolError with AUTH_FAILED, never a PeerError."""
+
+    def fake_gateway(tamper: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            engine = ServerEngine(mode=Mode.STREAM, now=0.0)
+            events = engine.receive_data(await reader.readexactly(47), 0.0)  # HELLO
+            assert [type(e) for e in events] == [HelloReceived]
+            engine.accept_hello(PSK, 0.0)
+            writer.write(b"".join(engine.frames_to_send()))  # CHALLENGE
+            hello_ack = await reader.readexactly(19)
+            if tamper:
+                engine.receive_data(hello_ack, 0.0)
+                session_ok = bytearray(b"".join(engine.frames_to_send()))
+                session_ok[-1] ^= 0x01
+                writer.write(bytes(session_ok))
+            else:
+                writer.write(bytes.fromhex("ff000105"))  # ERROR(AUTH_FAILED), as anyone could send
+            await reader.read()
+            writer.close()
+
+        return serve
+
+    async def main() -> None:
+        for tamper, expected in ((False, PeerError), (True, RemoteProtocolError)):
+            server = await asyncio.start_server(fake_gateway(tamper), LOCALHOST, 0)
+            port = server.sockets[0].getsockname()[1]
+            with pytest.raises(RemoteProtocolError) as raised:
+                await client(port).connect()
+            assert type(raised.value) is expected
+            if expected is PeerError:
+                assert raised.value.condition is Condition.PEER_ERROR
+                assert raised.value.peer_condition is Condition.AUTH_FAILED  # type: ignore[attr-defined]
+            else:
+                assert raised.value.condition is Condition.AUTH_FAILED
+            server.close()
 
     run(main)
 

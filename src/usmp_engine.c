@@ -381,13 +381,26 @@ void usmp_engine_wipe(usmp_engine_t *e)
 
 /* ------------------------------------------------------------- handshake */
 
-static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
+/* Spec 8.4 rule 2: each new flight of the datagram client (HELLO, then
+ * HELLO_ACK on a CHALLENGE or the HELLO with a cookie on a COOKIE) starts
+ * its retransmission timeout at the first value; only resends of the same
+ * flight double it (usmp_engine_tick). The handshake deadline is not
+ * touched: it counts from the first HELLO. */
+static void restart_retransmission(usmp_engine_t *e, uint32_t now)
 {
-    e->handshake_deadline = now + e->handshake_timeout_ms;
 #if USMP_DATAGRAM
     e->retransmit_interval = RETRANSMIT_FIRST_MS;
     e->retransmit_at = now + RETRANSMIT_FIRST_MS;
+#else
+    (void)e;
+    (void)now;
 #endif
+}
+
+static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
+{
+    e->handshake_deadline = now + e->handshake_timeout_ms;
+    restart_retransmission(e, now);
 }
 
 int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
@@ -546,7 +559,6 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     size_t hello_len;
     int rc;
 
-    (void)now;
     (void)ev;
     if (frame_len != h + USMP_CHALLENGE_BODY_BYTES) {
         return fail(e, USMP_ERR_MALFORMED);
@@ -593,6 +605,7 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
 
     e->state = USMP_STATE_WAIT_SESSION_OK;
     queue_flight(e, USMP_TYPE_HELLO_ACK);
+    restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
 }
 
@@ -724,7 +737,6 @@ static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                      uint32_t now, usmp_event_t *ev)
 {
-    (void)now;
     (void)ev;
     if (frame_len != h + USMP_COOKIE_BYTES) {
         return USMP_ERR_MALFORMED; /* a COOKIE can only cause a resend: dropped */
@@ -732,6 +744,7 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
     memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
     e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
     e->pending |= P_FLIGHT;
+    restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
 }
 

@@ -519,8 +519,8 @@ static void test_datagram_retransmission(void)
     collect(&server);
     server.wire_len = 0;
     server.frames = 0;
-    /* The client retransmits HELLO_ACK at 1000 + 2000; the server resends
-     * SESSION_OK. */
+    /* The client retransmits HELLO_ACK (due at 1001 + 1000, spec 8.4 rule
+     * 2); the server resends SESSION_OK. */
     CHECK_INT_EQ(usmp_engine_tick(&client.e, 3000), USMP_OK);
     CHECK_INT_EQ(deliver(&client, &server, 1, 3000), USMP_OK);
     CHECK_INT_EQ(deliver(&server, &client, 1, 3001), USMP_OK);
@@ -541,6 +541,93 @@ static void test_datagram_retransmission(void)
     usmp_engine_start(&client.e, 0);
     CHECK_INT_EQ(usmp_engine_tick(&client.e, 9999), USMP_OK);
     CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_TIMEOUT);
+}
+
+/* Spec 8.4 rule 2: HELLO_ACK replacing HELLO on a CHALLENGE is a new
+ * flight, whose retransmission timeout starts at 1000 ms from then, however
+ * often HELLO was resent; the handshake timeout still counts from the
+ * first HELLO. */
+static void test_datagram_hello_ack_restarts_the_retransmission_timeout_at_1000_ms(void)
+{
+    uint32_t deadline = 0;
+
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    end_init(&server, USMP_ROLE_SERVER, &DGRAM_CFG, 2);
+    usmp_engine_start(&client.e, 0);
+    usmp_engine_start(&server.e, 0);
+    /* HELLO lost twice: resent at 1000 and at 3000, next due at 7000. */
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 1000), USMP_OK);
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 3000), USMP_OK);
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 7000);
+    CHECK_INT_EQ(deliver(&client, &server, 1, 3000), USMP_OK);
+    /* The CHALLENGE at 3500: HELLO_ACK goes, and is lost. */
+    CHECK_INT_EQ(deliver(&server, &client, 1, 3500), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_WAIT_SESSION_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 4500);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 4499), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 0);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 4500), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    CHECK_INT_EQ(client.wire[0], USMP_TYPE_HELLO_ACK);
+    client.wire_len = 0;
+    client.frames = 0;
+    /* Resends of the same flight double it: 4500 + 2000, then 6500 + 4000
+     * is past the handshake deadline, 10000 from the first HELLO. */
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 6500);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 6500), USMP_OK);
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 10000);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 9999), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_TIMEOUT);
+}
+
+/* Spec 8.4 rule 2: the HELLO with a cookie replacing the bare HELLO on a
+ * COOKIE is a new flight too. */
+static void test_datagram_cookie_restarts_the_retransmission_timeout_at_1000_ms(void)
+{
+    uint8_t cookie[1 + USMP_COOKIE_BYTES];
+    uint32_t deadline = 0;
+
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    usmp_engine_start(&client.e, 0);
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 1000), USMP_OK); /* next due at 3000 */
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    memset(cookie, 0x5a, sizeof cookie);
+    cookie[0] = USMP_TYPE_COOKIE;
+    CHECK_INT_EQ(feed(&client, cookie, sizeof cookie, 1, 1500), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    CHECK_INT_EQ(client.wire_len, 1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 2500);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 2500), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    CHECK_INT_EQ(client.wire_len, 1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 4500);
 }
 
 static void test_usage_limits(void)
@@ -905,6 +992,8 @@ int main(void)
     test_stream_replay_and_reflection();
     test_keepalive_and_timers();
     test_datagram_retransmission();
+    test_datagram_hello_ack_restarts_the_retransmission_timeout_at_1000_ms();
+    test_datagram_cookie_restarts_the_retransmission_timeout_at_1000_ms();
     test_usage_limits();
     test_misuse();
     test_wiping();

@@ -70,15 +70,6 @@ static int is_record_type(uint8_t type)
     return type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT;
 }
 
-/* The wire code of a condition, or 0 when it never goes on the wire. */
-static uint8_t wire_code(int err)
-{
-    if (err <= USMP_ERR_MALFORMED && err >= USMP_ERR_KEY_LIMIT) {
-        return (uint8_t)(-err - 16);
-    }
-    return USMP_CODE_NONE;
-}
-
 static uint16_t record_limit_for_mode(uint8_t mode)
 {
     return mode == USMP_MODE_STREAM ? USMP_STREAM_MAX_RECORD : USMP_DATAGRAM_MAX_RECORD;
@@ -111,7 +102,7 @@ static void wipe_keys(usmp_engine_t *e)
  */
 static int fail(usmp_engine_t *e, int err)
 {
-    uint8_t code = wire_code(err);
+    uint8_t code = usmp_error_to_wire(err);
     int was_established = e->state == USMP_STATE_ESTABLISHED;
 
     e->state = USMP_STATE_FAILED;
@@ -1313,12 +1304,13 @@ int usmp_engine_close(usmp_engine_t *e, uint8_t code)
     case USMP_STATE_CLOSED:
     case USMP_STATE_FAILED:
         return USMP_OK;
-    default:
+    default: {
         /* During the handshake an ERROR goes out for the codes ERROR carries
          * (a server refusing with BUSY); the others just end it. */
-        (void)fail(e, code >= USMP_CODE_MALFORMED && code <= USMP_CODE_KEY_LIMIT
-                          ? -(16 + (int)code) : USMP_ERR_STATE);
+        int err = usmp_error_from_wire(code);
+        (void)fail(e, err != USMP_OK ? err : USMP_ERR_STATE);
         return USMP_OK;
+    }
     }
 }
 

@@ -14,26 +14,11 @@
 #include <string.h>
 
 #include "usmp_crypto.h"
+#include "usmp_fragment.h"
 #include "usmp_handshake.h"
 #include "usmp_record.h"
+#include "usmp_replay.h"
 #include "usmp_wire.h"
-
-/* e->flags */
-#define F_STARTED        0x01u /* usmp_engine_start was called */
-#define F_HAVE_TOP       0x02u /* datagram: a record was accepted (replay window valid) */
-#define F_PING_OUT       0x04u /* PING sent, PONG deadline running */
-#define F_REASSEMBLING   0x08u /* a fragmented message is partly received */
-#define F_FRAGMENTING    0x10u /* a fragmented message is partly sent */
-#define F_RESEND_ALLOWED 0x20u /* server, datagram: SESSION_OK may be resent */
-#define F_UNKNOWN_DEVICE 0x40u /* server: no PSK for the device; fail at HELLO_ACK */
-#define F_PEER_ERROR     0x80u /* datagram handshake: an ERROR was recorded (row 25) */
-
-/* e->pending: control frames waiting for the tx buffer, built in this order */
-#define P_ERROR  0x01u
-#define P_BYE    0x02u
-#define P_FLIGHT 0x04u /* this side's current handshake flight */
-#define P_PONG   0x08u
-#define P_PING   0x10u
 
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS      90000u
@@ -51,7 +36,7 @@
 
 static size_t header_len(const usmp_engine_t *e)
 {
-    return IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HEADER_BYTES;
+    return usmp_record_header_len((usmp_mode_t)e->mode);
 }
 
 static int is_handshake_state(uint8_t state)
@@ -81,10 +66,15 @@ static int limits_valid(uint8_t mode, uint16_t max_record, uint16_t max_message)
            max_message >= max_record;
 }
 
-static void wipe_handshake(usmp_engine_t *e)
+/* Where each handshake phase's material dies (the table above struct
+ * usmp_engine in usmp_engine.h): the client's e_C and HELLO at the
+ * CHALLENGE, the key confirmation at HELLO_ACK (server) or SESSION_OK
+ * (client), the server's SESSION_OK once it may not be resent, and
+ * whatever is left when the session ends. */
+static void end_handshake_phase(usmp_engine_t *e)
 {
     usmp_crypto_wipe(&e->hs, sizeof e->hs);
-    e->flags &= (uint8_t)~(F_RESEND_ALLOWED | F_UNKNOWN_DEVICE);
+    e->flags &= (uint8_t)~(USMP_F_RESEND_ALLOWED | USMP_F_UNKNOWN_DEVICE);
 }
 
 static void wipe_keys(usmp_engine_t *e)
@@ -93,31 +83,55 @@ static void wipe_keys(usmp_engine_t *e)
     usmp_crypto_wipe(e->key_recv, sizeof e->key_recv);
 }
 
+/* CLOSED and FAILED keep the handshake material only for a flight still
+ * owed, the record keys only for a BYE still to be sealed. */
+static void drop_dead_secrets(usmp_engine_t *e)
+{
+    if (!(e->pending & USMP_P_FLIGHT)) {
+        end_handshake_phase(e);
+    }
+    if (!(e->pending & USMP_P_BYE)) {
+        wipe_keys(e);
+    }
+}
+
+/*
+ * The one place a session ends: a failure (fail), the soft usage limit
+ * (row 41), the peer's BYE (row 33), a local close (rows 43, 46, 47) and
+ * the transport's end (usmp_engine_transport_closed). state is CLOSED or
+ * FAILED and err what usmp_engine_error reports. Of the pending frames only
+ * those in keep may still go out (a handshake flight owed for an earlier
+ * frame goes first: what the peer receives must not depend on how its
+ * bytes were cut into reads); farewell (USMP_P_BYE, USMP_P_ERROR or 0)
+ * tells the peer code. The secrets the new state does not allow die here.
+ */
+static void end_session(usmp_engine_t *e, uint8_t state, int err, uint8_t keep, uint8_t farewell,
+                        uint8_t code)
+{
+    e->state = state;
+    e->error = err;
+    e->pending &= keep;
+    if (farewell != 0) {
+        e->close_code = code;
+        e->pending |= farewell;
+    }
+    drop_dead_secrets(e);
+}
+
 /*
  * A fatal condition: the session ends, the condition is kept (sticky) and,
  * when it has a wire code, reported to the peer once: ERROR during the
- * handshake, BYE after it (spec 9.2, 9.3). A handshake flight this side
- * already owes for an earlier frame still goes out first: what the peer
- * receives must not depend on how its bytes were cut into reads.
+ * handshake, BYE after it (spec 9.2, 9.3).
  */
 static int fail(usmp_engine_t *e, int err)
 {
     uint8_t code = usmp_error_to_wire(err);
-    int was_established = e->state == USMP_STATE_ESTABLISHED;
+    uint8_t farewell = 0;
 
-    e->state = USMP_STATE_FAILED;
-    e->error = err;
-    e->pending &= P_FLIGHT;
-    if (!(e->pending & P_FLIGHT)) {
-        wipe_handshake(e); /* else once the flight is built */
-    }
     if (code != USMP_CODE_NONE) {
-        e->close_code = code;
-        e->pending |= was_established ? P_BYE : P_ERROR;
+        farewell = e->state == USMP_STATE_ESTABLISHED ? USMP_P_BYE : USMP_P_ERROR;
     }
-    if (!(e->pending & P_BYE)) {
-        wipe_keys(e);
-    }
+    end_session(e, USMP_STATE_FAILED, err, USMP_P_FLIGHT, farewell, code);
     return err;
 }
 
@@ -139,10 +153,8 @@ static int tx_busy(const usmp_engine_t *e)
 static void check_soft_limit(usmp_engine_t *e)
 {
     if (e->send_usage >= USMP_USAGE_SOFT_LIMIT && e->state == USMP_STATE_ESTABLISHED &&
-        !(e->flags & F_FRAGMENTING)) {
-        e->state = USMP_STATE_CLOSED;
-        e->close_code = USMP_CODE_REKEY;
-        e->pending |= P_BYE;
+        usmp_fragmenter_remaining(&e->fragmenter) == 0) {
+        end_session(e, USMP_STATE_CLOSED, USMP_OK, USMP_P_FLIGHT, USMP_P_BYE, USMP_CODE_REKEY);
     }
 }
 
@@ -189,7 +201,7 @@ static void put_handshake_frame(usmp_engine_t *e, uint8_t type, const uint8_t *b
 static void queue_flight(usmp_engine_t *e, uint8_t type)
 {
     e->flight = type;
-    e->pending |= P_FLIGHT;
+    e->pending |= USMP_P_FLIGHT;
 }
 
 /* Builds this side's current handshake flight into the tx buffer. */
@@ -219,10 +231,10 @@ static void build_flight(usmp_engine_t *e)
     default:
         break;
     }
-    /* Kept only while it may have to be resent (datagram, spec 8.2). */
-    if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED ||
-        (e->flight == USMP_TYPE_SESSION_OK && !(e->flags & F_RESEND_ALLOWED))) {
-        wipe_handshake(e);
+    if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED) {
+        drop_dead_secrets(e);
+    } else if (e->flight == USMP_TYPE_SESSION_OK && !(e->flags & USMP_F_RESEND_ALLOWED)) {
+        end_handshake_phase(e); /* kept only while it may be resent (datagram, spec 8.2) */
     }
 }
 
@@ -234,33 +246,33 @@ static void build_pending(usmp_engine_t *e)
     if (tx_busy(e) || e->pending == 0) {
         return;
     }
-    if (e->pending & P_FLIGHT) {
+    if (e->pending & USMP_P_FLIGHT) {
         /* The flight answers an earlier frame: it goes before an ERROR or a
          * BYE caused by a later one, as it would have had the frames come
          * in separate reads. */
-        e->pending &= (uint8_t)~P_FLIGHT;
+        e->pending &= (uint8_t)~USMP_P_FLIGHT;
         build_flight(e);
-    } else if (e->pending & P_ERROR) {
-        e->pending &= (uint8_t)~P_ERROR;
+    } else if (e->pending & USMP_P_ERROR) {
+        e->pending &= (uint8_t)~USMP_P_ERROR;
         put_handshake_frame(e, USMP_TYPE_ERROR, &e->close_code, 1u, NULL, 0);
-    } else if (e->pending & P_BYE) {
-        e->pending &= (uint8_t)~P_BYE;
+    } else if (e->pending & USMP_P_BYE) {
+        e->pending &= (uint8_t)~USMP_P_BYE;
         e->tx_buf[h] = e->close_code;
         if (seal_tx(e, USMP_TYPE_BYE, 1u) != USMP_OK) {
             e->tx_len = 0; /* over the hard limit: close without BYE */
         }
         if (e->state != USMP_STATE_ESTABLISHED) {
-            e->pending = 0;
-            wipe_keys(e);
+            e->pending = 0; /* the session's last frame */
+            drop_dead_secrets(e);
         }
-    } else if (e->pending & P_PONG) {
-        e->pending &= (uint8_t)~P_PONG;
+    } else if (e->pending & USMP_P_PONG) {
+        e->pending &= (uint8_t)~USMP_P_PONG;
         memcpy(e->tx_buf + h, e->pong_payload, e->pong_len);
         if (seal_tx(e, USMP_TYPE_PONG, e->pong_len) != USMP_OK) {
             (void)fail(e, USMP_ERR_KEY_LIMIT);
         }
-    } else if (e->pending & P_PING) {
-        e->pending &= (uint8_t)~P_PING;
+    } else if (e->pending & USMP_P_PING) {
+        e->pending &= (uint8_t)~USMP_P_PING;
         /* The payload is the send time, echoed in the PONG: the driver
          * measures the round trip without keeping state. */
         usmp_put_be(e->tx_buf + h, e->ping_sent_at, 4);
@@ -404,10 +416,10 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     if (e == NULL) {
         return USMP_ERR_ARG;
     }
-    if (e->flags & F_STARTED) {
+    if (e->flags & USMP_F_STARTED) {
         return USMP_ERR_STATE;
     }
-    e->flags |= F_STARTED;
+    e->flags |= USMP_F_STARTED;
     arm_handshake_timers(e, now_ms);
     if (IS_SERVER(e)) {
         return USMP_OK;
@@ -489,7 +501,7 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
          * HELLO_ACK (spec 4.5 step 6). */
         e->random(e->random_user, psk, 32u);
         psk_len = 32u;
-        e->flags |= F_UNKNOWN_DEVICE;
+        e->flags |= USMP_F_UNKNOWN_DEVICE;
     }
 
     ch = usmp_hs_header(challenge, (usmp_mode_t)e->mode, USMP_TYPE_CHALLENGE,
@@ -580,7 +592,7 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     if (rc == USMP_OK) {
         rc = usmp_hs_client_mac(mac, keys.confirm_client, th);
     }
-    wipe_handshake(e); /* the ephemeral private key and HELLO are done */
+    end_handshake_phase(e); /* the ephemeral private key and HELLO are done */
     if (rc != USMP_OK) {
         usmp_crypto_wipe(&keys, sizeof keys);
         usmp_crypto_wipe(th, sizeof th);
@@ -604,14 +616,14 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 {
     /* A datagram ERROR recorded during the handshake was not the peer's
      * (spec 9.2): forget it. */
-    e->flags &= (uint8_t)~F_PEER_ERROR;
+    e->flags &= (uint8_t)~USMP_F_PEER_ERROR;
     e->peer_code = USMP_CODE_NONE;
     e->state = USMP_STATE_ESTABLISHED;
     e->send_counter = 0;
-    e->recv_counter = 0;
+    e->recv_next = 0;
     e->send_usage = 0;
 #if USMP_DATAGRAM
-    e->replay_bitmap = 0;
+    usmp_replay_init(&e->replay);
 #endif
     e->last_rx = now;
     ev->type = USMP_EVENT_ESTABLISHED;
@@ -633,20 +645,20 @@ static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
 
     /* An unknown device fails here even in the astronomically unlikely case
      * that its MAC matches the random stand-in key. */
-    if (!equal || (e->flags & F_UNKNOWN_DEVICE)) {
+    if (!equal || (e->flags & USMP_F_UNKNOWN_DEVICE)) {
         return fail(e, USMP_ERR_AUTH_FAILED);
     }
     rc = usmp_hs_server_mac(mac, e->hs.confirm.confirm_server_key, e->hs.confirm.transcript_hash,
                             frame, frame_len, e->session_id);
     memcpy(hello_ack_mac, frame + h, sizeof hello_ack_mac);
-    wipe_handshake(e);
+    end_handshake_phase(e);
     if (rc != USMP_OK) {
         return fail(e, rc);
     }
     memcpy(e->hs.resend.session_ok_mac, mac, sizeof mac);
     memcpy(e->hs.resend.hello_ack_mac, hello_ack_mac, sizeof hello_ack_mac);
     if (IS_DATAGRAM(e)) {
-        e->flags |= F_RESEND_ALLOWED;
+        e->flags |= USMP_F_RESEND_ALLOWED;
     }
     enter_established(e, now, ev);
     queue_flight(e, USMP_TYPE_SESSION_OK);
@@ -678,7 +690,7 @@ static int on_session_ok(usmp_engine_t *e, const uint8_t *frame, size_t frame_le
         return fail(e, USMP_ERR_AUTH_FAILED);
     }
     memcpy(e->session_id, body, USMP_SESSION_ID_BYTES);
-    wipe_handshake(e);
+    end_handshake_phase(e);
     enter_established(e, now, ev);
     return USMP_OK;
 }
@@ -717,7 +729,7 @@ static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     }
     e->peer_code = frame[h];
     if (IS_DATAGRAM(e)) {
-        e->flags |= F_PEER_ERROR;
+        e->flags |= USMP_F_PEER_ERROR;
         return USMP_ERR_PEER_ERROR; /* a drop: the handshake goes on */
     }
     return fail(e, USMP_ERR_PEER_ERROR);
@@ -734,7 +746,7 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
     }
     memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
     e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
-    e->pending |= P_FLIGHT;
+    e->pending |= USMP_P_FLIGHT;
     restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
 }
@@ -758,7 +770,7 @@ static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t fra
         usmp_hs_transcript(th, (usmp_mode_t)e->mode, frame, h + USMP_HELLO_BODY_BYTES,
                            e->hs.confirm.challenge, e->hs.confirm.challenge_len) == USMP_OK &&
         usmp_crypto_equal(th, e->hs.confirm.transcript_hash, 32u)) {
-        e->pending |= P_FLIGHT;
+        e->pending |= USMP_P_FLIGHT;
         return USMP_OK;
     }
     return USMP_ERR_UNEXPECTED; /* another HELLO: the dispatcher starts a new handshake */
@@ -771,9 +783,9 @@ static int on_duplicate_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t
 {
     (void)now;
     (void)ev;
-    if ((e->flags & F_RESEND_ALLOWED) && frame_len == h + USMP_HELLO_ACK_BODY_BYTES &&
+    if ((e->flags & USMP_F_RESEND_ALLOWED) && frame_len == h + USMP_HELLO_ACK_BODY_BYTES &&
         usmp_crypto_equal(frame + h, e->hs.resend.hello_ack_mac, USMP_MAC_BYTES)) {
-        e->pending |= P_FLIGHT;
+        e->pending |= USMP_P_FLIGHT;
         return USMP_OK;
     }
     return USMP_ERR_UNEXPECTED;
@@ -783,59 +795,29 @@ static int on_duplicate_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t
 
 /* ------------------------------------------------------------------ records */
 
-/* Row 30 and spec 6.4. seq is the record's counter (datagram continuity). */
+/* Row 30 and spec 6.4: parse, check, apply (usmp_fragment.h). seq is the
+ * record's counter (datagram continuity). A fragment out of sequence loses
+ * the partial message: fatal on a stream, a drop on datagrams. */
 static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uint64_t seq,
                        usmp_event_t *ev)
 {
-    uint16_t total, offset;
-    size_t chunk;
-    int continues;
+    usmp_fragment_t f;
+    int rc = usmp_fragment_parse(&f, payload, len, e->max_record, e->max_message);
 
-    if (len < USMP_FRAGMENT_HEADER_BYTES + 1u) {
-        return violation(e, USMP_ERR_MALFORMED);
+    if (rc != USMP_OK) {
+        return violation(e, rc);
     }
-    total = usmp_get_u16(payload);
-    offset = usmp_get_u16(payload + 2);
-    chunk = len - USMP_FRAGMENT_HEADER_BYTES;
-    if (total > e->max_message) {
-        return violation(e, USMP_ERR_TOO_LARGE);
-    }
-    if (total <= e->max_record) {
-        return violation(e, USMP_ERR_UNEXPECTED);
-    }
-    if ((size_t)offset + chunk > total) {
-        return violation(e, USMP_ERR_MALFORMED);
-    }
-    continues = (e->flags & F_REASSEMBLING) && total == e->reassembly_total &&
-                offset == e->reassembly_len;
-#if USMP_DATAGRAM
-    continues = continues && (IS_STREAM(e) || seq == e->reassembly_last_seq + 1u);
-#endif
-    if (offset == 0) {
-        if ((e->flags & F_REASSEMBLING) && IS_STREAM(e)) {
-            return fail(e, USMP_ERR_UNEXPECTED);
-        }
-        e->flags |= F_REASSEMBLING; /* datagram: a new message replaces a partial one */
-        e->reassembly_total = total;
-        e->reassembly_len = 0;
-    } else if (!continues) {
-        e->flags &= (uint8_t)~F_REASSEMBLING;
-        return violation(e, USMP_ERR_UNEXPECTED);
+    rc = usmp_reassembly_check(&e->reassembly, &f, IS_DATAGRAM(e), seq);
+    if (rc != USMP_OK) {
+        usmp_reassembly_reset(&e->reassembly);
+        return violation(e, rc);
     }
     /* total <= max_message <= reassembly_cap, and a reassembly buffer
      * exists whenever max_message > max_record < total. */
-    memcpy(e->reassembly_buf + offset, payload + USMP_FRAGMENT_HEADER_BYTES, chunk);
-    e->reassembly_len = (uint16_t)(offset + chunk);
-#if USMP_DATAGRAM
-    e->reassembly_last_seq = seq;
-#else
-    (void)seq;
-#endif
-    if (e->reassembly_len == total) {
-        e->flags &= (uint8_t)~F_REASSEMBLING;
+    if (usmp_reassembly_apply(&e->reassembly, e->reassembly_buf, &f, seq)) {
         ev->type = USMP_EVENT_MESSAGE;
         ev->data = e->reassembly_buf;
-        ev->len = total;
+        ev->len = f.total;
     }
     return USMP_OK;
 }
@@ -846,11 +828,11 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
 {
     switch (type) {
     case USMP_TYPE_DATA:
-        if (e->flags & F_REASSEMBLING) {
+        if (usmp_reassembly_active(&e->reassembly)) {
             if (IS_STREAM(e)) {
                 return fail(e, USMP_ERR_UNEXPECTED);
             }
-            e->flags &= (uint8_t)~F_REASSEMBLING; /* datagram: the partial message is lost */
+            usmp_reassembly_reset(&e->reassembly); /* datagram: the partial message is lost */
         }
         ev->type = USMP_EVENT_MESSAGE;
         ev->data = payload;
@@ -866,7 +848,7 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
          * unsent. Datagram: a PONG still unsent is replaced (spec 6.3). */
         memcpy(e->pong_payload, payload, len);
         e->pong_len = (uint8_t)len;
-        e->pending |= P_PONG;
+        e->pending |= USMP_P_PONG;
         return USMP_OK;
     case USMP_TYPE_PONG:
         if (len > USMP_MAX_PING_PAYLOAD) {
@@ -881,11 +863,7 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
             return violation(e, USMP_ERR_MALFORMED);
         }
         e->peer_code = payload[0];
-        e->state = USMP_STATE_CLOSED;
-        e->error = USMP_ERR_PEER_CLOSED;
-        e->pending = 0;
-        wipe_keys(e);
-        wipe_handshake(e);
+        end_session(e, USMP_STATE_CLOSED, USMP_ERR_PEER_CLOSED, 0, 0, USMP_CODE_NONE);
         ev->type = USMP_EVENT_CLOSED;
         return USMP_OK;
     }
@@ -895,12 +873,12 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
 static void note_alive(usmp_engine_t *e, uint32_t now)
 {
     e->last_rx = now;
-    e->flags &= (uint8_t)~F_PING_OUT;
+    e->flags &= (uint8_t)~USMP_F_PING_OUT;
 #if USMP_SERVER && USMP_DATAGRAM
-    if (e->flags & F_RESEND_ALLOWED) {
+    if (e->flags & USMP_F_RESEND_ALLOWED) {
         /* The client has the SESSION_OK: no more resending (spec 8.2). */
-        wipe_handshake(e);
-        e->pending &= (uint8_t)~P_FLIGHT;
+        end_handshake_phase(e);
+        e->pending &= (uint8_t)~USMP_P_FLIGHT;
     }
 #endif
 }
@@ -923,13 +901,13 @@ static int stream_on_record(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 {
     size_t frame_len = USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1);
     uint8_t *plain = e->rx_buf + USMP_STREAM_HEADER_BYTES;
-    uint64_t counter = e->recv_counter;
+    uint64_t counter = e->recv_next;
     int rc = usmp_record_open(plain, USMP_MODE_STREAM, e->rx_buf, frame_len, counter, e->key_recv);
 
     if (rc != USMP_OK) {
         return fail(e, rc);
     }
-    e->recv_counter++;
+    e->recv_next++;
     note_alive(e, now);
     return on_record_payload(e, e->rx_buf[0], plain, frame_len - USMP_STREAM_OVERHEAD, counter, ev);
 }
@@ -940,7 +918,6 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
                               usmp_event_t *ev)
 {
     uint64_t seq;
-    int have_top = (e->flags & F_HAVE_TOP) != 0;
     int rc;
 
     /* A datagram shorter than the header has no room for a tag either. */
@@ -955,7 +932,7 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     if (seq >= USMP_RECORD_COUNTER_LIMIT) {
         return USMP_ERR_KEY_LIMIT;
     }
-    rc = usmp_replay_check(e->recv_counter, e->replay_bitmap, have_top, seq);
+    rc = usmp_replay_check(&e->replay, seq);
     if (rc != USMP_OK) {
         return rc;
     }
@@ -967,8 +944,7 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     if (rc != USMP_OK) {
         return rc; /* check 8 failed: the record changes nothing (spec 6.2) */
     }
-    usmp_replay_update(&e->recv_counter, &e->replay_bitmap, have_top, seq);
-    e->flags |= F_HAVE_TOP;
+    usmp_replay_accept(&e->replay, seq);
     note_alive(e, now);
     return USMP_OK;
 }
@@ -1106,7 +1082,7 @@ static int stream_check_header(usmp_engine_t *e)
         if (rc != USMP_OK) {
             return rc;
         }
-        if (e->recv_counter >= USMP_RECORD_COUNTER_LIMIT) {
+        if (e->recv_next >= USMP_RECORD_COUNTER_LIMIT) {
             return fail(e, USMP_ERR_KEY_LIMIT);
         }
         return (int)len;
@@ -1125,7 +1101,7 @@ static int stream_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t 
         size_t take;
         int rc;
 
-        if (e->rx_len == 0 && d[*consumed] == USMP_TYPE_PING && (e->pending & P_PONG) &&
+        if (e->rx_len == 0 && d[*consumed] == USMP_TYPE_PING && (e->pending & USMP_P_PONG) &&
             e->state == USMP_STATE_ESTABLISHED) {
             /* Row 31: one PONG per PING, and at most one PONG unsent. Read
              * no further until the driver sends it (spec 6.3). */
@@ -1184,7 +1160,7 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t
     if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED) {
         return terminal_error(e);
     }
-    if (!(e->flags & F_STARTED)) {
+    if (!(e->flags & USMP_F_STARTED)) {
         return USMP_ERR_STATE;
     }
 #if USMP_DATAGRAM
@@ -1209,15 +1185,13 @@ int usmp_engine_transport_closed(usmp_engine_t *e)
      * read it, they go now (spec 5.7: wiped when the session ends). */
     e->tx_len = 0;
     e->tx_sent = 0;
-    e->pending = 0;
     if (e->state == USMP_STATE_CLOSED || e->state == USMP_STATE_FAILED) {
-        wipe_keys(e);
-        wipe_handshake(e);
-        return e->state == USMP_STATE_CLOSED ? USMP_OK : e->error;
+        int rc = e->state == USMP_STATE_CLOSED ? USMP_OK : e->error;
+        end_session(e, e->state, e->error, 0, 0, USMP_CODE_NONE);
+        return rc;
     }
-    (void)fail(e, USMP_ERR_TRANSPORT_CLOSED);
-    e->pending = 0; /* nobody left to tell */
-    wipe_handshake(e);
+    /* Nobody left to tell: no ERROR, no BYE. */
+    end_session(e, USMP_STATE_FAILED, USMP_ERR_TRANSPORT_CLOSED, 0, 0, USMP_CODE_NONE);
     return USMP_ERR_TRANSPORT_CLOSED;
 }
 
@@ -1250,7 +1224,7 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
     h = header_len(e);
     room = e->tx_cap - h - USMP_TAG_BYTES; /* the largest record tx_buf holds */
 
-    if (!(e->flags & F_FRAGMENTING)) {
+    if (usmp_fragmenter_remaining(&e->fragmenter) == 0) {
         if (len > e->peer_max_message) {
             return USMP_ERR_MESSAGE_TOO_LARGE;
         }
@@ -1263,27 +1237,18 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
             rc = seal_tx(e, USMP_TYPE_DATA, len);
             return rc == USMP_OK ? (int)len : fail(e, rc);
         }
-        e->flags |= F_FRAGMENTING;
-        e->fragment_total = (uint16_t)len;
-        e->fragment_sent = 0;
-    } else if (len != (size_t)(e->fragment_total - e->fragment_sent)) {
+        usmp_fragmenter_start(&e->fragmenter, (uint16_t)len);
+    } else if (len != usmp_fragmenter_remaining(&e->fragmenter)) {
         return USMP_ERR_STATE; /* not the rest of the message in progress */
     }
 
-    chunk = (room < e->peer_max_record ? room : e->peer_max_record) - USMP_FRAGMENT_HEADER_BYTES;
-    if (chunk > len) {
-        chunk = len;
-    }
-    usmp_put_u16(e->tx_buf + h, e->fragment_total);
-    usmp_put_u16(e->tx_buf + h + 2, e->fragment_sent);
-    memcpy(e->tx_buf + h + USMP_FRAGMENT_HEADER_BYTES, msg, chunk);
+    chunk = usmp_fragmenter_write(&e->fragmenter, e->tx_buf + h,
+                                  room < e->peer_max_record ? room : e->peer_max_record, msg, len);
     rc = seal_tx(e, USMP_TYPE_DATA_FRAGMENT, USMP_FRAGMENT_HEADER_BYTES + chunk);
     if (rc != USMP_OK) {
         return fail(e, rc);
     }
-    e->fragment_sent = (uint16_t)(e->fragment_sent + chunk);
-    if (e->fragment_sent == e->fragment_total) {
-        e->flags &= (uint8_t)~F_FRAGMENTING;
+    if (usmp_fragmenter_sent(&e->fragmenter, chunk)) {
         check_soft_limit(e);
     }
     return (int)chunk;
@@ -1297,9 +1262,7 @@ int usmp_engine_close(usmp_engine_t *e, uint8_t code)
     switch (e->state) {
     case USMP_STATE_ESTABLISHED:
         /* Rows 43, 46, 47. */
-        e->close_code = code;
-        e->state = USMP_STATE_CLOSED;
-        e->pending = (uint8_t)((e->pending & P_FLIGHT) | P_BYE);
+        end_session(e, USMP_STATE_CLOSED, USMP_OK, USMP_P_FLIGHT, USMP_P_BYE, code);
         return USMP_OK;
     case USMP_STATE_CLOSED:
     case USMP_STATE_FAILED:
@@ -1329,7 +1292,7 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
     uint32_t best = 0;
     int have = 0;
 
-    if (e == NULL || deadline_ms == NULL || !(e->flags & F_STARTED)) {
+    if (e == NULL || deadline_ms == NULL || !(e->flags & USMP_F_STARTED)) {
         return 0;
     }
     if (is_handshake_state(e->state)) {
@@ -1340,7 +1303,7 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
         }
 #endif
     } else if (e->state == USMP_STATE_ESTABLISHED) {
-        if (e->flags & F_PING_OUT) {
+        if (e->flags & USMP_F_PING_OUT) {
             earliest(&best, &have, e->ping_sent_at + e->pong_timeout_ms);
         } else if (e->keepalive_ms != 0) {
             earliest(&best, &have, e->last_rx + e->keepalive_ms);
@@ -1365,20 +1328,20 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
     if (e->state == USMP_STATE_FAILED) {
         return e->error;
     }
-    if (!(e->flags & F_STARTED)) {
+    if (!(e->flags & USMP_F_STARTED)) {
         return USMP_OK;
     }
     if (is_handshake_state(e->state)) {
         if (usmp_time_reached(now_ms, e->handshake_deadline)) {
             /* Row 26: the last datagram ERROR recorded, if any (spec 9.2). */
-            return fail(e, (e->flags & F_PEER_ERROR) ? USMP_ERR_PEER_ERROR : USMP_ERR_TIMEOUT);
+            return fail(e, (e->flags & USMP_F_PEER_ERROR) ? USMP_ERR_PEER_ERROR : USMP_ERR_TIMEOUT);
         }
 #if USMP_DATAGRAM
         if (IS_DATAGRAM(e) && IS_CLIENT(e) &&
             usmp_time_reached(now_ms, e->retransmit_at)) {
             /* Row 12: resend the last flight, unless it is still unsent. */
             if (!tx_busy(e)) {
-                e->pending |= P_FLIGHT;
+                e->pending |= USMP_P_FLIGHT;
             }
             e->retransmit_interval *= 2u;
             if (e->retransmit_interval > RETRANSMIT_MAX_MS) {
@@ -1392,14 +1355,14 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
     if (e->state != USMP_STATE_ESTABLISHED) {
         return USMP_OK;
     }
-    if (e->flags & F_PING_OUT) {
+    if (e->flags & USMP_F_PING_OUT) {
         if (usmp_time_reached(now_ms, e->ping_sent_at + e->pong_timeout_ms)) {
             return fail(e, USMP_ERR_PEER_TIMEOUT); /* row 45 */
         }
     } else if (e->keepalive_ms != 0 && usmp_time_reached(now_ms, e->last_rx + e->keepalive_ms)) {
-        e->flags |= F_PING_OUT; /* row 44 */
+        e->flags |= USMP_F_PING_OUT; /* row 44 */
         e->ping_sent_at = now_ms;
-        e->pending |= P_PING;
+        e->pending |= USMP_P_PING;
     }
 #if USMP_SERVER
     if (IS_SERVER(e) && usmp_time_reached(now_ms, e->last_rx + e->idle_timeout_ms)) {

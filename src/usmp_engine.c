@@ -20,6 +20,10 @@
 #include "usmp_replay.h"
 #include "usmp_wire.h"
 
+/* usmp_engine.h sizes the stored CHALLENGE without the body layout. */
+typedef char challenge_max_frame_matches_the_layout[
+    USMP_CHALLENGE_MAX_FRAME == USMP_STREAM_HEADER_BYTES + USMP_CHALLENGE_BODY_BYTES ? 1 : -1];
+
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS      90000u
 #define RETRANSMIT_FIRST_MS          1000u
@@ -409,7 +413,7 @@ static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
 int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
 {
     uint8_t *hello;
-    uint8_t random32[32];
+    uint8_t random32[USMP_X25519_KEY_BYTES];
     size_t h;
     int rc;
 
@@ -459,8 +463,8 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
                     uint32_t now, usmp_event_t *ev)
 {
     const uint8_t *body = frame + h;
-    uint8_t ephemeral_private[32];
-    uint8_t dh[32];
+    uint8_t ephemeral_private[USMP_X25519_KEY_BYTES];
+    uint8_t dh[USMP_X25519_KEY_BYTES];
     uint8_t psk[USMP_PSK_MAX_BYTES];
     size_t psk_len;
     uint8_t nonce[USMP_NONCE_BYTES];
@@ -499,8 +503,8 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
         /* Unknown device (or a lookup that returned an unusable key): go on
          * exactly as for a known one with a random stand-in PSK, and fail at
          * HELLO_ACK (spec 4.5 step 6). */
-        e->random(e->random_user, psk, 32u);
-        psk_len = 32u;
+        e->random(e->random_user, psk, USMP_KEY_BYTES);
+        psk_len = USMP_KEY_BYTES;
         e->flags |= USMP_F_UNKNOWN_DEVICE;
     }
 
@@ -538,9 +542,10 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
         usmp_crypto_wipe(&keys, sizeof keys);
         return fail(e, rc);
     }
-    memcpy(e->key_send, keys.s2c, 32u);
-    memcpy(e->key_recv, keys.c2s, 32u);
-    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server, 32u);
+    memcpy(e->key_send, keys.s2c, sizeof e->key_send);
+    memcpy(e->key_recv, keys.c2s, sizeof e->key_recv);
+    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server,
+           sizeof e->hs.confirm.confirm_server_key);
     usmp_crypto_wipe(&keys, sizeof keys);
 
     e->state = USMP_STATE_WAIT_HELLO_ACK;
@@ -555,8 +560,8 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
                         uint32_t now, usmp_event_t *ev)
 {
     const uint8_t *body = frame + h;
-    uint8_t dh[32];
-    uint8_t th[32];
+    uint8_t dh[USMP_X25519_KEY_BYTES];
+    uint8_t th[USMP_SHA256_BYTES];
     uint8_t mac[USMP_MAC_BYTES];
     usmp_hs_keys_t keys;
     size_t hello_len;
@@ -583,7 +588,8 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
         return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
     }
     /* The transcript takes HELLO without the cookie (spec 5.3). */
-    hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : 1u) + USMP_HELLO_BODY_BYTES;
+    hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES) +
+                USMP_HELLO_BODY_BYTES;
     rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame, frame_len);
     if (rc == USMP_OK) {
         rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, body + USMP_CHALLENGE_NONCE, th);
@@ -598,10 +604,11 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
         usmp_crypto_wipe(th, sizeof th);
         return fail(e, rc);
     }
-    memcpy(e->key_send, keys.c2s, 32u);
-    memcpy(e->key_recv, keys.s2c, 32u);
+    memcpy(e->key_send, keys.c2s, sizeof e->key_send);
+    memcpy(e->key_recv, keys.s2c, sizeof e->key_recv);
     memcpy(e->hs.confirm.transcript_hash, th, sizeof th);
-    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server, 32u);
+    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server,
+           sizeof e->hs.confirm.confirm_server_key);
     memcpy(e->hs.confirm.hello_ack_mac, mac, sizeof mac);
     usmp_crypto_wipe(&keys, sizeof keys);
     usmp_crypto_wipe(th, sizeof th);
@@ -744,8 +751,10 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
     if (frame_len != h + USMP_COOKIE_BYTES) {
         return USMP_ERR_MALFORMED; /* a COOKIE can only cause a resend: dropped */
     }
-    memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
-    e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+    memcpy(e->hs.start.hello + USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_COOKIE, frame + h,
+           USMP_COOKIE_BYTES);
+    e->hs.start.hello_len = (uint8_t)(USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_BODY_BYTES +
+                                      USMP_COOKIE_BYTES);
     e->pending |= USMP_P_FLIGHT;
     restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
@@ -761,7 +770,7 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
 static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                               uint32_t now, usmp_event_t *ev)
 {
-    uint8_t th[32];
+    uint8_t th[USMP_SHA256_BYTES];
 
     (void)now;
     (void)ev;
@@ -769,7 +778,7 @@ static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t fra
          frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES) &&
         usmp_hs_transcript(th, (usmp_mode_t)e->mode, frame, h + USMP_HELLO_BODY_BYTES,
                            e->hs.confirm.challenge, e->hs.confirm.challenge_len) == USMP_OK &&
-        usmp_crypto_equal(th, e->hs.confirm.transcript_hash, 32u)) {
+        usmp_crypto_equal(th, e->hs.confirm.transcript_hash, sizeof th)) {
         e->pending |= USMP_P_FLIGHT;
         return USMP_OK;
     }
@@ -1059,7 +1068,10 @@ static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_
     if (t == NULL) {
         return no_transition(e, d[0]);
     }
-    return t->handler(e, d, len, is_record_type(d[0]) ? USMP_DATAGRAM_HEADER_BYTES : 1u, now, ev);
+    return t->handler(e, d, len,
+                      is_record_type(d[0]) ? USMP_DATAGRAM_HEADER_BYTES
+                                           : USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES,
+                      now, ev);
 }
 
 #endif /* USMP_DATAGRAM */
@@ -1416,28 +1428,3 @@ uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e)
 {
     return e != NULL ? e->peer_max_message : 0u;
 }
-
-#if USMP_SERVER && USMP_DATAGRAM
-int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
-                        const uint8_t *client_address, size_t address_len,
-                        const uint8_t *hello, size_t hello_len)
-{
-    static const uint8_t label[] = "usmp-v1 cookie";
-    uint8_t full[USMP_HMAC_SHA256_BYTES];
-    const usmp_slice_t parts[] = {
-        { label, sizeof label - 1u },
-        { client_address, address_len },
-        { hello, hello_len },
-    };
-    int rc;
-
-    if (cookie == NULL || secret == NULL || (client_address == NULL && address_len > 0) ||
-        hello == NULL || hello_len != 1u + USMP_HELLO_BODY_BYTES) {
-        return USMP_ERR_ARG;
-    }
-    rc = usmp_crypto_hmac_sha256(full, secret, 32u, parts, 3u);
-    memcpy(cookie, full, USMP_COOKIE_BYTES);
-    usmp_crypto_wipe(full, sizeof full);
-    return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
-}
-#endif

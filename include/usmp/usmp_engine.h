@@ -283,9 +283,10 @@ uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e);
 size_t usmp_engine_max_single_record(const usmp_engine_t *e);
 
 #if USMP_SERVER && USMP_DATAGRAM
-/* Stateless UDP cookie (spec 8.3): HMAC-SHA256(secret, "usmp-v1 cookie" ||
- * client_address || hello)[0:16], hello being the datagram HELLO frame
- * without a cookie (45 bytes). */
+/* Stateless UDP cookie (spec 8.3; src/usmp_cookie.c): HMAC-SHA256(secret,
+ * "usmp-v1 cookie" || client_address || hello)[0:16], hello being the
+ * datagram HELLO frame without a cookie (45 bytes). Errors: USMP_ERR_ARG (a
+ * NULL pointer, or hello not 45 bytes), USMP_ERR_CRYPTO. */
 int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
                         const uint8_t *client_address, size_t address_len,
                         const uint8_t *hello, size_t hello_len);

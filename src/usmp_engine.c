@@ -16,6 +16,7 @@
 #include "usmp_crypto.h"
 #include "usmp_fragment.h"
 #include "usmp_handshake.h"
+#include "usmp_hello.h"
 #include "usmp_record.h"
 #include "usmp_replay.h"
 #include "usmp_wire.h"
@@ -57,17 +58,6 @@ static int is_defined_type(uint8_t type)
 static int is_record_type(uint8_t type)
 {
     return type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT;
-}
-
-static uint16_t record_limit_for_mode(uint8_t mode)
-{
-    return mode == USMP_MODE_STREAM ? USMP_STREAM_MAX_RECORD : USMP_DATAGRAM_MAX_RECORD;
-}
-
-static int limits_valid(uint8_t mode, uint16_t max_record, uint16_t max_message)
-{
-    return max_record >= USMP_MIN_RECORD && max_record <= record_limit_for_mode(mode) &&
-           max_message >= max_record;
 }
 
 /* Where each handshake phase's material dies (the table above struct
@@ -324,7 +314,7 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
     if (cfg->random == NULL ||
         (cfg->role != USMP_ROLE_CLIENT && cfg->role != USMP_ROLE_SERVER) ||
         (cfg->mode != USMP_MODE_STREAM && cfg->mode != USMP_MODE_DATAGRAM) ||
-        !limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
+        !usmp_limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
         return USMP_ERR_ARG;
     }
     if ((cfg->role == USMP_ROLE_SERVER && !USMP_SERVER) ||
@@ -413,6 +403,7 @@ static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
 int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
 {
     uint8_t *hello;
+    usmp_hello_t offer;
     uint8_t random32[USMP_X25519_KEY_BYTES];
     size_t h;
     int rc;
@@ -446,11 +437,13 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     if (rc != USMP_CRYPTO_OK) {
         return fail(e, USMP_ERR_CRYPTO);
     }
-    hello[h + USMP_HELLO_VERSIONS] = 1u << (USMP_VERSION_1 - 1u);
-    hello[h + USMP_HELLO_SUITES] = 1u << (USMP_SUITE_1 - 1u);
-    memcpy(hello + h + USMP_HELLO_DEVICE_ID, e->device_id, USMP_DEVICE_ID_BYTES);
-    usmp_put_u16(hello + h + USMP_HELLO_MAX_RECORD, e->max_record);
-    usmp_put_u16(hello + h + USMP_HELLO_MAX_MESSAGE, e->max_message);
+    offer.versions = 1u << (USMP_VERSION_1 - 1u);
+    offer.suites = 1u << (USMP_SUITE_1 - 1u);
+    offer.device_id = e->device_id;
+    offer.ephemeral = NULL; /* computed in place above */
+    offer.max_record = e->max_record;
+    offer.max_message = e->max_message;
+    usmp_hello_encode(hello + h, &offer);
     e->hs.start.hello_len = (uint8_t)(h + USMP_HELLO_BODY_BYTES);
     e->state = USMP_STATE_WAIT_CHALLENGE;
     queue_flight(e, USMP_TYPE_HELLO);
@@ -462,7 +455,8 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
 static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                     uint32_t now, usmp_event_t *ev)
 {
-    const uint8_t *body = frame + h;
+    usmp_hello_t hello;
+    usmp_challenge_t answer;
     uint8_t ephemeral_private[USMP_X25519_KEY_BYTES];
     uint8_t dh[USMP_X25519_KEY_BYTES];
     uint8_t psk[USMP_PSK_MAX_BYTES];
@@ -475,25 +469,17 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 
     (void)now;
     (void)ev;
-    /* Spec 4.5, in order. A datagram HELLO may carry a cookie, which the
-     * server's dispatcher has checked and the transcript leaves out. */
-    if (frame_len != h + USMP_HELLO_BODY_BYTES &&
-        !(IS_DATAGRAM(e) && frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
-        return fail(e, USMP_ERR_MALFORMED);
+    /* Spec 4.5, in order: steps 1-3 are the parse. A datagram HELLO may
+     * carry a cookie, which the server's dispatcher has checked and the
+     * transcript leaves out. */
+    rc = usmp_hello_parse(&hello, frame + h, frame_len - h, e->mode);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
     }
     frame_len = h + USMP_HELLO_BODY_BYTES;
-    if (!(body[USMP_HELLO_VERSIONS] & (1u << (USMP_VERSION_1 - 1u)))) {
-        return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
-    }
-    if (!(body[USMP_HELLO_SUITES] & (1u << (USMP_SUITE_1 - 1u)))) {
-        return fail(e, USMP_ERR_UNSUPPORTED_SUITE);
-    }
-    e->peer_max_record = usmp_get_u16(body + USMP_HELLO_MAX_RECORD);
-    e->peer_max_message = usmp_get_u16(body + USMP_HELLO_MAX_MESSAGE);
-    if (!limits_valid(e->mode, e->peer_max_record, e->peer_max_message)) {
-        return fail(e, USMP_ERR_MALFORMED);
-    }
-    memcpy(e->device_id, body + USMP_HELLO_DEVICE_ID, USMP_DEVICE_ID_BYTES);
+    e->peer_max_record = hello.max_record;
+    e->peer_max_message = hello.max_message;
+    memcpy(e->device_id, hello.device_id, USMP_DEVICE_ID_BYTES);
 
     e->random(e->random_user, ephemeral_private, sizeof ephemeral_private);
     e->random(e->random_user, nonce, sizeof nonce);
@@ -510,16 +496,18 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 
     ch = usmp_hs_header(challenge, (usmp_mode_t)e->mode, USMP_TYPE_CHALLENGE,
                         USMP_CHALLENGE_BODY_BYTES);
-    challenge[ch + USMP_CHALLENGE_VERSION] = USMP_VERSION_1;
-    challenge[ch + USMP_CHALLENGE_SUITE] = USMP_SUITE_1;
-    memcpy(challenge + ch + USMP_CHALLENGE_NONCE, nonce, sizeof nonce);
-    usmp_put_u16(challenge + ch + USMP_CHALLENGE_MAX_RECORD, e->max_record);
-    usmp_put_u16(challenge + ch + USMP_CHALLENGE_MAX_MESSAGE, e->max_message);
+    answer.version = USMP_VERSION_1;
+    answer.suite = USMP_SUITE_1;
+    answer.nonce = nonce;
+    answer.ephemeral = NULL; /* computed in place below */
+    answer.max_record = e->max_record;
+    answer.max_message = e->max_message;
+    usmp_challenge_encode(challenge + ch, &answer);
     e->hs.confirm.challenge_len = (uint8_t)(ch + USMP_CHALLENGE_BODY_BYTES);
 
     rc = usmp_crypto_x25519_public(challenge + ch + USMP_CHALLENGE_EPHEMERAL, ephemeral_private);
     if (rc == USMP_CRYPTO_OK) {
-        rc = usmp_crypto_x25519_shared(dh, ephemeral_private, body + USMP_HELLO_EPHEMERAL);
+        rc = usmp_crypto_x25519_shared(dh, ephemeral_private, hello.ephemeral);
     }
     usmp_crypto_wipe(ephemeral_private, sizeof ephemeral_private);
     if (rc != USMP_CRYPTO_OK) {
@@ -559,7 +547,7 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                         uint32_t now, usmp_event_t *ev)
 {
-    const uint8_t *body = frame + h;
+    usmp_challenge_t challenge;
     uint8_t dh[USMP_X25519_KEY_BYTES];
     uint8_t th[USMP_SHA256_BYTES];
     uint8_t mac[USMP_MAC_BYTES];
@@ -568,22 +556,13 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     int rc;
 
     (void)ev;
-    if (frame_len != h + USMP_CHALLENGE_BODY_BYTES) {
-        return fail(e, USMP_ERR_MALFORMED);
+    rc = usmp_challenge_parse(&challenge, frame + h, frame_len - h, e->mode);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
     }
-    if (body[USMP_CHALLENGE_VERSION] != USMP_VERSION_1) {
-        return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
-    }
-    if (body[USMP_CHALLENGE_SUITE] != USMP_SUITE_1) {
-        return fail(e, USMP_ERR_UNSUPPORTED_SUITE);
-    }
-    e->peer_max_record = usmp_get_u16(body + USMP_CHALLENGE_MAX_RECORD);
-    e->peer_max_message = usmp_get_u16(body + USMP_CHALLENGE_MAX_MESSAGE);
-    if (!limits_valid(e->mode, e->peer_max_record, e->peer_max_message)) {
-        return fail(e, USMP_ERR_MALFORMED);
-    }
-    rc = usmp_crypto_x25519_shared(dh, e->hs.start.ephemeral_private,
-                                   body + USMP_CHALLENGE_EPHEMERAL);
+    e->peer_max_record = challenge.max_record;
+    e->peer_max_message = challenge.max_message;
+    rc = usmp_crypto_x25519_shared(dh, e->hs.start.ephemeral_private, challenge.ephemeral);
     if (rc != USMP_CRYPTO_OK) {
         return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
     }
@@ -592,7 +571,7 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
                 USMP_HELLO_BODY_BYTES;
     rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame, frame_len);
     if (rc == USMP_OK) {
-        rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, body + USMP_CHALLENGE_NONCE, th);
+        rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, challenge.nonce, th);
     }
     usmp_crypto_wipe(dh, sizeof dh);
     if (rc == USMP_OK) {

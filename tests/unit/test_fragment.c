@@ -140,6 +140,7 @@ static void test_check_changes_nothing(void)
     uint8_t p[300];
     uint16_t offset;
 
+    memset(&r, 0, sizeof r); /* the padding too: the struct is compared whole */
     usmp_reassembly_reset(&r);
     CHECK_INT_EQ(step(&r, buf, 1, 0, 96, 3), USMP_OK);
     memcpy(&before, &r, sizeof r);

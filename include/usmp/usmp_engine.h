@@ -61,7 +61,9 @@ extern "C" {
     ((max_record) + USMP_DATAGRAM_OVERHEAD > USMP_HANDSHAKE_MAX_FRAME \
          ? (max_record) + USMP_DATAGRAM_OVERHEAD : USMP_HANDSHAKE_MAX_FRAME)
 
-/* Frame types (spec section 2). */
+/* Frame types (spec section 2). Public: a datagram gateway routes each
+ * datagram by its first byte (spec 8.4), and the C gateway and the
+ * emulated-target firmware do. */
 enum {
     USMP_TYPE_HELLO = 0x01,
     USMP_TYPE_CHALLENGE = 0x02,

@@ -10,7 +10,7 @@ packages=(
   valgrind clang libclang-rt-14-dev
   gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf libnewlib-dev
   python3-kconfiglib python3-yaml git
-  python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis
+  python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
   python3-setuptools python3-venv python3-pip
 )
 

@@ -34,14 +34,11 @@ class Harness:
         async def on_data(session: DatagramSession, data: bytes) -> None:
             self.received.append(data)
 
+        kwargs.setdefault("config", ServerConfig(max_record=1207, max_message=4096))
+        kwargs.setdefault("address_key", lambda a: address_bytes(a[0], a[1]))
+        kwargs.setdefault("rate_source", lambda a: a[0])
         self.gateway: DatagramGateway[tuple[str, int]] = DatagramGateway(
-            lambda frame, address: self.sent.append((address, frame)),
-            {DEVICE: PSK},
-            on_data=on_data,
-            config=kwargs.pop("config", ServerConfig(max_record=1207, max_message=4096)),
-            address_key=lambda a: address_bytes(a[0], a[1]),
-            rate_source=lambda a: a[0],
-            **kwargs,
+            lambda frame, address: self.sent.append((address, frame)), {DEVICE: PSK}, on_data=on_data, **kwargs
         )
 
     def take(self) -> list[tuple[Any, bytes]]:
@@ -81,7 +78,7 @@ async def handshake(h: Harness, client: ClientEngine, *, lose_session_ok: bool =
 
 
 def test_late_duplicate_hello_does_not_replace_an_established_session() -> None:
-    """Spec 8.4 (row 52): the HELLO again, after the session is ESTABLISHED and SESSION_OK was lost.
+    """Spec 8.4 rule 1: the HELLO again, after the session is ESTABLISHED and SESSION_OK was lost.
 
     The client's resent HELLO_ACK must still get the stored SESSION_OK; a
     gateway that took the late HELLO for a new handshake would answer it
@@ -110,7 +107,7 @@ def test_late_duplicate_hello_does_not_replace_an_established_session() -> None:
 
 
 def test_a_different_hello_from_a_pending_address_replaces_the_handshake() -> None:
-    """Row 51: the old handshake ends without a word, the new HELLO gets its own CHALLENGE."""
+    """Spec 8.2: the old handshake ends without a word, the new HELLO gets its own CHALLENGE."""
 
     async def main() -> None:
         h = Harness()
@@ -245,3 +242,67 @@ def test_fuzz_cobs_stream_skips_garbage_between_frames(pieces: list[tuple[bytes,
     for frame, _ in pieces:
         assert any(candidate == frame for candidate in decoded), "every intact frame comes out, in order"
     assert len(results) <= line.count(0)
+
+
+# --- spec/vectors/datagram.json -------------------------------------------------------------------
+
+
+def test_vector_cookie_before_busy() -> None:
+    """Spec 8.4 rule 3: under load and at the handshake limit, COOKIE first; BUSY only with a valid cookie."""
+    from usmp.cookie import CookieJar
+
+    from usmp_testing import load_vectors
+
+    vector = load_vectors("datagram.json")["cookie_before_busy"]
+    raw = bytes.fromhex(vector["client_address"])
+    address = (".".join(str(b) for b in raw[:4]), int.from_bytes(raw[4:], "big"))
+
+    async def main() -> None:
+        jar = CookieJar(asyncio.get_running_loop().time(), secret=bytes.fromhex(vector["cookie_secret"]))
+        config = ServerConfig(max_record=1207, max_message=8192, max_handshakes=1)
+        h = Harness(config=config, cookie_threshold=1, cookie_jar=jar)
+        other = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+        other.start(0.0)
+        await h.feed(other.frames_to_send()[0], ("192.0.2.50", 1))  # the one handshake allowed
+        for step in vector["steps"]:
+            replies = await h.feed(bytes.fromhex(step["input"]), address)
+            assert [frame.hex() for _, frame in replies] == [step["reply"]]
+        await h.gateway.stop(0.1)
+
+    run(main())
+
+
+def test_vector_serial_handshake_and_no_cookie_on_a_serial_line() -> None:
+    """Spec 8.4 rule 4: a link without source addresses never requires a cookie."""
+    from usmp_testing import handshake_case, load_vectors
+
+    vector = load_vectors("datagram.json")["serial_handshake"]
+    frames = handshake_case(vector["handshake"])["frames"]
+    flight = [bytes.fromhex(frames[k]) for k in ("hello", "challenge", "hello_ack", "session_ok")]
+    assert [cobs.frame(f).hex() for f in flight] == vector["lines"]
+    assert sum(len(cobs.frame(f)) for f in flight) == vector["wire_bytes"]
+
+    async def main() -> None:
+        h = Harness(cookie_threshold=0, address_key=None, rate_source=None)  # what SerialServer builds
+        client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+        client.start(0.0)
+        [(_, reply)] = await h.feed(client.frames_to_send()[0])
+        assert reply[0] == FrameType.CHALLENGE
+        await h.gateway.stop(0.1)
+
+    run(main())
+
+
+def test_retransmission_timeout_restarts_at_one_second_when_the_flight_changes() -> None:
+    """Spec 8.4 rule 2: a new flight (HELLO with cookie, HELLO_ACK) restarts at 1000 ms; a resend doubles."""
+    client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+    client.start(0.0)
+    hello = client.frames_to_send()[0]
+    assert client.next_deadline() == 1.0
+    client.handle_timeout(1.0)
+    assert client.frames_to_send() == [hello] and client.next_deadline() == 3.0  # doubled
+    client.receive_data(bytes((FrameType.COOKIE,)) + bytes(16), 1.5)
+    [with_cookie] = client.frames_to_send()
+    assert with_cookie == hello + bytes(16) and client.next_deadline() == 2.5  # restarted
+    client.handle_timeout(2.5)
+    assert client.frames_to_send() == [with_cookie] and client.next_deadline() == 4.5

@@ -211,7 +211,7 @@ class DatagramSession:
             await self._ended.wait()
 
     def abandon(self) -> None:
-        """End without a word (a handshake replaced by a new one, row 51; the gateway stopping)."""
+        """End without a word (a handshake replaced by a new one, 8.2; the gateway stopping)."""
         self._stopping = True
         if not self._engine.finished:
             self._engine.close()  # during the handshake close() sends nothing
@@ -389,6 +389,7 @@ class DatagramGateway(Generic[Address]):
         rate_source: Callable[[Address], str] | None = None,
         rebinding: bool = True,
         random: Callable[[int], bytes] = os.urandom,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         self.config = config or ServerConfig()
         self._engine_config = datagram_config(self.config)
@@ -407,7 +408,7 @@ class DatagramGateway(Generic[Address]):
         self.cookie_threshold = cookie_threshold
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._cookie_jar = CookieJar(loop.time(), random=random)
+        self._cookie_jar = cookie_jar or CookieJar(loop.time(), random=random)
         self._rate_limiter = HandshakeRateLimiter(self.config.handshake_rate, self.config.handshake_burst)
         self._handshakes: dict[Address, _Entry[Address]] = {}  # by address: handshake frames (8.2)
         self._by_address: dict[Address, _Entry[Address]] = {}  # established sessions by current address
@@ -477,12 +478,12 @@ class DatagramGateway(Generic[Address]):
             if pending.hello == hello and len(datagram) in (HELLO_FRAME_BYTES, HELLO_FRAME_BYTES + COOKIE_BYTES):
                 pending.session.deliver(datagram)  # row 23: the engine resends its CHALLENGE
                 return
-            # Row 51: a different HELLO from this address replaces the handshake in progress.
+            # 8.2: a different HELLO from this address replaces the handshake in progress.
             pending.session.abandon()
             self._forget(pending)
         established = self._by_address.get(address)
         if established is not None and established.hello == hello:
-            # Row 52 (8.4): a late duplicate of an established session's HELLO changes nothing.
+            # 8.4 rule 1: a late duplicate of an established session's HELLO changes nothing.
             self.stats.drop(Condition.UNEXPECTED)
             return
         self._new_handshake(datagram, address)

@@ -44,15 +44,20 @@ def _round_trip(server: subprocess.Popen[str], address: str) -> None:
     assert re.match(r"close [0-9a-f]{16}: BYE from the device \(NONE\)$", server.stdout.readline())
 
 
-def test_serve_udp_and_connect_udp() -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "usmp", "serve", "--udp", "--host", "127.0.0.1", "--port", "0", "--psk-env", "KEY"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env({"KEY": KEY}),
+def _psk_file(tmp_path: Path) -> str:
+    path = tmp_path / "devices.psk"
+    path.write_text(f"deadbeef0001 {KEY}\n")
+    return str(path)
+
+
+def test_serve_udp_and_connect_udp(tmp_path: Path) -> None:
+    server = _start(
+        "-m", "usmp", "serve", "--udp", "--host", "127.0.0.1", "--port", "0", "--psk-file", _psk_file(tmp_path)
     )
     try:
         assert server.stdout is not None
         status = server.stdout.readline()
-        match = re.match(r"listening on udp 127\.0\.0\.1:(\d+) \(echo mode, one key", status)
+        match = re.match(r"listening on udp 127\.0\.0\.1:(\d+) \(echo mode, 1 device", status)
         assert match, status
         _round_trip(server, f"udp://127.0.0.1:{match.group(1)}")
         assert "stopping" in _stop(server)
@@ -62,16 +67,15 @@ def test_serve_udp_and_connect_udp() -> None:
         server.communicate()
 
 
-def test_serve_serial_and_connect_serial_through_two_ptys() -> None:
+def test_serve_serial_and_connect_serial_through_two_ptys(tmp_path: Path) -> None:
     relay = _start(str(Path(REPO) / "tools" / "lossy_link.py"), "pty")
     server = None
     try:
         assert relay.stdout is not None
         device = relay.stdout.readline().split()[1]
         gateway = relay.stdout.readline().split()[1]
-        server = subprocess.Popen(
-            [sys.executable, "-m", "usmp", "serve", "--serial", gateway, "--baud", "115200", "--psk-env", "KEY"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env({"KEY": KEY}),
+        server = _start(
+            "-m", "usmp", "serve", "--serial", gateway, "--baud", "115200", "--psk-file", _psk_file(tmp_path)
         )
         assert server.stdout is not None
         status = server.stdout.readline()

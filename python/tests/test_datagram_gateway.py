@@ -37,8 +37,9 @@ class Harness:
         kwargs.setdefault("config", ServerConfig(max_record=1207, max_message=4096))
         kwargs.setdefault("address_key", lambda a: address_bytes(a[0], a[1]))
         kwargs.setdefault("rate_source", lambda a: a[0])
+        psk = kwargs.pop("psk", {DEVICE: PSK})
         self.gateway: DatagramGateway[tuple[str, int]] = DatagramGateway(
-            lambda frame, address: self.sent.append((address, frame)), {DEVICE: PSK}, on_data=on_data, **kwargs
+            lambda frame, address: self.sent.append((address, frame)), psk, on_data=on_data, **kwargs
         )
 
     def take(self) -> list[tuple[Any, bytes]]:
@@ -306,3 +307,18 @@ def test_retransmission_timeout_restarts_at_one_second_when_the_flight_changes()
     assert with_cookie == hello + bytes(16) and client.next_deadline() == 2.5  # restarted
     client.handle_timeout(2.5)
     assert client.frames_to_send() == [with_cookie] and client.next_deadline() == 4.5
+
+
+def test_device_ids_are_authenticated_only_with_a_key_per_device() -> None:
+    """spec/security.md: with one key for every device the gateway cannot tell devices apart."""
+
+    async def main() -> None:
+        for psk, expected in (({DEVICE: PSK}, True), (PSK, False)):
+            h = Harness(psk=psk)
+            client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+            await handshake(h, client)
+            [session] = h.gateway.sessions.values()
+            assert session.device_authenticated is expected
+            await h.gateway.stop(0.1)
+
+    run(main())

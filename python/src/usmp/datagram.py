@@ -138,8 +138,10 @@ class DatagramSession:
         on_close: Callable[[DatagramSession], Awaitable[None]] | None = None,
         on_moved: Callable[[DatagramSession, Any], None] | None = None,
         stats: LinkStats | None = None,
+        keys_per_device: bool = False,
     ) -> None:
         self._engine = engine
+        self._keys_per_device = keys_per_device
         self._send_datagram = send_datagram
         self.peer = peer
         self._on_hello = on_hello
@@ -166,6 +168,15 @@ class DatagramSession:
     @property
     def session_id(self) -> bytes | None:
         return self._engine.session_id if self._opened else None
+
+    @property
+    def device_authenticated(self) -> bool:
+        """True when ``device_id`` is bound to a key of that device alone (a gateway with a PSK per device).
+
+        False with one shared key for every device (any holder of it can
+        claim any id), before the handshake is done, and on the device side.
+        """
+        return self._keys_per_device and self._opened
 
     @property
     def established(self) -> bool:
@@ -395,6 +406,8 @@ class DatagramGateway(Generic[Address]):
         self._engine_config = datagram_config(self.config)
         self._send = send
         self._psks = PskResolver(psk)
+        # spec/security.md: with one key for every device, a device id is only a claim.
+        self._keys_per_device = not isinstance(psk, (bytes, bytearray, memoryview))
         self._on_data = on_data
         self._on_open = on_open
         self._on_close = on_close
@@ -542,6 +555,7 @@ class DatagramGateway(Generic[Address]):
             on_message=self._message,
             on_close=self._closed,
             on_moved=self._moved if self._rebinding else None,
+            keys_per_device=self._keys_per_device,
         )
         entry = _Entry(session, address, hello, index)
         holder.append(entry)
@@ -758,6 +772,10 @@ class DatagramClient:
     @property
     def session_id(self) -> bytes | None:
         return self._session.session_id if self._session else None
+
+    @property
+    def peer(self) -> Any:
+        return self._session.peer if self._session else None
 
     @property
     def connected(self) -> bool:

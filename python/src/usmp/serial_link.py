@@ -243,6 +243,15 @@ class SerialServer:
         return self._gateway.sessions if self._gateway else {}
 
     @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """A serial port has no network address: always empty."""
+        return []
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        return self._gateway.handshakes_in_progress if self._gateway else 0
+
+    @property
     def stats(self) -> LinkStats:
         """Link-wide counters: COBS framing errors, routing drops, each ended session's counters."""
         return self._gateway.stats if self._gateway else LinkStats()

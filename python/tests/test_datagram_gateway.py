@@ -136,10 +136,10 @@ def test_session_indexes_are_unique_among_live_sessions() -> None:
         def repeating(n: int) -> bytes:
             return next(draws) if n == 3 else bytes(n)
 
-        h = Harness(random=repeating)
+        h = Harness(random=repeating, psk=PSK)
         indexes = []
         for number in range(3):
-            client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+            client = ClientEngine(mode=Mode.DATAGRAM, device_id=f"d0d0d00000{number:02x}", psk=PSK, config=SMALL)
             client.start(0.0)
             [(_, challenge)] = await h.feed(client.frames_to_send()[0], ("192.0.2.9", 1000 + number))
             client.receive_data(challenge, 0.1)

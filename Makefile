@@ -9,7 +9,7 @@ PYTHON ?= /usr/bin/python3
 help:
 	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
-	@echo "make footprint      flash, RAM and stack of the core on Cortex-M4 and rv32imc (bench/footprint)"
+	@echo "make footprint      the device's flash, RAM and instructions on emulated Cortex-M4, rv32imc, Xtensa lx106 (targets/run.py)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
 	@echo "make deps           install the Debian packages the build and tests need"
@@ -25,15 +25,12 @@ test: deps
 	@bash tools/run-tests.sh
 
 footprint: deps
-	$(PYTHON) bench/footprint/footprint.py
+	$(PYTHON) targets/run.py --footprint
 
 vectors:
 	$(PYTHON) tools/gen_vectors.py
 
-check-footprint: deps
-	$(PYTHON) bench/footprint/footprint.py
-
-vectors:
+check-vectors:
 	$(PYTHON) tools/gen_vectors.py --check
 
 clean:

@@ -2,8 +2,9 @@
 #
 # Every build of the core reads this file: the CMake project and the ESP-IDF
 # component (both in the root CMakeLists.txt), the cross builds
-# (tests/esp32/cross_build.sh) and the footprint benchmark
-# (bench/footprint/footprint.py). PlatformIO's library.json cannot include
+# (tests/esp32/cross_build.sh), the footprint benchmark
+# (bench/footprint/footprint.py) and the emulated targets (targets/run.py).
+# PlatformIO's library.json cannot include
 # it, so its srcFilter repeats the list, and tests/build/test_source_lists.py
 # fails when the two differ or when a .c file of src/ is missing here.
 #

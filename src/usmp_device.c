@@ -13,6 +13,12 @@
 /* The longest single wait in a blocking call, so that timers run on time. */
 #define MAX_WAIT_SLICE_MS 1000u
 
+/* Handshakes started since boot (spec 5.8): with usmp_config_t.boot_counter
+ * it goes into every ephemeral key, so two handshakes of one boot never
+ * share a key even when the random source repeats. RAM only, shared by
+ * every context. */
+static uint64_t connections_since_boot;
+
 /* ------------------------------------------------------------------ logging */
 
 #if USMP_LOG
@@ -148,6 +154,8 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
         size_t used = 0;
         usmp_event_t ev;
         uint32_t now = usmp_port_millis();
+        const uint8_t *pending_out;
+        size_t pending_len;
 
         rc = usmp_engine_feed(&ctx->engine, ctx->in_buf + ctx->in_off,
                               (size_t)(ctx->in_len - ctx->in_off), now, &used, &ev);
@@ -169,7 +177,12 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
             break;
         }
         if (used == 0) {
-            break;
+            /* The engine reads no PING while a PONG is unsent (spec 6.3):
+             * send it and feed on; stop if nothing was waiting. */
+            usmp_engine_output(&ctx->engine, &pending_out, &pending_len);
+            if (pending_len == 0 || flush_output(ctx) != USMP_OK) {
+                break;
+            }
         }
     }
     if (rc == USMP_OK) {
@@ -188,19 +201,14 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
     return rc;
 }
 
-/* The error a finished session reports. When the gateway ended the
- * handshake with ERROR(code), the device reports that code's own error
- * (USMP_ERR_AUTH_FAILED for a wrong PSK, USMP_ERR_BUSY, ...): that is what
- * a developer needs to read, not "the peer sent an error". */
+/* The error a finished session reports. A gateway's ERROR stays
+ * USMP_ERR_PEER_ERROR, its code in usmp_peer_code: ERROR is
+ * unauthenticated, so a forged ERROR(AUTH_FAILED) must not read like the
+ * USMP_ERR_AUTH_FAILED this side reports only for a MAC it found wrong. */
 static int session_error(const usmp_ctx_t *ctx)
 {
     if (usmp_engine_state(&ctx->engine) == USMP_STATE_FAILED) {
-        int err = usmp_engine_error(&ctx->engine);
-        uint8_t code = usmp_engine_peer_code(&ctx->engine);
-        if (err == USMP_ERR_PEER_ERROR && code >= USMP_CODE_MALFORMED && code <= USMP_CODE_KEY_LIMIT) {
-            return -(16 + (int)code);
-        }
-        return err;
+        return usmp_engine_error(&ctx->engine);
     }
     if (usmp_engine_error(&ctx->engine) == USMP_ERR_PEER_CLOSED) {
         return USMP_ERR_PEER_CLOSED; /* the reason: usmp_engine_peer_code */
@@ -236,6 +244,8 @@ static int begin_handshake(usmp_ctx_t *ctx)
                                                                     : USMP_HANDSHAKE_TIMEOUT_MS;
     ec.keepalive_ms = ctx->config.keepalive_ms;
     ec.pong_timeout_ms = ctx->config.pong_timeout_ms;
+    ec.boot_counter = ctx->config.boot_counter;
+    ec.connection_counter = connections_since_boot++;
 
     ctx->in_len = 0;
     ctx->in_off = 0;
@@ -519,6 +529,11 @@ int usmp_close(usmp_ctx_t *ctx)
     ctx->message_ready = 0;
     ctx->reconnect_due = 0;
     return USMP_OK;
+}
+
+uint8_t usmp_peer_code(const usmp_ctx_t *ctx)
+{
+    return ctx != NULL ? usmp_engine_peer_code(&ctx->engine) : 0u;
 }
 
 usmp_state_t usmp_state(const usmp_ctx_t *ctx)

@@ -26,6 +26,7 @@
 #define F_FRAGMENTING    0x10u /* a fragmented message is partly sent */
 #define F_RESEND_ALLOWED 0x20u /* server, datagram: SESSION_OK may be resent */
 #define F_UNKNOWN_DEVICE 0x40u /* server: no PSK for the device; fail at HELLO_ACK */
+#define F_PEER_ERROR     0x80u /* datagram handshake: an ERROR was recorded (row 25) */
 
 /* e->pending: control frames waiting for the tx buffer, built in this order */
 #define P_ERROR  0x01u
@@ -348,6 +349,8 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
     e->psk = cfg->psk;
     e->psk_len = (uint8_t)cfg->psk_len;
     memcpy(e->device_id, cfg->device_id, USMP_DEVICE_ID_BYTES);
+    e->boot_counter = cfg->boot_counter;
+    e->connection_counter = cfg->connection_counter;
 #if USMP_SERVER
     e->psk_lookup = cfg->psk_lookup;
     e->psk_lookup_user = cfg->psk_lookup_user;
@@ -390,6 +393,7 @@ static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
 int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
 {
     uint8_t *hello;
+    uint8_t random32[32];
     size_t h;
     int rc;
 
@@ -408,7 +412,16 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     /* Row 1: HELLO = versions || suites || device_id || e_C || limits. */
     hello = e->hs.start.hello;
     h = usmp_hs_header(hello, (usmp_mode_t)e->mode, USMP_TYPE_HELLO, USMP_HELLO_BODY_BYTES);
-    e->random(e->random_user, e->hs.start.ephemeral_private, 32u);
+    /* Spec 5.8: the key is not the random output itself but an HMAC of it
+     * under the PSK with the counters, so a random source that repeats
+     * (after a reset, before the ESP32's RF is on) does not repeat e_C. */
+    e->random(e->random_user, random32, sizeof random32);
+    rc = usmp_hs_client_ephemeral(e->hs.start.ephemeral_private, e->psk, e->psk_len,
+                                  e->boot_counter, e->connection_counter, random32);
+    usmp_crypto_wipe(random32, sizeof random32);
+    if (rc != USMP_OK) {
+        return fail(e, USMP_ERR_CRYPTO);
+    }
     rc = usmp_crypto_x25519_public(hello + h + USMP_HELLO_EPHEMERAL, e->hs.start.ephemeral_private);
     if (rc != USMP_CRYPTO_OK) {
         return fail(e, USMP_ERR_CRYPTO);
@@ -585,6 +598,10 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
 
 static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 {
+    /* A datagram ERROR recorded during the handshake was not the peer's
+     * (spec 9.2): forget it. */
+    e->flags &= (uint8_t)~F_PEER_ERROR;
+    e->peer_code = USMP_CODE_NONE;
     e->state = USMP_STATE_ESTABLISHED;
     e->send_counter = 0;
     e->recv_counter = 0;
@@ -682,16 +699,23 @@ static int violation(usmp_engine_t *e, int err)
     return IS_STREAM(e) ? fail(e, err) : err;
 }
 
-/* Row 25. ERROR is unauthenticated: it can only end a handshake. */
+/* Row 25, spec 9.2. ERROR is unauthenticated: it can only end a handshake,
+ * and in datagram mode not even that at once, since anyone who knows the
+ * address can send one: the code is recorded (a later ERROR replaces it)
+ * and reported when the handshake times out (row 26). */
 static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                     uint32_t now, usmp_event_t *ev)
 {
     (void)now;
     (void)ev;
     if (frame_len != h + USMP_ERROR_BODY_BYTES) {
-        return fail(e, USMP_ERR_MALFORMED);
+        return violation(e, USMP_ERR_MALFORMED);
     }
     e->peer_code = frame[h];
+    if (IS_DATAGRAM(e)) {
+        e->flags |= F_PEER_ERROR;
+        return USMP_ERR_PEER_ERROR; /* a drop: the handshake goes on */
+    }
     return fail(e, USMP_ERR_PEER_ERROR);
 }
 
@@ -715,7 +739,9 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
 
 #if USMP_SERVER && USMP_DATAGRAM
 /* Row 23: a duplicate HELLO gets the stored CHALLENGE again. It is the same
- * HELLO exactly when it gives the same transcript (cookie left out). */
+ * HELLO exactly when it gives the same transcript (cookie left out). Row
+ * 51: any other HELLO is dropped here (UNEXPECTED); the server gives it to
+ * a new engine (spec 8.2). */
 static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                               uint32_t now, usmp_event_t *ev)
 {
@@ -832,6 +858,8 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
         if (len > USMP_MAX_PING_PAYLOAD) {
             return violation(e, USMP_ERR_MALFORMED);
         }
+        /* Row 31. Stream: the feed loop reads no PING while a PONG is
+         * unsent. Datagram: a PONG still unsent is replaced (spec 6.3). */
         memcpy(e->pong_payload, payload, len);
         e->pong_len = (uint8_t)len;
         e->pending |= P_PONG;
@@ -1093,6 +1121,12 @@ static int stream_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t 
         size_t take;
         int rc;
 
+        if (e->rx_len == 0 && d[*consumed] == USMP_TYPE_PING && (e->pending & P_PONG) &&
+            e->state == USMP_STATE_ESTABLISHED) {
+            /* Row 31: one PONG per PING, and at most one PONG unsent. Read
+             * no further until the driver sends it (spec 6.3). */
+            return USMP_OK;
+        }
         if (e->rx_len >= USMP_STREAM_HEADER_BYTES) {
             need += usmp_get_u16(e->rx_buf + 1);
         }
@@ -1166,15 +1200,16 @@ int usmp_engine_transport_closed(usmp_engine_t *e)
         return USMP_ERR_ARG;
     }
     /* Nothing can be sent any more: drop what waits, a partly sent frame
-     * included, so that the caller sees no output pending. */
+     * included, so that the caller sees no output pending. A BYE that was
+     * still pending kept the record keys for its seal; with nobody left to
+     * read it, they go now (spec 5.7: wiped when the session ends). */
     e->tx_len = 0;
     e->tx_sent = 0;
     e->pending = 0;
-    if (e->state == USMP_STATE_CLOSED) {
-        return USMP_OK;
-    }
-    if (e->state == USMP_STATE_FAILED) {
-        return e->error;
+    if (e->state == USMP_STATE_CLOSED || e->state == USMP_STATE_FAILED) {
+        wipe_keys(e);
+        wipe_handshake(e);
+        return e->state == USMP_STATE_CLOSED ? USMP_OK : e->error;
     }
     (void)fail(e, USMP_ERR_TRANSPORT_CLOSED);
     e->pending = 0; /* nobody left to tell */
@@ -1330,7 +1365,8 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
     }
     if (is_handshake_state(e->state)) {
         if (usmp_time_reached(now_ms, e->handshake_deadline)) {
-            return fail(e, USMP_ERR_TIMEOUT); /* row 26 */
+            /* Row 26: the last datagram ERROR recorded, if any (spec 9.2). */
+            return fail(e, (e->flags & F_PEER_ERROR) ? USMP_ERR_PEER_ERROR : USMP_ERR_TIMEOUT);
         }
 #if USMP_DATAGRAM
         if (IS_DATAGRAM(e) && IS_CLIENT(e) &&

@@ -54,6 +54,30 @@ int usmp_hs_derive_keys(usmp_hs_keys_t *keys, const uint8_t dh[32],
     return USMP_OK;
 }
 
+int usmp_hs_client_ephemeral(uint8_t private_key[32], const uint8_t *psk, size_t psk_len,
+                             uint64_t boot_counter, uint64_t connection_counter,
+                             const uint8_t random32[32])
+{
+    uint8_t counters[16];
+    const usmp_slice_t parts[] = {
+        LABEL("usmp-v1 client ephemeral"),
+        { counters, sizeof counters },
+        { random32, 32u },
+    };
+    int rc;
+
+    usmp_put_be(counters, boot_counter, 8);
+    usmp_put_be(counters + 8, connection_counter, 8);
+    /* The whole 32-byte tag is the key; X25519 clamps it (spec 5.8). */
+    rc = usmp_crypto_hmac_sha256(private_key, psk, psk_len, parts, 3u);
+    usmp_crypto_wipe(counters, sizeof counters);
+    if (rc != USMP_CRYPTO_OK) {
+        usmp_crypto_wipe(private_key, 32u);
+        return USMP_ERR_CRYPTO;
+    }
+    return USMP_OK;
+}
+
 static int truncated_hmac(uint8_t mac[16], const uint8_t key[32],
                           const usmp_slice_t *parts, size_t count)
 {

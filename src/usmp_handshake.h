@@ -34,6 +34,14 @@ int usmp_hs_derive_keys(usmp_hs_keys_t *keys, const uint8_t dh[32],
                         const uint8_t *psk, size_t psk_len,
                         const uint8_t nonce[16], const uint8_t th[32]);
 
+/* The hedged client ephemeral private key (spec 5.8):
+ * HMAC-SHA256(psk, "usmp-v1 client ephemeral" || u64(boot_counter) ||
+ * u64(connection_counter) || random32), all 32 bytes. A repeated random
+ * output alone does not repeat the key. */
+int usmp_hs_client_ephemeral(uint8_t private_key[32], const uint8_t *psk, size_t psk_len,
+                             uint64_t boot_counter, uint64_t connection_counter,
+                             const uint8_t random32[32]);
+
 /* HMAC-SHA256(k_conf_c, "client finished" || TH)[0:16] */
 int usmp_hs_client_mac(uint8_t mac[16], const uint8_t confirm_client[32],
                        const uint8_t th[32]);

@@ -60,6 +60,7 @@ ERROR_CODES = {       # [9]
     "IDLE_TIMEOUT": 0x0B,
     "REKEY": 0x0C,
     "SHUTDOWN": 0x0D,
+    "REPLACED": 0x0E,
 }
 
 VERSION_1_BIT = 0x01  # versions bitmap, bit 0 = version 1 [4.1]
@@ -71,6 +72,7 @@ KEY_INFO_LABEL = b"usmp-v1"
 CLIENT_FINISHED = b"client finished"
 SERVER_FINISHED = b"server finished"
 COOKIE_LABEL = b"usmp-v1 cookie"
+CLIENT_EPHEMERAL_LABEL = b"usmp-v1 client ephemeral"  # [5.8]
 MAC_BYTES = 16
 HARD_LIMIT_RECORDS = 2 ** 36  # [7]
 
@@ -87,6 +89,10 @@ def fixed(label, length):
 
 def u16(n):
     return n.to_bytes(2, "big")
+
+
+def u64(n):
+    return n.to_bytes(8, "big")
 
 
 def x25519_public(private):
@@ -196,16 +202,28 @@ def cobs_decode(data):
 
 # ----------------------------------------------------------------- handshake
 
+def client_ephemeral_private(psk, boot_counter, connection_counter, client_random):
+    """The hedged client ephemeral key [5.8]: the random output alone does not decide it."""
+    return hmac_sha256(psk, CLIENT_EPHEMERAL_LABEL + u64(boot_counter) + u64(connection_counter)
+                       + client_random)
+
+
 def run_handshake(name, mode, psk, device_id, client_limits, server_limits,
-                  cookie_secret=None, client_address=None, server_psk=None):
+                  cookie_secret=None, client_address=None, server_psk=None,
+                  boot_counter=0, connection_counter=0, ephemeral_psk=None):
     """Builds every frame and derived value of one deterministic handshake.
 
     server_psk, when given, is the PSK the server holds for this device
     (used for the wrong-PSK vectors); the client always uses psk.
+    ephemeral_psk, when given, is the PSK the client's ephemeral key is
+    derived with (default psk): the wrong-PSK vectors keep the genuine e_C.
     """
     if server_psk is None:
         server_psk = psk
-    c_priv = fixed(name + " client ephemeral private", 32)
+    if ephemeral_psk is None:
+        ephemeral_psk = psk
+    client_random = fixed(name + " client random", 32)
+    c_priv = client_ephemeral_private(ephemeral_psk, boot_counter, connection_counter, client_random)
     s_priv = fixed(name + " server ephemeral private", 32)
     nonce = fixed(name + " server nonce", 16)
     session_id = fixed(name + " session id", 8)
@@ -249,6 +267,9 @@ def run_handshake(name, mode, psk, device_id, client_limits, server_limits,
         "mode": mode,
         "psk": psk.hex(),
         "device_id": device_id.hex(),
+        "client_random": client_random.hex(),
+        "client_boot_counter": boot_counter,
+        "client_connection_counter": connection_counter,
         "client_ephemeral_private": c_priv.hex(),
         "client_ephemeral_public": c_pub.hex(),
         "server_ephemeral_private": s_priv.hex(),
@@ -330,13 +351,20 @@ def handshake_cases():
     device_id = bytes.fromhex("deadbeef0001")
     cases = []
     all_secrets = {}
+    # The counters of section 5.8: zero (a device with no persistent counter,
+    # first connection of the boot), and values that fill several bytes, so
+    # that a wrong width or byte order shows.
     specs = [
-        ("stream-basic", "stream", psk32, (512, 512), (1024, 4096), {}),
-        ("stream-psk16", "stream", fixed("short psk", 16), (16, 16), (65519, 65535), {}),
-        ("datagram-basic", "datagram", psk32, (512, 2048), (1207, 8192), {}),
+        ("stream-basic", "stream", psk32, (512, 512), (1024, 4096),
+         {"boot_counter": 0, "connection_counter": 0}),
+        ("stream-psk16", "stream", fixed("short psk", 16), (16, 16), (65519, 65535),
+         {"boot_counter": 0x0102030405060708, "connection_counter": 2}),
+        ("datagram-basic", "datagram", psk32, (512, 2048), (1207, 8192),
+         {"boot_counter": 41, "connection_counter": 0x1_0000_0001}),
         ("datagram-cookie", "datagram", psk32, (512, 2048), (1207, 8192),
          {"cookie_secret": fixed("cookie secret", 32),
-          "client_address": bytes.fromhex("c0a80117") + u16(40000)}),
+          "client_address": bytes.fromhex("c0a80117") + u16(40000),
+          "boot_counter": 1, "connection_counter": 7}),
     ]
     for name, mode, psk, client_limits, server_limits, extra in specs:
         case, secrets = run_handshake(name, mode, psk, device_id, client_limits, server_limits, **extra)
@@ -433,7 +461,7 @@ def negative_file(hs):
         cases.append({"name": name, "description": description, "handshake": handshake,
                       "receiver": receiver, "start": start, "steps": steps})
 
-    def step(frame, expect="ok", outcome=None, reply=None, delivers=None):
+    def step(frame, expect="ok", outcome=None, reply=None, delivers=None, peer_code=None):
         entry = {"input": frame.hex(), "expect": expect}
         if outcome is not None:
             entry["outcome"] = outcome
@@ -441,6 +469,15 @@ def negative_file(hs):
             entry["reply"] = reply.hex()
         if delivers is not None:
             entry["delivers"] = delivers.hex()
+        if peer_code is not None:
+            entry["peer_code"] = ERROR_CODES[peer_code]
+        return entry
+
+    def handshake_timer_step(expect, peer_code=None):
+        # Not an input: the receiver's clock passes its handshake_timeout.
+        entry = {"timer": "handshake", "expect": expect, "outcome": "closed"}
+        if peer_code is not None:
+            entry["peer_code"] = ERROR_CODES[peer_code]
         return entry
 
     def error_frame(frame, code):
@@ -498,10 +535,15 @@ def negative_file(hs):
         # --- wrong PSK: the client holds another PSK than the server
         wrong_case, wrong = run_handshake(name, mode, fixed("wrong psk", 32), bytes.fromhex("deadbeef0001"),
                                           (case["client_max_record"], case["client_max_message"]),
-                                          (case["server_max_record"], case["server_max_message"]))
+                                          (case["server_max_record"], case["server_max_message"]),
+                                          boot_counter=case["client_boot_counter"],
+                                          connection_counter=case["client_connection_counter"],
+                                          ephemeral_psk=bytes.fromhex(case["psk"]))
+        assert wrong["hello"] == s["hello"]
         add(prefix + "wrong-psk", name, "server", "WAIT_HELLO_ACK",
             [step(wrong["hello_ack"], "AUTH_FAILED", fatal, error_frame(frame, "AUTH_FAILED"))],
-            "HELLO_ACK made by a client with a different PSK (same ephemeral keys).")
+            "HELLO_ACK made by a client that holds a different PSK in its key schedule "
+            "(same HELLO and ephemeral keys as the genuine one).")
 
         # --- unknown device: answered exactly like a known one, fails at HELLO_ACK
         unknown_id = bytes.fromhex("deadbeef0099")
@@ -565,6 +607,83 @@ def negative_file(hs):
             [step(frame(SESSION_OK, s["session_ok"][-24:-1]),
                   "MALFORMED", fatal, error_frame(frame, "MALFORMED"))],
             "SESSION_OK one byte short.")
+
+        # --- version numbers without a bit in the bitmap (4.5): none can be offered
+        add(prefix + "hello-no-version", name, "server", "WAIT_HELLO",
+            [step(frame(HELLO, bytes([0x00]) + body[1:]), "UNSUPPORTED_VERSION", fatal,
+                  error_frame(frame, "UNSUPPORTED_VERSION"))],
+            "HELLO with an empty versions bitmap offers no version at all.")
+        for selected in (0, 9):
+            add(prefix + "challenge-version-%d" % selected, name, "client", "WAIT_CHALLENGE",
+                [step(frame(CHALLENGE, bytes([selected]) + cbody[1:]), "UNSUPPORTED_VERSION", fatal,
+                      error_frame(frame, "UNSUPPORTED_VERSION"))],
+                "CHALLENGE selects version %d, which has no bit in the 8-bit versions bitmap "
+                "(versions 1 to 8 only), so the client cannot have offered it." % selected)
+
+        # --- type before length (4.5, 5.1): an unexpected type is UNEXPECTED whatever its length
+        add(prefix + "unexpected-type-wrong-length", name, "server", "WAIT_HELLO",
+            [step(frame(SESSION_OK, bytes(5)), "UNEXPECTED", fatal if mode == "stream" else "open",
+                  error_frame(frame, "UNEXPECTED") if mode == "stream" else None)],
+            "A SESSION_OK of the wrong length sent to a server: the type is checked before "
+            "the length, so the condition is UNEXPECTED, not MALFORMED.")
+        add(prefix + "error-wrong-length", name, "client", "WAIT_CHALLENGE",
+            [step(frame(ERROR, bytes([ERROR_CODES["AUTH_FAILED"], 0])), "MALFORMED", drop,
+                  error_frame(frame, "MALFORMED") if mode == "stream" else None)],
+            "An ERROR with a 2-byte body: MALFORMED (stream: fatal; datagram: dropped, the "
+            "handshake goes on).")
+
+        # --- peer ERROR during the handshake (9.2, row 25)
+        spoofed_error = error_frame(frame, "AUTH_FAILED")
+        if mode == "stream":
+            add(prefix + "error-in-wait-challenge", name, "client", "WAIT_CHALLENGE",
+                [step(spoofed_error, "PEER_ERROR", "closed", peer_code="AUTH_FAILED")],
+                "A stream ERROR ends the handshake at once with PEER_ERROR and the peer's code; "
+                "nothing is sent.")
+            add(prefix + "error-in-wait-hello", name, "server", "WAIT_HELLO",
+                [step(frame(ERROR, bytes([ERROR_CODES["BUSY"]])), "PEER_ERROR", "closed",
+                      peer_code="BUSY")],
+                "WAIT_HELLO counts as a handshake state: a stream ERROR there ends it with "
+                "PEER_ERROR.")
+        else:
+            add(prefix + "error-then-challenge", name, "client", "WAIT_CHALLENGE",
+                [step(spoofed_error, "PEER_ERROR", "open", peer_code="AUTH_FAILED"),
+                 step(s["challenge"], "ok", "open", s["hello_ack"]),
+                 step(s["session_ok"], "ok", "open")],
+                "A datagram ERROR is unauthenticated: it is recorded and dropped, and the "
+                "genuine CHALLENGE that follows completes the handshake.")
+            add(prefix + "error-then-timeout", name, "client", "WAIT_CHALLENGE",
+                [step(spoofed_error, "PEER_ERROR", "open", peer_code="AUTH_FAILED"),
+                 step(frame(ERROR, bytes([ERROR_CODES["BUSY"]])), "PEER_ERROR", "open",
+                      peer_code="BUSY"),
+                 handshake_timer_step("PEER_ERROR", peer_code="BUSY")],
+                "Two datagram ERRORs and no CHALLENGE: at the handshake timeout the handshake "
+                "fails with PEER_ERROR and the code of the last ERROR recorded.")
+            add(prefix + "no-error-timeout", name, "client", "WAIT_CHALLENGE",
+                [handshake_timer_step("TIMEOUT")],
+                "No answer and no ERROR: the handshake fails with TIMEOUT.")
+            add(prefix + "error-in-wait-session-ok", name, "client", "WAIT_SESSION_OK",
+                [step(spoofed_error, "PEER_ERROR", "open", peer_code="AUTH_FAILED"),
+                 step(s["session_ok"], "ok", "open")],
+                "A datagram ERROR after HELLO_ACK is dropped; the genuine SESSION_OK still "
+                "establishes the session.")
+            add(prefix + "error-in-wait-hello", name, "server", "WAIT_HELLO",
+                [step(frame(ERROR, bytes([ERROR_CODES["BUSY"]])), "PEER_ERROR", "open",
+                      peer_code="BUSY"),
+                 step(s["hello"], "ok", "open", s["challenge"])],
+                "WAIT_HELLO counts as a handshake state: a datagram ERROR there is recorded "
+                "and dropped, and a HELLO is still answered.")
+            add(prefix + "error-in-wait-hello-ack", name, "server", "WAIT_HELLO_ACK",
+                [step(spoofed_error, "PEER_ERROR", "open", peer_code="AUTH_FAILED"),
+                 step(s["hello_ack"], "ok", "open", s["session_ok"])],
+                "A datagram ERROR sent to a server in WAIT_HELLO_ACK is dropped; the genuine "
+                "HELLO_ACK still completes the handshake.")
+            other_hello = frame(HELLO, body[:8] + attacker_public + body[40:])
+            add(prefix + "different-hello-in-wait-hello-ack", name, "server", "WAIT_HELLO_ACK",
+                [step(other_hello, "UNEXPECTED", "open"),
+                 step(s["hello_ack"], "ok", "open", s["session_ok"])],
+                "A HELLO that differs from the stored one reaches the engine in WAIT_HELLO_ACK: "
+                "the engine drops it (UNEXPECTED) and its handshake goes on; the server (8.2) "
+                "starts a new handshake for that address in a new engine.")
 
         if mode == "stream":
             add(prefix + "hello-then-garbage-in-one-read", name, "server", "WAIT_HELLO",
@@ -720,6 +839,41 @@ def negative_file(hs):
                  step(s["seal"](s["k_c2s"], 1, DATA, b"interloper"), "ok", "open", delivers=b"interloper"),
                  step(fragment(2, 1500, 1000, message[1000:]), "UNEXPECTED", "open")],
                 "A DATA between fragments is delivered and discards the partial message.")
+
+        # --- PING: one PONG per PING, with its payload (row 31)
+        ping0 = s["seal"](s["k_c2s"], 0, PING, b"\x01")
+        ping1 = s["seal"](s["k_c2s"], 1, PING, b"\x02\x02")
+        pong0 = s["seal"](s["k_s2c"], 0, PONG, b"\x01")
+        pong1 = s["seal"](s["k_s2c"], 1, PONG, b"\x02\x02")
+        if mode == "stream":
+            add(prefix + "two-pings-in-one-read", name, "server", "ESTABLISHED",
+                [step(ping0 + ping1, "ok", "open", pong0 + pong1)],
+                "Two PINGs in one read get two PONGs, each with its PING's payload, in order.")
+        else:
+            add(prefix + "two-pings", name, "server", "ESTABLISHED",
+                [step(ping0, "ok", "open", pong0), step(ping1, "ok", "open", pong1)],
+                "Each PING gets its own PONG with its payload.")
+
+        # --- DATA_FRAGMENT payload shorter than its 4-byte header (6.4)
+        add(prefix + "fragment-shorter-than-header", name, "server", "ESTABLISHED",
+            [step(s["seal"](s["k_c2s"], 0, DATA_FRAGMENT, u16(1500) + b"\x00"), "MALFORMED", drop,
+                  established_error("MALFORMED"))],
+            "A DATA_FRAGMENT whose payload (3 bytes) cannot hold total and offset.")
+        add(prefix + "fragment-empty-chunk", name, "server", "ESTABLISHED",
+            [step(fragment(0, 1500, 0, b""), "MALFORMED", drop, established_error("MALFORMED"))],
+            "A DATA_FRAGMENT of exactly 4 bytes: total and offset, no chunk.")
+        if mode == "datagram":
+            tampered_continuation = bytearray(fragment(1, 1500, 1000, message[1000:]))
+            tampered_continuation[-1] ^= 0x01
+            add(prefix + "rejected-records-keep-partial-message", name, "server", "ESTABLISHED",
+                [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+                 step(fragment(1, case["server_max_message"] + 1, 1000, bytes(10)), "TOO_LARGE", "open"),
+                 step(fragment(1, 1500, 1000, b""), "MALFORMED", "open"),
+                 step(bytes(tampered_continuation), "BAD_RECORD", "open"),
+                 step(fragment(1, 1500, 1000, message[1000:]), "ok", "open", delivers=message)],
+                "Only an out-of-sequence fragment, a new first fragment or a DATA discard a "
+                "partly received message (6.4); a record rejected for any other reason changes "
+                "nothing, so the genuine continuation with the same seq still completes it.")
 
         if mode == "stream":
             cut = c2s0[:-1]

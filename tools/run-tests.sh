@@ -70,6 +70,23 @@ if build_c device-asan -DUSMP_CRYPTO=openssl -DUSMP_SANITIZE=ON -DUSMP_SERVER=OF
   run_ctest device-asan "$BUILD/device-asan"
 fi
 
+# --- C: the X25519 providers of the device crypto profiles -------------------
+# mbedTLS with X25519 from libsodium (the fast profile) and from HACL*
+# (mbedTLS's 3rdparty/everest: the small profile), under ASan+UBSan: the
+# crypto seam's tests (Wycheproof's x25519_test.json, low-order points to
+# BAD_KEY) and everything that runs a handshake through it.
+for provider in libsodium everest; do
+  if build_c "x25519-$provider-asan" -DUSMP_CRYPTO=mbedtls -DUSMP_X25519="$provider" -DUSMP_SANITIZE=ON; then
+    stage "test x25519-$provider-asan"
+    (cd "$BUILD/x25519-$provider-asan" && ctest --output-on-failure -j "$JOBS" -R '^(crypto|vectors|engine|device)$') 2>&1 \
+      | tee "$BUILD/x25519-$provider-asan.ctest.log"
+    status=${PIPESTATUS[0]}
+    line=$(grep -E 'tests passed|tests failed' "$BUILD/x25519-$provider-asan.ctest.log" | tail -n 1)
+    summaries+=("ctest [x25519-$provider-asan]: ${line:-no summary (exit $status)}")
+    [ "$status" -eq 0 ] || failed=1
+  fi
+done
+
 # --- fuzzing: clang + libFuzzer, which also builds everything with clang -----
 FUZZ_SECONDS=${USMP_FUZZ_SECONDS:-30}
 if build_c fuzz-clang -DUSMP_CRYPTO=openssl -DUSMP_FUZZ=ON -DCMAKE_C_COMPILER=clang; then
@@ -120,6 +137,22 @@ if [ "$esp32_host_status" -ne 0 ] || [ "$esp32_cross_status" -ne 0 ] || [ "$esp3
   failed=1
 fi
 # --- stage: esp32 end --------------------------------------------------------
+
+# --- stage: emulated targets begin ---------------------------------------------
+# The firmware of targets/ under QEMU (-icount shift=0): Cortex-M4
+# (mps2-an386), rv32imc (virt) and Xtensa lx106 (sim; the ESP8266's core:
+# Debian has no ESP32 LX6/LX7 toolchain or machine), each with the three
+# X25519 providers: both engines reproduce spec/vectors, and the device API
+# replays them against a scripted gateway. Any failed run fails the stage.
+# The UART run against the Python gateway waits for its serial transport
+# (targets/run.py: uart_stage).
+stage "emulated targets (QEMU: cortex-m4, rv32imc, xtensa-lx106)"
+targets_log="$BUILD/targets.log"
+"$PYTHON" targets/run.py --build-dir "$BUILD/targets" 2>&1 | tee "$targets_log"
+targets_status=${PIPESTATUS[0]}
+summaries+=("$(tail -n 1 "$targets_log")")
+[ "$targets_status" -eq 0 ] || failed=1
+# --- stage: emulated targets end -----------------------------------------------
 
 # --- Python, spec, and C <-> Python interop -----------------------------------
 # The interop tests run the C programs of the ASan build, so a memory error in

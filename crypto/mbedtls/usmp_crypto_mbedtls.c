@@ -14,6 +14,11 @@
  *
  * mbedTLS has no Ed25519 in 2.28 or in any 3.x release:
  * usmp_crypto_ed25519_verify returns USMP_CRYPTO_ERR_UNSUPPORTED here.
+ *
+ * X25519 comes from mbedTLS's ECP module here unless the build defines
+ * USMP_X25519_EXTERNAL=1 and links one of the providers of crypto/x25519/
+ * (libsodium, or the HACL* code in mbedTLS's 3rdparty/everest) instead:
+ * the device crypto profiles of docs/crypto.md. The core cannot tell.
  */
 #include "../common/usmp_crypto_internal.h"
 #include "usmp_port.h"
@@ -24,8 +29,14 @@
  * build_info.h in 3.x. */
 #include "mbedtls/version.h"
 
+#ifndef USMP_X25519_EXTERNAL
+#define USMP_X25519_EXTERNAL 0
+#endif
+
+#if !USMP_X25519_EXTERNAL
 #include "mbedtls/bignum.h"
 #include "mbedtls/ecp.h"
+#endif
 #include "mbedtls/gcm.h"
 #include "mbedtls/md.h"
 
@@ -38,7 +49,7 @@
 #endif
 
 /* Fail at build time, with the option to turn on, rather than at run time. */
-#if !defined(MBEDTLS_ECP_C) || !defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+#if !USMP_X25519_EXTERNAL && (!defined(MBEDTLS_ECP_C) || !defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED))
 #error "USMP needs MBEDTLS_ECP_C and MBEDTLS_ECP_DP_CURVE25519_ENABLED (X25519)"
 #endif
 #if !defined(MBEDTLS_GCM_C) || !defined(MBEDTLS_AES_C)
@@ -73,6 +84,8 @@ static int internal_unless_ok(int ret)
 }
 
 /* ---- X25519 ----------------------------------------------------------- */
+
+#if !USMP_X25519_EXTERNAL
 
 /* The ladder's projective coordinates are randomised with this (blinding
  * against side channels); the result does not depend on it. */
@@ -150,6 +163,7 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
 
     return usmp_backend_x25519(out, scalar, nine);
 }
+#endif /* !USMP_X25519_EXTERNAL */
 
 /* ---- SHA-256 and HMAC --------------------------------------------------- */
 

@@ -17,12 +17,16 @@
  *    USMP_MAX_RECORD and USMP_MAX_MESSAGE in usmp_options.h); it may be
  *    static. No call allocates. The PSK bytes and the transport must stay
  *    valid as long as the context is used: the context keeps pointers to
- *    them for reconnecting.
+ *    them for reconnecting. Besides the contexts the library keeps one
+ *    8-byte static: the count of handshakes started since boot (spec 5.8).
  *  - Blocking: usmp_connect, usmp_send and usmp_recv block, usmp_recv at
  *    most timeout_ms. usmp_connect_start / usmp_connect_poll and
  *    usmp_keepalive_tick never wait longer than the timeout they are given
  *    (keepalive_tick: not at all, except while it runs a reconnect).
- *  - Threads: a context belongs to one task at a time.
+ *  - Threads: a context belongs to one task at a time. Handshakes of
+ *    different contexts must not start at the same moment from different
+ *    tasks (the connection counter is not atomic; two handshakes with the
+ *    same counter would rely on the random source alone, spec 5.8).
  *  - The five port hooks of usmp_port.h must be provided by the platform.
  */
 #ifndef USMP_H
@@ -50,6 +54,13 @@ typedef struct {
     uint32_t pong_timeout_ms;      /* dead peer after this long without an answer; 0: keepalive_ms */
     uint32_t handshake_timeout_ms; /* 0: USMP_HANDSHAKE_TIMEOUT_MS */
     uint8_t no_reconnect;          /* 1: usmp_keepalive_tick does not reconnect a lost session */
+    /* A value that never repeats across boots of this device, e.g. a
+     * counter kept in NVS, advanced and stored before the first connect of
+     * each boot; 0 when the device has none. With the connection counter
+     * the library keeps in RAM it goes into every ephemeral key (spec 5.8),
+     * so a random source that repeats its output after a reset cannot make
+     * the device accept a replayed session (spec/security.md section 6). */
+    uint64_t boot_counter;
 } usmp_config_t;
 
 /* Counters for diagnostics and the demo's report. */
@@ -87,9 +98,13 @@ typedef struct usmp_ctx {
 /* Opens the transport and runs the handshake, blocking until the session is
  * established or fails (at most the handshake timeout after the transport
  * connects). Errors: USMP_ERR_ARG, USMP_ERR_PSK (not 16 .. 64 bytes), the
- * transport's errors, USMP_ERR_TIMEOUT, and the code of the gateway's ERROR
- * (USMP_ERR_AUTH_FAILED: wrong PSK or unknown device; USMP_ERR_BUSY;
- * USMP_ERR_UNSUPPORTED_VERSION, ...) or of what this side detected. */
+ * transport's errors, USMP_ERR_TIMEOUT, USMP_ERR_PEER_ERROR when the
+ * gateway's ERROR ended the handshake (its code: usmp_peer_code, e.g.
+ * USMP_CODE_AUTH_FAILED for a wrong PSK or an unknown device, or
+ * USMP_CODE_BUSY), or what this side detected itself (USMP_ERR_AUTH_FAILED:
+ * the gateway's SESSION_OK MAC was wrong, USMP_ERR_MALFORMED, ...).
+ * ERROR is unauthenticated: anyone on the path can send one, so treat
+ * USMP_ERR_PEER_ERROR as a claim, never as proof that the key is wrong. */
 int usmp_connect(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_config_t *cfg);
 
 /* Non-blocking connect for event loops: usmp_connect_start opens the
@@ -126,6 +141,11 @@ int usmp_keepalive_tick(usmp_ctx_t *ctx);
 
 /* Sends BYE, closes the transport and wipes the keys. */
 int usmp_close(usmp_ctx_t *ctx);
+
+/* The wire code the gateway sent (spec 9.1): of its ERROR after
+ * USMP_ERR_PEER_ERROR, of its BYE after USMP_ERR_PEER_CLOSED (the reason:
+ * USMP_CODE_NONE, USMP_CODE_SHUTDOWN, ...); 0 otherwise. */
+uint8_t usmp_peer_code(const usmp_ctx_t *ctx);
 
 usmp_state_t usmp_state(const usmp_ctx_t *ctx);
 /* The session id (8 bytes) once established. */

@@ -91,7 +91,8 @@ enum {
     USMP_CODE_KEY_LIMIT = 0x0A,
     USMP_CODE_IDLE_TIMEOUT = 0x0B,
     USMP_CODE_REKEY = 0x0C,
-    USMP_CODE_SHUTDOWN = 0x0D
+    USMP_CODE_SHUTDOWN = 0x0D,
+    USMP_CODE_REPLACED = 0x0E /* BYE only: a newer session of this device id (spec 9.1) */
 };
 
 typedef enum { USMP_ROLE_CLIENT = 0, USMP_ROLE_SERVER = 1 } usmp_role_t;
@@ -162,6 +163,15 @@ typedef struct {
     uint32_t keepalive_ms;
     uint32_t pong_timeout_ms;
     uint32_t idle_timeout_ms;
+    /* Client: the counters the ephemeral key is derived with (spec 5.8),
+     * so that a random source that repeats its output does not repeat the
+     * key. boot_counter: a value that never repeats across boots of this
+     * device (kept in non-volatile memory), 0 when there is none.
+     * connection_counter: handshakes started since boot, 0 for the first.
+     * The engine keeps no counter itself; the device API (usmp.h) fills
+     * both. */
+    uint64_t boot_counter;
+    uint64_t connection_counter;
 } usmp_engine_config_t;
 
 typedef enum {
@@ -189,6 +199,7 @@ typedef struct usmp_engine {
     const uint8_t *psk;
     uint8_t psk_len;
     uint8_t device_id[USMP_DEVICE_ID_BYTES];
+    uint64_t boot_counter, connection_counter; /* client: spec 5.8 */
 #if USMP_SERVER
     usmp_psk_lookup_fn psk_lookup;
     void *psk_lookup_user;
@@ -202,7 +213,8 @@ typedef struct usmp_engine {
 
     /* state */
     uint8_t state;
-    uint8_t peer_code;          /* code of the peer's ERROR or BYE */
+    uint8_t peer_code;          /* code of the peer's ERROR or BYE (datagram
+                                 * handshake: of the last ERROR recorded) */
     uint8_t close_code;         /* code this side sent in ERROR or BYE */
     uint8_t flags;              /* USMP_F_* in usmp_engine.c */
     int error;                  /* sticky error once FAILED */
@@ -276,14 +288,19 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms);
 
 /* Feeds received bytes. Stream mode: any number of bytes of the stream;
  * the engine stops after the first event and sets *consumed; call again
- * with the rest. Datagram mode: exactly one datagram (one COBS frame).
- * *event is set (USMP_EVENT_NONE when nothing happened). Returns USMP_OK or
- * the condition the input produced. */
+ * with the rest. It also stops, with *consumed short of it, at a PING
+ * while the PONG for an earlier PING is still unsent (spec 6.3, row 31):
+ * send the output, then feed the rest. Datagram mode: exactly one datagram
+ * (one COBS frame). *event is set (USMP_EVENT_NONE when nothing happened).
+ * Returns USMP_OK or the condition the input produced. A datagram ERROR
+ * during the handshake returns USMP_ERR_PEER_ERROR for that datagram only:
+ * it is recorded, and ends the handshake only at its timeout (spec 9.2). */
 int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len,
                      uint32_t now_ms, size_t *consumed, usmp_event_t *event);
 
 /* The stream ended. Reports TRANSPORT_CLOSED (or nothing, if the session
- * already closed cleanly). */
+ * already closed cleanly). Whatever the state, nothing can be sent any
+ * more: pending output is dropped and the record keys are wiped. */
 int usmp_engine_transport_closed(usmp_engine_t *e);
 
 /* Seals the next record of a message into the output. Returns the number
@@ -310,7 +327,8 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms);
 
 /* Runs the timers due at now_ms: handshake timeout, datagram
  * retransmission, keepalive PING, PONG deadline, server idle timeout.
- * Returns USMP_OK or the failure (TIMEOUT, PEER_TIMEOUT). */
+ * Returns USMP_OK or the failure (TIMEOUT, PEER_TIMEOUT, or PEER_ERROR at
+ * the handshake timeout when a datagram ERROR was recorded). */
 int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms);
 
 /* Ends the session from this side: in ESTABLISHED queues BYE(code) (code
@@ -328,7 +346,8 @@ usmp_state_t usmp_engine_state(const usmp_engine_t *e);
  * peer's BYE closed the session (USMP_OK when this side closed it); else
  * USMP_OK. */
 int usmp_engine_error(const usmp_engine_t *e);
-/* The code of the peer's ERROR (PEER_ERROR) or BYE (PEER_CLOSED). */
+/* The code of the peer's ERROR (PEER_ERROR) or BYE (PEER_CLOSED). During a
+ * datagram handshake: the code of the last ERROR recorded, 0 when none. */
 uint8_t usmp_engine_peer_code(const usmp_engine_t *e);
 /* The code this side sent in its ERROR or BYE (REKEY after the soft usage
  * limit, IDLE_TIMEOUT, ...), USMP_CODE_NONE for a normal close. */

@@ -36,7 +36,7 @@ enum {
     USMP_ERR_UNEXPECTED = -18,         /* 0x02 */
     USMP_ERR_UNSUPPORTED_VERSION = -19,/* 0x03 */
     USMP_ERR_UNSUPPORTED_SUITE = -20,  /* 0x04 */
-    USMP_ERR_AUTH_FAILED = -21,        /* 0x05: wrong PSK, unknown device, tampering */
+    USMP_ERR_AUTH_FAILED = -21,        /* 0x05: a MAC this side checked is wrong */
     USMP_ERR_BAD_KEY = -22,            /* 0x06: all-zero X25519 result */
     USMP_ERR_BUSY = -23,               /* 0x07 */
     USMP_ERR_TOO_LARGE = -24,          /* 0x08: over our announced limit */
@@ -44,7 +44,7 @@ enum {
     USMP_ERR_KEY_LIMIT = -26,          /* 0x0A: key usage limit, either direction */
     USMP_ERR_REPLAY = -40,             /* datagram record seen or too old */
     USMP_ERR_UNKNOWN_SESSION = -41,    /* datagram record for another session */
-    USMP_ERR_PEER_ERROR = -42,         /* the peer sent ERROR; see usmp_engine_peer_code */
+    USMP_ERR_PEER_ERROR = -42,         /* the peer sent ERROR; see usmp_peer_code */
     USMP_ERR_PEER_CLOSED = -43,        /* the peer sent BYE; see usmp_engine_peer_code */
 
     /* transport and timers */

@@ -370,9 +370,12 @@ def build_dependencies(work: Path, base: Mapping[str, str]) -> tuple[Path | None
     return program_git, program_packed
 
 
-def nvs_csv(path: Path, psk_hex: str) -> Path:
+def nvs_csv(path: Path, psk_hex: str, boot_count: int | None = None) -> Path:
     # The input format of ESP-IDF's nvs_partition_gen.py, as docs/esp32.md uses it.
-    path.write_text(f"key,type,encoding,value\nusmp,namespace,,\npsk,data,hex2bin,{psk_hex}\n")
+    text = f"key,type,encoding,value\nusmp,namespace,,\npsk,data,hex2bin,{psk_hex}\n"
+    if boot_count is not None:
+        text += f"boot_count,data,u64,{boot_count}\n"
+    path.write_text(text)
     return path
 
 
@@ -437,6 +440,7 @@ def main() -> int:
         out = run_example(program, nvs_csv(work / "nvs.csv", psk_hex), work / "run-nvs.log")
         outputs.append(out)
         check("PSK: 32 bytes from NVS" in out, "the PSK was read from NVS", out)
+        check("boot counter: 1\n" in out, "the first boot counter, 1, was stored in NVS and used", out)
         echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
         check(echoes == [("19", "19"), ("17", "17"), ("0", "0")], "three messages sent and echoed, the empty one included", out)
         check("echo test passed: every message came back unchanged" in out, "the example reports success", out)
@@ -454,9 +458,10 @@ def main() -> int:
         check("PSK: 32 bytes from menuconfig" in out, "the PSK was read from menuconfig", out)
         check("echo test passed" in out, "the example reports success", out)
 
-        print("run full: PSK from NVS, every feature compiled in")
-        out = run_example(program_full, nvs_csv(work / "nvs-full.csv", psk_hex), work / "run-full.log")
+        print("run full: PSK from NVS, every feature compiled in, boot counter 41 in NVS")
+        out = run_example(program_full, nvs_csv(work / "nvs-full.csv", psk_hex, 41), work / "run-full.log")
         outputs.append(out)
+        check("boot counter: 42\n" in out, "the boot counter in NVS was advanced from 41 to 42", out)
         echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
         check(echoes == [("19", "19"), ("17", "17"), ("0", "0")] and "echo test passed" in out,
               "the full build echoes all three messages too", out)
@@ -486,9 +491,11 @@ def main() -> int:
         print("run wrong-psk: another device's key")
         out = run_example(program, nvs_csv(work / "nvs-wrong.csv", other_hex), work / "run-wrong-psk.log")
         outputs.append(out)
-        check("echo test failed: AUTH_FAILED" in out, "the handshake fails with AUTH_FAILED", out)
-        check("echo test failed: AUTH_FAILED (authentication failed: wrong PSK" in out,
+        check("echo test failed: PEER_ERROR" in out, "the gateway's ERROR is reported as PEER_ERROR", out)
+        check("echo test failed: PEER_ERROR (peer reported an error" in out,
               "usmp_strerror gives the sentence (USMP_ERROR_TEXT on in the device profile)", out)
+        check(f"the gateway refused with AUTH_FAILED: it does not know device {DEVICE_ID}" in out,
+              "the example names the gateway's code, AUTH_FAILED", out)
         time.sleep(0.3)
         check(gateway.text().count("\nopen ") == opens_before, "the gateway opened no session for the refused runs", gateway.text())
 

@@ -60,7 +60,9 @@ portable=("${core[@]/#/$ROOT/}" "$ROOT/crypto/common/usmp_crypto_common.c" "$ROO
 backend="$ROOT/crypto/mbedtls/usmp_crypto_mbedtls.c"
 port="$ROOT/ports/esp32/usmp/usmp_port_esp32.c"
 port_inc=()
-for c in esp_common esp_hw_support esp_timer freertos log; do port_inc+=(-I"$STANDINS/$c/include"); done
+for c in esp_common esp_hw_support esp_timer freertos log esp_event esp_netif esp_wifi bootloader_support; do
+  port_inc+=(-I"$STANDINS/$c/include")
+done
 
 # The feature profiles: name and -D flags.
 profile_names=(full device smallest)
@@ -101,6 +103,9 @@ build_target() { # name, compiler and flags...
     for f in "${portable[@]}"; do compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$f"; done
     compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$backend" -isystem "$MBEDINC"
     compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$port" "${port_inc[@]}" -DESP_PLATFORM=1
+    # The port's other entropy source (CONFIG_USMP_ESP32_RNG_NO_RF).
+    compile "$profile/$name/rng-no-rf" "${cc[@]}" "${defs[@]}" -- "$port" "${port_inc[@]}" \
+      -DESP_PLATFORM=1 -DUSMP_ESP32_RNG_NO_RF=1
   done
 }
 

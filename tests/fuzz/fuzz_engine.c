@@ -138,6 +138,12 @@ static void feed_checked(usmp_engine_t *e, const uint8_t *d, size_t n, uint32_t 
                 snapshot.reassembly_len = e->reassembly_len;
                 snapshot.reassembly_last_seq = e->reassembly_last_seq;
             }
+            if (rc == USMP_ERR_PEER_ERROR) {
+                /* allowed: a datagram ERROR's code is recorded for the
+                 * handshake timeout (spec 9.2) */
+                snapshot.flags = e->flags;
+                snapshot.peer_code = e->peer_code;
+            }
             if (memcmp(&snapshot, e, sizeof snapshot) != 0) {
                 fprintf(stderr, "a dropped datagram changed the engine (%s)\n", usmp_error_name(rc));
                 abort();

@@ -125,16 +125,15 @@ static int parse_hex(const char *hex, uint8_t *out, size_t cap)
 static void print_peer_code(int rc)
 {
     if (rc == USMP_ERR_PEER_ERROR || rc == USMP_ERR_PEER_CLOSED) {
-        printf("%u", (unsigned)usmp_engine_peer_code(&ctx.engine));
+        printf("%u", (unsigned)usmp_peer_code(&ctx));
     } else {
         fputc('-', stdout);
     }
 }
 
 /* "err <what> <condition> <peer code|-> api=<what the call returned>". The
- * condition is the engine's own when it failed (so PEER_ERROR stays
- * PEER_ERROR with the peer's code, where the device API reports the code's
- * error instead), else the call's result. */
+ * condition is the engine's own when it failed, else the call's result;
+ * both report a gateway's ERROR as PEER_ERROR with the peer's code. */
 static void fail_line(const char *what, int rc)
 {
     int cond = rc;

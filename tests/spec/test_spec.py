@@ -53,6 +53,55 @@ def test_generator_check_mode_detects_a_changed_file():
         assert "DIFFERENT records.json" in result.stdout
 
 
+def copy_for_make(destination):
+    """The files `make vectors` and `make check-vectors` use, in a scratch tree."""
+    import shutil
+    shutil.copy(os.path.join(ROOT, "Makefile"), destination)
+    os.makedirs(os.path.join(destination, "tools"))
+    shutil.copy(GENERATOR, os.path.join(destination, "tools"))
+    shutil.copytree(VECTORS, os.path.join(destination, "spec", "vectors"))
+
+
+def run_make(directory, target):
+    return subprocess.run(["make", "-C", directory, target, "PYTHON=" + sys.executable],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_make_check_vectors_passes_on_the_committed_vectors():
+    with tempfile.TemporaryDirectory() as tree:
+        copy_for_make(tree)
+        result = run_make(tree, "check-vectors")
+        assert result.returncode == 0, result.stdout
+        assert "same     negative.json" in result.stdout
+
+
+def test_make_check_vectors_fails_on_one_changed_vector_byte():
+    with tempfile.TemporaryDirectory() as tree:
+        copy_for_make(tree)
+        path = os.path.join(tree, "spec", "vectors", "handshake.json")
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        at = data.index(b'"hello": "') + 10
+        data[at] = ord("0") if data[at] != ord("0") else ord("1")
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        result = run_make(tree, "check-vectors")
+        assert result.returncode != 0, result.stdout
+        assert "DIFFERENT handshake.json" in result.stdout
+
+
+def test_make_vectors_rewrites_a_changed_vector_file():
+    with tempfile.TemporaryDirectory() as tree:
+        copy_for_make(tree)
+        path = os.path.join(tree, "spec", "vectors", "cobs.json")
+        with open(path, "ab") as f:
+            f.write(b" ")
+        assert run_make(tree, "vectors").returncode == 0
+        assert run_make(tree, "check-vectors").returncode == 0
+        with open(path, "rb") as a, open(os.path.join(VECTORS, "cobs.json"), "rb") as b:
+            assert a.read() == b.read()
+
+
 def handshake_sizes_from_spec():
     text = read_spec("protocol.md")
     row = re.search(r"\| \*\*whole handshake\*\* \| \*\*(\d+)\*\* \(goal ≤ 160\) \| \*\*(\d+)\*\*", text)

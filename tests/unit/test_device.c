@@ -28,6 +28,7 @@ typedef struct {
     size_t echo_len;
     int echo_pending;
     int connected, freeze, refuse_connect, connects, messages;
+    int corrupt_session_ok; /* flip a bit of the gateway's SESSION_OK MAC */
     const uint8_t *gateway_psk;
 } loop_t;
 
@@ -58,6 +59,9 @@ static void gateway_collect(loop_t *l)
         }
         if (n <= sizeof l->pending - l->pending_len) {
             memcpy(l->pending + l->pending_len, d, n);
+            if (l->corrupt_session_ok && d[0] == USMP_TYPE_SESSION_OK) {
+                l->pending[l->pending_len + n - 1] ^= 0x01;
+            }
             l->pending_len += n;
         }
         usmp_engine_output_done(&l->gw, n);
@@ -193,7 +197,7 @@ static usmp_ctx_t ctx;
 static void test_connect_send_recv(void)
 {
     usmp_transport_t t;
-    usmp_config_t cfg = { PSK, sizeof PSK - 1, 0, 0, 0, 0 };
+    usmp_config_t cfg = { PSK, sizeof PSK - 1, 0, 0, 0, 0, 0 };
     uint8_t buf[600], small[3];
     static uint8_t big[600];
     size_t len = 99;
@@ -247,7 +251,7 @@ static void test_connect_send_recv(void)
 static void test_config_errors(void)
 {
     usmp_transport_t t;
-    usmp_config_t cfg = { PSK, 15, 0, 0, 0, 0 };
+    usmp_config_t cfg = { PSK, 15, 0, 0, 0, 0, 0 };
 
     loop_transport(&t);
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PSK);
@@ -263,10 +267,11 @@ static void test_config_errors(void)
     t.available = NULL;
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_ARG);
 
-    /* The gateway holds another PSK: the device is told AUTH_FAILED. */
+    /* The gateway holds another PSK: its ERROR(AUTH_FAILED) reaches the
+     * device as the peer's word (test_peer_error_is_not_a_local_auth_failure). */
     loop_transport(&t);
     loop.gateway_psk = OTHER_PSK;
-    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PEER_ERROR);
     CHECK_INT_EQ(usmp_engine_state(&loop.gw), USMP_STATE_FAILED);
     CHECK_INT_EQ(usmp_engine_error(&loop.gw), USMP_ERR_AUTH_FAILED);
     CHECK_INT_EQ(loop.connected, 0); /* the transport was closed */
@@ -283,10 +288,46 @@ static void test_config_errors(void)
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_TIMEOUT);
 }
 
+/* Finding 4: a gateway's ERROR(AUTH_FAILED) is an unauthenticated claim
+ * and is reported as USMP_ERR_PEER_ERROR with the code; USMP_ERR_AUTH_FAILED
+ * means only that this side found a MAC wrong. */
+static void test_peer_error_is_not_a_local_auth_failure(void)
+{
+    usmp_transport_t t;
+    usmp_config_t cfg = { PSK, sizeof PSK - 1, 0, 0, 0, 0, 0 };
+
+    loop_transport(&t);
+    loop.gateway_psk = OTHER_PSK;
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), 0x05);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
+
+    /* The same key on both sides, but the SESSION_OK MAC arrives damaged:
+     * the device itself detects it. */
+    loop_transport(&t);
+    loop.corrupt_session_ok = 1;
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), 0);
+    CHECK_INT_EQ(usmp_engine_error(&ctx.engine), USMP_ERR_AUTH_FAILED);
+
+    /* Non-blocking connect reports the same. */
+    loop_transport(&t);
+    loop.gateway_psk = OTHER_PSK;
+    CHECK_INT_EQ(usmp_connect_start(&ctx, &t, &cfg), USMP_OK);
+    {
+        int rc, polls = 0;
+        do {
+            rc = usmp_connect_poll(&ctx, 10);
+        } while (rc == USMP_ERR_WOULD_BLOCK && ++polls < 100);
+        CHECK_INT_EQ(rc, USMP_ERR_PEER_ERROR);
+        CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
+    }
+}
+
 static void test_nonblocking_connect(void)
 {
     usmp_transport_t t;
-    usmp_config_t cfg = { PSK, sizeof PSK - 1, 0, 0, 0, 0 };
+    usmp_config_t cfg = { PSK, sizeof PSK - 1, 0, 0, 0, 0, 0 };
     int rc, polls = 0;
 
     loop_transport(&t);
@@ -304,7 +345,7 @@ static void test_nonblocking_connect(void)
 static void test_keepalive_and_reconnect(void)
 {
     usmp_transport_t t;
-    usmp_config_t cfg = { PSK, sizeof PSK - 1, 100, 150, 0, 0 };
+    usmp_config_t cfg = { PSK, sizeof PSK - 1, 100, 150, 0, 0, 0 };
     uint8_t first_session[8];
     uint32_t t0;
     int rc = USMP_OK, lost = 0;
@@ -358,6 +399,18 @@ static void test_keepalive_and_reconnect(void)
         uint8_t buf[16];
         CHECK_INT_EQ(usmp_recv(&ctx, buf, sizeof buf, 1000), USMP_ERR_PEER_CLOSED);
     }
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_SHUTDOWN);
+    /* The gateway comes back with another key for this device: the
+     * reconnect in usmp_keepalive_tick reports its ERROR as the peer's. */
+    loop.gateway_psk = OTHER_PSK;
+    t0 = usmp_port_millis();
+    do {
+        rc = usmp_keepalive_tick(&ctx);
+        usmp_port_delay_ms(10);
+    } while (rc == USMP_ERR_WOULD_BLOCK && usmp_port_millis() - t0 < 3000);
+    CHECK_INT_EQ(rc, USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
+    loop.gateway_psk = PSK;
     /* With no_reconnect the session stays down. */
     cfg.no_reconnect = 1;
     loop_transport(&t);
@@ -373,6 +426,7 @@ int main(void)
     usmp_posix_set_log_enabled(0);
     test_connect_send_recv();
     test_config_errors();
+    test_peer_error_is_not_a_local_auth_failure();
     test_nonblocking_connect();
     test_keepalive_and_reconnect();
     return usmp_test_finish("test_device");

@@ -15,6 +15,7 @@
 
 #include "usmp_engine.h"
 #include "usmp_crypto.h"
+#include "usmp_record.h"
 #include "usmp_test.h"
 #include "usmp_wire.h"
 
@@ -164,6 +165,14 @@ static int feed(end_t *to, const uint8_t *d, size_t len, size_t chunk, uint32_t 
                 first = rc;
             }
             break;
+        }
+        if (used == 0) {
+            /* A PING waits for an unsent PONG (row 31): send, go on. */
+            size_t frames_before = to->frames;
+            collect(to);
+            if (to->frames == frames_before) {
+                break;
+            }
         }
         off += used;
     }
@@ -692,6 +701,176 @@ static void test_wiping(void)
     CHECK(all_zero(&server.e, sizeof server.e));
 }
 
+/* Finding 4 (spec 9.2, rows 25-26): in datagram mode anyone who knows the
+ * device's address can send ERROR; it must not end the handshake. */
+static void test_datagram_spoofed_error_is_recorded_and_the_real_challenge_completes_the_handshake(void)
+{
+    static const uint8_t spoofed[2] = { USMP_TYPE_ERROR, USMP_CODE_AUTH_FAILED };
+
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    end_init(&server, USMP_ROLE_SERVER, &DGRAM_CFG, 2);
+    CHECK_INT_EQ(usmp_engine_start(&client.e, 0), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_start(&server.e, 0), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(feed(&client, spoofed, sizeof spoofed, 1, 10), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_WAIT_CHALLENGE);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_AUTH_FAILED);
+    CHECK_INT_EQ(client.wire_len, 47u - 2u); /* only the HELLO: no answer to an ERROR */
+    CHECK_INT_EQ(deliver(&client, &server, 1, 20), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, 1, 30), USMP_OK);
+    /* Another spoofed ERROR after HELLO_ACK changes nothing either. */
+    CHECK_INT_EQ(feed(&client, spoofed, sizeof spoofed, 1, 35), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_WAIT_SESSION_OK);
+    CHECK_INT_EQ(deliver(&client, &server, 1, 40), USMP_OK);
+    CHECK_INT_EQ(deliver(&server, &client, 1, 50), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
+    CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_ESTABLISHED);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_NONE); /* forgotten */
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 20000u), USMP_OK);   /* no late failure */
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
+}
+
+static void test_datagram_error_without_challenge_fails_at_the_timeout_as_peer_error_with_the_last_code(void)
+{
+    static const uint8_t busy[2] = { USMP_TYPE_ERROR, USMP_CODE_BUSY };
+    static const uint8_t auth[2] = { USMP_TYPE_ERROR, USMP_CODE_AUTH_FAILED };
+    static const uint8_t too_long[3] = { USMP_TYPE_ERROR, USMP_CODE_BUSY, 0 };
+    size_t i;
+
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    CHECK_INT_EQ(usmp_engine_start(&client.e, 0), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(feed(&client, busy, sizeof busy, 1, 100), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(feed(&client, auth, sizeof auth, 1, 200), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(feed(&client, too_long, sizeof too_long, 1, 300), USMP_ERR_MALFORMED);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_AUTH_FAILED);
+    /* The client keeps retransmitting its HELLO until the timeout. */
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 1000), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 3000), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 3u);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_WAIT_CHALLENGE);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_FAILED);
+    CHECK_INT_EQ(usmp_engine_error(&client.e), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_AUTH_FAILED);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 3u); /* HELLO and two resends; no ERROR after */
+    for (i = 0; i < client.frames; i++) {
+        CHECK_INT_EQ(client.wire[i == 0 ? 0 : client.frame_ends[i - 1]], USMP_TYPE_HELLO);
+    }
+
+    /* Without any ERROR, the same timeout is TIMEOUT. */
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    CHECK_INT_EQ(usmp_engine_start(&client.e, 0), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_TIMEOUT);
+}
+
+/* Row 31: one PONG per PING, also when many PINGs arrive in one read. */
+static void test_stream_200_pings_in_one_read_get_200_pongs_in_order(void)
+{
+    static uint8_t wire[200 * (USMP_STREAM_OVERHEAD + 4)];
+    size_t off = 0, i, pongs = 0;
+    uint32_t expected = 0;
+
+    CHECK(handshake(&STREAM_CFG, 1000, 0));
+    for (i = 0; i < 200; i++) {
+        uint8_t *frame = wire + i * (USMP_STREAM_OVERHEAD + 4);
+        usmp_put_be(frame + USMP_STREAM_HEADER_BYTES, (uint64_t)i, 4);
+        CHECK_INT_EQ(usmp_record_seal(frame, USMP_MODE_STREAM, USMP_TYPE_PING, client.e.session_id,
+                                      client.e.send_counter++, client.e.key_send, 4),
+                     (int)(USMP_STREAM_OVERHEAD + 4));
+    }
+    /* A driver: feed what is left of the read, send what the engine has. */
+    while (off < sizeof wire || pongs < 200) {
+        size_t used = 0, n;
+        const uint8_t *d;
+        usmp_event_t ev;
+        int progress = 0;
+
+        if (off < sizeof wire) {
+            CHECK_INT_EQ(usmp_engine_feed(&server.e, wire + off, sizeof wire - off, 0, &used, &ev),
+                         USMP_OK);
+            off += used;
+            progress = used > 0;
+        }
+        for (;;) {
+            usmp_engine_output(&server.e, &d, &n);
+            if (n == 0) {
+                break;
+            }
+            progress = 1;
+            CHECK_INT_EQ(usmp_engine_feed(&client.e, d, n, 0, &used, &ev), USMP_OK);
+            usmp_engine_output_done(&server.e, n);
+            if (CHECK_INT_EQ(ev.type, USMP_EVENT_PONG) && CHECK_INT_EQ(ev.len, 4u)) {
+                CHECK_INT_EQ(usmp_get_be(ev.data, 4), expected);
+                expected++;
+                pongs++;
+            }
+        }
+        if (!progress) {
+            break;
+        }
+    }
+    CHECK_INT_EQ(off, sizeof wire);
+    CHECK_INT_EQ(pongs, 200u);
+    CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_ESTABLISHED);
+}
+
+/* Datagram mode: a PING while a PONG is unsent replaces it (spec 6.3). */
+static void test_datagram_ping_replaces_an_unsent_pong(void)
+{
+    uint8_t frame[USMP_DATAGRAM_OVERHEAD + 1];
+    const uint8_t *d;
+    size_t n, used;
+    usmp_event_t ev;
+    uint8_t i;
+
+    CHECK(handshake(&DGRAM_CFG, 1000, 0));
+    for (i = 1; i <= 2; i++) {
+        frame[USMP_DATAGRAM_HEADER_BYTES] = i;
+        usmp_record_seal(frame, USMP_MODE_DATAGRAM, USMP_TYPE_PING, client.e.session_id,
+                         client.e.send_counter++, client.e.key_send, 1);
+        CHECK_INT_EQ(usmp_engine_feed(&server.e, frame, sizeof frame, 0, &used, &ev), USMP_OK);
+    }
+    usmp_engine_output(&server.e, &d, &n);
+    CHECK_INT_EQ(usmp_engine_feed(&client.e, d, n, 0, &used, &ev), USMP_OK);
+    usmp_engine_output_done(&server.e, n);
+    CHECK(ev.type == USMP_EVENT_PONG && ev.len == 1 && ev.data[0] == 2);
+    usmp_engine_output(&server.e, &d, &n);
+    CHECK_INT_EQ(n, 0u);
+}
+
+/* Spec 5.7: the record keys are wiped when the session ends in any way,
+ * also when the stream ends before a pending BYE could be sent. */
+static void test_transport_closed_wipes_the_record_keys_with_a_bye_pending(void)
+{
+    uint8_t record[USMP_STREAM_OVERHEAD + 1] = { 0 };
+    const uint8_t *d;
+    size_t n;
+
+    /* CLOSED, BYE(NONE) queued but not sent. */
+    CHECK(handshake(&STREAM_CFG, 1000, 0));
+    CHECK_INT_EQ(usmp_engine_close(&client.e, USMP_CODE_NONE), USMP_OK);
+    CHECK(!all_zero(client.e.key_send, 32));
+    CHECK_INT_EQ(usmp_engine_transport_closed(&client.e), USMP_OK);
+    CHECK(all_zero(client.e.key_send, 32) && all_zero(client.e.key_recv, 32));
+    usmp_engine_output(&client.e, &d, &n);
+    CHECK_INT_EQ(n, 0u);
+
+    /* FAILED by a bad record, BYE(BAD_RECORD) queued but not sent. */
+    record[0] = USMP_TYPE_DATA;
+    record[2] = USMP_TAG_BYTES + 1;
+    CHECK_INT_EQ(feed(&server, record, sizeof record, sizeof record, 0), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_FAILED);
+    CHECK(!all_zero(server.e.key_send, 32));
+    CHECK_INT_EQ(usmp_engine_transport_closed(&server.e), USMP_ERR_BAD_RECORD);
+    CHECK(all_zero(server.e.key_send, 32) && all_zero(server.e.key_recv, 32));
+    usmp_engine_output(&server.e, &d, &n);
+    CHECK_INT_EQ(n, 0u);
+}
+
 static void test_unknown_device_and_busy(void)
 {
     pair_cfg_t pc = STREAM_CFG;
@@ -730,5 +909,10 @@ int main(void)
     test_misuse();
     test_wiping();
     test_unknown_device_and_busy();
+    test_datagram_spoofed_error_is_recorded_and_the_real_challenge_completes_the_handshake();
+    test_datagram_error_without_challenge_fails_at_the_timeout_as_peer_error_with_the_last_code();
+    test_stream_200_pings_in_one_read_get_200_pongs_in_order();
+    test_datagram_ping_replaces_an_unsent_pong();
+    test_transport_closed_wipes_the_record_keys_with_a_bye_pending();
     return usmp_test_finish("test_engine");
 }

@@ -6,11 +6,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,16 +102,83 @@ static int stop_gateway(pid_t pid)
 
 static usmp_ctx_t ctx, second;
 
+/* A source address for the rate limiter: "a.b.c.d" or an IPv6 text form. */
+static int limiter_allows(usmp_rate_limiter_t *rl, const char *address, uint32_t now_ms)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(address, ':') != NULL) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)(void *)&ss;
+        a->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, address, &a->sin6_addr) != 1) {
+            return -1;
+        }
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)(void *)&ss;
+        a->sin_family = AF_INET;
+        if (inet_pton(AF_INET, address, &a->sin_addr) != 1) {
+            return -1;
+        }
+    }
+    return usmp_rate_limiter_allow(rl, (const struct sockaddr *)&ss, now_ms);
+}
+
+/* Spec section 13: the per-source handshake rate counts per prefix, IPv4
+ * /32 and IPv6 /64 by default, so the addresses of one /64 share a bucket
+ * while neighbouring IPv4 hosts do not. */
+static void check_rate_limiter(void)
+{
+    static usmp_rate_limiter_t rl;
+    int i;
+
+    usmp_rate_limiter_init(&rl, 1, 3, 32, 64);
+    for (i = 0; i < 3; i++) {
+        CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 1000), 1);
+    }
+    CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 1000), 0);        /* burst used up */
+    CHECK_INT_EQ(limiter_allows(&rl, "::ffff:192.0.2.1", 1000), 0); /* the same host, IPv4-mapped */
+    CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.2", 1000), 1);        /* its /32 neighbour has its own */
+    CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 1999), 0);
+    CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 2000), 1); /* one token per second */
+
+    /* Three addresses of one /64: one bucket. Another /64: its own. */
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8:0:5::1", 5000), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8:0:5::2", 5000), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8:0:5:ffff:ffff:ffff:ffff", 5000), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8:0:5::77", 5000), 0);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8:0:6::1", 5000), 1);
+
+    /* Configurable prefixes: IPv4 /24, IPv6 /128. */
+    usmp_rate_limiter_init(&rl, 1, 1, 24, 128);
+    CHECK_INT_EQ(limiter_allows(&rl, "198.51.100.1", 0), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "198.51.100.200", 0), 0);
+    CHECK_INT_EQ(limiter_allows(&rl, "198.51.101.1", 0), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8::1", 0), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8::2", 0), 1);
+    CHECK_INT_EQ(limiter_allows(&rl, "2001:db8::1", 0), 0);
+
+    /* More sources than buckets: memory stays bounded, new sources still get a full bucket. */
+    usmp_rate_limiter_init(&rl, 1, 1, 32, 64);
+    for (i = 0; i < (int)USMP_RATE_LIMIT_SOURCES + 10; i++) {
+        char address[32];
+        snprintf(address, sizeof address, "10.%d.%d.1", i / 256, i % 256);
+        if (!CHECK_INT_EQ(limiter_allows(&rl, address, (uint32_t)i), 1)) {
+            break;
+        }
+    }
+}
+
 int main(void)
 {
     usmp_transport_t t, t2;
-    usmp_config_t cfg = { PSK, sizeof PSK, 0, 0, 0, 0 };
+    usmp_config_t cfg = { PSK, sizeof PSK, 0, 0, 0, 0, 0 };
     static uint8_t msg[USMP_MAX_RECORD], buf[USMP_MAX_MESSAGE];
     static const uint8_t known[6] = { 2, 0, 0, 0, 0, 1 }, unknown[6] = { 2, 0, 0, 0, 0, 0x99 };
     unsigned port = 0;
     size_t i;
     pid_t gw;
 
+    check_rate_limiter();
     usmp_posix_set_log_enabled(0);
     usmp_posix_set_device_id(known);
     gw = start_gateway(&port, 1);
@@ -131,20 +201,24 @@ int main(void)
     }
     /* A second device while the gateway has room for one session: BUSY. */
     CHECK_INT_EQ(usmp_tcp_transport_init(&t2, "127.0.0.1", (uint16_t)port), USMP_OK);
-    CHECK_INT_EQ(usmp_connect(&second, &t2, &cfg), USMP_ERR_BUSY);
+    CHECK_INT_EQ(usmp_connect(&second, &t2, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&second), USMP_CODE_BUSY);
     CHECK_INT_EQ(usmp_close(&ctx), USMP_OK);
     CHECK_INT_EQ(stop_gateway(gw), 0);
 
-    /* Wrong PSK and unknown device look the same: AUTH_FAILED. */
+    /* Wrong PSK and unknown device look the same: the gateway's
+     * ERROR(AUTH_FAILED). */
     gw = start_gateway(&port, 4);
     CHECK_INT_EQ(usmp_tcp_transport_init(&t, "127.0.0.1", (uint16_t)port), USMP_OK);
     cfg.psk = (const uint8_t *)"some-other-psk-for-this-device!";
     cfg.psk_len = 31;
-    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
     cfg.psk = PSK;
     cfg.psk_len = sizeof PSK;
     usmp_posix_set_device_id(unknown);
-    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_AUTH_FAILED);
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
     usmp_posix_set_device_id(known);
     /* The gateway stops: the device hears BYE(SHUTDOWN). */
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_OK);

@@ -41,10 +41,21 @@ static void usage(FILE *out)
             "An echo gateway for USMP devices (TCP, stream mode).\n"
             "\n"
             "  --psk-file FILE          device PSKs, lines of '<device id hex> <psk hex>'\n"
-            "  --psk-env VAR            one PSK (hex) for every device, from variable VAR\n"
+            "  --psk-env VAR            one PSK (hex) for every device, from variable VAR;\n"
+            "                           device ids are then NOT authenticated (any holder\n"
+            "                           of the key can claim any id)\n"
             "  --host ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 9000; 0 picks a free one)\n"
-            "  --max-sessions N         sessions and handshakes at once (default 64)\n"
+            "  --max-sessions N         sessions and handshakes past their HELLO (default 64)\n"
+            "  --max-pending N          connections without a HELLO yet; one more evicts\n"
+            "                           the oldest (default 256)\n"
+            "  --hello-timeout-ms N     time a new connection has to send its HELLO (default 2000)\n"
+            "  --write-timeout-ms N     output without progress this long drops the\n"
+            "                           connection (default 10000)\n"
+            "  --handshake-rate N       new connections per second per source prefix (default 10)\n"
+            "  --handshake-burst N      ... with bursts up to N (default 20)\n"
+            "  --rate-prefix-v4 N       IPv4 prefix length a source counts under (default 32)\n"
+            "  --rate-prefix-v6 N       IPv6 prefix length a source counts under (default 64)\n"
             "  --max-record N           largest record accepted (default 4096)\n"
             "  --max-message N          largest message accepted (default 16384)\n"
             "  --handshake-timeout-ms N (default 10000)\n"
@@ -107,6 +118,20 @@ int main(int argc, char **argv)
             cfg.port = (uint16_t)n;
         } else if (strcmp(a, "--max-sessions") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
             cfg.max_sessions = n;
+        } else if (strcmp(a, "--max-pending") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
+            cfg.max_pending = n;
+        } else if (strcmp(a, "--hello-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 && n > 0) {
+            cfg.hello_timeout_ms = (uint32_t)n;
+        } else if (strcmp(a, "--write-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 && n > 0) {
+            cfg.write_timeout_ms = (uint32_t)n;
+        } else if (strcmp(a, "--handshake-rate") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
+            cfg.handshake_rate = (uint32_t)n;
+        } else if (strcmp(a, "--handshake-burst") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
+            cfg.handshake_burst = (uint32_t)n;
+        } else if (strcmp(a, "--rate-prefix-v4") == 0 && parse_uint(v, 32, &n) == 0 && n > 0) {
+            cfg.rate_prefix_v4 = (uint8_t)n;
+        } else if (strcmp(a, "--rate-prefix-v6") == 0 && parse_uint(v, 128, &n) == 0 && n > 0) {
+            cfg.rate_prefix_v6 = (uint8_t)n;
         } else if (strcmp(a, "--max-record") == 0 && parse_uint(v, 65519, &n) == 0 && n >= 16) {
             cfg.max_record = (uint16_t)n;
         } else if (strcmp(a, "--max-message") == 0 && parse_uint(v, 65535, &n) == 0) {
@@ -134,6 +159,13 @@ int main(int argc, char **argv)
                           : psk_table_load_env(&table, psk_env, err, sizeof err)) != 0) {
         fprintf(stderr, "usmp_server: %s\n", err);
         return 2;
+    }
+    if (psk_env != NULL) {
+        /* spec/security.md: whoever holds the one shared key can claim any device id. */
+        cfg.shared_psk = 1;
+        printf("usmp_server: warning: one key for every device: device ids are not authenticated "
+               "(any holder of the key can claim any id); use --psk-file for per-device keys\n");
+        fflush(stdout);
     }
     cfg.psk_lookup = psk_table_lookup;
     cfg.psk_lookup_user = &table;

@@ -10,6 +10,11 @@
  * NVS holds none, from menuconfig. There is no default PSK: without one the
  * example logs how to provision it and stops. See README.md.
  *
+ * A boot counter in NVS (namespace "usmp", key "boot_count", u64) is
+ * advanced and stored at every boot before the first connect, and passed
+ * as usmp_config_t.boot_counter: it keeps every ephemeral key new even if
+ * the random source repeated itself (spec 5.8, spec/security.md section 6).
+ *
  * Every CONFIG_* value is used inside a function, never in #if: the host
  * test (tests/esp32) builds this file against stand-in headers.
  */
@@ -35,6 +40,7 @@ static const char *TAG = "usmp_echo";
 
 #define PSK_NVS_NAMESPACE "usmp"
 #define PSK_NVS_KEY       "psk"
+#define BOOT_COUNTER_NVS_KEY "boot_count"
 
 #define WIFI_CONNECTED_BIT   (1u << 0)
 #define WIFI_FAILED_BIT      (1u << 1)
@@ -127,6 +133,47 @@ static int load_psk(uint8_t psk[USMP_PSK_MAX_BYTES], const char **source)
         psk[i] = (uint8_t)(hi * 16 + lo);
     }
     return (int)(digits / 2);
+}
+
+/* ----------------------------------------------------------- boot counter */
+
+/* Reads the boot counter from NVS, advances it and commits it, and returns
+ * the new value (1 at the first boot). It is stored before it is used, so a
+ * reset at any point never makes a later boot use it again. Returns 0 (the
+ * library's "no counter") when NVS cannot keep it: the device still has
+ * its RAM connection counter, which protects within one boot only. */
+static uint64_t advance_boot_counter(void)
+{
+    nvs_handle_t nvs;
+    uint64_t previous = 0;
+    esp_err_t err = nvs_open(PSK_NVS_NAMESPACE, NVS_READWRITE, &nvs);
+
+    if (err != ESP_OK) {
+        ESP_LOGW(TAG, "boot counter: cannot open NVS (%s); connecting without one",
+                 esp_err_to_name(err));
+        return 0;
+    }
+    err = nvs_get_u64(nvs, BOOT_COUNTER_NVS_KEY, &previous);
+    if (err == ESP_ERR_NVS_NOT_FOUND) {
+        previous = 0;
+        err = ESP_OK;
+    }
+    if (err == ESP_OK && previous == UINT64_MAX) {
+        err = ESP_ERR_INVALID_STATE; /* never wraps back to a used value */
+    }
+    if (err == ESP_OK) {
+        err = nvs_set_u64(nvs, BOOT_COUNTER_NVS_KEY, previous + 1u);
+    }
+    if (err == ESP_OK) {
+        err = nvs_commit(nvs);
+    }
+    nvs_close(nvs);
+    if (err != ESP_OK) {
+        ESP_LOGW(TAG, "boot counter: cannot advance it in NVS (%s); connecting without one",
+                 esp_err_to_name(err));
+        return 0;
+    }
+    return previous + 1u;
 }
 
 /* ------------------------------------------------------------------ Wi-Fi */
@@ -228,6 +275,7 @@ void app_main(void)
     esp_err_t err;
     int psk_len, rc;
     size_t i;
+    uint64_t boot_counter;
 
     /* The Wi-Fi station MAC: the gateway's PSK file names the device by it. */
     usmp_port_get_device_id(id);
@@ -264,9 +312,13 @@ void app_main(void)
     }
 
     ESP_LOGI(TAG, "PSK: %d bytes from %s", psk_len, psk_source);
+    boot_counter = advance_boot_counter();
+    ESP_LOGI(TAG, "boot counter: %llu", (unsigned long long)boot_counter);
 
     /* Wi-Fi first: besides the network, the running radio is what makes
-     * esp_fill_random (the ephemeral keys' source) truly random. */
+     * esp_fill_random (the ephemeral keys' source) truly random; the port
+     * stops the program if random bytes are drawn before Wi-Fi is
+     * initialised (docs/esp32.md). */
     if (wifi_connect(ssid, CONFIG_USMP_ECHO_WIFI_PASSWORD) != ESP_OK) {
         ESP_LOGE(TAG, "Wi-Fi: could not join \"%s\"", ssid);
         goto done;
@@ -280,6 +332,7 @@ void app_main(void)
     cfg.psk = psk;
     cfg.psk_len = (size_t)psk_len;
     cfg.keepalive_ms = CONFIG_USMP_ECHO_KEEPALIVE_MS;
+    cfg.boot_counter = boot_counter;
     memset(&app, 0, sizeof app);
     app.transport = &transport;
     app.config = &cfg;
@@ -294,9 +347,14 @@ void app_main(void)
         ESP_LOGI(TAG, "echo test passed: every message came back unchanged");
     } else {
         ESP_LOGE(TAG, "echo test failed: %s (%s)", usmp_error_name(rc), usmp_strerror(rc));
-        if (rc == USMP_ERR_AUTH_FAILED) {
-            ESP_LOGE(TAG, "the gateway does not know device %s, or its PSK for it differs",
-                     id_text);
+        if (rc == USMP_ERR_PEER_ERROR && usmp_peer_code(&ctx) == USMP_CODE_AUTH_FAILED) {
+            /* The gateway's word, unauthenticated: likely, not proven. */
+            ESP_LOGE(TAG, "the gateway refused with AUTH_FAILED: it does not know device %s, "
+                          "or its PSK for it differs", id_text);
+        } else if (rc == USMP_ERR_PEER_ERROR) {
+            ESP_LOGE(TAG, "the gateway refused with code 0x%02x", (unsigned)usmp_peer_code(&ctx));
+        } else if (rc == USMP_ERR_AUTH_FAILED) {
+            ESP_LOGE(TAG, "the gateway's answer failed its MAC: a different PSK, or tampering");
         }
     }
 done:

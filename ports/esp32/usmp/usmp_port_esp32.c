@@ -7,6 +7,7 @@
  * Kconfig options reach it as -D definitions (see CMakeLists.txt).
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "esp_err.h"
@@ -16,6 +17,16 @@
 #include "esp_timer.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/task.h"
+
+/* CONFIG_USMP_ESP32_RNG_NO_RF, passed on by CMakeLists.txt as 0 or 1. */
+#ifndef USMP_ESP32_RNG_NO_RF
+#define USMP_ESP32_RNG_NO_RF 0
+#endif
+#if USMP_ESP32_RNG_NO_RF
+#include "bootloader_random.h"
+#else
+#include "esp_wifi.h"
+#endif
 
 #include "usmp_port.h"
 
@@ -37,15 +48,49 @@ void usmp_port_get_device_id(uint8_t out[6])
     }
 }
 
-/* esp_fill_random reads the hardware RNG. Its output is true randomness
- * only while the RF subsystem (Wi-Fi or Bluetooth) runs, or after
- * bootloader_random_enable(); without either it is a pseudo-random
- * sequence (ESP-IDF Programming Guide, "Random Number Generation"). The
- * ephemeral X25519 keys come from here, so connect only after Wi-Fi has
- * started, as the example does. There is no API to check this at run time. */
+/*
+ * The hardware RNG (esp_fill_random) gives true random numbers only while a
+ * noise source feeds it: the RF subsystem (Wi-Fi or Bluetooth enabled), or
+ * the internal SAR ADC source between bootloader_random_enable() and
+ * bootloader_random_disable(), or while the second-stage bootloader runs.
+ * Otherwise its output is pseudo-random only (ESP-IDF 5 Programming Guide,
+ * "Random Number Generation"); after the app starts that is the case until
+ * Wi-Fi or Bluetooth is initialised. The random bytes drawn here go into
+ * the ephemeral X25519 keys (through the hedge of spec 5.8), so:
+ *
+ *  - Default (Wi-Fi): the RF subsystem is the source. The port checks the
+ *    one thing ESP-IDF lets it check, that Wi-Fi is initialised
+ *    (esp_wifi_get_mode does not answer ESP_ERR_WIFI_NOT_INIT), and stops
+ *    the program otherwise rather than return pseudo-random bytes (the
+ *    usmp_port.h contract). It cannot tell whether Wi-Fi is also started:
+ *    the application must start it before connecting, as the example does
+ *    (it connects after IP_EVENT_STA_GOT_IP).
+ *  - CONFIG_USMP_ESP32_RNG_NO_RF (an application with neither Wi-Fi nor
+ *    Bluetooth, e.g. on Ethernet): each draw switches the internal source
+ *    on around it with bootloader_random_enable()/_disable(). ESP-IDF
+ *    forbids that while the RF subsystem, the ADC or (ESP32) I2S is in use,
+ *    so this option is for applications that use none of them.
+ *
+ * Either way, an application that keeps a boot counter in NVS and passes it
+ * as usmp_config_t.boot_counter stays safe from replayed sessions even if
+ * the source was not there (spec/security.md section 6).
+ */
 void usmp_port_random(uint8_t *buf, size_t len)
 {
+#if USMP_ESP32_RNG_NO_RF
+    bootloader_random_enable();
     esp_fill_random(buf, len);
+    bootloader_random_disable();
+#else
+    wifi_mode_t mode;
+    if (esp_wifi_get_mode(&mode) == ESP_ERR_WIFI_NOT_INIT) {
+        ESP_LOGE(TAG, "random bytes requested before Wi-Fi is initialised: the hardware RNG "
+                      "has no entropy source; start Wi-Fi before connecting, or set "
+                      "CONFIG_USMP_ESP32_RNG_NO_RF for an application without radio");
+        abort();
+    }
+    esp_fill_random(buf, len);
+#endif
 }
 
 /* vTaskDelay blocks this task and lets others run. pdMS_TO_TICKS rounds

@@ -93,6 +93,24 @@ def _parser() -> argparse.ArgumentParser:
         default=ServerConfig.handshake_timeout,
         help="seconds (default: %(default)s)",
     )
+    serve.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=ServerConfig.hello_timeout,
+        help="seconds a new connection has to send its HELLO (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-pending",
+        type=int,
+        default=ServerConfig.max_pending,
+        help="connections without a HELLO yet; one more evicts the oldest (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--write-timeout",
+        type=float,
+        default=ServerConfig.write_timeout,
+        help="seconds output may make no progress before the connection is dropped (default: %(default)s)",
+    )
 
     connect = commands.add_parser(
         "connect",
@@ -159,12 +177,20 @@ async def _serve(args: argparse.Namespace) -> int:
     elif args.psk_env:
         psk = _psk_from_env(args.psk_env)
         keys = f"one key for every device from ${args.psk_env}"
+        # spec/security.md: whoever holds the shared key can claim any device id.
+        _status(
+            "warning: one key for every device: device ids are not authenticated "
+            "(any holder of the key can claim any id); use --psk-file for per-device keys"
+        )
     else:
         raise _UsageError("no PSK: give --psk-file FILE or --psk-env VAR (there is no default key)")
     config = ServerConfig(
         max_sessions=args.max_sessions,
         idle_timeout=args.idle_timeout if args.idle_timeout > 0 else None,
         handshake_timeout=args.handshake_timeout,
+        hello_timeout=args.hello_timeout,
+        max_pending=args.max_pending,
+        write_timeout=args.write_timeout,
     )
 
     async def on_open(session: AnySession) -> None:

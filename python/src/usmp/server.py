@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import types
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Optional, Union
 
@@ -49,7 +50,17 @@ class USMPServer:
     refused with :class:`~usmp.ConfigurationError` here (a callable's key:
     when it returns, and that handshake then fails like an unknown device's).
     Unknown devices fail at HELLO_ACK with AUTH_FAILED, exactly like a wrong
-    PSK. Callbacks may be sync or async: ``on_data(session, data)``,
+    PSK.
+
+    Shared-key mode: with one key for every device, anyone who holds it (it
+    is in every device's flash) can open a session under any device id, so
+    the device id is only a claim: ``session.device_authenticated`` is then
+    False. With a mapping or a callable each id is bound to its own key and
+    ``session.device_authenticated`` is True. In every mode a newly
+    established session for a device id that already has one replaces the
+    older session (BYE(REPLACED)), so two sessions never claim one device.
+
+    Callbacks may be sync or async: ``on_data(session, data)``,
     ``on_open(session)``, ``on_close(session, reason)`` where ``reason`` is
     a :class:`~usmp.Condition` (``session.error`` has the exception, if any).
     """
@@ -71,13 +82,24 @@ class USMPServer:
         self.requested_port = port
         self.config = config or ServerConfig()
         self._psks = PskResolver(psk)
+        # Shared-key mode (spec/security.md): one key for every device, so the id is only a claim.
+        self._shared_key = isinstance(psk, (bytes, bytearray, memoryview))
         self._on_data = on_data
         self._on_open = on_open
         self._on_close = on_close
-        self._rate_limiter = HandshakeRateLimiter(self.config.handshake_rate, self.config.handshake_burst)
+        self._rate_limiter = HandshakeRateLimiter(
+            self.config.handshake_rate,
+            self.config.handshake_burst,
+            v4_prefix=self.config.rate_prefix_v4,
+            v6_prefix=self.config.rate_prefix_v6,
+        )
         self._server: asyncio.Server | None = None
         self._connections: set[Session] = set()
+        # Connections that have not sent a complete HELLO yet, oldest first, with their hello_timeout timer.
+        self._pending: OrderedDict[Session, asyncio.TimerHandle] = OrderedDict()
         self._sessions: dict[bytes, Session] = {}
+        self._by_device: dict[bytes, Session] = {}  # the one established session per device id
+        self._replacements: set[asyncio.Task[None]] = set()
         self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._handler = _ServerHandler(self)
@@ -150,8 +172,19 @@ class USMPServer:
         return addresses[0][1]
 
     @property
+    def device_ids_authenticated(self) -> bool:
+        """False in shared-key mode (one key for every device): device ids are then only claims."""
+        return not self._shared_key
+
+    @property
+    def pending_connections(self) -> int:
+        """Connections that have not sent a complete HELLO yet (bounded by ``max_pending``)."""
+        return len(self._pending)
+
+    @property
     def handshakes_in_progress(self) -> int:
-        return len(self._connections) - len(self._sessions)
+        """Connections past their HELLO whose handshake has not finished (bounded by ``max_handshakes``)."""
+        return len(self._connections) - len(self._sessions) - len(self._pending)
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -170,13 +203,61 @@ class USMPServer:
         engine = ServerEngine(
             mode=Mode.STREAM, now=loop.time(), config=self.config, idle_timeout=self.config.idle_timeout
         )
-        session = Session(engine, reader, writer, self._handler)
+        session = Session(engine, reader, writer, self._handler, write_timeout=self.config.write_timeout)
+        session._key_binds_device_id = not self._shared_key
         self._connections.add(session)
+        self._add_pending(session, writer)
         try:
             await session.run()
         finally:
+            self._hello_received(session)
             self._connections.discard(session)
             self._connection_tasks.discard(task)
+
+    # --- pending connections (spec 13): not yet a complete HELLO ---------------------------------
+
+    def _add_pending(self, session: Session, writer: asyncio.StreamWriter) -> None:
+        """Queue a new connection until its HELLO; at ``max_pending`` the oldest one makes room.
+
+        A connection that has sent nothing costs no handshake slot: it holds a
+        pending place for at most ``hello_timeout``, and when the queue is full
+        the newcomer evicts the oldest, so idle connections cannot lock out
+        an honest device that sends its HELLO at once.
+        """
+        while len(self._pending) >= self.config.max_pending:
+            oldest, timer = self._pending.popitem(last=False)
+            timer.cancel()
+            log.info("connection from %s evicted: %d connections without a HELLO", oldest.peer, len(self._pending) + 1)
+            oldest.abort()
+        loop = asyncio.get_running_loop()
+        self._pending[session] = loop.call_later(self.config.hello_timeout, self._hello_timed_out, session)
+
+    def _hello_timed_out(self, session: Session) -> None:
+        if self._pending.pop(session, None) is not None:
+            log.info("connection from %s closed: no HELLO within %.1f s", session.peer, self.config.hello_timeout)
+            session.abort()  # without a word: nothing has been said yet
+
+    def _hello_received(self, session: Session) -> None:
+        timer = self._pending.pop(session, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _replace_older_session(self, session: Session) -> None:
+        """A newly established session takes over its device id; the older one gets BYE(REPLACED)."""
+        assert session.device_id is not None
+        older = self._by_device.get(session.device_id)
+        self._by_device[session.device_id] = session
+        if older is None or older is session or older.closed:
+            return
+        log.info(
+            "session %s replaced by session %s (device %s)",
+            older.session_id.hex() if older.session_id else "-",
+            session.session_id.hex() if session.session_id else "-",
+            session.device_id.hex(),
+        )
+        task = asyncio.get_running_loop().create_task(older.close(Condition.REPLACED))
+        self._replacements.add(task)
+        task.add_done_callback(self._replacements.discard)
 
 
 class _ServerHandler(SessionHandler):
@@ -186,6 +267,7 @@ class _ServerHandler(SessionHandler):
     async def on_hello(self, session: Session, device_id: bytes) -> HelloDecision:
         server = self._server
         config = server.config
+        server._hello_received(session)
         # This connection is one of the handshakes in progress; the limit counts the others.
         if len(server._sessions) >= config.max_sessions or server.handshakes_in_progress - 1 >= config.max_handshakes:
             log.warning("busy: refusing a handshake from %s", session.peer)
@@ -202,8 +284,13 @@ class _ServerHandler(SessionHandler):
         assert session.session_id is not None and session.device_id is not None
         self._server._sessions[session.session_id] = session
         log.info(
-            "session %s open: device %s from %s", session.session_id.hex(), session.device_id.hex(), session.peer
+            "session %s open: device %s from %s%s",
+            session.session_id.hex(),
+            session.device_id.hex(),
+            session.peer,
+            "" if session.device_authenticated else " (device id not authenticated: shared key)",
         )
+        self._server._replace_older_session(session)
         await _call(self._server._on_open, session)
 
     async def on_message(self, session: Session, data: bytes) -> None:
@@ -215,6 +302,8 @@ class _ServerHandler(SessionHandler):
             log.info("handshake from %s failed: %s", session.peer, reason.value)
             return
         self._server._sessions.pop(session.session_id, None)
+        if session.device_id is not None and self._server._by_device.get(session.device_id) is session:
+            del self._server._by_device[session.device_id]
         log.info("session %s closed: %s", session.session_id.hex(), _describe(session))
         await _call(self._server._on_close, session, reason)
 

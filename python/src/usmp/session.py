@@ -3,7 +3,9 @@
 The loop is the only reader of the socket. It feeds the engine, writes what
 the engine queues, runs the engine's timers at ``engine.next_deadline()``,
 and hands events to a :class:`SessionHandler` (the server's or the
-client's). Application calls (``send``, ``close``) go straight to the engine
+client's). The engine stops after each delivered message; the loop lets the
+handler answer it before the engine goes on with the rest of the same read
+(spec section 1: the answer goes out first). Application calls (``send``, ``close``) go straight to the engine
 and write at once; because an engine call and the write that follows it
 never await in between, frames of concurrent senders never interleave.
 """
@@ -70,6 +72,8 @@ class Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         handler: SessionHandler,
+        *,
+        write_timeout: float | None = None,
     ) -> None:
         self._engine = engine
         self._reader = reader
@@ -82,14 +86,31 @@ class Session:
         self._callback_idle = asyncio.Event()  # clear while a handler callback runs
         self._callback_idle.set()
         self._opened = False
+        self._write_timeout = write_timeout  # the gateway's write deadline (spec 13); None: none
+        self._key_binds_device_id = False  # set by the gateway: the PSK came from a per-device source
         self.peer: Any = writer.get_extra_info("peername")
 
     # --- what the application sees ------------------------------------------------------
 
     @property
     def device_id(self) -> bytes | None:
-        """The authenticated device id, once the handshake is done."""
+        """The device id the peer proved a key for, once the handshake is done.
+
+        It is bound to that device alone only if :attr:`device_authenticated`.
+        """
         return self._engine.device_id if self._opened else None
+
+    @property
+    def device_authenticated(self) -> bool:
+        """True when ``device_id`` is bound to a key of that device alone (spec/security.md).
+
+        On a gateway with one shared key for every device (``psk=bytes``),
+        any holder of that key can claim any device id: ``device_id`` is then
+        only a claim and this is False. With a mapping or a callable it is True
+        once the handshake is done. False before the handshake is done, and
+        always on the device side (``USMPClient``), which knows its own id.
+        """
+        return self._opened and self._key_binds_device_id
 
     @property
     def session_id(self) -> bytes | None:
@@ -140,6 +161,11 @@ class Session:
         if self._task is not None and self._task is not asyncio.current_task():
             await self._ended.wait()
 
+    def abort(self) -> None:
+        """Drop the connection at once, without a word (a gateway evicting a connection that sent no HELLO)."""
+        self._stopping = True
+        self._writer.transport.abort()
+
     async def wait_closed(self) -> None:
         await self._ended.wait()
 
@@ -155,7 +181,12 @@ class Session:
         try:
             await self._flush()  # a client's HELLO
             while not self._engine.finished:
-                events = await self._next_input()
+                if self._engine.has_buffered_input:
+                    # The engine stopped after an event of the last read so that the
+                    # answer to it went out first (spec section 1); go on with the rest.
+                    events = self._engine.receive_data(b"", self._loop.time())
+                else:
+                    events = await self._next_input()
                 await self._flush()
                 for event in events:
                     await self._dispatch(event)
@@ -254,12 +285,71 @@ class Session:
             return
         self._writer.write(b"".join(frames))
         try:
-            await self._writer.drain()
+            await self._drain()
         except OSError:
             self._engine.receive_eof()
 
+    async def _drain(self) -> None:
+        """Wait until the socket takes the output, bounded by the write deadline (spec 13).
+
+        While it waits the engine's timers still run (idle, handshake,
+        keepalive: a peer that stops reading must not stop them), and output
+        that makes no progress for ``write_timeout`` ends the connection at
+        once, without a BYE (none could be written).
+        """
+        if self._write_timeout is None:
+            await self._writer.drain()
+            return
+        transport = self._writer.transport
+        backlog = transport.get_write_buffer_size()
+        stall_deadline = self._loop.time() + self._write_timeout
+        while True:
+            timer = self._engine.next_deadline()
+            wake = stall_deadline if timer is None else min(stall_deadline, timer)
+            wake = max(wake, self._loop.time() + 0.001)  # a timer already due never makes this spin
+            try:
+                async with asyncio.timeout_at(wake):
+                    await self._writer.drain()
+                return
+            except TimeoutError:
+                pass
+            now = self._loop.time()
+            if timer is not None and now >= timer:
+                self._engine.handle_timeout(now)
+                frames = self._engine.frames_to_send()
+                if frames and not self._writer.is_closing():
+                    self._writer.write(b"".join(frames))
+            size = transport.get_write_buffer_size()
+            if size < backlog:  # the peer took some: progress, the deadline starts again
+                stall_deadline = now + self._write_timeout
+            backlog = size
+            if now >= stall_deadline:
+                log.info("%r: no write progress for %.1f s, connection dropped", self, self._write_timeout)
+                transport.abort()
+                self._engine.receive_eof()
+                return
+
     async def _wait_transport_closed(self) -> None:
+        """Wait until the last frames are written and the connection is closed.
+
+        With a write deadline, a peer that does not read those last frames
+        gets them dropped after ``write_timeout`` without progress (spec 13),
+        so a closed session never lingers and counts as a connection.
+        """
+        closed = self._loop.create_task(self._writer.wait_closed())
+        transport = self._writer.transport
+        backlog = transport.get_write_buffer_size()
+        while self._write_timeout is not None:
+            done, _ = await asyncio.wait({closed}, timeout=self._write_timeout)
+            if done:
+                break
+            size = transport.get_write_buffer_size()
+            if size >= backlog:
+                log.info("%r: the peer does not read the last frames; connection dropped", self)
+                transport.abort()
+                break
+            backlog = size
         try:
-            await self._writer.wait_closed()
+            await closed
         except OSError:
             pass  # the connection is gone either way

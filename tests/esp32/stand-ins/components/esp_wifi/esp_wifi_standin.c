@@ -38,6 +38,18 @@ esp_err_t esp_wifi_set_mode(wifi_mode_t new_mode)
     return ESP_OK;
 }
 
+esp_err_t esp_wifi_get_mode(wifi_mode_t *out)
+{
+    if (!initialised) {
+        return ESP_ERR_WIFI_NOT_INIT;
+    }
+    if (out == NULL) {
+        return ESP_ERR_INVALID_ARG;
+    }
+    *out = mode;
+    return ESP_OK;
+}
+
 esp_err_t esp_wifi_set_config(wifi_interface_t interface, wifi_config_t *conf)
 {
     if (!initialised) {

@@ -10,10 +10,11 @@
 
 #define MAX_ENTRIES 16
 #define MAX_VALUE 256
+#define ENTRY_U64 2
 
 typedef struct {
     char ns[16], key[16];
-    int is_blob;                 /* hex2bin: blob; string: string */
+    int is_blob;                 /* hex2bin: blob; string: string; u64: ENTRY_U64 */
     unsigned char value[MAX_VALUE];
     size_t len;
 } entry_t;
@@ -106,6 +107,11 @@ esp_err_t nvs_flash_init(void)
             }
             e->len = n / 2;
             e->is_blob = 1;
+        } else if (strcmp(field[2], "u64") == 0) {
+            unsigned long long v = strtoull(field[3], NULL, 10);
+            memcpy(e->value, &v, sizeof v);
+            e->len = sizeof v;
+            e->is_blob = ENTRY_U64;
         } else if (strcmp(field[2], "string") == 0 && strlen(field[3]) < MAX_VALUE) {
             e->len = strlen(field[3]) + 1;
             memcpy(e->value, field[3], e->len);
@@ -154,7 +160,7 @@ esp_err_t nvs_get_blob(nvs_handle_t handle, const char *key, void *out_value, si
         if (strcmp(e->ns, open_ns) != 0 || strcmp(e->key, key) != 0) {
             continue;
         }
-        if (!e->is_blob) {
+        if (e->is_blob != 1) {
             return ESP_ERR_NVS_TYPE_MISMATCH;
         }
         if (out_value == NULL) {
@@ -169,6 +175,67 @@ esp_err_t nvs_get_blob(nvs_handle_t handle, const char *key, void *out_value, si
         return ESP_OK;
     }
     return ESP_ERR_NVS_NOT_FOUND;
+}
+
+static entry_t *find_entry(const char *key)
+{
+    size_t i;
+    for (i = 0; i < entry_count; i++) {
+        if (strcmp(entries[i].ns, open_ns) == 0 && strcmp(entries[i].key, key) == 0) {
+            return &entries[i];
+        }
+    }
+    return NULL;
+}
+
+esp_err_t nvs_get_u64(nvs_handle_t handle, const char *key, uint64_t *out_value)
+{
+    const entry_t *e;
+    unsigned long long v;
+
+    if (handle != 1 || !have_open) {
+        return ESP_ERR_NVS_INVALID_HANDLE;
+    }
+    e = find_entry(key);
+    if (e == NULL) {
+        return ESP_ERR_NVS_NOT_FOUND;
+    }
+    if (e->is_blob != ENTRY_U64) {
+        return ESP_ERR_NVS_TYPE_MISMATCH;
+    }
+    memcpy(&v, e->value, sizeof v);
+    *out_value = (uint64_t)v;
+    return ESP_OK;
+}
+
+esp_err_t nvs_set_u64(nvs_handle_t handle, const char *key, uint64_t value)
+{
+    entry_t *e;
+    unsigned long long v = value;
+
+    if (handle != 1 || !have_open) {
+        return ESP_ERR_NVS_INVALID_HANDLE;
+    }
+    e = find_entry(key);
+    if (e == NULL) {
+        if (entry_count == MAX_ENTRIES) {
+            return ESP_ERR_NVS_NO_FREE_PAGES;
+        }
+        e = &entries[entry_count++];
+        snprintf(e->ns, sizeof e->ns, "%s", open_ns);
+        snprintf(e->key, sizeof e->key, "%s", key);
+    } else if (e->is_blob != ENTRY_U64) {
+        return ESP_ERR_NVS_TYPE_MISMATCH;
+    }
+    memcpy(e->value, &v, sizeof v);
+    e->len = sizeof v;
+    e->is_blob = ENTRY_U64;
+    return ESP_OK;
+}
+
+esp_err_t nvs_commit(nvs_handle_t handle)
+{
+    return handle == 1 && have_open ? ESP_OK : ESP_ERR_NVS_INVALID_HANDLE;
 }
 
 void nvs_close(nvs_handle_t handle)

@@ -19,6 +19,9 @@
 
 ESP_EVENT_DECLARE_BASE(WIFI_EVENT);
 
+#define ESP_ERR_WIFI_BASE      0x3000
+#define ESP_ERR_WIFI_NOT_INIT  (ESP_ERR_WIFI_BASE + 1)
+
 typedef enum {
     WIFI_EVENT_WIFI_READY = 0,
     WIFI_EVENT_SCAN_DONE,
@@ -71,5 +74,7 @@ esp_err_t esp_wifi_set_mode(wifi_mode_t mode);
 esp_err_t esp_wifi_set_config(wifi_interface_t interface, wifi_config_t *conf);
 esp_err_t esp_wifi_start(void);
 esp_err_t esp_wifi_connect(void);
+/* ESP_ERR_WIFI_NOT_INIT before esp_wifi_init, as in ESP-IDF. */
+esp_err_t esp_wifi_get_mode(wifi_mode_t *mode);
 
 #endif

@@ -1,10 +1,11 @@
 /*
  * STAND-IN for ESP-IDF's nvs.h (components/nvs_flash/include/nvs.h) --
- * host tests only, not ESP-IDF code. Read-only: nvs_standin.c reads the
- * key/value CSV that ESP-IDF's nvs_partition_gen.py takes as input, from
- * the file named by $USMP_STANDIN_NVS_CSV (no variable: an empty NVS). Only
- * "namespace" rows and "data" rows with hex2bin (a blob) or string encoding
- * are understood.
+ * host tests only, not ESP-IDF code. nvs_standin.c reads the key/value
+ * CSV that ESP-IDF's nvs_partition_gen.py takes as input, from the file
+ * named by $USMP_STANDIN_NVS_CSV (no variable: an empty NVS). Only
+ * "namespace" rows and "data" rows with hex2bin (a blob), string or u64
+ * encoding are understood. Writes (nvs_set_u64, nvs_commit) change the
+ * copy in memory only: the CSV file is never written.
  */
 #ifndef IDF_STANDIN_NVS_H
 #define IDF_STANDIN_NVS_H
@@ -29,5 +30,8 @@ typedef enum { NVS_READONLY, NVS_READWRITE } nvs_open_mode_t;
 esp_err_t nvs_open(const char *namespace_name, nvs_open_mode_t open_mode, nvs_handle_t *out_handle);
 esp_err_t nvs_get_blob(nvs_handle_t handle, const char *key, void *out_value, size_t *length);
 void nvs_close(nvs_handle_t handle);
+esp_err_t nvs_get_u64(nvs_handle_t handle, const char *key, uint64_t *out_value);
+esp_err_t nvs_set_u64(nvs_handle_t handle, const char *key, uint64_t value);
+esp_err_t nvs_commit(nvs_handle_t handle);
 
 #endif

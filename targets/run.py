@@ -1,0 +1,706 @@
+#!/usr/bin/python3
+"""Builds the USMP firmware for emulated microcontrollers, runs it under QEMU,
+and reports what it measured; with --footprint, the device's flash by part
+and RAM in all, next to the goals of docs/footprint.md, into
+build/footprint.json.
+
+Targets (Debian 12 packages, tools/install-deps.sh):
+
+  cortex-m4     arm-none-eabi-gcc + picolibc, qemu-system-arm -M mps2-an386
+  rv32imc       riscv64-unknown-elf-gcc + picolibc, qemu-system-riscv32 -M virt
+                (the ESP32-C3's ISA, not an ESP32-C3)
+  xtensa-lx106  xtensa-lx106-elf-gcc + picolibc, qemu-system-xtensa -M sim
+                (the ESP8266's core, call0 ABI. Debian has no ESP32 LX6/LX7
+                toolchain or machine, so no ESP32 Xtensa core runs here)
+
+Images, per target:
+
+  vectors-<provider>  both engines in memory, every feature compiled in:
+                      spec/vectors/handshake.json and records.json byte for
+                      byte, every step of negative.json (the vectors are
+                      compiled in by gen_vectors.py)
+  device-<provider>   the device API in the device profile (client role,
+                      stream mode) against a scripted gateway replaying the
+                      vectors; instructions per handshake and per 64-byte
+                      record, painted stack per API call, heap peak
+  count-<provider>    the same, with mbedTLS's allocations counted (the
+                      count costs instructions: only that figure is used)
+
+X25519 providers (crypto/x25519, docs/crypto.md): "libsodium" (the fast
+profile), "everest" (HACL* from mbedTLS's 3rdparty/everest: the small
+profile), "ecp" (mbedTLS's generic ECP code, the baseline). Everything else
+of the crypto is mbedTLS 2.28, compiled from Debian's source package with
+targets/mbedtls/usmp_mbedtls_config.h.
+
+    /usr/bin/python3 targets/run.py              # build, run, check (exit 1 on any failure)
+    /usr/bin/python3 targets/run.py --footprint  # and the footprint table + build/footprint.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+DEPS = ROOT / "build" / "deps" / "src"
+
+# --- the goals, judged on Cortex-M4 in the device profile (issue 11) ----------
+GOAL_FAST_HANDSHAKE = 2_000_000
+GOAL_SMALL_FLASH = 20 * 1024
+GOAL_SMALL_HANDSHAKE = 10_000_000
+GOAL_RAM = 3584  # 3.5 KB
+GOAL_CORE = 6 * 1024
+JUDGED_TARGET = "cortex-m4"
+
+# Which provider each device crypto profile uses (docs/crypto.md gives the
+# figures behind the choice); "ecp" is measured as the baseline.
+PROFILE_OF_PROVIDER = {"libsodium": "fast", "everest": "small", "ecp": "small"}
+SELECTED = {"fast": "libsodium", "small": "everest"}
+PROVIDER_NAME = {
+    "libsodium": "libsodium 1.0.18 crypto_scalarmult_curve25519 (ref10)",
+    "everest": "HACL* Hacl_Curve25519_crypto_scalarmult (mbedTLS 2.28 3rdparty/everest, 32-bit, one unit)",
+    "ecp": "mbedTLS 2.28 ECP (generic bignum Montgomery ladder)",
+}
+PROVIDERS = ["libsodium", "everest", "ecp"]
+
+# The core's feature profiles (include/usmp/usmp_options.h).
+DEVICE_PROFILE = ["-DUSMP_SERVER=0", "-DUSMP_DATAGRAM=0", "-DUSMP_ERROR_TEXT=1"]
+FULL_PROFILE = ["-DUSMP_SERVER=1", "-DUSMP_DATAGRAM=1", "-DUSMP_ERROR_TEXT=1"]
+
+WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
+            "-Wpointer-arith", "-Wcast-qual", "-Wundef"]
+COMMON = ["-std=c99", "-Os", "-g", "-ffunction-sections", "-fdata-sections", "-fno-common"]
+
+MBEDTLS_MODULES = ["aes", "cipher", "cipher_wrap", "gcm", "md", "sha256", "hkdf", "platform", "platform_util",
+                   "memory_buffer_alloc", "constant_time", "bignum", "ecp", "ecp_curves"]
+SODIUM_FILES = ["crypto_scalarmult/curve25519/scalarmult_curve25519.c",
+                "crypto_scalarmult/curve25519/ref10/x25519_ref10.c",
+                "crypto_core/ed25519/ref10/ed25519_ref10.c",
+                "sodium/utils.c", "sodium/core.c"]
+# HACL*'s 32-bit X25519 as one translation unit (targets/everest), so that
+# kremlib's 128-bit emulation inlines; EVEREST_OPT is its optimisation level.
+EVEREST_UNIT = HERE / "everest" / "hacl_curve25519_32bit.c"
+EVEREST_OPT = os.environ.get("USMP_EVEREST_OPT", "-Os")
+
+
+@dataclass
+class Target:
+    name: str
+    cc: list[str]
+    prefix: str
+    board: list[str]
+    link: list[str]
+    qemu: list[str]
+    note: str
+    linker_script: bool = False  # derive one from picolibc's (xtensa)
+
+
+def mem(flash: int, flash_size: int, ram: int, ram_size: int) -> list[str]:
+    return [f"-Wl,--defsym=__flash={flash:#x}", f"-Wl,--defsym=__flash_size={flash_size:#x}",
+            f"-Wl,--defsym=__ram={ram:#x}", f"-Wl,--defsym=__ram_size={ram_size:#x}",
+            "-Wl,--defsym=__stack_size=0x8000"]
+
+
+QEMU_COMMON = ["-display", "none", "-monitor", "none", "-serial", "none", "-icount", "shift=0"]
+TARGETS = [
+    Target("cortex-m4", ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "--specs=picolibc.specs"],
+           "arm-none-eabi-", ["mps2_an386.c"],
+           ["--oslib=semihost", "--crt0=semihost"] + mem(0x0, 0x400000, 0x20000000, 0x400000),
+           ["qemu-system-arm", "-M", "mps2-an386", "-semihosting-config", "enable=on,target=native"],
+           "QEMU mps2-an386 (Cortex-M4), arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os, picolibc"),
+    Target("rv32imc", ["riscv64-unknown-elf-gcc", "-march=rv32imc", "-mabi=ilp32", "-mcmodel=medany",
+                       "--specs=picolibc.specs"],
+           "riscv64-unknown-elf-", ["riscv_virt.c"],
+           ["--oslib=semihost", "--crt0=semihost"] + mem(0x80000000, 0x200000, 0x80200000, 0x200000),
+           ["qemu-system-riscv32", "-M", "virt", "-bios", "none", "-semihosting-config", "enable=on,target=native"],
+           "QEMU virt (rv32imc, the ESP32-C3's ISA), riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32 -Os, picolibc"),
+    Target("xtensa-lx106", ["xtensa-lx106-elf-gcc", "--specs=/usr/lib/xtensa-lx106-elf/picolibc.specs"],
+           "xtensa-lx106-elf-", ["xtensa_sim.c", "xtensa_libgcc.c"],
+           mem(0x60000000, 0x100000, 0x60100000, 0x100000),
+           ["qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-semihosting"],
+           "QEMU sim with -cpu lx106 (the ESP8266's Xtensa core, call0 ABI; Debian has no ESP32 LX6/LX7 "
+           "toolchain or machine), xtensa-lx106-elf-gcc -Os, picolibc", linker_script=True),
+]
+
+
+# --- the core's source list ---------------------------------------------------------
+
+def core_sources() -> list[str]:
+    """The core's C sources, repository-relative, from cmake/usmp_sources.cmake
+    (USMP_ENGINE_SOURCES and USMP_DEVICE_SOURCES), else from CMakeLists.txt's
+    USMP_CORE_SOURCES. Read, never restated here: src/ may be split further."""
+    listing = ROOT / "cmake" / "usmp_sources.cmake"
+    found: list[str] = []
+    if listing.exists():
+        text = listing.read_text()
+        for name in ("USMP_ENGINE_SOURCES", "USMP_DEVICE_SOURCES"):
+            m = re.search(r"^set\(" + name + r"\s*\n(.*?)^\)", text, re.M | re.S)
+            if not m:
+                sys.exit(f"targets: {name} not found in {listing.relative_to(ROOT)}")
+            found += [line.strip() for line in m.group(1).splitlines() if line.strip()]
+    else:
+        text = (ROOT / "CMakeLists.txt").read_text()
+        m = re.search(r"set\(USMP_CORE_SOURCES\s+(.*?)\)", text, re.S)
+        if not m:
+            sys.exit("targets: no core source list (cmake/usmp_sources.cmake or USMP_CORE_SOURCES)")
+        found = [s.replace("${PROJECT_SOURCE_DIR}/", "") for s in m.group(1).split()]
+    for path in found:
+        if not (ROOT / path).is_file():
+            sys.exit(f"targets: core source {path} listed but missing")
+    return found
+
+
+def deps_dir(package: str) -> Path:
+    dirs = sorted(DEPS.glob(f"{package}-[0-9]*"))
+    if not dirs:
+        sys.exit(f"targets: no {package} source under build/deps/src: run tools/install-deps.sh")
+    return dirs[-1]
+
+
+# --- building --------------------------------------------------------------------
+
+class BuildError(Exception):
+    pass
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> str:
+    done = subprocess.run(cmd, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise BuildError(f"command failed: {' '.join(cmd)}\n{done.stdout}")
+    return done.stdout
+
+
+@dataclass
+class Unit:
+    source: Path
+    obj: Path
+    flags: list[str]
+    cached: bool = False  # third-party: reuse the object when newer than the source and config
+
+
+@dataclass
+class Build:
+    target: Target
+    out: Path
+    units: list[Unit] = field(default_factory=list)
+
+
+def newer(obj: Path, *inputs: Path) -> bool:
+    return obj.exists() and all(obj.stat().st_mtime >= i.stat().st_mtime for i in inputs)
+
+
+def compile_unit(target: Target, u: Unit) -> None:
+    if u.cached and newer(u.obj, u.source, HERE / "mbedtls" / "usmp_mbedtls_config.h", Path(__file__)):
+        return
+    u.obj.parent.mkdir(parents=True, exist_ok=True)
+    run(target.cc + COMMON + u.flags + ["-c", str(u.source), "-o", str(u.obj)])
+
+
+def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> dict[str, list[Path]]:
+    """Compiles everything one target needs; returns the object groups.
+    defines: more -D options of usmp_options.h for the core and the images."""
+    mbedtls = deps_dir("mbedtls")
+    sodium = deps_dir("libsodium") / "src" / "libsodium"
+    everest = mbedtls / "3rdparty" / "everest"
+    mbedtls_inc = ["-I" + str(HERE / "mbedtls"), "-I" + str(mbedtls / "include"),
+                   '-DMBEDTLS_CONFIG_FILE="usmp_mbedtls_config.h"']
+    sodium_inc = ["-I" + str(sodium / "include"), "-I" + str(sodium / "include" / "sodium")]
+    everest_inc = ["-isystem", str(everest / "include"), "-isystem", str(everest / "include" / "everest"),
+                   "-isystem", str(everest / "include" / "everest" / "kremlib"), "-DKRML_VERIFIED_UINT128"]
+    usmp_inc = ["-I" + str(ROOT / "include" / "usmp"), "-I" + str(ROOT / "src")]
+    fw_inc = usmp_inc + ["-I" + str(HERE / "boards"), "-I" + str(HERE / "firmware"), "-I" + str(vectors_h.parent)]
+    groups: dict[str, list[Path]] = {}
+    units: list[tuple[str, Unit]] = []
+
+    def add(group: str, src: Path, obj: Path, flags: list[str], cached: bool = False) -> None:
+        units.append((group, Unit(src, obj, flags, cached)))
+
+    for m in MBEDTLS_MODULES:
+        add("mbedtls", mbedtls / "library" / f"{m}.c", out / "mbedtls" / f"{m}.o", mbedtls_inc + ["-w"], True)
+    add("mbedtls", HERE / "mbedtls" / "usmp_aes_encrypt_only.c", out / "mbedtls" / "usmp_aes_encrypt_only.o",
+        mbedtls_inc + WARNINGS)
+    for f in SODIUM_FILES:
+        add("libsodium", sodium / f, out / "libsodium" / (Path(f).stem + ".o"),
+            sodium_inc + ["-DNATIVE_LITTLE_ENDIAN", "-DCONFIGURED=1", "-w"], True)
+    add("everest", EVEREST_UNIT, out / "everest" / "Hacl_Curve25519.o",
+        everest_inc + ["-I" + str(everest / "library"), "-w", EVEREST_OPT])
+    for profile, flags in (("device", DEVICE_PROFILE), ("full", FULL_PROFILE)):
+        for src in core_sources():
+            add(f"core-{profile}", ROOT / src, out / f"core-{profile}" / (Path(src).stem + ".o"),
+                usmp_inc + flags + defines + WARNINGS)
+    glue_inc = usmp_inc + mbedtls_inc + WARNINGS
+    add("glue-common", ROOT / "crypto/common/usmp_crypto_common.c", out / "glue" / "usmp_crypto_common.o", glue_inc)
+    add("glue-ecp", ROOT / "crypto/mbedtls/usmp_crypto_mbedtls.c", out / "glue" / "usmp_crypto_mbedtls.o", glue_inc)
+    add("glue-external", ROOT / "crypto/mbedtls/usmp_crypto_mbedtls.c",
+        out / "glue" / "usmp_crypto_mbedtls_x25519_external.o", glue_inc + ["-DUSMP_X25519_EXTERNAL=1"])
+    add("glue-libsodium", ROOT / "crypto/x25519/usmp_x25519_libsodium.c", out / "glue" / "usmp_x25519_libsodium.o",
+        glue_inc + sodium_inc)
+    add("glue-everest", ROOT / "crypto/x25519/usmp_x25519_everest.c", out / "glue" / "usmp_x25519_everest.o",
+        glue_inc + everest_inc)
+    fw_flags = fw_inc + ["-I" + str(mbedtls / "include"), "-I" + str(HERE / "mbedtls"),
+                         '-DMBEDTLS_CONFIG_FILE="usmp_mbedtls_config.h"'] + WARNINGS
+    for b in t.board:
+        add("harness", HERE / "boards" / b, out / "harness" / (Path(b).stem + ".o"), fw_flags)
+    add("harness", HERE / "firmware" / "target.c", out / "harness" / "target.o", fw_flags)
+    add("harness", HERE / "firmware" / "target_port.c", out / "harness" / "target_port.o", fw_flags)
+    add("main-vectors", HERE / "firmware" / "vectors_main.c", out / "harness" / "vectors_main.o",
+        fw_flags + FULL_PROFILE + defines)
+    add("main-device", HERE / "firmware" / "device_main.c", out / "harness" / "device_main.o",
+        fw_flags + DEVICE_PROFILE + defines)
+    add("alloc-count", HERE / "firmware" / "alloc_count.c", out / "harness" / "alloc_count.o", fw_flags)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for job in [pool.submit(compile_unit, t, u) for _, u in units]:
+            job.result()
+    for group, u in units:
+        groups.setdefault(group, []).append(u.obj)
+    # Third-party code as archives, so the linker takes only the members used
+    # and the map names each member (the footprint's "crypto library" rows).
+    for lib in ("mbedtls", "libsodium", "everest"):
+        archive = out / f"lib{lib}.a"
+        archive.unlink(missing_ok=True)
+        run([t.prefix + "ar", "rcs", str(archive)] + [str(o) for o in groups[lib]])
+        groups[lib] = [archive]
+    if t.linker_script:
+        groups["ldscript"] = [xtensa_linker_script(out)]
+    return groups
+
+
+def xtensa_linker_script(out: Path) -> Path:
+    """picolibc's linker script for lx106, with two changes the sim needs:
+    literal pools before all code (l32r only reaches backwards), and the
+    reset vector (0x50000000 on lx106) jumping to _start (boards/xtensa_sim.c)."""
+    s = Path("/usr/lib/xtensa-lx106-elf/lib/picolibc.ld").read_text()
+    edits = [("\tKEEP (*(.text.init.enter))", "\t*(.literal .literal.*)\n\t\tKEEP (*(.text.init.enter))"),
+             ("PHDRS\n{\n", "PHDRS\n{\n\treset PT_LOAD;\n"),
+             ("MEMORY\n{\n", "MEMORY\n{\n\treset (rx!w) : ORIGIN = 0x50000000, LENGTH = 0x100\n"),
+             ("SECTIONS\n{\n", "SECTIONS\n{\n\t.reset_vector : { KEEP (*(.ResetVector.text)) } >reset AT>reset :reset\n")]
+    for old, new in edits:
+        if old not in s:
+            sys.exit(f"targets: picolibc.ld for lx106 changed; cannot find {old!r}")
+        s = s.replace(old, new, 1)
+    path = out / "xtensa_sim.ld"
+    path.write_text(s)
+    return path
+
+
+@dataclass
+class Image:
+    target: Target
+    kind: str       # vectors | device
+    provider: str   # libsodium | everest | ecp
+    elf: Path
+    map: Path
+    objects: dict[str, list[Path]]  # group -> objects linked
+
+    @property
+    def name(self) -> str:
+        return f"{self.target.name}/{self.kind}-{self.provider}"
+
+
+def link(t: Target, out: Path, groups: dict[str, list[Path]], kind: str, provider: str) -> Image:
+    core = groups["core-full" if kind == "vectors" else "core-device"]
+    # "count": the device image with mbedTLS's allocations counted (only
+    # that figure of it is used).
+    glue = groups["glue-common"] + (groups["glue-ecp"] if provider == "ecp"
+                                    else groups["glue-external"] + groups[f"glue-{provider}"])
+    crypto = groups["mbedtls"] + ([] if provider == "ecp" else groups[provider])
+    harness = groups["harness"] + (groups["main-device"] + groups["alloc-count"] if kind == "count"
+                                   else groups[f"main-{kind}"])
+    elf = out / f"{kind}-{provider}.elf"
+    mapfile = elf.with_suffix(".map")
+    cmd = t.cc + COMMON + t.link + [f"-Wl,-Map={mapfile}", "-Wl,--gc-sections", "-o", str(elf)]
+    if kind == "count":
+        cmd.append("-Wl,--wrap=mbedtls_calloc")
+    if "ldscript" in groups:
+        cmd += ["-T", str(groups["ldscript"][0])]
+    cmd += [str(o) for o in harness + core + glue + crypto]
+    run(cmd)
+    return Image(t, kind, provider, elf, mapfile,
+                 {"core": core, "glue": glue, "crypto": crypto, "harness": harness})
+
+
+# --- running ---------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    image: Image
+    ok: bool
+    seconds: float
+    output: str
+    results: dict[str, str]
+
+
+def run_image(image: Image, timeout: float) -> RunResult:
+    cmd = image.target.qemu + QEMU_COMMON + ["-kernel", str(image.elf)]
+    start = time.monotonic()
+    try:
+        done = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        output, status = done.stdout, done.returncode
+    except subprocess.TimeoutExpired as e:
+        output = (e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")) + f"\nTIMEOUT after {timeout}s"
+        status = -1
+    results = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "RESULT":
+            results[parts[1]] = parts[2]
+    ok = status == 0 and results.get("failures") == "0"
+    return RunResult(image, ok, time.monotonic() - start, output, results)
+
+
+def uart_stage() -> str:
+    """Hook for part 1(b) of issue 11: the device API over the emulated UART
+    (QEMU `-serial pty` or `-serial unix:...`: mps2-an386's CMSDK UART0,
+    virt's NS16550A) in datagram mode with COBS, against the Python
+    gateway's serial transport (pyserial on the host). That transport does
+    not exist yet, so this stage is not run; it reports why instead of
+    passing."""
+    return "uart: not run (needs the Python gateway's serial transport; issue 11 part 1b)"
+
+
+# --- footprint -----------------------------------------------------------------------
+
+@dataclass
+class Size:
+    text: int = 0
+    rodata: int = 0
+    data: int = 0
+    bss: int = 0
+
+    @property
+    def flash(self) -> int:
+        return self.text + self.rodata + self.data
+
+    @property
+    def ram(self) -> int:
+        return self.data + self.bss
+
+    def add(self, section: str, size: int) -> None:
+        for prefix, kind in ((".text", "text"), (".literal", "text"), (".rodata", "rodata"),
+                             (".srodata", "rodata"), (".data", "data"), (".sdata", "data"),
+                             (".tdata", "data"), (".bss", "bss"), (".sbss", "bss"), (".tbss", "bss"),
+                             ("COMMON", "bss")):
+            if section == prefix or section.startswith(prefix + "."):
+                setattr(self, kind, getattr(self, kind) + size)
+                return
+
+
+def map_sizes(map_file: Path) -> dict[str, Size]:
+    """Bytes each input file (object, or archive(member)) keeps in the image,
+    per section kind, from a GNU ld map."""
+    text = map_file.read_text()
+    text = text[text.index("Linker script and memory map"):]
+    sizes: dict[str, Size] = {}
+    pending: str | None = None
+    entry = re.compile(r"^ (\S+)?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
+    for line in text.splitlines():
+        if re.match(r"^ (\.\S+|COMMON)\s*$", line):
+            pending = line.strip()
+            continue
+        m = entry.match(line)
+        if m and (m.group(1) or pending):
+            section = m.group(1) or pending or ""
+            if section.startswith((".", "COMMON")) and not m.group(4).startswith("0x") and int(m.group(2), 16) != 0:
+                sizes.setdefault(m.group(4).strip(), Size()).add(section, int(m.group(3), 16))
+        pending = None
+    return sizes
+
+
+def member_of(name: str) -> tuple[str, str]:
+    """('libc.a', 'memcpy.o') for '/path/libc.a(memcpy.o)'; ('', path) else."""
+    m = re.match(r"(.*)\((.*)\)$", name)
+    return (Path(m.group(1)).name, m.group(2)) if m else ("", name)
+
+
+def symbols(prefix: str, paths: list[str]) -> tuple[set[str], dict[str, set[str]], dict[str, set[str]]]:
+    """nm over objects and archives: (undefined in the given objects,
+    defined per archive member, undefined per archive member)."""
+    undefined: set[str] = set()
+    defined_by: dict[str, set[str]] = {}
+    needs: dict[str, set[str]] = {}
+    for path in paths:
+        out = subprocess.run([prefix + "nm", "-A", path], text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL).stdout
+        for line in out.splitlines():
+            m = re.match(r"^(.*?):(?:(\S+\.o(?:bj)?):)?\s*(?:[0-9a-f]+)?\s+([A-Za-z])\s+(\S+)$", line)
+            if not m:
+                continue
+            member, kind, sym = m.group(2), m.group(3), m.group(4)
+            if member:
+                key = f"{Path(m.group(1)).name}({member})"
+                (needs if kind == "U" else defined_by).setdefault(key, set()).add(sym)
+            elif kind == "U":
+                undefined.add(sym)
+    return undefined, defined_by, needs
+
+
+@dataclass
+class Footprint:
+    target: str
+    provider: str
+    parts: dict[str, int]            # flash per part
+    crypto_modules: dict[str, int]   # flash per crypto library module
+    static_ram: int
+    harness_flash: int
+
+
+def footprint(image: Image) -> Footprint:
+    """Flash of the device: core, crypto glue, crypto library by module,
+    and the libc and libgcc members that the device's code needs (the
+    harness's printf and semihosting are left out and shown apart)."""
+    sizes = map_sizes(image.map)
+    t = image.target
+    core = {str(p) for p in image.objects["core"]}
+    glue = {str(p) for p in image.objects["glue"]}
+    crypto_archives = {p.name for p in image.objects["crypto"]}
+    # The libc/libgcc members the device's own code pulls in, transitively.
+    linked_members = [n for n in sizes if member_of(n)[0] in ("libc.a", "libgcc.a")]
+    archives = sorted({n[:n.rindex("(")] for n in linked_members})
+    device_objects = sorted(core | glue) + [str(p) for p in image.objects["crypto"]]
+    undefined, defined_by, needs = symbols(t.prefix, device_objects)
+    crypto_member_undef: set[str] = set()
+    for key, syms in needs.items():
+        if member_of(key)[0] in crypto_archives and any(member_of(n) == member_of(key) for n in sizes):
+            crypto_member_undef |= syms
+    undefined |= crypto_member_undef
+    _, lib_defined, lib_needs = symbols(t.prefix, archives)
+    linked_keys = {f"{member_of(n)[0]}({member_of(n)[1]})" for n in linked_members}
+    wanted = set(undefined)
+    counted: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for key in linked_keys - counted:
+            if lib_defined.get(key, set()) & wanted:
+                counted.add(key)
+                wanted |= lib_needs.get(key, set())
+                changed = True
+    parts = {"core": 0, "crypto glue": 0, "crypto library": 0, "libc": 0, "libgcc": 0}
+    modules: dict[str, int] = {}
+    static_ram = 0
+    harness = 0
+    for name, size in sizes.items():
+        archive, member = member_of(name)
+        key = f"{archive}({member})"
+        if name in core:
+            part = "core"
+        elif name in glue:
+            part = "crypto glue"
+        elif archive in crypto_archives:
+            part = "crypto library"
+            module = f"{archive.removeprefix('lib').removesuffix('.a')}/{Path(member).stem}"
+            if size.flash:
+                modules[module] = modules.get(module, 0) + size.flash
+        elif archive in ("libc.a", "libgcc.a") and key in counted:
+            part = "libc" if archive == "libc.a" else "libgcc"
+        elif name.endswith("xtensa_libgcc.o"):
+            # The ESP8266 ROM's integer routines (boards/xtensa_libgcc.c): libgcc.
+            part = "libgcc"
+        else:
+            harness += size.flash
+            continue
+        parts[part] += size.flash
+        static_ram += size.ram
+    return Footprint(t.name, image.provider, parts, dict(sorted(modules.items(), key=lambda kv: -kv[1])),
+                     static_ram, harness)
+
+
+def verdict(value: int, goal: int) -> str:
+    return f"{'met' if value <= goal else 'missed'} ({value / goal:.2f} x goal)"
+
+
+def footprint_rows(device_runs: list[RunResult], count_runs: list[RunResult]) -> list[dict[str, object]]:
+    rows = []
+    allocations = {(c.image.target.name, c.image.provider): int(c.results["handshake_heap_allocations"])
+                   for c in count_runs if "handshake_heap_allocations" in c.results}
+    for r in device_runs:
+        fp = footprint(r.image)
+        res = {k: int(v) for k, v in r.results.items() if v.isdigit()}
+        res["handshake_heap_allocations"] = allocations.get((r.image.target.name, r.image.provider), -1)
+        stacks = {k.removeprefix("stack_"): v for k, v in res.items() if k.startswith("stack_")}
+        stack_max = max(stacks.values()) if stacks else 0
+        flash_total = sum(fp.parts.values())
+        ram_total = res["context_bytes"] + stack_max + res["heap_peak"] + fp.static_ram
+        profile = PROFILE_OF_PROVIDER[r.image.provider]
+        rows.append({
+            "target": r.image.target.name,
+            "profile": "device",
+            "crypto": profile,
+            "x25519": PROVIDER_NAME[r.image.provider],
+            "x25519_provider": r.image.provider,
+            "selected_for_profile": SELECTED[profile] == r.image.provider,
+            "flash_core": fp.parts["core"],
+            "flash_crypto_glue": fp.parts["crypto glue"],
+            "flash_crypto_library": fp.parts["crypto library"],
+            "flash_crypto_modules": fp.crypto_modules,
+            "flash_libc": fp.parts["libc"],
+            "flash_libgcc": fp.parts["libgcc"],
+            "flash_total": flash_total,
+            "ram_context": res["context_bytes"],
+            "ram_static": fp.static_ram,
+            "stack_handshake": stacks.get("connect", 0),
+            "stack_per_call": stacks,
+            "stack_max": stack_max,
+            "heap_peak": res["heap_peak"],
+            "heap_allocations_handshake": res["handshake_heap_allocations"],
+            "ram_total": ram_total,
+            "handshake_instructions": res["handshake_instructions"],
+            "record64_instructions": res["record64_instructions"],
+            "record64_recv_instructions": res["record64_recv_instructions"],
+            "x25519_base_instructions": res["x25519_base_instructions"],
+            "x25519_shared_instructions": res["x25519_shared_instructions"],
+            "harness_flash_not_counted": fp.harness_flash,
+            "emulated": r.image.target.note,
+        })
+    return rows
+
+
+def goals(row: dict[str, object]) -> dict[str, str]:
+    """The issue's goals for one row (judged on Cortex-M4, device profile)."""
+    g = {"ram_total": verdict(int(str(row["ram_total"])), GOAL_RAM),
+         "flash_core": verdict(int(str(row["flash_core"])), GOAL_CORE)}
+    if row["crypto"] == "fast":
+        g["handshake_instructions"] = verdict(int(str(row["handshake_instructions"])), GOAL_FAST_HANDSHAKE)
+    else:
+        g["flash_total"] = verdict(int(str(row["flash_total"])), GOAL_SMALL_FLASH)
+        g["handshake_instructions"] = verdict(int(str(row["handshake_instructions"])), GOAL_SMALL_HANDSHAKE)
+    return g
+
+
+def print_table(rows: list[dict[str, object]], markdown: bool) -> None:
+    def goal_of(key: str, row: dict[str, object]) -> str:
+        if key == "flash_core":
+            return "<= 6144"
+        if key == "ram_total":
+            return "<= 3584"
+        if key == "flash_total":
+            return "<= 20480 (small)" if row["crypto"] == "small" else ""
+        if key == "handshake_instructions":
+            return "<= 2 M (fast)" if row["crypto"] == "fast" else "<= 10 M (small)"
+        return ""
+
+    keys = ["flash_core", "flash_crypto_glue", "flash_crypto_library", "flash_libc", "flash_libgcc", "flash_total",
+            "ram_context", "ram_static", "stack_handshake", "stack_max", "heap_peak", "heap_allocations_handshake",
+            "ram_total",
+            "handshake_instructions", "record64_instructions", "record64_recv_instructions",
+            "x25519_base_instructions", "x25519_shared_instructions"]
+    for target in dict.fromkeys(str(r["target"]) for r in rows):
+        trows = [r for r in rows if r["target"] == target]
+        head = ["figure"] + [f"{r['crypto']}: {r['x25519_provider']}" for r in trows] + ["goal (Cortex-M4)"]
+        lines = [head]
+        for k in keys:
+            lines.append([k] + [f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for r in trows]
+                         + [goal_of(k, trows[0]) if k not in ("flash_total", "handshake_instructions")
+                            else "; ".join(dict.fromkeys(goal_of(k, r) for r in trows if goal_of(k, r)))])
+        mods: dict[str, list[str]] = {}
+        for i, r in enumerate(trows):
+            for m, v in dict(r["flash_crypto_modules"]).items():  # type: ignore[call-overload]
+                mods.setdefault(m, ["0"] * len(trows))[i] = f"{v:,}"
+        for m, vals in mods.items():
+            if any(v != "0" for v in vals):  # members linked with no bytes kept
+                lines.append([f"  {m}"] + vals + [""])
+        if markdown:
+            print(f"\n### {target}\n")
+            print("| " + " | ".join(lines[0]) + " |")
+            print("|" + "---|" * len(lines[0]))
+            for line in lines[1:]:
+                print("| " + " | ".join(line) + " |")
+        else:
+            print(f"\n{target}: {trows[0]['emulated']}")
+            widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+            for line in lines:
+                print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))))
+
+
+# --- main ----------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default=str(ROOT / "build" / "targets"))
+    ap.add_argument("--targets", default=",".join(t.name for t in TARGETS))
+    ap.add_argument("--providers", default=",".join(PROVIDERS))
+    ap.add_argument("--footprint", action="store_true", help="print the footprint table, write --json")
+    ap.add_argument("--markdown", action="store_true", help="the footprint table in Markdown")
+    ap.add_argument("--json", default=str(ROOT / "build" / "footprint.json"))
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per QEMU run")
+    ap.add_argument("--verbose", action="store_true", help="print every run's output")
+    ap.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
+                    help="another option of usmp_options.h for the core and the images (repeatable)")
+    ap.add_argument("--vectors", help="check the vectors of this directory instead of spec/vectors")
+    args = ap.parse_args()
+    build = Path(args.build_dir)
+    chosen = [t for t in TARGETS if t.name in args.targets.split(",")]
+    providers = [p for p in PROVIDERS if p in args.providers.split(",")]
+    started = time.monotonic()
+
+    vectors_h = build / "gen" / "usmp_vectors.h"
+    run(["/usr/bin/python3", str(HERE / "gen_vectors.py"), str(vectors_h)] +
+        (["--vectors", args.vectors] if args.vectors else []))
+    images: list[Image] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+            defines = [f"-D{d}" for d in args.define]
+            built = list(pool.map(lambda t: (t, target_build(t, build / t.name, vectors_h, defines)), chosen))
+        for t, groups in built:
+            for kind in ("vectors", "device", "count"):
+                for p in providers:
+                    images.append(link(t, build / t.name, groups, kind, p))
+    except BuildError as e:
+        print(f"targets: BUILD FAILED\n{e}")
+        print("targets: FAILED (build)")
+        return 1
+    built_s = time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(lambda im: run_image(im, args.timeout), images))
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        status = "ok" if r.ok else "FAILED"
+        extra = ""
+        if r.image.kind == "count" and "handshake_heap_allocations" in r.results:
+            extra = f" {int(r.results['handshake_heap_allocations']):,} mbedTLS allocations per handshake"
+        elif r.image.kind == "device" and "handshake_instructions" in r.results:
+            extra = (f" handshake {int(r.results['handshake_instructions']):,} instr,"
+                     f" 64-byte record {int(r.results.get('record64_instructions', 0)):,} instr")
+        elif r.image.kind == "vectors" and "handshakes_checked" in r.results:
+            extra = (f" {r.results['handshakes_checked']} handshakes, {r.results['records_checked']} records,"
+                     f" {r.results.get('negative_steps_checked', '?')} negative steps")
+        print(f"  {r.image.name:<34} {status:<6} {r.seconds:5.1f}s{extra}")
+        if args.verbose or not r.ok:
+            print("    " + "\n    ".join(r.output.splitlines()[-40:]))
+    print(uart_stage())
+
+    if args.footprint:
+        rows = footprint_rows([r for r in results if r.image.kind == "device" and r.ok],
+                              [r for r in results if r.image.kind == "count" and r.ok])
+        for row in rows:
+            if row["target"] == JUDGED_TARGET:
+                row["goals"] = goals(row)
+        print_table(rows, args.markdown)
+        print("\nGoals on Cortex-M4, device profile (issue 11):")
+        for row in rows:
+            if row["target"] == JUDGED_TARGET and row["selected_for_profile"]:
+                for k, v in dict(row["goals"]).items():  # type: ignore[call-overload]
+                    print(f"  {row['crypto']:<5} {k:<24} {v}")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"wrote {Path(args.json).relative_to(ROOT) if Path(args.json).is_relative_to(ROOT) else args.json}")
+
+    elapsed = time.monotonic() - started
+    summary = (f"targets: {len(results) - len(failed)}/{len(results)} runs passed on {len(chosen)} targets "
+               f"({', '.join(t.name for t in chosen)}; build {built_s:.0f}s, total {elapsed:.0f}s)")
+    print(summary if not failed else summary.replace("targets:", "targets: FAILED:"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

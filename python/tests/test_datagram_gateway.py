@@ -17,6 +17,7 @@ from usmp.config import ServerConfig
 from usmp.cookie import address_bytes
 from usmp.datagram import DatagramGateway, DatagramSession
 from usmp.engine import ClientEngine, EngineConfig, HandshakeComplete, MessageReceived
+from usmp.errors import Condition
 from usmp.wire import FrameType, Mode
 
 PSK = bytes(range(100, 132))
@@ -322,3 +323,42 @@ def test_device_ids_are_authenticated_only_with_a_key_per_device() -> None:
             await h.gateway.stop(0.1)
 
     run(main())
+
+
+def test_a_new_session_of_the_same_device_replaces_the_older_one() -> None:
+    """Spec 13 (row 55), as for TCP: one session per device id; the older gets BYE(REPLACED)."""
+
+    async def main() -> None:
+        h = Harness()
+        first = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+        await handshake(h, first)
+        second = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=SMALL)
+        second.start(0.0)
+        elsewhere = ("192.0.2.1", 40002)
+        [(_, challenge)] = await h.feed(second.frames_to_send()[0], elsewhere)
+        second.receive_data(challenge, 0.1)
+        replies = await h.feed(second.frames_to_send()[0], elsewhere)
+        await settle()
+        replies += h.take()
+        byes = [frame for address, frame in replies if address == HOME]
+        assert len(byes) == 1 and byes[0][0] == FrameType.BYE
+        first.receive_data(byes[0], 0.3)
+        assert first.end_condition is Condition.PEER_CLOSED and first.error is not None
+        assert first.error.reason is Condition.REPLACED  # type: ignore[attr-defined]
+        assert len(h.gateway.sessions) == 1
+        await h.gateway.stop(0.1)
+
+    run(main())
+
+
+def test_datagram_clients_check_the_boot_counter() -> None:
+    """Spec 5.8, as for USMPClient: the counter is a u64."""
+    import pytest
+
+    from usmp.errors import ConfigurationError
+    from usmp.udp import UDPClient
+
+    for bad in (-1, 1 << 64):
+        with pytest.raises(ConfigurationError):
+            UDPClient("127.0.0.1", 9, device_id=DEVICE, psk=PSK, boot_counter=bad)
+    assert UDPClient("127.0.0.1", 9, device_id=DEVICE, psk=PSK, boot_counter=7)._boot_counter == 7

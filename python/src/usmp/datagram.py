@@ -48,7 +48,8 @@ from .engine import (
     ServerEngine,
     State,
 )
-from .errors import Condition, ConnectionLost, LocalProtocolError, USMPError
+from .crypto import MAX_COUNTER
+from .errors import Condition, ConfigurationError, ConnectionLost, LocalProtocolError, USMPError
 from .psk import PskResolver, PskSource, check_psk, parse_device_id
 from .ratelimit import HandshakeRateLimiter
 from .wire import (
@@ -422,7 +423,12 @@ class DatagramGateway(Generic[Address]):
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._cookie_jar = cookie_jar or CookieJar(loop.time(), random=random)
-        self._rate_limiter = HandshakeRateLimiter(self.config.handshake_rate, self.config.handshake_burst)
+        self._rate_limiter = HandshakeRateLimiter(
+            self.config.handshake_rate,
+            self.config.handshake_burst,
+            v4_prefix=self.config.rate_prefix_v4,
+            v6_prefix=self.config.rate_prefix_v6,
+        )
         self._handshakes: dict[Address, _Entry[Address]] = {}  # by address: handshake frames (8.2)
         self._by_address: dict[Address, _Entry[Address]] = {}  # established sessions by current address
         self._by_index: dict[bytes, _Entry[Address]] = {}  # every live engine: records (5.6)
@@ -624,10 +630,14 @@ class DatagramGateway(Generic[Address]):
         entry = self._entries[session]
         if self._handshakes.get(entry.address) is entry:
             del self._handshakes[entry.address]
-        previous = self._by_address.get(entry.address)
-        if previous is not None and previous is not entry and self._address_key is None:
-            # One session per serial port (8.4): the new handshake replaces the old session.
-            previous.session.abandon()
+        for other in list(self._entries.values()):
+            if other is entry or not other.session.established:
+                continue
+            if other.session.device_id == session.device_id or self._address_key is None:
+                # Spec 13 (row 55): one session per device id; and one per serial port (8.4 rule 4).
+                task = asyncio.create_task(other.session.close(Condition.REPLACED))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         self._by_address[entry.address] = entry
         assert session.session_id is not None and session.device_id is not None
         log.info("session %s open: device %s from %r", session.session_id.hex(), session.device_id.hex(), session.peer)
@@ -685,7 +695,12 @@ class DatagramClient:
     datagram link may drop them anyway.
     """
 
-    def __init__(self, *, device_id: bytes | str, psk: bytes, config: ClientConfig | None = None) -> None:
+    def __init__(
+        self, *, device_id: bytes | str, psk: bytes, config: ClientConfig | None = None, boot_counter: int = 0
+    ) -> None:
+        if not (isinstance(boot_counter, int) and 0 <= boot_counter <= MAX_COUNTER):
+            raise ConfigurationError(f"boot_counter must be an integer 0 .. 2**64 - 1, got {boot_counter!r}")
+        self._boot_counter = boot_counter  # spec 5.8, as for USMPClient
         self.config = config or ClientConfig()
         self._device_id = parse_device_id(device_id)
         self._psk: bytes | None = check_psk(psk)
@@ -721,7 +736,11 @@ class DatagramClient:
         started = loop.time()
         send, peer = await self._open_link()
         engine = ClientEngine(
-            mode=Mode.DATAGRAM, device_id=self._device_id, psk=self._psk, config=datagram_config(self.config)
+            mode=Mode.DATAGRAM,
+            device_id=self._device_id,
+            psk=self._psk,
+            config=datagram_config(self.config),
+            boot_counter=self._boot_counter,
         )
         self._psk = None
         engine.start(started)

@@ -39,18 +39,11 @@ from .datagram import (
 )
 from .errors import ConfigurationError, ConnectionLost, LocalProtocolError, RemoteProtocolError
 from .psk import PskSource
-from .wire import DATAGRAM_RECORD_HEADER_BYTES, HELLO_BODY_BYTES, COOKIE_BYTES, TAG_BYTES
 
 log = logging.getLogger("usmp.serial")
 
 DEFAULT_BAUD = 115200
 READ_BYTES = 4096
-LONGEST_HANDSHAKE_FRAME = 1 + HELLO_BODY_BYTES + COOKIE_BYTES  # 61, spec 10
-
-
-def longest_frame(max_record: int) -> int:
-    """Spec 10: ``L``, the longest frame this side accepts: its records, and at least a HELLO with a cookie."""
-    return max(max_record + DATAGRAM_RECORD_HEADER_BYTES + TAG_BYTES, LONGEST_HANDSHAKE_FRAME)
 
 
 def open_serial_port(path: str, baud: int) -> Any:
@@ -208,7 +201,7 @@ class SerialServer:
             address_key=None, rate_source=None, rebinding=False,
         )
         gateway = self._gateway
-        max_frame = longest_frame(datagram_config(self.config).max_record)
+        max_frame = cobs.longest_frame(datagram_config(self.config).max_record)
         self._link = _open_link(
             self.path, self._fd, self.baud, max_frame, lambda f: gateway.datagram_received(f, _PORT),
             lambda: gateway.stats,
@@ -269,15 +262,16 @@ class SerialClient(DatagramClient):
         device_id: bytes | str,
         psk: bytes,
         config: ClientConfig | None = None,
+        boot_counter: int = 0,
     ) -> None:
-        super().__init__(device_id=device_id, psk=psk, config=config)
+        super().__init__(device_id=device_id, psk=psk, config=config, boot_counter=boot_counter)
         self.path = path
         self.baud = baud
         self._fd = fd
         self._link: ByteLink | None = None
 
     async def _open_link(self) -> tuple[SendDatagram, Any]:
-        max_frame = longest_frame(datagram_config(self.config).max_record)
+        max_frame = cobs.longest_frame(datagram_config(self.config).max_record)
         self._link = _open_link(self.path, self._fd, self.baud, max_frame, self._datagram_received, lambda: self.stats)
         return self._link.write_frame, self.path or f"fd {self._fd}"
 

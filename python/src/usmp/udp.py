@@ -216,8 +216,9 @@ class UDPClient(DatagramClient):
         psk: bytes,
         config: ClientConfig | None = None,
         local_addr: tuple[str, int] | None = None,
+        boot_counter: int = 0,
     ) -> None:
-        super().__init__(device_id=device_id, psk=psk, config=config)
+        super().__init__(device_id=device_id, psk=psk, config=config, boot_counter=boot_counter)
         self.host = host
         self.port = port
         self._local_addr = local_addr

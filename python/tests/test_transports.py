@@ -21,6 +21,7 @@ from usmp.engine import ClientEngine, EngineConfig
 from usmp.errors import Condition
 from usmp.serial_link import SerialClient, SerialServer
 from usmp.udp import UDPClient, UDPServer
+from usmp import USMPClient, USMPServer
 from usmp.wire import Mode
 
 from transport_testing import DEVICE, PSK, REPO, Tally, lossy_link, message
@@ -353,6 +354,62 @@ def test_serial_bit_errors_every_damaged_frame_is_dropped_and_counted_and_the_se
         assert await client.recv(timeout=1) == message("dn", 0)
         await asyncio.sleep(0.05)
         assert 0 in to_server.seen
+        await client.close()
+        await server.stop()
+        relay.close()
+
+    run(main())
+
+
+def test_udp_spoofed_error_during_the_handshake_ends_nothing() -> None:
+    """Spec 9.2 (datagram): an unauthenticated ERROR is counted and dropped; both handshakes go on."""
+
+    async def main() -> None:
+        server, relay, opened, _ = await udp_setup(Impairment(delay=0.05, seed=9))
+        client = UDPClient(*relay.address, device_id=DEVICE, psk=PSK)
+        connecting = asyncio.create_task(client.connect())
+        await asyncio.sleep(0.01)  # the HELLO is on its way; the CHALLENGE comes back 0.1 s after it
+        device = client.local_address
+        assert device is not None
+        relay.inject_down(device, bytes((0xFF, Condition.AUTH_FAILED.code or 0)))
+        await asyncio.sleep(0.06)  # the server has the HELLO now
+        assert server.handshakes_in_progress == 1
+        await relay.inject_up(device, bytes((0xFF, Condition.AUTH_FAILED.code or 0)))
+        await connecting
+        assert client.connected and client.stats.dropped["PEER_ERROR"] == 1
+        await asyncio.sleep(0.06)
+        assert opened and opened[0].stats.dropped["PEER_ERROR"] == 1
+        await client.close()
+        await server.stop()
+        relay.close()
+
+    run(main())
+
+
+def test_usmp_server_and_client_take_a_transport_choice() -> None:
+    async def main() -> None:
+        async def echo(session: Any, data: bytes) -> None:
+            await session.send(data)
+
+        server = USMPServer("127.0.0.1", 0, PSK, echo, transport="udp")
+        await server.start()
+        client = USMPClient("127.0.0.1", server.port, device_id=DEVICE, psk=PSK, transport="udp")
+        await client.connect()
+        await client.send(b"over udp")
+        assert await client.recv(timeout=2) == b"over udp"
+        assert client.stats is not None and client.stats.messages_received == 1
+        await client.close()
+        await server.stop()
+
+        relay = lossy_link.PtyRelay(Impairment())
+        await relay.start()
+        server = USMPServer(psk=PSK, on_data=echo, transport="serial", serial_port=relay.gateway_path, baud=57600)
+        await server.start()
+        client = USMPClient(relay.device_path, 0, device_id=DEVICE, psk=PSK, transport="serial", baud=57600)
+        await client.connect()
+        await client.send(b"over serial")
+        assert await client.recv(timeout=2) == b"over serial"
+        assert len(server.sessions) == 1 and server.stats is not None
         await client.close()
         await server.stop()
         relay.close()

@@ -578,6 +578,7 @@ int usmp_gateway_reply(usmp_gateway_session_t *c, const uint8_t *msg, size_t len
     c->reply_len = len;
     c->reply_done = 0;
     c->reply_pending = 1;
+    c->gw->stats.messages_out++;
     pump_reply(c);
     return USMP_OK;
 }
@@ -765,8 +766,11 @@ static void handle_event(usmp_gateway_session_t *c, const usmp_event_t *ev)
             say(gw, "session %s: device id %s is not authenticated (one key for every device)", sid, dev);
         }
         replace_older_session(gw, c);
-    } else if (ev->type == USMP_EVENT_MESSAGE && gw->cfg.on_message != NULL) {
-        gw->cfg.on_message(gw->cfg.on_message_user, c, ev->data, ev->len);
+    } else if (ev->type == USMP_EVENT_MESSAGE) {
+        gw->stats.messages_in++;
+        if (gw->cfg.on_message != NULL) {
+            gw->cfg.on_message(gw->cfg.on_message_user, c, ev->data, ev->len);
+        }
     }
 }
 
@@ -1079,18 +1083,44 @@ static int datagram_feed(usmp_gateway_session_t *c, const uint8_t *d, size_t len
     return rc;
 }
 
+/* Spec 6.5, 8.4 rule 5: a record that passed check 7 with seq > top moves
+ * its session to the record's source address, even while a handshake from
+ * that address is in progress. */
+static void note_record_passed(usmp_gateway_session_t *c, uint64_t seq, const struct sockaddr *from,
+                               socklen_t from_len)
+{
+    usmp_gateway_t *gw = c->gw;
+    char sid[17];
+
+    if (c->have_top && seq <= c->top) {
+        return;
+    }
+    c->top = seq;
+    c->have_top = 1;
+    if (gw->cfg.transport != USMP_GATEWAY_UDP || same_address(c, from, from_len) ||
+        from_len > (socklen_t)sizeof c->addr) {
+        return;
+    }
+    memcpy(&c->addr, from, from_len);
+    c->addr_len = from_len;
+    describe_peer(&c->addr, c->peer, sizeof c->peer);
+    hex(sid, usmp_engine_session_id(&c->engine), 8);
+    gw->stats.rebinds++;
+    say(gw, "session %s moved to %s", sid, c->peer);
+}
+
 /* Spec 8.4: a record goes by its session index alone, whatever its source.
- * One that passes (check 7) with seq > top moves its session to its source
- * address (spec 6.5, 8.4 rule 5), even while a handshake from that address
- * is in progress. */
+ * The session moves (if it does) before its answer is sent, so that the
+ * answer goes to the new address. */
 static void record_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const struct sockaddr *from,
                          socklen_t from_len)
 {
     usmp_gateway_session_t *c;
+    usmp_event_t ev;
     uint32_t index;
     uint64_t seq;
+    size_t used = 0, i;
     int was_established, rc;
-    size_t i;
 
     if (len < USMP_DATAGRAM_HEADER_BYTES) {
         gw->stats.records_dropped++;
@@ -1106,26 +1136,14 @@ static void record_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const
         seq = (seq << 8) | d[i];
     }
     was_established = usmp_engine_state(&c->engine) == USMP_STATE_ESTABLISHED;
-    rc = datagram_feed(c, d, len);
-    if (rc != USMP_OK) {
+    rc = usmp_engine_feed(&c->engine, d, len, usmp_port_millis(), &used, &ev);
+    if (rc == USMP_OK && was_established) {
+        note_record_passed(c, seq, from, from_len);
+    } else if (rc != USMP_OK) {
         gw->stats.records_dropped++;
-        return;
     }
-    if (!c->in_use || !was_established || (c->have_top && seq <= c->top)) {
-        return;
-    }
-    c->top = seq;
-    c->have_top = 1;
-    if (gw->cfg.transport == USMP_GATEWAY_UDP && !same_address(c, from, from_len) &&
-        from_len <= (socklen_t)sizeof c->addr) {
-        char sid[17];
-        memcpy(&c->addr, from, from_len);
-        c->addr_len = from_len;
-        describe_peer(&c->addr, c->peer, sizeof c->peer);
-        hex(sid, usmp_engine_session_id(&c->engine), 8);
-        gw->stats.rebinds++;
-        say(gw, "session %s moved to %s", sid, c->peer);
-    }
+    handle_event(c, &ev);
+    service_session(c);
 }
 
 /* Spec 8.3: a cookie made with the current or the previous secret. */
@@ -1637,6 +1655,8 @@ void usmp_gateway_shutdown(usmp_gateway_t *gw)
         }
     }
     if (is_datagram(gw)) {
+        say(gw, "messages: %llu in, %llu out", (unsigned long long)gw->stats.messages_in,
+            (unsigned long long)gw->stats.messages_out);
         say(gw, "dropped: %llu corrupt frames, %llu records, %llu for no session, %llu handshake frames; "
                 "%llu cookies, %llu BUSY, %llu rebinds, %llu datagrams in",
             (unsigned long long)gw->stats.cobs_errors, (unsigned long long)gw->stats.records_dropped,

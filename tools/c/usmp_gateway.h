@@ -92,6 +92,8 @@ typedef struct {
 /* What a gateway has dropped, for the application to see the loss (spec
  * 8.5). Datagram transports only; TCP ends the session instead. */
 typedef struct {
+    uint64_t messages_in;          /* whole messages given to on_message */
+    uint64_t messages_out;         /* replies handed to the engine */
     uint64_t datagrams_in;         /* datagrams or COBS frames received */
     uint64_t cobs_errors;          /* SERIAL: corrupt or oversized COBS frames dropped */
     uint64_t records_dropped;      /* records the engines dropped (REPLAY, BAD_RECORD, ...) */

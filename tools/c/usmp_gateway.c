@@ -337,6 +337,7 @@ static int same_address(const usmp_gateway_session_t *c, const struct sockaddr *
     return na == nb && na > 0 && memcmp(a, b, na) == 0;
 }
 
+#if USMP_SERVER && USMP_DATAGRAM
 /* Constant time: a cookie check must not tell how many bytes matched. */
 static int equal_bytes(const uint8_t *a, const uint8_t *b, size_t n)
 {
@@ -347,6 +348,7 @@ static int equal_bytes(const uint8_t *a, const uint8_t *b, size_t n)
     }
     return diff == 0;
 }
+#endif
 
 /* ------------------------------------------------------------------------
  * Rate limiter (spec section 13): a token bucket per source prefix.
@@ -1149,6 +1151,7 @@ static void record_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const
 /* Spec 8.3: a cookie made with the current or the previous secret. */
 static int cookie_valid(const usmp_gateway_t *gw, const uint8_t *hello, size_t len, const struct sockaddr *from)
 {
+#if USMP_SERVER && USMP_DATAGRAM
     uint8_t address[18], expected[COOKIE_BYTES];
     size_t address_len = cookie_address(from, address);
     int ok = 0;
@@ -1165,11 +1168,16 @@ static int cookie_valid(const usmp_gateway_t *gw, const uint8_t *hello, size_t l
         ok |= equal_bytes(expected, hello + DATAGRAM_HELLO_BYTES, COOKIE_BYTES);
     }
     return ok;
+#else
+    (void)gw, (void)hello, (void)len, (void)from;
+    return 0; /* a build without the server role or datagram mode serves no UDP */
+#endif
 }
 
 /* Spec 8.3: COOKIE = 0x0A || cookie(16); no state is kept. */
 static void send_cookie(usmp_gateway_t *gw, const uint8_t *hello, const struct sockaddr *from, socklen_t from_len)
 {
+#if USMP_SERVER && USMP_DATAGRAM
     uint8_t address[18], frame[1 + COOKIE_BYTES];
     size_t address_len = cookie_address(from, address);
 
@@ -1180,6 +1188,9 @@ static void send_cookie(usmp_gateway_t *gw, const uint8_t *hello, const struct s
     frame[0] = USMP_TYPE_COOKIE;
     (void)send_datagram(gw, frame, sizeof frame, from, from_len);
     gw->stats.cookies_sent++;
+#else
+    (void)gw, (void)hello, (void)from, (void)from_len;
+#endif
 }
 
 /* A HELLO that belongs to no handshake: spec 4.5 step 5 (the cookie, UDP

@@ -1209,14 +1209,18 @@ static void new_handshake(usmp_gateway_t *gw, const uint8_t *d, size_t len, cons
     memcpy(&peer_addr, from, from_len);
     if (gw->cfg.transport == USMP_GATEWAY_UDP) {
         describe_peer(&peer_addr, peer, sizeof peer);
-        /* Under load, or past its source prefix's rate, a HELLO without a
-         * valid cookie gets a COOKIE and costs no state; a valid cookie
-         * proves the source address, so the rate limit (which a spoofed
-         * flood from the same prefix would drain) does not apply to it. */
-        if (!cookie_valid(gw, d, len, from) &&
-            (handshakes_in_progress(gw) >= gw->cookie_threshold ||
-             !usmp_rate_limiter_allow(&gw->limiter, from, usmp_port_millis()))) {
+        /* Under load a HELLO without a valid cookie gets a COOKIE and costs
+         * no state (spec 8.3); the limits come after this check (8.4 rule
+         * 3), so a spoofed source never takes a token or a slot. */
+        if (handshakes_in_progress(gw) > gw->cookie_threshold && !cookie_valid(gw, d, len, from)) {
             send_cookie(gw, d, from, from_len);
+            return;
+        }
+        /* Spec 13: past its source prefix's rate a HELLO is dropped before
+         * any X25519 work. */
+        if (!usmp_rate_limiter_allow(&gw->limiter, from, usmp_port_millis())) {
+            gw->stats.handshake_dropped++;
+            say(gw, "HELLO from %s dropped: rate limit", peer);
             return;
         }
     }

@@ -235,6 +235,12 @@ async def test_udp_replay_reflection_spoofed_error_change_nothing(c_build: CBuil
         device = relay.captured[0][1]
         up = [d for direction, _, d in relay.captured if direction == "up"]
         down = [d for direction, _, d in relay.captured if direction == "down"]
+        # A late duplicate HELLO (spec 8.4 rule 1): dropped, nothing sent, no new handshake.
+        assert up[0][0] == 0x01
+        answers_before = sum(direction == "down" for direction, _, _ in relay.captured)
+        await relay.inject_up(device, up[0])
+        await asyncio.sleep(0.3)
+        assert sum(direction == "down" for direction, _, _ in relay.captured) == answers_before, "late HELLO answered"
         for datagram in up:  # replay: every datagram the device sent, again
             await relay.inject_up(device, datagram)
         for datagram in up:  # reflection: the device's own datagrams sent back to it

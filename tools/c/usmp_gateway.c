@@ -65,6 +65,8 @@
 /* The largest datagram a session can be sent or receive, and its COBS form. */
 #define DATAGRAM_MAX USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD)
 #define COBS_FRAME_MAX (USMP_COBS_MAX_ENCODED(DATAGRAM_MAX) + 1u)
+/* How long a serial line that reported a hang-up is left alone. */
+#define SERIAL_HANGUP_RETRY_MS 200
 /* Datagrams taken from the socket in one pass before the timers run. */
 #define DATAGRAMS_PER_PASS 64
 
@@ -124,6 +126,7 @@ struct usmp_gateway {
     uint8_t line[COBS_FRAME_MAX];
     size_t line_len;
     int line_overflow;        /* discarding up to the next delimiter */
+    int line_hung_up;         /* the line reported a hang-up: not polled for a while */
     uint8_t line_out[COBS_FRAME_MAX];
     uint8_t datagram[DATAGRAM_MAX + 1]; /* one over: a longer datagram is seen as too long */
     usmp_gateway_stats_t stats;
@@ -1333,6 +1336,20 @@ static void serial_read(usmp_gateway_t *gw)
     do {
         n = read(gw->fd, chunk, sizeof chunk);
     } while (n < 0 && errno == EINTR);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        /* No peer on the line (a pseudo-terminal whose other end is
+         * closed reports a hang-up at once, again and again): look again
+         * later instead of spinning; the sessions' timers run on. */
+        if (!gw->line_hung_up) {
+            say(gw, "%s: no peer on the line", gw->cfg.serial_path);
+        }
+        gw->line_hung_up = 1;
+        return;
+    }
+    if (gw->line_hung_up) {
+        say(gw, "%s: the line is back", gw->cfg.serial_path);
+        gw->line_hung_up = 0;
+    }
     for (i = 0; i < n; i++) {
         if (chunk[i] != 0x00) {
             if (gw->line_len < sizeof gw->line) {
@@ -1373,6 +1390,10 @@ static int build_poll_set(usmp_gateway_t *gw)
     gw->fds[0].fd = gw->fd;
     gw->fds[0].events = POLLIN;
     gw->fds[0].revents = 0;
+    if (gw->line_hung_up) {
+        gw->fds[0].fd = -1; /* poll() skips it; the line is read again after the timeout */
+        timeout = SERIAL_HANGUP_RETRY_MS;
+    }
     for (i = 0; i < gw->slots; i++) {
         usmp_gateway_session_t *c = &gw->sessions[i];
         struct pollfd *p = &gw->fds[i + 1];
@@ -1461,7 +1482,8 @@ int usmp_gateway_poll_once(usmp_gateway_t *gw, int max_wait_ms)
     }
     if (gw->cfg.transport == USMP_GATEWAY_UDP && (gw->fds[0].revents & POLLIN)) {
         udp_read(gw);
-    } else if (gw->cfg.transport == USMP_GATEWAY_SERIAL && (gw->fds[0].revents & (POLLIN | POLLHUP))) {
+    } else if (gw->cfg.transport == USMP_GATEWAY_SERIAL &&
+               (gw->line_hung_up || (gw->fds[0].revents & (POLLIN | POLLHUP | POLLERR)))) {
         serial_read(gw);
     }
     if (is_datagram(gw)) {

@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "spec" / "vectors"
 
 # Hex fields of a handshake case the firmware uses (spec/vectors/README.md).
-HANDSHAKE_HEX = ["psk", "device_id", "client_ephemeral_private", "client_ephemeral_public",
+# client_ephemeral_private is derived (spec 5.8) from client_random and the
+# two counters; the firmware checks the derivation and scripts the random.
+HANDSHAKE_HEX = ["psk", "device_id", "client_random", "client_ephemeral_private", "client_ephemeral_public",
                  "server_ephemeral_private", "server_ephemeral_public", "server_nonce", "session_id",
                  "shared_secret", "key_c2s", "key_s2c", "cookie_secret", "client_address"]
 FRAMES = ["hello", "cookie", "hello_with_cookie", "challenge", "hello_ack", "session_ok"]
@@ -68,15 +70,19 @@ def main() -> int:
         "    const char *name;",
         "    uint8_t datagram;",
         "    uint16_t client_max_record, client_max_message, server_max_record, server_max_message;",
+        "    uint64_t client_boot_counter, client_connection_counter; /* spec 5.8 */",
         "    vec_bytes_t " + ", ".join(HANDSHAKE_HEX) + ";",
         "    vec_bytes_t " + ", ".join(f"frame_{k}" for k in FRAMES) + ";",
         "    size_t record_count;",
         "    const vec_session_record_t *records;",
         "} vec_handshake_t;",
         "typedef struct { uint8_t datagram; uint64_t counter; uint8_t type; vec_bytes_t key, plaintext, session_index, frame; } vec_record_t;",
-        "/* negative.json: expect is \"ok\" or a condition name; outcome is NULL when absent. */",
-        "typedef struct { vec_bytes_t input; const char *expect; const char *outcome; vec_bytes_t reply;",
-        "                 uint8_t delivers_present; vec_bytes_t delivers; } vec_negative_step_t;",
+        "/* negative.json: expect is \"ok\" or a condition name; outcome is NULL when absent.",
+        " * timer_handshake: the step is no input but the clock passing handshake_timeout;",
+        " * peer_code: the code the engine must report, checked when peer_code_present. */",
+        "typedef struct { uint8_t timer_handshake; vec_bytes_t input; const char *expect; const char *outcome;",
+        "                 vec_bytes_t reply; uint8_t delivers_present; vec_bytes_t delivers;",
+        "                 uint8_t peer_code_present, peer_code; } vec_negative_step_t;",
         "typedef struct { const char *name; size_t handshake; uint8_t server; const char *start;",
         "                 size_t step_count; const vec_negative_step_t *steps; } vec_negative_t;",
         "",
@@ -93,6 +99,7 @@ def main() -> int:
         fields = [json.dumps(hs["name"]), "1" if hs["mode"] == "datagram" else "0"]
         fields += [str(int(hs[k])) for k in ("client_max_record", "client_max_message",
                                               "server_max_record", "server_max_message")]
+        fields += [f"{int(hs[k])}ull" for k in ("client_boot_counter", "client_connection_counter")]
         fields += [blob(hs, k) for k in HANDSHAKE_HEX]
         fields += [blob(hs["frames"], k) for k in FRAMES]
         fields += [str(len(hs["records"])), f"vec_hs{i}_records"]
@@ -109,8 +116,13 @@ def main() -> int:
         out.append(f"static const vec_negative_step_t vec_neg{i}_steps[] = {{")
         for st in case["steps"]:
             outcome = json.dumps(st["outcome"]) if "outcome" in st else "NULL"
-            out.append(f"    {{{blob(st, 'input')}, {json.dumps(st['expect'])}, {outcome}, {blob(st, 'reply')}, "
-                       f"{1 if 'delivers' in st else 0}, {blob(st, 'delivers')}}},")
+            timer = st.get("timer")
+            if timer not in (None, "handshake") or (timer is None) == ("input" not in st):
+                sys.exit(f"gen_vectors: negative case {case['name']}: a step needs an input or timer: handshake")
+            peer_code = int(st.get("peer_code", 0))
+            out.append(f"    {{{1 if timer == 'handshake' else 0}, {blob(st, 'input')}, {json.dumps(st['expect'])}, "
+                       f"{outcome}, {blob(st, 'reply')}, {1 if 'delivers' in st else 0}, {blob(st, 'delivers')}, "
+                       f"{1 if 'peer_code' in st else 0}, {peer_code}}},")
         out.append("};")
     out.append(f"#define VEC_NEGATIVE_COUNT {len(negative)}u")
     out.append("static const vec_negative_t vec_negative[] = {")

@@ -515,7 +515,12 @@ def footprint(image: Image) -> Footprint:
 
 
 def verdict(value: int, goal: int) -> str:
-    return f"{'met' if value <= goal else 'missed'} ({value / goal:.2f} x goal)"
+    """Met or missed, with the ratio in hundredths rounded away from the goal
+    (down when met, up when missed), so that rounding never shows a figure
+    nearer the goal, or on its other side, than it is."""
+    met = value <= goal
+    hundredths = (value * 100) // goal if met else -((-value * 100) // goal)
+    return f"{'met' if met else 'missed'} ({hundredths // 100}.{hundredths % 100:02d} x goal)"
 
 
 def footprint_rows(device_runs: list[RunResult], count_runs: list[RunResult]) -> list[dict[str, object]]:

@@ -6,6 +6,14 @@
  * spec/vectors/handshake.json: every frame the device sends must be the
  * vector's, byte for byte. A second session measures 64-byte records.
  *
+ * Spec 5.8: the device derives its ephemeral key from the random source,
+ * usmp_config_t.boot_counter and the device API's connection counter (RAM,
+ * 0 for the first handshake after boot). The first session is the first
+ * usmp_connect of this boot, so it replays a case whose connection counter
+ * is 0, with the case's boot counter set through usmp_config_t and the
+ * case's client_random scripted; the second (connection counter 1, which
+ * no case has) is derived here as a gateway would see it.
+ *
  * What it reports (RESULT lines, targets/run.py): instructions per
  * handshake (usmp_connect) and per 64-byte record sent and received, one
  * X25519 of each kind, painted-stack high-water per API call, mbedTLS's
@@ -21,6 +29,7 @@
 #include "target.h"
 #include "usmp.h"
 #include "usmp_crypto.h"
+#include "usmp_handshake.h"
 #include "usmp_record.h"
 #include "usmp_vectors.h"
 
@@ -191,8 +200,10 @@ static const vec_handshake_t *stream_case(void)
     size_t i;
 
     for (i = 0; i < VEC_HANDSHAKE_COUNT; i++) {
+        /* Connection counter 0: session 1 is the first handshake since boot. */
         if (!vec_handshakes[i].datagram && vec_handshakes[i].client_max_record == USMP_MAX_RECORD &&
-            vec_handshakes[i].client_max_message == USMP_MAX_MESSAGE) {
+            vec_handshakes[i].client_max_message == USMP_MAX_MESSAGE &&
+            vec_handshakes[i].client_connection_counter == 0) {
             return &vec_handshakes[i];
         }
     }
@@ -208,22 +219,74 @@ static usmp_config_t config_for(const vec_handshake_t *hs)
     cfg.psk_len = hs->psk.len;
     cfg.keepalive_ms = 42; /* the vectors' PING at t = 42 */
     cfg.no_reconnect = 1;
+    cfg.boot_counter = hs->client_boot_counter; /* spec 5.8, the case's */
     return cfg;
 }
 
-static void script_handshake(const vec_handshake_t *hs)
+/* The gateway's side of one handshake: the device's HELLO is answered with
+ * the case's CHALLENGE, its HELLO_ACK with SESSION_OK. The random source
+ * plays back the case's client_random (R of spec 5.8). */
+static void script_handshake(const vec_handshake_t *hs, vec_bytes_t hello, vec_bytes_t hello_ack,
+                             vec_bytes_t session_ok)
 {
     step_t *s;
 
     gw_reset();
-    target_port_script_random(hs->client_ephemeral_private.ptr, hs->client_ephemeral_private.len);
+    target_port_script_random(hs->client_random.ptr, hs->client_random.len);
     target_port_set_device_id(hs->device_id.ptr);
-    s = gw_step(hs->frame_hello.ptr, hs->frame_hello.len);
+    s = gw_step(hello.ptr, hello.len);
     s->reply[0] = hs->frame_challenge.ptr;
     s->reply_len[0] = hs->frame_challenge.len;
-    s = gw_step(hs->frame_hello_ack.ptr, hs->frame_hello_ack.len);
-    s->reply[0] = hs->frame_session_ok.ptr;
-    s->reply_len[0] = hs->frame_session_ok.len;
+    s = gw_step(hello_ack.ptr, hello_ack.len);
+    s->reply[0] = session_ok.ptr;
+    s->reply_len[0] = session_ok.len;
+}
+
+/* The second handshake of this boot (connection counter 1): the same R and
+ * the same CHALLENGE (which does not depend on HELLO: protocol 4.2), but a
+ * new ephemeral key, so a new HELLO, transcript, session keys and MACs.
+ * Derived here from the spec's steps, as the gateway computes them (its
+ * shared secret from its own private key and the device's e_C). */
+#define SECOND_CONNECTION 1u
+enum { STREAM_HELLO = 47, STREAM_HELLO_ACK = 19, STREAM_SESSION_OK = 27, STREAM_HEADER = 3 };
+static struct {
+    uint8_t hello[STREAM_HELLO], hello_ack[STREAM_HELLO_ACK], session_ok[STREAM_SESSION_OK];
+    usmp_hs_keys_t keys;
+} second;
+
+static void derive_second_handshake(const vec_handshake_t *hs)
+{
+    uint8_t private_key[32], e_c[32], dh[32], th[32], mac[16];
+    int ok = hs->frame_hello.len == STREAM_HELLO && hs->frame_hello_ack.len == STREAM_HELLO_ACK &&
+             hs->frame_session_ok.len == STREAM_SESSION_OK &&
+             memcmp(hs->frame_session_ok.ptr + STREAM_HEADER, hs->session_id.ptr, 8) == 0;
+
+    /* HELLO: the case's, with e_C (body offset 8, protocol 4.1) replaced. */
+    ok = ok && usmp_hs_client_ephemeral(private_key, hs->psk.ptr, hs->psk.len, hs->client_boot_counter,
+                                        SECOND_CONNECTION, hs->client_random.ptr) == USMP_OK;
+    ok = ok && usmp_crypto_x25519_public(e_c, private_key) == USMP_CRYPTO_OK;
+    if (ok) {
+        memcpy(second.hello, hs->frame_hello.ptr, STREAM_HELLO);
+        memcpy(second.hello + STREAM_HEADER + 8, e_c, 32);
+    }
+    ok = ok && memcmp(second.hello, hs->frame_hello.ptr, STREAM_HELLO) != 0;
+    /* The key schedule of spec 5.3 to 5.5, from the gateway's side. */
+    ok = ok && usmp_hs_transcript(th, USMP_MODE_STREAM, second.hello, STREAM_HELLO, hs->frame_challenge.ptr,
+                                  hs->frame_challenge.len) == USMP_OK;
+    ok = ok && usmp_crypto_x25519_shared(dh, hs->server_ephemeral_private.ptr, e_c) == USMP_CRYPTO_OK;
+    ok = ok && usmp_hs_derive_keys(&second.keys, dh, hs->psk.ptr, hs->psk.len, hs->server_nonce.ptr, th) == USMP_OK;
+    ok = ok && usmp_hs_client_mac(mac, second.keys.confirm_client, th) == USMP_OK;
+    if (ok) {
+        memcpy(second.hello_ack, hs->frame_hello_ack.ptr, STREAM_HEADER);
+        memcpy(second.hello_ack + STREAM_HEADER, mac, 16);
+    }
+    ok = ok && usmp_hs_server_mac(mac, second.keys.confirm_server, th, second.hello_ack, STREAM_HELLO_ACK,
+                                  hs->session_id.ptr) == USMP_OK;
+    if (ok) {
+        memcpy(second.session_ok, hs->frame_session_ok.ptr, STREAM_HEADER + 8);
+        memcpy(second.session_ok + STREAM_HEADER + 8, mac, 16);
+    }
+    TARGET_CHECK(ok, "deriving the second handshake (connection counter 1)");
 }
 
 /* Session 1: the vector's handshake and its six session records. */
@@ -236,7 +299,7 @@ static void vector_session(const vec_handshake_t *hs)
     int rc;
 
     target_now_ms = 0; /* the vectors' engines start at t = 0 */
-    script_handshake(hs);
+    script_handshake(hs, hs->frame_hello, hs->frame_hello_ack, hs->frame_session_ok);
     /* Each record the device sends is expected; the gateway's records that
      * follow it in the vector are its reply. */
     for (i = 0; i < hs->record_count; i++) {
@@ -289,7 +352,8 @@ static void vector_session(const vec_handshake_t *hs)
     TARGET_CHECK(gw.next == gw.count && gw.sent_len == 0, "the device did not send every frame of the vector");
 }
 
-/* Session 2: one 64-byte message each way, sealed with the vector's keys. */
+/* Session 2: one 64-byte message each way, sealed with the keys of the
+ * second handshake (derive_second_handshake). */
 static void record64_session(const vec_handshake_t *hs)
 {
     enum { PAYLOAD = 64, FRAME = USMP_STREAM_OVERHEAD + PAYLOAD };
@@ -309,13 +373,20 @@ static void record64_session(const vec_handshake_t *hs)
     memcpy(from_device + USMP_STREAM_HEADER_BYTES, message, PAYLOAD);
     memcpy(to_device + USMP_STREAM_HEADER_BYTES, message, PAYLOAD);
     bye[USMP_STREAM_HEADER_BYTES] = hs->records[hs->record_count - 1].plaintext.ptr[0];
-    TARGET_CHECK(usmp_record_seal(from_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0, hs->key_c2s.ptr, PAYLOAD) == FRAME &&
-                     usmp_record_seal(to_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0, hs->key_s2c.ptr, PAYLOAD) == FRAME &&
-                     usmp_record_seal(bye, USMP_MODE_STREAM, USMP_TYPE_BYE, no_index, 1, hs->key_c2s.ptr, 1) == (int)sizeof bye,
+    derive_second_handshake(hs);
+    TARGET_CHECK(usmp_record_seal(from_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0, second.keys.c2s, PAYLOAD) == FRAME &&
+                     usmp_record_seal(to_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0, second.keys.s2c, PAYLOAD) == FRAME &&
+                     usmp_record_seal(bye, USMP_MODE_STREAM, USMP_TYPE_BYE, no_index, 1, second.keys.c2s, 1) == (int)sizeof bye,
                  "sealing the 64-byte records");
 
     target_now_ms = 1000;
-    script_handshake(hs);
+    {
+        static const vec_bytes_t hello = {second.hello, STREAM_HELLO};
+        static const vec_bytes_t hello_ack = {second.hello_ack, STREAM_HELLO_ACK};
+        static const vec_bytes_t session_ok = {second.session_ok, STREAM_SESSION_OK};
+
+        script_handshake(hs, hello, hello_ack, session_ok);
+    }
     s = gw_step(from_device, sizeof from_device);
     s->reply[0] = to_device;
     s->reply_len[0] = sizeof to_device;

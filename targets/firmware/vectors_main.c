@@ -2,7 +2,7 @@
  * vectors_main.c - firmware image "vectors": both engines, client and
  * server, in memory on the target, reproducing spec/vectors/handshake.json
  * and records.json byte for byte, and giving every step of negative.json
- * its condition, outcome and reply (tests/unit/test_vectors.c does the same
+ * its condition, outcome, reply and peer code (tests/unit/test_vectors.c does the same
  * on the host, from the JSON files; here they are compiled in by
  * targets/gen_vectors.py). Built with every feature (server role, datagram
  * mode), since the server engine plays the gateway.
@@ -13,6 +13,7 @@
 #include "target.h"
 #include "usmp_crypto.h"
 #include "usmp_engine.h"
+#include "usmp_handshake.h"
 #include "usmp_record.h"
 #include "usmp_vectors.h"
 
@@ -102,7 +103,10 @@ static int side_init(side_t *s, const vec_handshake_t *hs, usmp_role_t role, uin
         cfg.psk = hs->psk.ptr;
         cfg.psk_len = hs->psk.len;
         memcpy(cfg.device_id, hs->device_id.ptr, 6);
-        script_add(&s->rng, hs->client_ephemeral_private);
+        /* Spec 5.8: the client draws R and derives its key with the counters. */
+        script_add(&s->rng, hs->client_random);
+        cfg.boot_counter = hs->client_boot_counter;
+        cfg.connection_counter = hs->client_connection_counter;
     } else {
         cfg.max_record = hs->server_max_record;
         cfg.max_message = hs->server_max_message;
@@ -165,8 +169,19 @@ static int side_feed(side_t *s, const uint8_t *in, size_t len)
                 s->delivered_any = 1;
             }
         }
-        if (rc != USMP_OK || used == 0) {
+        if (rc != USMP_OK) {
             break;
+        }
+        if (used == 0) {
+            /* A PING waits while a PONG is unsent (row 31): send it, then
+             * feed the rest, as a driver does. */
+            size_t sent_before = s->out_len;
+
+            side_drain(s);
+            if (s->out_len == sent_before) {
+                break;
+            }
+            continue;
         }
         off += used;
     }
@@ -195,6 +210,13 @@ static void check_handshake(const vec_handshake_t *hs)
     size_t i;
 
     printf("handshake %s\n", hs->name);
+    /* The client's ephemeral key is the spec 5.8 derivation of the case's
+     * random and counters. */
+    TARGET_CHECK(hs->client_random.len == 32 &&
+                     usmp_hs_client_ephemeral(pub, hs->psk.ptr, hs->psk.len, hs->client_boot_counter,
+                                              hs->client_connection_counter, hs->client_random.ptr) == USMP_OK &&
+                     same(pub, 32, hs->client_ephemeral_private),
+                 "client_ephemeral_private is not the spec 5.8 derivation");
     /* The X25519 results the vector fixes. */
     TARGET_CHECK(usmp_crypto_x25519_public(pub, hs->client_ephemeral_private.ptr) == USMP_CRYPTO_OK &&
                      same(pub, 32, hs->client_ephemeral_public),
@@ -349,16 +371,24 @@ static size_t check_negative(void)
 
             s->out_len = 0;
             s->delivered_any = 0;
-            rc = side_feed(s, st->input.ptr, st->input.len);
+            if (st->timer_handshake) {
+                /* Not an input: the clock passes handshake_timeout (10 s). */
+                rc = usmp_engine_tick(&s->e, 20000u);
+                side_drain(s);
+            } else {
+                rc = side_feed(s, st->input.ptr, st->input.len);
+            }
             closed = usmp_engine_state(&s->e) == USMP_STATE_FAILED || usmp_engine_state(&s->e) == USMP_STATE_CLOSED;
             ok &= strcmp(st->expect, rc == USMP_OK ? "ok" : usmp_error_name(rc)) == 0;
             ok &= st->outcome == NULL || closed == (strcmp(st->outcome, "closed") == 0);
             ok &= same(s->out, s->out_len, st->reply);
+            ok &= !st->peer_code_present || usmp_engine_peer_code(&s->e) == st->peer_code;
             ok &= st->delivers_present ? s->delivered_any && same(s->delivered, s->delivered_len, st->delivers)
                                        : !s->delivered_any;
             if (!ok) {
-                printf("negative %s step %u: expected %s, got %s\n", c->name, (unsigned)j, st->expect,
-                       rc == USMP_OK ? "ok" : usmp_error_name(rc));
+                printf("negative %s step %u: expected %s, got %s (peer code %u)\n", c->name, (unsigned)j,
+                       st->expect, rc == USMP_OK ? "ok" : usmp_error_name(rc),
+                       (unsigned)usmp_engine_peer_code(&s->e));
                 TARGET_CHECK(0, "negative: condition, outcome, reply or delivery differs");
             }
             steps++;

@@ -19,6 +19,7 @@ set(USMP_ENGINE_SOURCES
   src/usmp_handshake.c
   src/usmp_record.c
   src/usmp_cobs.c
+  src/usmp_cobs_stream.c
   src/usmp_error.c
   src/usmp_strerror.c
 )

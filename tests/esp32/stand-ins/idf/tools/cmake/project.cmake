@@ -297,6 +297,7 @@ macro(project project_name)
   endforeach()
   target_link_libraries(idf_standin_log PRIVATE idf_standin_esp_timer)
   target_link_libraries(idf_standin_esp_netif PUBLIC idf_standin_esp_event)
+  target_link_libraries(idf_standin_driver PUBLIC idf_standin_freertos)
   target_link_libraries(idf_standin_esp_wifi PUBLIC idf_standin_esp_event idf_standin_esp_netif)
 
   foreach(_dir IN LISTS _dirs)

@@ -9,6 +9,11 @@
  * caller's buffer; bytes read past a frame's delimiter wait in the state's
  * chunk for the next recv.
  */
+#include "usmp_options.h"
+
+/* Datagram transports: nothing to compile without datagram mode. */
+#if USMP_DATAGRAM
+
 #include "usmp_uart.h"
 
 #include <string.h>
@@ -191,3 +196,7 @@ int usmp_uart_transport_init(usmp_transport_t *transport, const char *path, uint
     usmp_cobs_stream_init(&state_of(transport)->deframer);
     return USMP_OK;
 }
+
+#else
+typedef int usmp_no_datagram_transports; /* ISO C wants a declaration */
+#endif /* USMP_DATAGRAM */

@@ -3,6 +3,11 @@
  * of the UART transport (usmp_uart_line.h). Works on a real port
  * (/dev/ttyUSB0) and on a pseudo-terminal alike.
  */
+#include "usmp_options.h"
+
+/* Datagram transports: nothing to compile without datagram mode. */
+#if USMP_DATAGRAM
+
 #if !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -162,3 +167,7 @@ int usmp_uart_line_pending(int line)
     int rc = wait_for(line, POLLIN, 0);
     return rc < 0 ? USMP_ERR_TRANSPORT : rc;
 }
+
+#else
+typedef int usmp_no_datagram_transports; /* ISO C wants a declaration */
+#endif /* USMP_DATAGRAM */

@@ -10,6 +10,11 @@
  * engine retransmits its handshake flight (spec 8.2), and records are
  * delivered at most once (spec 8.5), so neither is an error here.
  */
+#include "usmp_options.h"
+
+/* Datagram transports: nothing to compile without datagram mode. */
+#if USMP_DATAGRAM
+
 #if !defined(_POSIX_C_SOURCE) && !defined(ESP_PLATFORM)
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -162,3 +167,7 @@ int usmp_udp_transport_init(usmp_transport_t *transport, const char *host, uint1
     state_of(transport)->port = port;
     return USMP_OK;
 }
+
+#else
+typedef int usmp_no_datagram_transports; /* ISO C wants a declaration */
+#endif /* USMP_DATAGRAM */

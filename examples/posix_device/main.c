@@ -160,9 +160,17 @@ int main(int argc, char **argv)
     }
     cfg.keepalive_ms = (uint32_t)keepalive;
     /* The one line that differs between transports. */
+#if USMP_DATAGRAM
     if ((serial != NULL ? usmp_uart_transport_init(&transport, serial, (uint32_t)baud)
          : udp          ? usmp_udp_transport_init(&transport, host, (uint16_t)port)
                         : usmp_tcp_transport_init(&transport, host, (uint16_t)port)) != USMP_OK) {
+#else
+    if (udp || serial != NULL) {
+        fprintf(stderr, "usmp_device: --udp and --serial need datagram mode; this build has USMP_DATAGRAM=0\n");
+        return 2;
+    }
+    if (usmp_tcp_transport_init(&transport, host, (uint16_t)port) != USMP_OK) {
+#endif
         fprintf(stderr, "usmp_device: bad gateway address\n");
         return 2;
     }

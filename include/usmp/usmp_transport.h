@@ -22,6 +22,8 @@
  *    one's state struct is in its own header and checked at compile time
  *    to fit USMP_TRANSPORT_STATE_BYTES, so one transport's needs never grow
  *    another's struct beyond that size.
+ *  - UDP and UART exist only with USMP_DATAGRAM (usmp_udp.h, usmp_uart.h
+ *    refuse to compile without it).
  */
 #ifndef USMP_TRANSPORT_H
 #define USMP_TRANSPORT_H
@@ -33,11 +35,21 @@
 extern "C" {
 #endif
 
-/* Bytes of the state area in usmp_transport_t. 64 holds the state of every
- * built-in transport on 32- and 64-bit targets (TCP 24, UDP 24, UART 56 on
- * a 64-bit host); a larger custom state can live behind ctx instead. */
+#include "usmp_options.h"
+
+/* Bytes of the state area in usmp_transport_t. With USMP_DATAGRAM, 64: the
+ * state of every built-in transport fits on 32- and 64-bit targets (UART
+ * 52 / 64 bytes, TCP 16 / 24, UDP 12 / 16). Without it only TCP can be
+ * used (usmp_connect refuses datagram transports, and the UDP and UART
+ * transports are not compiled), so the area is TCP's size and
+ * usmp_transport_t stays as small as before. A custom transport's larger
+ * state can live behind ctx instead. */
 #ifndef USMP_TRANSPORT_STATE_BYTES
+#if USMP_DATAGRAM
 #define USMP_TRANSPORT_STATE_BYTES 64
+#else
+#define USMP_TRANSPORT_STATE_BYTES (2 * sizeof(void *) + 8)
+#endif
 #endif
 
 typedef struct usmp_transport {
@@ -82,7 +94,7 @@ typedef struct usmp_transport {
     union {
         uint8_t bytes[USMP_TRANSPORT_STATE_BYTES];
         void *align_pointer;
-        uint64_t align_u64;
+        uint32_t align_u32;
     } state;
 } usmp_transport_t;
 
@@ -97,7 +109,9 @@ typedef struct usmp_transport {
 
 /* The built-in transports, so that usmp.h alone gives every init call. */
 #include "usmp_tcp.h"
-#include "usmp_udp.h"
+#if USMP_DATAGRAM
 #include "usmp_uart.h"
+#include "usmp_udp.h"
+#endif
 
 #endif /* USMP_TRANSPORT_H */

@@ -11,7 +11,12 @@
 
 #include <stdint.h>
 
+#include "usmp_options.h"
 #include "usmp_transport.h"
+
+#if !USMP_DATAGRAM
+#error "the UDP and UART transports need datagram mode: build with USMP_DATAGRAM=1 (usmp_options.h)"
+#endif
 
 #ifdef __cplusplus
 extern "C" {

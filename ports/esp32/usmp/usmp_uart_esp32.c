@@ -9,6 +9,11 @@
  * few bytes at a time without losing any. Pins stay the board's defaults
  * unless the application calls uart_set_pin first.
  */
+#include "usmp_options.h"
+
+/* Datagram transports: nothing to compile without datagram mode. */
+#if USMP_DATAGRAM
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,3 +104,7 @@ int usmp_uart_line_pending(int line)
     }
     return waiting > 0 ? 1 : 0;
 }
+
+#else
+typedef int usmp_no_datagram_transports; /* ISO C wants a declaration */
+#endif /* USMP_DATAGRAM */

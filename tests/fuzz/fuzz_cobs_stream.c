@@ -64,8 +64,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* A frame ended at data[off + used - 1], its delimiter. */
             size_t end = off + used - 1u;
             int want_rc;
+            size_t i;
             if (data[end] != 0) {
                 abort();
+            }
+            /* Empty frames before it in this piece were skipped. */
+            for (i = off; i < end; i++) {
+                if (data[i] == 0) {
+                    if (i != frame_start) {
+                        abort(); /* a non-empty frame ended without a result */
+                    }
+                    frame_start = i + 1u;
+                }
             }
             if (end - frame_start <= sizeof scratch) {
                 memcpy(scratch, data + frame_start, end - frame_start);

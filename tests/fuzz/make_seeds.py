@@ -74,6 +74,7 @@ def main() -> int:
         "invalid": b"".join(f.replace(b"\0", b"") + b"\0" for f in invalid) + valid[0] + b"\0",
         "noise": b"\x13\x37\xff\x02" + b"".join(f + b"\0" for f in valid),
         "oversize": b"\x05" * 300 + b"\0" + valid[-1] + b"\0",
+        "empty-then-bad": b"\0\x51\x05\0\0\x03\x22\x01\0",
     }
     for name, line in streams.items():
         for cap, piece in ((255, 0), (16, 3), (60, 31)):

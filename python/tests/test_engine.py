@@ -26,6 +26,7 @@ from usmp.errors import (
     HandshakeTimeout,
     LocalProtocolError,
     PeerClosed,
+    PeerError,
     PeerTimeout,
     RemoteProtocolError,
 )
@@ -82,6 +83,10 @@ def test_wrong_psk_fails_with_auth_failed_on_both_sides(mode: Mode) -> None:
     pair.client.start(0.0)
     pair.pump()
     assert pair.server.end_condition is Condition.AUTH_FAILED
+    if mode is Mode.DATAGRAM:
+        # An unauthenticated datagram ERROR does not end the handshake; the timeout reports it (row 25).
+        assert pair.client.state is State.WAIT_SESSION_OK
+        pair.client.handle_timeout(10.0)
     assert pair.client.end_condition is Condition.PEER_ERROR
     assert getattr(pair.client.error, "peer_condition") is Condition.AUTH_FAILED
 
@@ -461,3 +466,232 @@ def test_authentic_but_invalid_datagram_record_changes_no_state() -> None:
     assert pair.server.established
     pair.client.send_message(b"fine", 0.0)
     assert messages(pair.to_server(pair.client.frames_to_send())) == [b"fine"]
+
+
+# --- a peer's ERROR (row 25) ---------------------------------------------------------------------
+
+
+def datagram_error(code: Condition) -> bytes:
+    assert code.code is not None
+    return bytes((FrameType.ERROR, code.code))
+
+
+def test_datagram_spoofed_error_does_not_end_the_handshake_and_the_real_challenge_completes_it() -> None:
+    pair = make_pair(Mode.DATAGRAM)
+    pair.client.start(0.0)
+    hello = pair.client.frames_to_send()
+    events = pair.client.receive_data(datagram_error(Condition.AUTH_FAILED), 0.1)
+    assert [type(e) for e in events] == [InputDropped]
+    assert isinstance(events[0], InputDropped) and isinstance(events[0].error, PeerError)
+    assert events[0].error.peer_condition is Condition.AUTH_FAILED
+    assert pair.client.state is State.WAIT_CHALLENGE and pair.client.frames_to_send() == []
+    pair.to_server(hello)
+    pair.to_client(pair.server.frames_to_send())  # the genuine CHALLENGE
+    _, server_events = pair.pump()
+    assert pair.client.established and pair.server.established
+    assert any(isinstance(e, HandshakeComplete) for e in server_events)
+
+
+def test_datagram_spoofed_error_alone_ends_the_handshake_at_the_timeout_as_peer_error() -> None:
+    client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=EngineConfig(max_record=1207))
+    client.start(0.0)
+    hello = client.frames_to_send()
+    client.receive_data(datagram_error(Condition.BUSY), 0.5)
+    client.receive_data(datagram_error(Condition.AUTH_FAILED), 0.7)  # the later code replaces the earlier
+    client.receive_data(bytes((FrameType.ERROR, 0x05, 0x00)), 0.8)  # wrong length: MALFORMED, not recorded
+    resent = 0
+    while not client.finished:
+        deadline = client.next_deadline()
+        assert deadline is not None
+        client.handle_timeout(deadline)
+        frames = client.frames_to_send()
+        assert frames in ([], hello)
+        resent += bool(frames)
+    assert resent == 3  # it kept retransmitting until the handshake timeout
+    assert client.end_condition is Condition.PEER_ERROR
+    assert isinstance(client.error, PeerError) and client.error.peer_condition is Condition.AUTH_FAILED
+
+
+def test_datagram_error_to_a_server_waiting_for_hello_is_dropped_and_reported_at_the_timeout() -> None:
+    server = ServerEngine(mode=Mode.DATAGRAM, now=0.0, config=EngineConfig(max_record=1207, handshake_timeout=2.0))
+    events = server.receive_data(datagram_error(Condition.SHUTDOWN), 0.0)
+    assert [e.error.condition for e in events if isinstance(e, InputDropped)] == [Condition.PEER_ERROR]
+    assert server.state is State.WAIT_HELLO and server.frames_to_send() == []
+    server.handle_timeout(2.0)
+    assert isinstance(server.error, PeerError) and server.error.peer_condition is Condition.SHUTDOWN
+    assert server.frames_to_send() == []
+
+
+def test_datagram_malformed_error_is_dropped_and_the_timeout_stays_timeout() -> None:
+    client = ClientEngine(mode=Mode.DATAGRAM, device_id=DEVICE, psk=PSK, config=EngineConfig(max_record=1207))
+    client.start(0.0)
+    events = client.receive_data(bytes((FrameType.ERROR,)), 0.0)
+    assert [e.error.condition for e in events if isinstance(e, InputDropped)] == [Condition.MALFORMED]
+    client.handle_timeout(10.0)
+    assert isinstance(client.error, HandshakeTimeout)
+
+
+@pytest.mark.parametrize("state", ["WAIT_HELLO", "WAIT_HELLO_ACK", "WAIT_CHALLENGE", "WAIT_SESSION_OK"])
+def test_stream_error_ends_the_handshake_at_once_in_every_handshake_state(state: str) -> None:
+    pair = make_pair(Mode.STREAM)
+    pair.client.start(0.0)
+    hello = pair.client.frames_to_send()
+    if state != "WAIT_HELLO":
+        pair.to_server(hello)
+    challenge = pair.server.frames_to_send()
+    if state == "WAIT_SESSION_OK":
+        pair.to_client(challenge)
+        pair.client.frames_to_send()
+    engine = pair.server if state.startswith("WAIT_HELLO") else pair.client
+    assert engine.state.value == state
+    engine.receive_data(bytes((FrameType.ERROR, 0x00, 0x01, 0x07)), 0.0)
+    assert isinstance(engine.error, PeerError) and engine.error.peer_condition is Condition.BUSY
+    assert engine.frames_to_send() == []
+
+
+# --- PING (row 31) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_pong_per_ping_with_its_payload_even_in_one_read(mode: Mode) -> None:
+    pair = established_pair(mode)
+    payloads = [b"", b"1", b"12345678"] + [bytes((i,)) for i in range(200)]
+    for payload in payloads:
+        pair.client.send_ping(payload)
+    pings = pair.client.frames_to_send()
+    if mode is Mode.STREAM:
+        pair.server.receive_data(b"".join(pings), 0.0)  # all in one read
+    else:
+        pair.to_server(pings)
+    pongs = pair.server.frames_to_send()
+    assert [f[0] for f in pongs] == [FrameType.PONG] * len(payloads)
+    receiver = pair.client._receiver  # noqa: SLF001 - to read each PONG's payload
+    assert receiver is not None
+    opened = []
+    for pong in pongs:
+        record = receiver.open(pong)
+        receiver.accept(record)
+        opened.append(record.plaintext)
+    assert opened == payloads
+
+
+# --- the answer goes out first (section 1) ------------------------------------------------------
+
+
+def test_stream_engine_stops_after_each_message_until_asked_to_go_on() -> None:
+    pair = established_pair(Mode.STREAM)
+    for message in (b"one", b"two", b"three"):
+        pair.client.send_message(message, 0.0)
+    data = b"".join(pair.client.frames_to_send())
+    assert messages(pair.server.receive_data(data, 0.0)) == [b"one"]
+    assert pair.server.has_buffered_input
+    assert messages(pair.server.receive_data(b"", 0.0)) == [b"two"]
+    assert pair.server.has_buffered_input
+    assert messages(pair.server.receive_data(b"", 0.0)) == [b"three"]
+    assert not pair.server.has_buffered_input
+    assert pair.server.receive_data(b"", 0.0) == []
+
+
+def test_stream_answer_to_a_message_goes_out_before_the_bye_for_a_fatal_frame_behind_it() -> None:
+    pair = established_pair(Mode.STREAM)
+    pair.client.send_message(b"question", 0.0)
+    (record,) = pair.client.frames_to_send()
+    events = pair.server.receive_data(record + bytes((0x42, 0x00, 0x00)), 0.0)
+    assert messages(events) == [b"question"]
+    assert pair.server.established and pair.server.frames_to_send() == []  # the fatal frame is not judged yet
+    pair.server.send_message(b"answer", 0.0)
+    assert pair.server.receive_data(b"", 0.0) == []
+    assert pair.server.end_condition is Condition.MALFORMED and not pair.server.has_buffered_input
+    client_events = pair.to_client(pair.server.frames_to_send())
+    assert messages(client_events) == [b"answer"]
+    assert isinstance(pair.client.error, PeerClosed) and pair.client.error.reason is Condition.MALFORMED
+
+
+def test_stream_client_stops_after_handshake_complete_with_a_message_behind_it() -> None:
+    pair = make_pair(Mode.STREAM)
+    pair.client.start(0.0)
+    pair.to_server(pair.client.frames_to_send())
+    pair.to_client(pair.server.frames_to_send())
+    pair.to_server(pair.client.frames_to_send())
+    assert pair.server.established
+    pair.server.send_message(b"welcome", 0.0)
+    session_ok_and_data = b"".join(pair.server.frames_to_send())
+    events = pair.client.receive_data(session_ok_and_data, 0.0)
+    assert [type(e) for e in events] == [HandshakeComplete] and pair.client.has_buffered_input
+    assert messages(pair.client.receive_data(b"", 0.0)) == [b"welcome"]
+
+
+def test_datagram_engine_never_holds_input() -> None:
+    pair = established_pair(Mode.DATAGRAM)
+    pair.client.send_message(b"x", 0.0)
+    assert messages(pair.to_server(pair.client.frames_to_send())) == [b"x"]
+    assert not pair.server.has_buffered_input
+
+
+# --- the client's ephemeral key (section 5.8) ----------------------------------------------------
+
+
+def stuck_random(n: int) -> bytes:
+    """A random source that restarts its sequence: the same bytes on every call."""
+    return b"\x42" * n
+
+
+def stuck_client(mode: Mode, **kwargs: object) -> ClientEngine:
+    config = EngineConfig(max_record=1207) if mode is Mode.DATAGRAM else EngineConfig()
+    return ClientEngine(mode=mode, device_id=DEVICE, psk=PSK, config=config, random=stuck_random, **kwargs)  # type: ignore[arg-type]
+
+
+def hello_of(client: ClientEngine) -> bytes:
+    client.start(0.0)
+    (hello,) = client.frames_to_send()
+    return hello
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_random_source_that_repeats_itself_still_gives_different_hellos(mode: Mode) -> None:
+    first, second = stuck_client(mode), stuck_client(mode)
+    assert hello_of(first) != hello_of(second)
+    assert second.connection_counter == first.connection_counter + 1  # the process's RAM counter
+    # Only the counters tell these apart: a boot counter alone changes the HELLO too ...
+    assert hello_of(stuck_client(mode, boot_counter=1, connection_counter=0)) != hello_of(
+        stuck_client(mode, boot_counter=2, connection_counter=0)
+    )
+    # ... and with every input the same, the HELLO is the same (it is a function of them, 5.8).
+    assert hello_of(stuck_client(mode, boot_counter=7, connection_counter=3)) == hello_of(
+        stuck_client(mode, boot_counter=7, connection_counter=3)
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_replayed_gateway_flight_is_rejected_by_a_client_whose_random_output_repeated(mode: Mode) -> None:
+    # Session 1, recorded by an attacker: the gateway's CHALLENGE, SESSION_OK and a command.
+    pair = Pair(stuck_client(mode), make_pair(mode).server, {DEVICE: PSK})
+    pair.client.start(0.0)
+    pair.to_server(pair.client.frames_to_send())
+    (challenge,) = pair.server.frames_to_send()
+    pair.to_client([challenge])
+    pair.to_server(pair.client.frames_to_send())
+    (session_ok,) = pair.server.frames_to_send()
+    pair.to_client([session_ok])
+    assert pair.client.established
+    pair.server.send_message(b"open the door", 0.0)
+    (command,) = pair.server.frames_to_send()
+    assert messages(pair.to_client([command])) == [b"open the door"]
+
+    # Session 2: the device's random source gives the same bytes again; the attacker replays.
+    device = stuck_client(mode)
+    device.start(0.0)
+    device.frames_to_send()
+    assert device.receive_data(challenge, 1.0) == []
+    device.frames_to_send()  # a HELLO_ACK nobody checks
+    events = device.receive_data(session_ok, 1.0) + device.receive_data(command, 1.0)
+    assert not device.established and messages(events) == []
+    assert device.end_condition is Condition.AUTH_FAILED and not isinstance(device.error, PeerError)
+    assert device.frames_to_send() == [bytes.fromhex("ff000105" if mode is Mode.STREAM else "ff05")]
+
+
+@pytest.mark.parametrize("counter", [-1, 1 << 64, 1.5])
+def test_client_counters_are_checked_at_configuration(counter: object) -> None:
+    for name in ("boot_counter", "connection_counter"):
+        with pytest.raises(ConfigurationError):
+            stuck_client(Mode.STREAM, **{name: counter})

@@ -154,3 +154,43 @@ def test_handshake_engines_fail_or_drop_on_garbage_and_never_raise(garbage: byte
         else:
             assert not engine.established
             assert all(isinstance(e, InputDropped) for e in events) or mode is Mode.STREAM
+
+
+# --- section 1: what a side sends does not depend on how its input was cut -------------------
+
+
+@FUZZ
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=4),
+    st.integers(0, 3),
+    st.lists(st.integers(1, 400), min_size=1, max_size=8),
+)
+def test_stream_echo_answers_precede_the_bye_however_the_input_is_cut(
+    messages: list[bytes], pings: int, cuts: list[int]
+) -> None:
+    pair = established(Mode.STREAM)
+    for message in messages:
+        pair.client.send_message(message, 0.0)
+    for _ in range(pings):
+        pair.client.send_ping(b"p")
+    stream = b"".join(pair.client.frames_to_send()) + bytes((0x42, 0x00, 0x00))  # then a fatal frame
+    sent: list[bytes] = []
+    position, i = 0, 0
+    while position < len(stream) and not pair.server.finished:
+        chunk = stream[position : position + cuts[i % len(cuts)]]
+        position, i = position + len(chunk), i + 1
+        events = pair.server.receive_data(chunk, 0.0)
+        while True:  # a driver that answers each message before going on (engine module docstring)
+            sent += pair.server.frames_to_send()
+            for event in events:
+                if isinstance(event, MessageReceived):
+                    pair.server.send_message(event.data, 0.0)
+            sent += pair.server.frames_to_send()
+            if not pair.server.has_buffered_input:
+                break
+            events = pair.server.receive_data(b"", 0.0)
+    assert pair.server.end_condition is Condition.MALFORMED
+    client_events = pair.to_client(sent)
+    assert [e.data for e in client_events if isinstance(e, MessageReceived)] == messages
+    assert pair.client.end_condition is Condition.PEER_CLOSED  # the BYE(MALFORMED) came last
+    assert [f[0] for f in sent].count(0x07) == pings  # one PONG per PING

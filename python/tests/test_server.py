@@ -21,16 +21,19 @@ from usmp import (
     HandshakeTimeout,
     HelloReceived,
     LocalProtocolError,
+    MessageReceived,
     Mode,
     PeerClosed,
     PeerError,
     PeerTimeout,
+    RemoteProtocolError,
     ServerConfig,
     ServerEngine,
     Session,
     USMPClient,
     USMPServer,
 )
+from usmp.wire import FrameType
 
 PSK = bytes(range(100, 132))
 OTHER_PSK = bytes(range(200, 232))
@@ -78,6 +81,7 @@ class RawClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, engine: ClientEngine) -> None:
         self.reader, self.writer, self.engine = reader, writer, engine
         self.received: list[bytes] = []
+        self.messages: list[bytes] = []
 
     @classmethod
     async def connect(cls, port: int, psk: bytes = PSK, device: str = DEVICE, **kwargs: Any) -> RawClient:
@@ -98,6 +102,10 @@ class RawClient:
             return False
         self.received += split_stream(data)
         self.events = self.engine.receive_data(data, 0.0)
+        while self.engine.has_buffered_input:  # the engine stops after each message
+            self.flush()
+            self.events += self.engine.receive_data(b"", 0.0)
+        self.messages += [e.data for e in self.events if isinstance(e, MessageReceived)]
         self.flush()
         return True
 
@@ -471,6 +479,29 @@ def test_tampered_record_gets_bye_bad_record() -> None:
     run(main)
 
 
+def test_echo_goes_out_before_the_bye_for_a_fatal_frame_of_the_same_read() -> None:
+    """Section 1, "the answer goes out first": an authentic DATA and a fatal frame in one read."""
+
+    async def main() -> None:
+        reasons: list[Condition] = []
+
+        async with USMPServer(LOCALHOST, 0, PSK, echo, on_close=lambda s, r: reasons.append(r)) as server:
+            raw = await RawClient.connect(server.port)
+            await raw.handshake()
+            raw.received.clear()
+            raw.engine.send_message(b"answer me first", 0.0)
+            (record,) = raw.engine.frames_to_send()
+            undefined_type = bytes((0x42, 0x00, 0x00))  # fatal in ESTABLISHED: MALFORMED
+            raw.writer.write(record + undefined_type)  # one write: one read on loopback
+            await raw.run_to_end()
+            assert [f[0] for f in raw.received] == [FrameType.DATA, FrameType.BYE]
+            assert isinstance(raw.engine.error, PeerClosed) and raw.engine.error.reason is Condition.MALFORMED
+            assert raw.messages == [b"answer me first"]
+        assert reasons == [Condition.MALFORMED]
+
+    run(main)
+
+
 def test_callback_exception_is_logged_and_the_session_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         async def flaky(session: Session, data: bytes) -> None:
@@ -535,6 +566,47 @@ def test_client_handshake_timeout_against_a_silent_server() -> None:
     run(main)
 
 
+def test_client_tells_a_gateways_error_from_its_own_auth_failure() -> None:
+    """D1: ERROR(AUTH_FAILED) from the gateway is a PeerError; a SESSION_OK MAC that does not
+    verify here is a RemoteProtocolError with AUTH_FAILED, never a PeerError."""
+
+    def fake_gateway(tamper: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            engine = ServerEngine(mode=Mode.STREAM, now=0.0)
+            events = engine.receive_data(await reader.readexactly(47), 0.0)  # HELLO
+            assert [type(e) for e in events] == [HelloReceived]
+            engine.accept_hello(PSK, 0.0)
+            writer.write(b"".join(engine.frames_to_send()))  # CHALLENGE
+            hello_ack = await reader.readexactly(19)
+            if tamper:
+                engine.receive_data(hello_ack, 0.0)
+                session_ok = bytearray(b"".join(engine.frames_to_send()))
+                session_ok[-1] ^= 0x01
+                writer.write(bytes(session_ok))
+            else:
+                writer.write(bytes.fromhex("ff000105"))  # ERROR(AUTH_FAILED), as anyone could send
+            await reader.read()
+            writer.close()
+
+        return serve
+
+    async def main() -> None:
+        for tamper, expected in ((False, PeerError), (True, RemoteProtocolError)):
+            server = await asyncio.start_server(fake_gateway(tamper), LOCALHOST, 0)
+            port = server.sockets[0].getsockname()[1]
+            with pytest.raises(RemoteProtocolError) as raised:
+                await client(port).connect()
+            assert type(raised.value) is expected
+            if expected is PeerError:
+                assert raised.value.condition is Condition.PEER_ERROR
+                assert raised.value.peer_condition is Condition.AUTH_FAILED  # type: ignore[attr-defined]
+            else:
+                assert raised.value.condition is Condition.AUTH_FAILED
+            server.close()
+
+    run(main)
+
+
 def test_client_detects_a_dead_server_with_keepalive() -> None:
     async def main() -> None:
         async def mute_after_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -556,6 +628,21 @@ def test_client_detects_a_dead_server_with_keepalive() -> None:
         assert 0.25 <= time.monotonic() - started < 1.5
         await c.close()
         server.close()
+
+    run(main)
+
+
+def test_client_boot_counter_is_checked_at_construction_and_a_client_with_one_connects() -> None:
+    with pytest.raises(ConfigurationError):
+        client(9, boot_counter=-1)
+    with pytest.raises(ConfigurationError):
+        client(9, boot_counter=1 << 64)
+
+    async def main() -> None:
+        async with USMPServer(LOCALHOST, 0, PSK, echo) as server:
+            async with client(server.port, boot_counter=(1 << 64) - 1) as c:
+                await c.send(b"fresh")
+                assert await c.recv(timeout=5) == b"fresh"
 
     run(main)
 

@@ -19,7 +19,7 @@ from usmp.engine import (
     ServerEngine,
     State,
 )
-from usmp.errors import Condition, PeerClosed, RemoteProtocolError
+from usmp.errors import Condition, PeerClosed, PeerError, RemoteProtocolError
 from usmp.records import RecordReceiver, open_record, record_header, record_nonce, seal_record
 from usmp.wire import FrameType, Mode
 
@@ -47,6 +47,10 @@ def only(frames: list[bytes]) -> bytes:
 def test_handshake_vector_key_schedule(case: dict[str, Any]) -> None:
     mode = mode_of(case)
     frames = case["frames"]
+    hedged = crypto.client_ephemeral_private(
+        h(case["psk"]), case["client_boot_counter"], case["client_connection_counter"], h(case["client_random"])
+    )
+    assert hedged == h(case["client_ephemeral_private"])  # section 5.8
     assert crypto.x25519_public(h(case["client_ephemeral_private"])) == h(case["client_ephemeral_public"])
     assert crypto.x25519_public(h(case["server_ephemeral_private"])) == h(case["server_ephemeral_public"])
     shared = crypto.x25519_shared(h(case["client_ephemeral_private"]), h(case["server_ephemeral_public"]))
@@ -238,23 +242,28 @@ def test_negative_vector(case: dict[str, Any]) -> None:
     assert engine.state.value == case["start"]
     psks = psk_table(handshake_case(case["handshake"]))
     for number, step in enumerate(case["steps"]):
-        data = h(step["input"])
         state_before = engine.state
-        events: list[Event]
-        if not data and engine.mode is Mode.STREAM:
+        events: list[Event] = []
+        if "timer" in step:
+            assert step["timer"] == "handshake"
+            engine.handle_timeout(engine.config.handshake_timeout)  # the engine started at 0.0
+        elif not step["input"] and engine.mode is Mode.STREAM:
             engine.receive_eof()
-            events = []
         elif isinstance(engine, ServerEngine):
-            events = server_receive(engine, data, 0.0, psks)
+            events = server_receive(engine, h(step["input"]), 0.0, psks)
         else:
-            events = engine.receive_data(data, 0.0)
+            events = engine.receive_data(h(step["input"]), 0.0)
+        while engine.has_buffered_input:  # several frames in one read: the engine stops after each event
+            events += engine.receive_data(b"", 0.0)
         sent = engine.frames_to_send()
-        dropped = [e.error.condition for e in events if isinstance(e, InputDropped)]
+        dropped_errors = [e.error for e in events if isinstance(e, InputDropped)]
+        dropped = [error.condition for error in dropped_errors]
         where = f"step {number}"
         if step["outcome"] == "closed":
             assert engine.finished, where
             assert engine.end_condition == step["expect"], where
             assert dropped == [], where
+            reported = engine.error
         else:
             assert not engine.finished, where
             if step["expect"] == "ok":
@@ -262,6 +271,11 @@ def test_negative_vector(case: dict[str, Any]) -> None:
             else:
                 assert dropped == [step["expect"]], where
                 assert engine.state is state_before, where
+            reported = dropped_errors[0] if dropped_errors else None
+        if "peer_code" in step:
+            assert isinstance(reported, PeerError) and reported.code == step["peer_code"], where
+        elif step["expect"] == "PEER_ERROR":  # pragma: no cover - every such vector names the code
+            pytest.fail(f"{where}: PEER_ERROR without peer_code")
         # An absent reply means the receiver sends nothing. On a stream the
         # reply may be several frames (answers are per frame); a datagram
         # reply is one datagram.

@@ -38,16 +38,29 @@ def mode_of(case: dict[str, Any]) -> Mode:
     return Mode.STREAM if case["mode"] == "stream" else Mode.DATAGRAM
 
 
+class ScriptedRandom:
+    """A random source that returns given byte strings in order, each exactly as long as asked for."""
+
+    def __init__(self, *outputs: bytes) -> None:
+        self._outputs = list(outputs)
+
+    def __call__(self, n: int) -> bytes:
+        assert self._outputs, "the random source was asked for more than the script holds"
+        output = self._outputs.pop(0)
+        assert len(output) == n, (len(output), n)
+        return output
+
+
 def client_for(case: dict[str, Any], **overrides: Any) -> ClientEngine:
-    """The client of a handshake vector, with its fixed ephemeral key."""
+    """The client of a handshake vector: its random output R and its counters (spec 5.8)."""
     kwargs: dict[str, Any] = dict(
         mode=mode_of(case),
         device_id=bytes.fromhex(case["device_id"]),
         psk=bytes.fromhex(case["psk"]),
         config=EngineConfig(max_record=case["client_max_record"], max_message=case["client_max_message"]),
-        insecure_test_inputs=DeterministicInputs(
-            ephemeral_private=bytes.fromhex(case["client_ephemeral_private"])
-        ),
+        random=ScriptedRandom(bytes.fromhex(case["client_random"])),
+        boot_counter=case["client_boot_counter"],
+        connection_counter=case["client_connection_counter"],
     )
     kwargs.update(overrides)
     return ClientEngine(**kwargs)

@@ -167,7 +167,7 @@ def test_oracle_covers_every_condition_a_flip_can_cause() -> None:
 # ----------------------------------------------------------------------------- Python engine pair
 
 
-PY_CLIENT_PRIVATE = bytes.fromhex("77" * 32)
+PY_CLIENT_RANDOM = bytes.fromhex("77" * 32)  # R of spec 5.8; with fixed counters, a fixed HELLO
 PY_SERVER_PRIVATE = bytes.fromhex("5d" * 32)
 
 
@@ -187,7 +187,9 @@ def py_pair_run(target: tuple[str, int, int] | None) -> tuple[dict[str, bytes], 
         device_id=DEVICE,
         psk=PSK,
         config=EngineConfig(max_record=512, max_message=512),
-        insecure_test_inputs=DeterministicInputs(ephemeral_private=PY_CLIENT_PRIVATE),
+        random=lambda n: PY_CLIENT_RANDOM[:n],
+        boot_counter=0,
+        connection_counter=0,
     )
     server = ServerEngine(
         mode=Mode.STREAM,

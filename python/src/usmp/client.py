@@ -9,7 +9,8 @@ from typing import Any
 
 from .config import ClientConfig
 from .engine import ClientEngine
-from .errors import ConnectionLost, HandshakeTimeout, LocalProtocolError, USMPError
+from .crypto import MAX_COUNTER
+from .errors import ConfigurationError, ConnectionLost, HandshakeTimeout, LocalProtocolError, USMPError
 from .psk import check_psk, parse_device_id
 from .session import Session, SessionHandler
 from .wire import Limits, Mode
@@ -28,10 +29,19 @@ class USMPClient:
 
     ``connect()`` raises :class:`~usmp.PeerError` (the server sent ERROR,
     e.g. ``.peer_condition == Condition.AUTH_FAILED`` for a wrong PSK, or
-    BUSY), :class:`~usmp.RemoteProtocolError`, :class:`~usmp.HandshakeTimeout`
-    or :class:`~usmp.ConnectionLost`. Once connected, a background task
-    answers PINGs, sends keepalive PINGs, and queues received messages for
-    :meth:`recv`. One client is one session; to reconnect, make a new one.
+    BUSY: the server's claim, distinct from a :class:`~usmp.RemoteProtocolError`
+    with AUTH_FAILED, which means this side found the server's MAC wrong),
+    :class:`~usmp.RemoteProtocolError`, :class:`~usmp.HandshakeTimeout`
+    or :class:`~usmp.ConnectionLost`.
+
+    ``boot_counter`` (spec 5.8): a number that never repeats across runs of
+    this device, e.g. kept in a file and advanced before each start, so that
+    the handshake stays fresh even if the random source repeats its output;
+    0 when there is none.
+
+    Once connected, a background task answers PINGs, sends keepalive PINGs,
+    and queues received messages for :meth:`recv`. One client is one
+    session; to reconnect, make a new one.
     """
 
     def __init__(
@@ -43,6 +53,7 @@ class USMPClient:
         psk: bytes,
         config: ClientConfig | None = None,
         local_addr: tuple[str, int] | None = None,
+        boot_counter: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -50,6 +61,9 @@ class USMPClient:
         self._device_id = parse_device_id(device_id)
         self._psk: bytes | None = check_psk(psk)
         self._local_addr = local_addr
+        if not (isinstance(boot_counter, int) and 0 <= boot_counter <= MAX_COUNTER):
+            raise ConfigurationError(f"boot_counter must be an integer 0 .. 2**64 - 1, got {boot_counter!r}")
+        self._boot_counter = boot_counter
         self._session: Session | None = None
         self._task: asyncio.Task[None] | None = None
         self._inbox: _Inbox | None = None
@@ -69,7 +83,13 @@ class USMPClient:
             raise HandshakeTimeout(f"could not connect to {self.host}:{self.port} in time") from None
         except OSError as error:
             raise ConnectionLost(f"could not connect to {self.host}:{self.port}: {error}") from error
-        engine = ClientEngine(mode=Mode.STREAM, device_id=self._device_id, psk=self._psk, config=self.config)
+        engine = ClientEngine(
+            mode=Mode.STREAM,
+            device_id=self._device_id,
+            psk=self._psk,
+            config=self.config,
+            boot_counter=self._boot_counter,
+        )
         self._psk = None  # the engine holds it until the handshake no longer needs it
         # The handshake timer counts from before the TCP connect: one budget for both.
         engine.start(started)

@@ -7,9 +7,17 @@ stream at the ``0x00`` delimiters with a bounded buffer.
 from __future__ import annotations
 
 from .errors import Condition, RemoteProtocolError
+from .wire import COOKIE_BYTES, DATAGRAM_RECORD_HEADER_BYTES, HELLO_BODY_BYTES, TAG_BYTES
 
 DELIMITER = 0x00
 _MAX_BLOCK = 254  # data bytes in a block whose code byte is 0xFF
+# Section 10: L is at least the datagram HELLO with a cookie (type, body, cookie).
+_SHORTEST_LONGEST_FRAME = 1 + HELLO_BODY_BYTES + COOKIE_BYTES
+
+
+def longest_frame(max_record: int) -> int:
+    """Section 10's ``L`` for a receiver announcing ``max_record``: its largest datagram record, at least 61."""
+    return max(max_record + DATAGRAM_RECORD_HEADER_BYTES + TAG_BYTES, _SHORTEST_LONGEST_FRAME)
 
 
 def encoded_size_bound(n: int) -> int:
@@ -75,10 +83,15 @@ def decode(encoded: bytes) -> bytes:
 class CobsDeframer:
     """Cuts a byte stream into decoded frames; every buffer is bounded by ``max_frame``.
 
-    ``feed`` returns, in order, each decoded frame or the
-    :class:`RemoteProtocolError` (MALFORMED) of a frame that was dropped. Empty
-    frames (two delimiters in a row) are ignored; a frame longer than
-    ``max_frame`` encoded bytes is discarded up to the next delimiter.
+    ``max_frame`` is section 10's ``L``, the longest frame the receiver
+    accepts: ``longest_frame(max_record)``. ``feed`` returns, in order, each
+    decoded frame or the :class:`RemoteProtocolError` (MALFORMED) of a frame
+    that was dropped. Empty frames (two delimiters in a row) are ignored. A
+    frame of more than ``encoded_size_bound(max_frame)`` encoded bytes is
+    oversize: discarded up to the next delimiter without being decoded
+    (MALFORMED). Any shorter frame is decoded, even if it decodes to more
+    than ``max_frame`` bytes: the engine then judges it like any datagram
+    (a record over ``max_record`` is TOO_LARGE).
     """
 
     def __init__(self, max_frame: int) -> None:

@@ -1,4 +1,5 @@
-"""Suite 1 (spec section 3): X25519, SHA-256, HMAC-SHA256/16, HKDF-SHA256, and the key schedule (5.3-5.5).
+"""Suite 1 (spec section 3): X25519, SHA-256, HMAC-SHA256/16, HKDF-SHA256, the key schedule (5.3-5.5)
+and the client's ephemeral key (5.8).
 
 About wiping (spec 5.7): Python cannot overwrite immutable ``bytes`` and the
 cryptography package keeps its own copies inside OpenSSL objects, so this
@@ -26,7 +27,24 @@ KEY_SCHEDULE_INFO = b"usmp-v1"
 CLIENT_FINISHED = b"client finished"
 SERVER_FINISHED = b"server finished"
 COOKIE_LABEL = b"usmp-v1 cookie"
+CLIENT_EPHEMERAL_LABEL = b"usmp-v1 client ephemeral"
+CLIENT_RANDOM_BYTES = 32
+MAX_COUNTER = (1 << 64) - 1  # the counters of section 5.8 are u64
 OKM_BYTES = 128
+
+
+def client_ephemeral_private(psk: bytes, boot_counter: int, connection_counter: int, random_output: bytes) -> bytes:
+    """Section 5.8: the client's X25519 private key, HMAC-SHA256(PSK, label || u64 || u64 || R).
+
+    Keyed with the PSK and fed two counters, so that a random source that
+    repeats its output does not repeat the HELLO (security.md section 6).
+    """
+    if not (0 <= boot_counter <= MAX_COUNTER and 0 <= connection_counter <= MAX_COUNTER):
+        raise ValueError("the counters of section 5.8 are 64-bit unsigned integers")
+    if len(random_output) != CLIENT_RANDOM_BYTES:
+        raise ValueError(f"R is {CLIENT_RANDOM_BYTES} bytes, got {len(random_output)}")
+    message = CLIENT_EPHEMERAL_LABEL + boot_counter.to_bytes(8, "big") + connection_counter.to_bytes(8, "big")
+    return hmac.new(psk, message + random_output, hashlib.sha256).digest()
 
 
 def x25519_public(private: bytes) -> bytes:

@@ -12,16 +12,38 @@ what it must send::
 
 Times are seconds on any monotonic clock (``loop.time()``, ``time.monotonic()``).
 
+Answers go out first (spec section 1). In stream mode one call of
+``receive_data`` stops after the frame that produced a
+:class:`HandshakeComplete` or :class:`MessageReceived`: the rest of what
+arrived stays buffered and ``has_buffered_input`` is true. The driver
+handles the event and sends its answer, then goes on with the buffered bytes
+before reading more::
+
+    while not engine.finished:
+        data = b"" if engine.has_buffered_input else transport.read()
+        events = engine.receive_data(data, now)
+        transport.write(b"".join(engine.frames_to_send()))
+        ...                                    # act on the events: answers go out now
+
+so that the reply to a message precedes the BYE for a fatal frame that came
+right behind it. Bytes still buffered when ``receive_eof`` is called are
+discarded with the session.
+
 Failures follow the state table: in stream mode every violation is fatal
 (the engine queues the ERROR or BYE the table names and moves to FAILED);
 in datagram mode a bad frame is dropped with an :class:`InputDropped` event
 and nothing changes, except for the handshake frames whose rows say FAILED.
+A datagram ERROR during the handshake is unauthenticated: it is dropped
+(``InputDropped`` carrying a :class:`~usmp.PeerError`) and its code recorded;
+if the handshake then times out, the last recorded code is the failure
+(``PeerError``) instead of ``HandshakeTimeout`` (row 25).
 A finished engine keeps its condition: every later call reports it.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import os
 import struct
@@ -149,10 +171,13 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class DeterministicInputs:
-    """TEST ONLY. Fixed values used instead of fresh randomness, to reproduce the spec vectors.
+    """TEST ONLY. Fixed values a :class:`ServerEngine` uses instead of fresh randomness (spec vectors).
 
     Using this outside tests destroys forward secrecy and session freshness.
     Any field left ``None`` is drawn from the engine's random source as usual.
+    A :class:`ClientEngine` takes none: its ephemeral key follows from its
+    random source, the PSK and its counters (spec 5.8), which is how tests
+    reproduce a client's HELLO.
     """
 
     ephemeral_private: bytes | None = None
@@ -198,6 +223,8 @@ class InputDropped:
 
 
 Event = Union[HelloReceived, HandshakeComplete, MessageReceived, InputDropped]
+# Stream input stops after these, so that the driver's answer precedes what follows (section 1).
+_HOLDING_EVENTS = (HandshakeComplete, MessageReceived)
 _Handler = Callable[[bytes, list[Event], float], None]
 
 
@@ -229,7 +256,9 @@ class _Engine:
         self._test_inputs = insecure_test_inputs or DeterministicInputs()
         self._outgoing: list[bytes] = []
         self._stream_buffer = bytearray()
+        self._input_held = False  # stream: stopped after an event with input left (section 1)
         self._handshake_deadline: float | None = None
+        self._peer_error: PeerError | None = None  # datagram: the last ERROR received in the handshake
         self._sender: RecordSender | None = None
         self._receiver: RecordReceiver | None = None
         self._reassembler = Reassembler(mode, config.max_record, config.max_message)
@@ -245,6 +274,16 @@ class _Engine:
     @property
     def established(self) -> bool:
         return self.state is State.ESTABLISHED
+
+    @property
+    def has_buffered_input(self) -> bool:
+        """Stream mode: :meth:`receive_data` stopped after an event with received bytes left unprocessed.
+
+        Handle the events, send what the engine queued (and any answer), then
+        call ``receive_data(b"", now)`` to go on with those bytes. Always
+        ``False`` in datagram mode and once the engine has finished.
+        """
+        return self._input_held and not self.finished
 
     def frames_to_send(self) -> list[bytes]:
         """Every frame queued since the last call, in order (stream: write them back to back)."""
@@ -267,7 +306,13 @@ class _Engine:
     # --- input ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Stream mode: any bytes of the stream. Datagram mode: exactly one datagram (one frame)."""
+        """Stream mode: any bytes of the stream. Datagram mode: exactly one datagram (one frame).
+
+        Stream mode returns at most one :class:`HandshakeComplete` or
+        :class:`MessageReceived`, the last event of the list; bytes after that
+        frame stay buffered (:attr:`has_buffered_input`) until the next call,
+        ``receive_data(b"", now)`` to go on without new bytes.
+        """
         self._check_not_paused()
         events: list[Event] = []
         if self.finished:
@@ -291,7 +336,8 @@ class _Engine:
             return
         if self.state in HANDSHAKE_STATES:
             if self._handshake_deadline is not None and now >= self._handshake_deadline:
-                self._fail(HandshakeTimeout())
+                # Rows 12 and 26: a datagram ERROR received meanwhile is what is reported.
+                self._fail(self._peer_error or HandshakeTimeout())
             else:
                 self._retransmit_if_due(now)
             return
@@ -357,6 +403,7 @@ class _Engine:
     # --- framing ------------------------------------------------------------------------
 
     def _process_stream(self, events: list[Event], now: float) -> None:
+        self._input_held = False
         buffer = self._stream_buffer
         while not self.finished and not self._paused() and len(buffer) >= STREAM_HEADER_BYTES:
             frame_type = buffer[0]
@@ -372,7 +419,14 @@ class _Engine:
                 return
             frame = bytes(buffer[:end])
             del buffer[:end]
+            already = len(events)
             self._handle_frame(frame, events, now)
+            if buffer and any(isinstance(e, _HOLDING_EVENTS) for e in events[already:]):
+                # Section 1, "the answer goes out first": stop here so that the
+                # driver can answer this event before a later frame of the same
+                # read (possibly a fatal one) is judged. See has_buffered_input.
+                self._input_held = True
+                return
 
     def _check_stream_header(self, frame_type: int, length: int) -> None:
         if self.state is State.ESTABLISHED:
@@ -410,7 +464,15 @@ class _Engine:
         if frame_type == FrameType.ERROR:
             if len(frame_body(self.mode, frame)) != ERROR_BODY_BYTES:
                 raise RemoteProtocolError(Condition.MALFORMED, "ERROR of wrong length")
-            self._fail(PeerError(frame[-1]))  # row 25
+            peer_error = PeerError(frame[-1])
+            if self.mode is Mode.DATAGRAM:
+                # Row 25, datagram: an ERROR is unauthenticated and anyone who knows
+                # the address can send one, so it only records the code (a later
+                # ERROR replaces it) and is dropped; the handshake goes on, and
+                # the handshake timeout reports the last code (9.2).
+                self._peer_error = peer_error
+                raise peer_error
+            self._fail(peer_error)  # row 25, stream: fatal
             return
         handler = self._handshake_handlers().get(frame_type)
         if handler is None:
@@ -434,6 +496,7 @@ class _Engine:
         self._receiver = RecordReceiver(receive_key, self.mode, self.config.max_record, index)
         self._last_authenticated = now
         self._handshake_deadline = None
+        self._peer_error = None  # 9.2: a completed handshake forgets a recorded ERROR
 
     def _handle_record(self, frame: bytes, events: list[Event], now: float) -> None:
         assert self._receiver is not None
@@ -524,6 +587,7 @@ class _Engine:
         # Record keys go with the session (spec 5.7); see crypto.py about wiping.
         self._sender = self._receiver = None
         self._stream_buffer.clear()
+        self._input_held = False
         self._drop_handshake_secrets()
 
     def _require_established(self) -> None:
@@ -575,8 +639,27 @@ def _type_name(frame_type: int) -> str:
         return f"type 0x{frame_type:02x}"
 
 
+# Section 5.8's connection_counter for this process ("handshakes started since boot", in RAM).
+_connections_started = itertools.count()
+
+
+def _next_connection_counter() -> int:
+    """0 for the first ClientEngine of the process that takes the default, then 1, 2, ..."""
+    return next(_connections_started)
+
+
 class ClientEngine(_Engine):
-    """The device side: starts the handshake (rows 1-12)."""
+    """The device side: starts the handshake (rows 1-12).
+
+    The ephemeral key is derived from 32 bytes of ``random``, the PSK and two
+    counters (spec 5.8), so that a random source that repeats itself does not
+    repeat the HELLO. ``boot_counter``: a value that never repeats across
+    boots (or runs) of this device, e.g. kept in non-volatile storage and
+    advanced before the first connection; 0 when there is none (see
+    spec/security.md section 6 for what holds then). ``connection_counter``:
+    handshakes started since boot; ``None`` (the default) takes the next
+    value of a counter kept by this module for the process.
+    """
 
     def __init__(
         self,
@@ -586,17 +669,23 @@ class ClientEngine(_Engine):
         psk: bytes,
         config: EngineConfig | None = None,
         random: RandomSource = os.urandom,
-        insecure_test_inputs: DeterministicInputs | None = None,
+        boot_counter: int = 0,
+        connection_counter: int | None = None,
     ) -> None:
         super().__init__(
             mode,
             config or EngineConfig(),
             State.START,
             random=random,
-            insecure_test_inputs=insecure_test_inputs,
+            insecure_test_inputs=None,
         )
+        for name, value in (("boot_counter", boot_counter), ("connection_counter", connection_counter)):
+            if value is not None and not (isinstance(value, int) and 0 <= value <= crypto.MAX_COUNTER):
+                raise ConfigurationError(f"{name} must be an integer 0 .. 2**64 - 1, got {value!r}")
         self.device_id = parse_device_id(device_id)
         self._psk: bytes | None = check_psk(psk)
+        self.boot_counter = boot_counter
+        self.connection_counter = _next_connection_counter() if connection_counter is None else connection_counter
         self._ephemeral_private: bytes | None = None
         self._hello_frame = b""  # as sent, without a cookie: the transcript's HELLO
         self._flight: bytes | None = None  # datagram: what a retransmission resends
@@ -612,9 +701,15 @@ class ClientEngine(_Engine):
         """Send HELLO (row 1)."""
         if self.state is not State.START:
             raise LocalProtocolError(f"start() in state {self.state.value}")
-        private = self._test_inputs.ephemeral_private or self._random(PRIVATE_KEY_BYTES)
+        assert self.device_id is not None and self._psk is not None
+        random_output = self._random(crypto.CLIENT_RANDOM_BYTES)
+        if len(random_output) != crypto.CLIENT_RANDOM_BYTES:
+            raise ConfigurationError(f"the random source returned {len(random_output)} bytes, not 32")
+        # Row 1, section 5.8: the random output alone does not decide e_C.
+        private = crypto.client_ephemeral_private(
+            self._psk, self.boot_counter, self.connection_counter, random_output
+        )
         self._ephemeral_private = private
-        assert self.device_id is not None
         hello = Hello(VERSION_BIT, SUITE_BIT, self.device_id, crypto.x25519_public(private), self.config.limits)
         self._hello_frame = build_frame(self.mode, FrameType.HELLO, hello.body())
         self._handshake_deadline = now + self.config.handshake_timeout
@@ -872,10 +967,12 @@ class ServerEngine(_Engine):
         return index + self._random(SESSION_ID_BYTES - SESSION_INDEX_BYTES)
 
     def _on_repeated_hello(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE; anything else is dropped.
+        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE.
 
-        A *different* HELLO from the same address starts a new handshake; that
-        is the datagram demultiplexer's business (it makes a new engine).
+        Row 51: a *different* HELLO is dropped here (UNEXPECTED, nothing sent,
+        nothing changed). It starts a new handshake from that address, which
+        is the datagram server's business (8.2): it ends this engine without a
+        word and gives the HELLO to a new engine in WAIT_HELLO.
         """
         if frame[: len(self._hello_frame)] == self._hello_frame and len(frame) in (
             len(self._hello_frame),

@@ -16,7 +16,13 @@ Every failure has exactly one :class:`Condition`. The exception class tells
     ``BAD_RECORD``, ``MALFORMED``...).
 ``PeerError``
     the peer aborted the handshake with an ERROR frame (``PEER_ERROR``);
-    ``.peer_condition`` is the code it sent.
+    ``.peer_condition`` is the code it sent. Never the same class as this
+    side's own finding of that condition: a forged ERROR(AUTH_FAILED) is a
+    ``PeerError``, a MAC that does not verify here is a
+    ``RemoteProtocolError`` with ``AUTH_FAILED``. In datagram mode an ERROR
+    is unauthenticated and does not end the handshake: it is reported at
+    the handshake timeout (the last one received) instead of
+    ``HandshakeTimeout``.
 ``PeerClosed``
     the peer ended the session with an authenticated BYE (``PEER_CLOSED``);
     ``.reason`` is its reason.
@@ -130,7 +136,11 @@ class RemoteProtocolError(USMPError):
 
 
 class PeerError(RemoteProtocolError):
-    """The peer aborted the handshake with ERROR(code)."""
+    """The peer aborted the handshake with ERROR(code); ``peer_condition`` is that code's condition.
+
+    Datagram mode: the handshake timed out after the peer (or anyone who
+    knows the address) sent ERROR(code), the last one received.
+    """
 
     def __init__(self, code: int) -> None:
         self.code = code

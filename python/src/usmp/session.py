@@ -3,7 +3,9 @@
 The loop is the only reader of the socket. It feeds the engine, writes what
 the engine queues, runs the engine's timers at ``engine.next_deadline()``,
 and hands events to a :class:`SessionHandler` (the server's or the
-client's). Application calls (``send``, ``close``) go straight to the engine
+client's). The engine stops after each delivered message; the loop lets the
+handler answer it before the engine goes on with the rest of the same read
+(spec section 1: the answer goes out first). Application calls (``send``, ``close``) go straight to the engine
 and write at once; because an engine call and the write that follows it
 never await in between, frames of concurrent senders never interleave.
 """
@@ -179,7 +181,12 @@ class Session:
         try:
             await self._flush()  # a client's HELLO
             while not self._engine.finished:
-                events = await self._next_input()
+                if self._engine.has_buffered_input:
+                    # The engine stopped after an event of the last read so that the
+                    # answer to it went out first (spec section 1); go on with the rest.
+                    events = self._engine.receive_data(b"", self._loop.time())
+                else:
+                    events = await self._next_input()
                 await self._flush()
                 for event in events:
                     await self._dispatch(event)

@@ -15,9 +15,11 @@
  *
  * Receiving: bytes are decoded as they arrive (usmp_cobs_stream.h) straight
  * into the caller's buffer, so the transport holds no frame buffer of its
- * own. Noise before the first delimiter and empty frames are skipped; a
- * corrupt frame is dropped (recv: USMP_ERR_MALFORMED), an oversize one too
- * (USMP_ERR_TOO_LARGE); neither ends the session.
+ * own. Empty frames are skipped; noise on the line becomes part of a frame
+ * that is then dropped, never delivered: a
+ * corrupt or oversize frame (spec 10) is dropped (recv: USMP_ERR_MALFORMED),
+ * one that decodes to more than the buffer too (USMP_ERR_TOO_LARGE); none
+ * ends the session.
  */
 #ifndef USMP_UART_H
 #define USMP_UART_H

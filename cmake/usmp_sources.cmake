@@ -21,6 +21,7 @@ set(USMP_ENGINE_SOURCES
   src/usmp_replay.c
   src/usmp_cookie.c
   src/usmp_cobs.c
+  src/usmp_cobs_stream.c
   src/usmp_error.c
   src/usmp_strerror.c
 )

@@ -65,10 +65,19 @@ static void port_random(void *user, uint8_t *buf, size_t len)
     usmp_port_random(buf, len);
 }
 
+/* available is optional (usmp_transport.h). */
 static int transport_valid(const usmp_transport_t *t)
 {
     return t != NULL && t->send != NULL && t->recv != NULL && t->close != NULL &&
-           t->reconnect != NULL && t->available != NULL;
+           t->reconnect != NULL;
+}
+
+/* Whether a read that may not wait would find anything: asks the
+ * transport's available when it has one, so that an idle zero-wait pump
+ * (usmp_keepalive_tick every 100 ms) costs one cheap check, not a read. */
+static int nothing_to_read(const usmp_transport_t *t, uint32_t wait_ms)
+{
+    return wait_ms == 0 && t->available != NULL && t->available(t->ctx) == 0;
 }
 
 /* Sends everything the engine has queued. */
@@ -132,18 +141,93 @@ static uint32_t wait_budget(const usmp_ctx_t *ctx, uint32_t now, uint32_t budget
  * engine and handles the events, then runs the timers and sends what the
  * engine queued. Stops early once a message is ready for usmp_recv.
  */
-static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
+/* Handles what one feed produced. Returns USMP_ERR_PEER_CLOSED when the
+ * gateway's BYE ended the session, else rc. */
+static int on_event(usmp_ctx_t *ctx, const usmp_event_t *ev, uint32_t now, int rc)
+{
+    if (ev->type == USMP_EVENT_MESSAGE) {
+        ctx->message_ready = 1;
+        ctx->message = ev->data;
+        ctx->message_len = ev->len;
+        ctx->stats.messages_received++;
+    } else if (ev->type == USMP_EVENT_PONG && ev->len == 4) {
+        ctx->stats.last_rtt_ms = now - (uint32_t)usmp_get_be(ev->data, 4);
+    } else if (ev->type == USMP_EVENT_ESTABLISHED) {
+        log_event("session established", USMP_OK, usmp_engine_session_id(&ctx->engine));
+    } else if (ev->type == USMP_EVENT_CLOSED) {
+        log_event("gateway closed the session", USMP_OK, NULL);
+        rc = USMP_ERR_PEER_CLOSED;
+    }
+    return rc;
+}
+
+static int session_over(const usmp_ctx_t *ctx)
+{
+    usmp_state_t state = usmp_engine_state(&ctx->engine);
+    return state == USMP_STATE_FAILED || state == USMP_STATE_CLOSED;
+}
+
+#if USMP_DATAGRAM
+/*
+ * Datagram mode: one datagram per recv, fed whole. What the transport or
+ * the engine drops without ending the session (a duplicate, a bad tag, an
+ * unauthenticated ERROR, a corrupt COBS frame: spec 6.2, 9.2, 10) is
+ * counted and the pump goes on; only a failure that ends the session, or
+ * the transport's own failure, is returned.
+ */
+static int pump_datagram(usmp_ctx_t *ctx, uint32_t wait_ms, int *read_failed)
+{
+    usmp_transport_t *t = ctx->transport;
+    usmp_event_t ev;
+    size_t used = 0;
+    uint32_t now;
+    int n, rc;
+
+    if (ctx->message_ready || nothing_to_read(t, wait_ms)) {
+        return USMP_OK;
+    }
+    n = t->recv(t->ctx, ctx->datagram_buf, sizeof ctx->datagram_buf, wait_ms);
+    if (n == USMP_ERR_MALFORMED || n == USMP_ERR_TOO_LARGE) {
+        ctx->stats.framing_errors++;
+        ctx->stats.last_drop = n;
+        return USMP_OK;
+    }
+    if (n <= 0) {
+        *read_failed = n < 0;
+        return n; /* nothing yet, or the transport failed */
+    }
+    ctx->stats.bytes_received += (uint32_t)n;
+    now = usmp_port_millis();
+    rc = usmp_engine_feed(&ctx->engine, ctx->datagram_buf, (size_t)n, now, &used, &ev);
+    if (rc != USMP_OK && !session_over(ctx)) {
+        ctx->stats.datagrams_dropped++;
+        ctx->stats.last_drop = rc;
+        rc = USMP_OK;
+    }
+    return on_event(ctx, &ev, now, rc);
+}
+#endif
+
+/* Stream mode: what the transport delivered, fed until the engine took it
+ * all or a message is ready for usmp_recv. */
+static int pump_stream(usmp_ctx_t *ctx, uint32_t wait_ms, int *read_failed)
 {
     usmp_transport_t *t = ctx->transport;
     int rc = USMP_OK;
 
     if (!ctx->message_ready && ctx->in_off == ctx->in_len) {
-        int n = t->recv(t->ctx, ctx->in_buf, sizeof ctx->in_buf, wait_ms);
+        int n;
+        if (nothing_to_read(t, wait_ms)) {
+            return USMP_OK;
+        }
+        n = t->recv(t->ctx, ctx->in_buf, sizeof ctx->in_buf, wait_ms);
         if (n == USMP_ERR_TRANSPORT_CLOSED) {
+            *read_failed = 1;
             rc = usmp_engine_transport_closed(&ctx->engine);
             return rc != USMP_OK ? rc : USMP_ERR_PEER_CLOSED;
         }
         if (n < 0) {
+            *read_failed = 1;
             return n;
         }
         ctx->in_len = (uint16_t)n;
@@ -160,19 +244,7 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
         rc = usmp_engine_feed(&ctx->engine, ctx->in_buf + ctx->in_off,
                               (size_t)(ctx->in_len - ctx->in_off), now, &used, &ev);
         ctx->in_off = (uint16_t)(ctx->in_off + used);
-        if (ev.type == USMP_EVENT_MESSAGE) {
-            ctx->message_ready = 1;
-            ctx->message = ev.data;
-            ctx->message_len = ev.len;
-            ctx->stats.messages_received++;
-        } else if (ev.type == USMP_EVENT_PONG && ev.len == 4) {
-            ctx->stats.last_rtt_ms = now - (uint32_t)usmp_get_be(ev.data, 4);
-        } else if (ev.type == USMP_EVENT_ESTABLISHED) {
-            log_event("session established", USMP_OK, usmp_engine_session_id(&ctx->engine));
-        } else if (ev.type == USMP_EVENT_CLOSED) {
-            log_event("gateway closed the session", USMP_OK, NULL);
-            rc = USMP_ERR_PEER_CLOSED;
-        }
+        rc = on_event(ctx, &ev, now, rc);
         if (rc != USMP_OK) {
             break;
         }
@@ -185,6 +257,30 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
             }
         }
     }
+    return rc;
+}
+
+/*
+ * Reads what the transport has (waiting at most wait_ms), feeds it to the
+ * engine and handles the events, then runs the timers and sends what the
+ * engine queued. Stops early once a message is ready for usmp_recv.
+ */
+static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
+{
+    int read_failed = 0;
+    int rc;
+
+#if USMP_DATAGRAM
+    if (ctx->transport->datagram) {
+        rc = pump_datagram(ctx, wait_ms, &read_failed);
+    } else
+#endif
+    {
+        rc = pump_stream(ctx, wait_ms, &read_failed);
+    }
+    if (read_failed) {
+        return rc; /* the transport failed or the stream ended: nothing to run or send */
+    }
     if (rc == USMP_OK) {
         rc = usmp_engine_tick(&ctx->engine, usmp_port_millis());
     }
@@ -192,8 +288,7 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
     if (flush_output(ctx) != USMP_OK && rc == USMP_OK) {
         rc = USMP_ERR_TRANSPORT;
     }
-    if (usmp_engine_state(&ctx->engine) == USMP_STATE_FAILED ||
-        usmp_engine_state(&ctx->engine) == USMP_STATE_CLOSED) {
+    if (session_over(ctx)) {
         /* The session is over and its last word is out: free the
          * connection now rather than at the next call. */
         ctx->transport->close(ctx->transport->ctx);
@@ -226,12 +321,20 @@ static int begin_handshake(usmp_ctx_t *ctx)
     memset(&ec, 0, sizeof ec);
     ec.role = USMP_ROLE_CLIENT;
     ec.mode = USMP_MODE_STREAM;
+    ec.max_record = USMP_MAX_RECORD;
+    ec.max_message = USMP_MAX_MESSAGE;
+#if USMP_DATAGRAM
+    if (ctx->transport->datagram) {
+        /* Spec 8: the explicit sequence number, the replay window, the
+         * retransmitted flight and the cookie are the engine's. */
+        ec.mode = USMP_MODE_DATAGRAM;
+        ec.max_record = USMP_DATAGRAM_LIMIT(USMP_MAX_RECORD);
+    }
+#endif
     ec.psk = ctx->config.psk;
     ec.psk_len = ctx->config.psk_len;
     usmp_port_get_device_id(ec.device_id);
     ec.random = port_random;
-    ec.max_record = USMP_MAX_RECORD;
-    ec.max_message = USMP_MAX_MESSAGE;
     ec.rx_buf = ctx->rx_buf;
     ec.rx_cap = sizeof ctx->rx_buf;
     ec.tx_buf = ctx->tx_buf;
@@ -273,9 +376,11 @@ int usmp_connect_start(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_
     if (ctx == NULL || cfg == NULL || !transport_valid(transport)) {
         return USMP_ERR_ARG;
     }
+#if !USMP_DATAGRAM
     if (transport->datagram) {
-        return USMP_ERR_ARG; /* the blocking API drives stream transports */
+        return USMP_ERR_ARG; /* datagram mode is compiled out (usmp_options.h) */
     }
+#endif
     if (cfg->psk == NULL || cfg->psk_len < USMP_PSK_MIN_BYTES || cfg->psk_len > USMP_PSK_MAX_BYTES) {
         return USMP_ERR_PSK;
     }

@@ -15,21 +15,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-/* ESP-IDF has no <poll.h>: its newlib declares poll() in <sys/poll.h> only
- * (components/newlib/platform_include). POSIX names <poll.h>, and musl warns
- * about <sys/poll.h>, so each platform gets its own spelling. */
-#ifdef ESP_PLATFORM
-#include <sys/poll.h>
-#else
-#include <poll.h>
-#endif
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "usmp_errors.h"
-#include "usmp_transport.h"
+#include "usmp_socket_common.h"
+#include "usmp_tcp.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
 /* How long a send waits for room in the socket buffer before reporting
@@ -42,32 +35,14 @@
 #define SEND_FLAGS 0
 #endif
 
-static usmp_socket_state_t *state_of(void *ctx)
+static usmp_tcp_state_t *state_of(void *ctx)
 {
-    return &((usmp_transport_t *)ctx)->builtin.socket;
-}
-
-/* poll() one descriptor, retrying on EINTR. > 0 ready, 0 timeout, < 0 error. */
-static int wait_for(int fd, short events, int timeout_ms)
-{
-    struct pollfd p;
-    int rc;
-
-    p.fd = fd;
-    p.events = events;
-    p.revents = 0;
-    do {
-        rc = poll(&p, 1, timeout_ms);
-    } while (rc < 0 && errno == EINTR);
-    if (rc > 0 && (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & events)) {
-        return -1;
-    }
-    return rc;
+    return (usmp_tcp_state_t *)(void *)&((usmp_transport_t *)ctx)->state;
 }
 
 static void tcp_close(void *ctx)
 {
-    usmp_socket_state_t *s = state_of(ctx);
+    usmp_tcp_state_t *s = state_of(ctx);
     if (s->fd >= 0) {
         close(s->fd);
         s->fd = -1;
@@ -76,7 +51,7 @@ static void tcp_close(void *ctx)
 
 static int tcp_send(void *ctx, const uint8_t *data, size_t len)
 {
-    usmp_socket_state_t *s = state_of(ctx);
+    usmp_tcp_state_t *s = state_of(ctx);
     ssize_t n;
 
     if (s->fd < 0) {
@@ -93,7 +68,7 @@ static int tcp_send(void *ctx, const uint8_t *data, size_t len)
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return USMP_ERR_TRANSPORT;
         }
-        if (wait_for(s->fd, POLLOUT, SEND_WAIT_MS) <= 0) {
+        if (usmp_socket_wait(s->fd, POLLOUT, SEND_WAIT_MS) <= 0) {
             return 0; /* no room yet */
         }
     }
@@ -101,14 +76,14 @@ static int tcp_send(void *ctx, const uint8_t *data, size_t len)
 
 static int tcp_recv(void *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms)
 {
-    usmp_socket_state_t *s = state_of(ctx);
+    usmp_tcp_state_t *s = state_of(ctx);
     ssize_t n;
     int rc;
 
     if (s->fd < 0) {
         return USMP_ERR_TRANSPORT;
     }
-    rc = wait_for(s->fd, POLLIN, timeout_ms > 0x7FFFFFFFu ? 0x7FFFFFFF : (int)timeout_ms);
+    rc = usmp_socket_wait(s->fd, POLLIN, usmp_socket_timeout(timeout_ms));
     if (rc == 0) {
         return 0;
     }
@@ -129,11 +104,11 @@ static int tcp_recv(void *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms)
 
 static int tcp_available(void *ctx)
 {
-    usmp_socket_state_t *s = state_of(ctx);
+    usmp_tcp_state_t *s = state_of(ctx);
     if (s->fd < 0) {
         return USMP_ERR_TRANSPORT;
     }
-    return wait_for(s->fd, POLLIN, 0) > 0 ? 1 : 0;
+    return usmp_socket_wait(s->fd, POLLIN, 0) > 0 ? 1 : 0;
 }
 
 /* One connect attempt with a deadline. Returns the socket or -1. */
@@ -157,7 +132,7 @@ static int connect_one(const struct addrinfo *ai, uint32_t timeout_ms, int *time
             close(fd);
             return -1;
         }
-        rc = wait_for(fd, POLLOUT, (int)timeout_ms);
+        rc = usmp_socket_wait(fd, POLLOUT, (int)timeout_ms);
         if (rc == 0) {
             *timed_out = 1;
         }
@@ -176,25 +151,16 @@ static int connect_one(const struct addrinfo *ai, uint32_t timeout_ms, int *time
 
 static int tcp_reconnect(void *ctx)
 {
-    usmp_socket_state_t *s = state_of(ctx);
+    usmp_tcp_state_t *s = state_of(ctx);
     struct addrinfo hints, *list = NULL, *ai;
     char port[6];
     int timed_out = 0;
-    unsigned v = s->port, i;
 
     tcp_close(ctx);
-    /* The port as decimal text, without stdio. */
-    port[5] = '\0';
-    for (i = 5; i-- > 0;) {
-        port[i] = (char)('0' + v % 10u);
-        v /= 10u;
-    }
-    for (i = 0; i < 4 && port[i] == '0'; i++) {
-    }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(s->host, port + i, &hints, &list) != 0 || list == NULL) {
+    if (getaddrinfo(s->host, usmp_socket_port_text(port, s->port), &hints, &list) != 0 || list == NULL) {
         return USMP_ERR_TRANSPORT;
     }
     for (ai = list; ai != NULL && s->fd < 0; ai = ai->ai_next) {
@@ -220,16 +186,16 @@ int usmp_tcp_transport_init(usmp_transport_t *transport, const char *host, uint1
     transport->available = tcp_available;
     transport->ctx = transport;
     transport->datagram = 0;
-    transport->builtin.socket.fd = -1;
-    transport->builtin.socket.host = host;
-    transport->builtin.socket.port = port;
-    transport->builtin.socket.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    state_of(transport)->fd = -1;
+    state_of(transport)->host = host;
+    state_of(transport)->port = port;
+    state_of(transport)->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     return USMP_OK;
 }
 
 void usmp_tcp_transport_set_connect_timeout(usmp_transport_t *transport, uint32_t timeout_ms)
 {
     if (transport != NULL && timeout_ms > 0 && timeout_ms <= 0x7FFFFFFFu) {
-        transport->builtin.socket.connect_timeout_ms = timeout_ms;
+        state_of(transport)->connect_timeout_ms = timeout_ms;
     }
 }

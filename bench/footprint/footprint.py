@@ -80,10 +80,12 @@ class Profile:
     @property
     def core(self) -> list[tuple[str, str]]:
         """The core modules this profile's library uses. COBS frames
-        datagrams over a serial line: without datagram mode nothing calls it
-        (the linked image keeps none of it), so its object is shown but not
+        datagrams over a serial line (cobs, and cobs_stream, the deframer of
+        the UART transport): without datagram mode nothing calls them (the
+        linked image keeps none of them), so their objects are shown but not
         counted in the profile's core total."""
-        return [(n, s) for n, s in CORE if n != "cobs" or self.defines["USMP_DATAGRAM"]]
+        return [(n, s) for n, s in CORE
+                if n not in ("cobs", "cobs_stream") or self.defines["USMP_DATAGRAM"]]
 
 
 PROFILES = [

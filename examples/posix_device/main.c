@@ -1,8 +1,12 @@
 /*
  * main.c - a simulated device: the ESP32 example's application
- * (examples/common/echo_app.c) on the POSIX port and the TCP transport.
+ * (examples/common/echo_app.c) on the POSIX port, over TCP (default), UDP
+ * or a serial line; the application is the same, only the transport's init
+ * call differs.
  *
  *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --port 9000 "hello" "temp=21.5"
+ *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --udp 127.0.0.1:9000 "hello"
+ *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --serial /dev/ttyUSB0 --baud 115200 "hello"
  *
  * Exit status: 0 when every message came back, 1 on a protocol or network
  * failure, 2 for a usage or configuration error.
@@ -35,8 +39,11 @@ static void usage(FILE *out)
             "  --psk-env VAR        the device's PSK (hex) from environment variable VAR\n"
             "  --psk-file FILE      the device's line in a gateway PSK file\n"
             "  --device-id HEX      12 hex digits (default: $USMP_DEVICE_ID or 020000000001)\n"
-            "  --host HOST          gateway (default 127.0.0.1)\n"
-            "  --port N             gateway port (default 9000)\n"
+            "  --host HOST          TCP gateway (default 127.0.0.1)\n"
+            "  --port N             TCP gateway port (default 9000)\n"
+            "  --udp HOST:PORT      UDP gateway instead of TCP (datagram mode)\n"
+            "  --serial PATH        serial line instead of TCP (COBS frames, datagram mode)\n"
+            "  --baud N             serial line speed (default 115200)\n"
             "  --keepalive-ms N     PING after N ms idle (default 5000)\n"
             "  --timeout-ms N       wait for each echo (default 3000)\n"
             "  --verbose            show the library's own log lines (usmp_port_log)\n"
@@ -49,7 +56,10 @@ int main(int argc, char **argv)
                                               "" };
     static usmp_ctx_t ctx;
     static psk_table_t table;
-    const char *host = "127.0.0.1", *psk_env = NULL, *psk_file = NULL;
+    const char *host = "127.0.0.1", *psk_env = NULL, *psk_file = NULL, *serial = NULL;
+    static char udp_host[256];
+    int udp = 0;
+    unsigned long baud = 115200;
     const char *const *messages = default_messages;
     size_t message_count = 3;
     unsigned long port = 9000, keepalive = 5000, timeout = 3000;
@@ -95,6 +105,21 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--port") == 0) {
             port = strtoul(v, &end, 10);
+        } else if (strcmp(a, "--udp") == 0) {
+            const char *colon = strrchr(v, ':');
+            if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof udp_host) {
+                fprintf(stderr, "usmp_device: --udp wants HOST:PORT, not '%s'\n", v);
+                return 2;
+            }
+            memcpy(udp_host, v, (size_t)(colon - v));
+            udp_host[colon - v] = '\0';
+            host = udp_host;
+            udp = 1;
+            port = strtoul(colon + 1, &end, 10);
+        } else if (strcmp(a, "--serial") == 0) {
+            serial = v;
+        } else if (strcmp(a, "--baud") == 0) {
+            baud = strtoul(v, &end, 10);
         } else if (strcmp(a, "--keepalive-ms") == 0) {
             keepalive = strtoul(v, &end, 10);
         } else if (strcmp(a, "--timeout-ms") == 0) {
@@ -105,10 +130,14 @@ int main(int argc, char **argv)
             return 2;
         }
         if (end != NULL && (*end != '\0' || port == 0 || port > 65535 || timeout > 3600000ul ||
-                            keepalive > 3600000ul)) {
+                            keepalive > 3600000ul || baud == 0 || baud > 4000000ul)) {
             fprintf(stderr, "usmp_device: bad value for %s: %s\n", a, v);
             return 2;
         }
+    }
+    if (udp && serial != NULL) {
+        fprintf(stderr, "usmp_device: give at most one of --udp and --serial\n");
+        return 2;
     }
     if ((psk_env == NULL) == (psk_file == NULL)) {
         fprintf(stderr, "usmp_device: give exactly one of --psk-env and --psk-file; there is no default PSK\n");
@@ -130,7 +159,18 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.keepalive_ms = (uint32_t)keepalive;
+    /* The one line that differs between transports. */
+#if USMP_DATAGRAM
+    if ((serial != NULL ? usmp_uart_transport_init(&transport, serial, (uint32_t)baud)
+         : udp          ? usmp_udp_transport_init(&transport, host, (uint16_t)port)
+                        : usmp_tcp_transport_init(&transport, host, (uint16_t)port)) != USMP_OK) {
+#else
+    if (udp || serial != NULL) {
+        fprintf(stderr, "usmp_device: --udp and --serial need datagram mode; this build has USMP_DATAGRAM=0\n");
+        return 2;
+    }
     if (usmp_tcp_transport_init(&transport, host, (uint16_t)port) != USMP_OK) {
+#endif
         fprintf(stderr, "usmp_device: bad gateway address\n");
         return 2;
     }
@@ -141,7 +181,11 @@ int main(int argc, char **argv)
     app.message_count = message_count;
     app.reply_timeout_ms = (uint32_t)timeout;
     app.report = report;
-    printf("device: connecting to %s:%lu as device ", host, port);
+    if (serial != NULL) {
+        printf("device: connecting over serial %s at %lu baud as device ", serial, baud);
+    } else {
+        printf("device: connecting to %s%s:%lu as device ", udp ? "udp://" : "", host, port);
+    }
     for (i = 0; i < 6; i++) {
         printf("%02x", device_id[i]);
     }

@@ -10,6 +10,16 @@
  *     int n = usmp_recv(&ctx, buf, sizeof buf, 3000);  // bytes, 0 on timeout, <0 error
  *     usmp_keepalive_tick(&ctx);  // PING when idle, dead-peer detection, reconnect
  *
+ * Over UDP or a UART the same calls run datagram mode (spec section 8);
+ * only the init call changes (usmp_transport.h), and the library must be
+ * built with USMP_DATAGRAM (usmp_options.h; the ESP-IDF option
+ * CONFIG_USMP_DATAGRAM):
+ *     usmp_udp_transport_init(&transport, "192.168.1.100", 9000);
+ *     usmp_uart_transport_init(&transport, "/dev/ttyUSB0", 115200);
+ * Datagram mode delivers each message at most once, intact and whole, but
+ * not every message: a lost record is not resent (spec 8.5). The counters
+ * of usmp_stats_t say how many datagrams were dropped and why.
+ *
  * Conventions
  *  - Results: USMP_OK (0) or a negative USMP_ERR_* from usmp_errors.h;
  *    usmp_recv returns a byte count. usmp_strerror(code) explains a code.
@@ -47,6 +57,11 @@ extern "C" {
 
 #define USMP_VERSION_STRING "0.1.0"
 
+/* The record limit the device announces in datagram mode: USMP_MAX_RECORD,
+ * at most the datagram maximum (spec 4.1). */
+#define USMP_DATAGRAM_LIMIT(max_record) \
+    ((max_record) < USMP_DATAGRAM_MAX_RECORD ? (max_record) : USMP_DATAGRAM_MAX_RECORD)
+
 typedef struct {
     const uint8_t *psk;            /* 16 .. 64 high-entropy bytes; no default exists */
     size_t psk_len;
@@ -70,6 +85,16 @@ typedef struct {
     uint32_t last_send_wire_bytes;         /* what the last usmp_send put on the wire */
     uint32_t last_rtt_ms;                  /* last PING/PONG round trip; 0 if none yet */
     uint32_t reconnects;                   /* sessions re-established by keepalive_tick */
+#if USMP_DATAGRAM
+    /* Datagram transports only (stream errors end the session instead). */
+    uint32_t datagrams_dropped;            /* received, then dropped by the engine: a
+                                            * duplicate (REPLAY), a bad tag, a stray
+                                            * frame, an unauthenticated ERROR, ... */
+    uint32_t framing_errors;               /* dropped by the transport before the
+                                            * engine: a corrupt or oversize COBS frame,
+                                            * a UDP datagram longer than the buffer */
+    int last_drop;                         /* the condition of the last drop of either kind */
+#endif
 } usmp_stats_t;
 
 typedef struct usmp_ctx {
@@ -93,11 +118,19 @@ typedef struct usmp_ctx {
 #if USMP_MAX_MESSAGE > USMP_MAX_RECORD
     uint8_t reassembly_buf[USMP_MAX_MESSAGE];
 #endif
+#if USMP_DATAGRAM
+    /* Datagram transports deliver whole datagrams: one is received here
+     * (a UART transport decodes its COBS frame into it as it arrives). */
+    uint8_t datagram_buf[USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_LIMIT(USMP_MAX_RECORD))];
+#endif
 } usmp_ctx_t;
 
 /* Opens the transport and runs the handshake, blocking until the session is
  * established or fails (at most the handshake timeout after the transport
- * connects). Errors: USMP_ERR_ARG, USMP_ERR_PSK (not 16 .. 64 bytes), the
+ * connects). Over a datagram transport the handshake flight is resent with
+ * backoff (spec 8.2) and a gateway's cookie is answered (spec 8.3).
+ * Errors: USMP_ERR_ARG (also: a datagram transport in a build without
+ * USMP_DATAGRAM), USMP_ERR_PSK (not 16 .. 64 bytes), the
  * transport's errors, USMP_ERR_TIMEOUT, USMP_ERR_PEER_ERROR when the
  * gateway's ERROR ended the handshake (its code: usmp_peer_code, e.g.
  * USMP_CODE_AUTH_FAILED for a wrong PSK or an unknown device, or

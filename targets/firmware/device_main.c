@@ -173,7 +173,7 @@ static call_t calls[CALL_COUNT] = {
 };
 
 static usmp_ctx_t ctx;
-static usmp_transport_t transport = {gw_send, gw_recv, gw_close, gw_reconnect, gw_available, NULL, 0, {{0, 0, 0, NULL}}};
+static usmp_transport_t transport = {gw_send, gw_recv, gw_close, gw_reconnect, gw_available, NULL, 0, {{0}}};
 static uint64_t last_instructions;
 
 /* Each measured call is made from a frame of its own, right after painting:

@@ -8,8 +8,10 @@
 # backend against the host's mbedTLS headers (Debian's 2.28; ESP-IDF ships
 # 3.x, whose headers are not here), the shared example application
 # (examples/common), and the ESP32 port against the ESP-IDF stand-in headers
-# of tests/esp32/stand-ins (compile only). Not compiled: transports/
-# usmp_tcp.c, which needs a socket API (lwIP) that neither toolchain has.
+# of tests/esp32/stand-ins (compile only), with the UART transport's framing
+# (transports/usmp_uart.c) and its ESP-IDF line (usmp_uart_esp32.c, against
+# the stand-in driver/uart.h). Not compiled: transports/usmp_tcp.c and
+# usmp_udp.c, which need a socket API (lwIP) that neither toolchain has.
 #
 # Each target is built in three feature profiles (include/usmp/usmp_options.h),
 # since USMP_SERVER, USMP_DATAGRAM and USMP_ERROR_TEXT compile code and struct
@@ -59,8 +61,9 @@ fi
 portable=("${core[@]/#/$ROOT/}" "$ROOT/crypto/common/usmp_crypto_common.c" "$ROOT/examples/common/echo_app.c")
 backend="$ROOT/crypto/mbedtls/usmp_crypto_mbedtls.c"
 port="$ROOT/ports/esp32/usmp/usmp_port_esp32.c"
-port_inc=()
-for c in esp_common esp_hw_support esp_timer freertos log esp_event esp_netif esp_wifi bootloader_support; do
+uart=("$ROOT/transports/usmp_uart.c" "$ROOT/ports/esp32/usmp/usmp_uart_esp32.c")
+port_inc=(-I"$ROOT/transports")
+for c in esp_common esp_hw_support esp_timer freertos log esp_event esp_netif esp_wifi bootloader_support driver; do
   port_inc+=(-I"$STANDINS/$c/include")
 done
 
@@ -103,6 +106,9 @@ build_target() { # name, compiler and flags...
     for f in "${portable[@]}"; do compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$f"; done
     compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$backend" -isystem "$MBEDINC"
     compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$port" "${port_inc[@]}" -DESP_PLATFORM=1
+    for f in "${uart[@]}"; do
+      compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$f" "${port_inc[@]}" -DESP_PLATFORM=1
+    done
     # The port's other entropy source (CONFIG_USMP_ESP32_RNG_NO_RF).
     compile "$profile/$name/rng-no-rf" "${cc[@]}" "${defs[@]}" -- "$port" "${port_inc[@]}" \
       -DESP_PLATFORM=1 -DUSMP_ESP32_RNG_NO_RF=1

@@ -20,6 +20,7 @@ def main() -> int:
     out = sys.argv[1]
     os.makedirs(os.path.join(out, "engine"), exist_ok=True)
     os.makedirs(os.path.join(out, "cobs"), exist_ok=True)
+    os.makedirs(os.path.join(out, "cobs_stream"), exist_ok=True)
     with open(os.path.join(VECTORS, "handshake.json")) as f:
         handshakes = json.load(f)["cases"]
     with open(os.path.join(VECTORS, "negative.json")) as f:
@@ -63,7 +64,25 @@ def main() -> int:
         with open(os.path.join(out, "cobs", "invalid-" + case["name"].replace(" ", "-")), "wb") as f:
             f.write(bytes.fromhex(case["encoded"]))
     write_udp_gateway_seeds(os.path.join(out, "udp_gateway"), handshakes)
-    print(f"wrote {len(seeds)} engine seeds and {len(cobs['cases']) + len(cobs['invalid'])} COBS seeds")
+    # fuzz_cobs_stream: buffer size and piece size, then a line carrying the
+    # vectors' frames between delimiters, with noise, empty frames and an
+    # oversize frame among them (tests/fuzz/fuzz_cobs_stream.c).
+    valid = [bytes.fromhex(c["encoded"]) for c in cobs["cases"]]
+    invalid = [bytes.fromhex(c["encoded"]) for c in cobs["invalid"]]
+    streams = {
+        "frames": b"".join(f + b"\0" for f in valid),
+        "resync-and-empty": b"\0\0" + b"\0".join(valid) + b"\0\0",
+        "invalid": b"".join(f.replace(b"\0", b"") + b"\0" for f in invalid) + valid[0] + b"\0",
+        "noise": b"\x13\x37\xff\x02" + b"".join(f + b"\0" for f in valid),
+        "oversize": b"\x05" * 300 + b"\0" + valid[-1] + b"\0",
+        "empty-then-bad": b"\0\x51\x05\0\0\x03\x22\x01\0",
+    }
+    for name, line in streams.items():
+        for cap, piece in ((255, 0), (16, 3), (60, 31)):
+            with open(os.path.join(out, "cobs_stream", f"{name}-{cap + 1}-{piece + 1}"), "wb") as f:
+                f.write(bytes([cap, piece]) + line)
+    print(f"wrote {len(seeds)} engine seeds, {len(cobs['cases']) + len(cobs['invalid'])} COBS seeds "
+          f"and {3 * len(streams)} COBS stream seeds")
     return 0
 
 

@@ -178,7 +178,7 @@ static int w_reconnect(void *c)
 static void w_close(void *c)
 {
     (void)c;
-    if (tcp.builtin.socket.fd >= 0) {
+    if (((const usmp_tcp_state_t *)(const void *)&tcp.state)->fd >= 0) {
         usmp_state_t st = usmp_engine_state(&ctx.engine);
         printf("event closed %llu state=%s err=%s peer=%u\n", mono_ms(), state_name(st),
                usmp_error_name(st == USMP_STATE_FAILED ? usmp_engine_error(&ctx.engine) : ctx.last_error),

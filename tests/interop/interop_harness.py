@@ -116,6 +116,7 @@ class CBuild:
         "interop_device": "tests/interop/usmp_interop_device",
         "interop_device_small": "tests/interop/usmp_interop_device_small",
         "flip": "tests/interop/usmp_interop_flip",
+        "datagram_device": "tests/interop/usmp_datagram_device",
     }
 
     def program(self, name: str) -> Path:

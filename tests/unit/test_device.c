@@ -29,6 +29,7 @@ typedef struct {
     int echo_pending;
     int connected, freeze, refuse_connect, connects, messages;
     int corrupt_session_ok; /* flip a bit of the gateway's SESSION_OK MAC */
+    int available_calls, recv_calls;
     const uint8_t *gateway_psk;
 } loop_t;
 
@@ -122,6 +123,7 @@ static int loop_recv(void *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms)
     if (!l->connected) {
         return USMP_ERR_TRANSPORT;
     }
+    l->recv_calls++;
     (void)usmp_engine_tick(&l->gw, usmp_port_millis());
     gateway_collect(l);
     if (l->pending_len == 0 || l->freeze) {
@@ -173,9 +175,15 @@ static int loop_reconnect(void *ctx)
     return USMP_OK;
 }
 
+/* As usmp_transport.h says: negative when the connection is gone, so
+ * that the caller reads and learns why. */
 static int loop_available(void *ctx)
 {
     loop_t *l = ctx;
+    if (!l->connected) {
+        return USMP_ERR_TRANSPORT;
+    }
+    l->available_calls++;
     return l->pending_len > 0 && !l->freeze;
 }
 
@@ -264,8 +272,14 @@ static void test_config_errors(void)
     cfg.psk = PSK;
     CHECK_INT_EQ(usmp_connect(NULL, &t, &cfg), USMP_ERR_ARG);
     CHECK_INT_EQ(usmp_connect(&ctx, NULL, &cfg), USMP_ERR_ARG);
-    t.available = NULL;
+    t.send = NULL;
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_ARG);
+    loop_transport(&t);
+    t.datagram = 1; /* datagram mode against this stream gateway: never established */
+#if !USMP_DATAGRAM
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_ERR_ARG);
+    CHECK_INT_EQ(loop.connects, 0);
+#endif
 
     /* The gateway holds another PSK: its ERROR(AUTH_FAILED) reaches the
      * device as the peer's word (test_peer_error_is_not_a_local_auth_failure). */
@@ -339,6 +353,42 @@ static void test_nonblocking_connect(void)
     } while (rc == USMP_ERR_WOULD_BLOCK && polls < 100);
     CHECK_INT_EQ(rc, USMP_OK);
     CHECK_INT_EQ(usmp_state(&ctx), USMP_STATE_ESTABLISHED);
+    (void)usmp_close(&ctx);
+}
+
+/* Issue 16 item 5: available has a caller. An idle usmp_keepalive_tick
+ * asks it and reads nothing; with data waiting it reads; a transport
+ * without available (it is optional) works through recv alone. */
+static void test_available_before_zero_wait_read(void)
+{
+    usmp_transport_t t;
+    usmp_config_t cfg = { PSK, sizeof PSK - 1, 0, 0, 0, 0, 0 };
+    uint8_t buf[16];
+    int recv_before;
+
+    loop_transport(&t);
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_OK);
+    loop.available_calls = 0;
+    recv_before = loop.recv_calls;
+    CHECK_INT_EQ(usmp_keepalive_tick(&ctx), USMP_OK);
+    CHECK_INT_EQ(usmp_keepalive_tick(&ctx), USMP_OK);
+    CHECK_INT_EQ(loop.available_calls, 2);
+    CHECK_INT_EQ(loop.recv_calls, recv_before); /* idle: no read at all */
+    /* An echo waits: the tick reads it and usmp_recv hands it over. */
+    CHECK_INT_EQ(usmp_send(&ctx, (const uint8_t *)"hello", 5), USMP_OK);
+    CHECK_INT_EQ(usmp_keepalive_tick(&ctx), USMP_OK);
+    CHECK(loop.recv_calls > recv_before);
+    CHECK_INT_EQ(usmp_recv(&ctx, buf, sizeof buf, 0), 5);
+    (void)usmp_close(&ctx);
+
+    loop_transport(&t);
+    t.available = NULL;
+    CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_OK);
+    recv_before = loop.recv_calls;
+    CHECK_INT_EQ(usmp_keepalive_tick(&ctx), USMP_OK);
+    CHECK_INT_EQ(loop.recv_calls, recv_before + 1); /* asked recv with timeout 0 instead */
+    CHECK_INT_EQ(usmp_send(&ctx, (const uint8_t *)"hello", 5), USMP_OK);
+    CHECK_INT_EQ(usmp_recv(&ctx, buf, sizeof buf, 1000), 5);
     (void)usmp_close(&ctx);
 }
 
@@ -429,5 +479,6 @@ int main(void)
     test_peer_error_is_not_a_local_auth_failure();
     test_nonblocking_connect();
     test_keepalive_and_reconnect();
+    test_available_before_zero_wait_read();
     return usmp_test_finish("test_device");
 }

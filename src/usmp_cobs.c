@@ -12,7 +12,7 @@ int usmp_cobs_encode(uint8_t *out, size_t out_cap, const uint8_t *in, size_t in_
     size_t code_at = 0; /* where the current block's code byte goes */
     size_t o = 1;       /* next output position */
     size_t i;
-    uint8_t code = 1;   /* block length + 1 so far */
+    uint8_t code = 1; /* block length + 1 so far */
     int ended_on_full_block = 0;
 
     if (out == NULL || (in == NULL && in_len > 0)) {

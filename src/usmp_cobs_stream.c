@@ -91,8 +91,8 @@ static void take_byte(usmp_cobs_stream_t *s, uint8_t b)
     s->block_left = (uint8_t)(b - 1u);
 }
 
-int usmp_cobs_stream_feed(usmp_cobs_stream_t *s, uint8_t *buf, size_t cap,
-                          const uint8_t *in, size_t in_len, size_t *consumed)
+int usmp_cobs_stream_feed(usmp_cobs_stream_t *s, uint8_t *buf, size_t cap, const uint8_t *in,
+                          size_t in_len, size_t *consumed)
 {
     size_t i;
 

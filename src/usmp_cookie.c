@@ -11,9 +11,8 @@
 #include "usmp_wire.h"
 
 #if USMP_SERVER && USMP_DATAGRAM
-int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
-                        const uint8_t *client_address, size_t address_len,
-                        const uint8_t *hello, size_t hello_len)
+int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32], const uint8_t *client_address,
+                        size_t address_len, const uint8_t *hello, size_t hello_len)
 {
     static const uint8_t label[] = "usmp-v1 cookie";
     uint8_t full[USMP_HMAC_SHA256_BYTES];
@@ -25,7 +24,8 @@ int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
     int rc;
 
     if (cookie == NULL || secret == NULL || (client_address == NULL && address_len > 0) ||
-        hello == NULL || hello_len != USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_BODY_BYTES) {
+        hello == NULL ||
+        hello_len != USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_BODY_BYTES) {
         return USMP_ERR_ARG;
     }
     rc = usmp_crypto_hmac_sha256(full, secret, USMP_COOKIE_SECRET_BYTES, parts,

@@ -38,10 +38,10 @@ extern "C" {
 #define USMP_ED25519_PUBLIC_BYTES    32u
 #define USMP_ED25519_SIGNATURE_BYTES 64u
 /* HKDF-Expand can give at most 255 hash blocks (RFC 5869 section 2.3). */
-#define USMP_HKDF_MAX_OUTPUT_BYTES   (255u * USMP_SHA256_BYTES)
+#define USMP_HKDF_MAX_OUTPUT_BYTES (255u * USMP_SHA256_BYTES)
 /* Largest AES-GCM plaintext or AAD the seam accepts: far above any record,
  * and below every backend's own int-sized limits. */
-#define USMP_GCM_MAX_INPUT_BYTES     0x7FFFFF00u
+#define USMP_GCM_MAX_INPUT_BYTES 0x7FFFFF00u
 
 enum {
     USMP_CRYPTO_OK = 0,
@@ -77,45 +77,38 @@ int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
                               const uint8_t peer_public[USMP_X25519_KEY_BYTES]);
 
 /* SHA-256 over the concatenation of the slices. */
-int usmp_crypto_sha256(uint8_t digest[USMP_SHA256_BYTES],
-                       const usmp_slice_t *parts, size_t part_count);
+int usmp_crypto_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
+                       size_t part_count);
 
 /* HMAC-SHA256 over the concatenation of the slices. The full 32-byte tag is
  * written; callers that use a truncated tag compare a prefix of it. */
-int usmp_crypto_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
-                            const uint8_t *key, size_t key_len,
+int usmp_crypto_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t *key, size_t key_len,
                             const usmp_slice_t *parts, size_t part_count);
 
 /* HKDF-SHA256 Extract (RFC 5869). An empty salt means 32 zero bytes. The
  * input keying material is the concatenation of the slices. */
-int usmp_crypto_hkdf_extract(uint8_t prk[USMP_SHA256_BYTES],
-                             const uint8_t *salt, size_t salt_len,
+int usmp_crypto_hkdf_extract(uint8_t prk[USMP_SHA256_BYTES], const uint8_t *salt, size_t salt_len,
                              const usmp_slice_t *ikm_parts, size_t part_count);
 
 /* HKDF-SHA256 Expand. okm_len is 1 .. USMP_HKDF_MAX_OUTPUT_BYTES; the info
  * is the concatenation of the slices. */
-int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len,
-                            const uint8_t prk[USMP_SHA256_BYTES],
+int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len, const uint8_t prk[USMP_SHA256_BYTES],
                             const usmp_slice_t *info_parts, size_t part_count);
 
 /* AES-256-GCM with a 96-bit nonce and a 128-bit tag appended to the
  * ciphertext: out receives plaintext_len + 16 bytes. out may equal
  * plaintext (in place), but may not otherwise overlap it. */
-int usmp_crypto_aes256gcm_seal(uint8_t *out,
-                               const uint8_t key[USMP_AES256_KEY_BYTES],
-                               const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                               const uint8_t *aad, size_t aad_len,
-                               const uint8_t *plaintext, size_t plaintext_len);
+int usmp_crypto_aes256gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                               const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *plaintext, size_t plaintext_len);
 
 /* Opens ciphertext || tag (sealed_len >= 16); out receives sealed_len - 16
  * bytes. Returns USMP_CRYPTO_ERR_AUTH on a bad tag, and then out is zeroed:
  * unauthenticated plaintext never leaves this function. out may equal
  * sealed (in place). */
-int usmp_crypto_aes256gcm_open(uint8_t *out,
-                               const uint8_t key[USMP_AES256_KEY_BYTES],
-                               const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                               const uint8_t *aad, size_t aad_len,
-                               const uint8_t *sealed, size_t sealed_len);
+int usmp_crypto_aes256gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                               const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *sealed, size_t sealed_len);
 
 /* Ed25519 signature verification (RFC 8032, pure Ed25519), for signed
  * firmware images. Returns USMP_CRYPTO_OK for a valid signature,

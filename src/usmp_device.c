@@ -343,8 +343,9 @@ static int begin_handshake(usmp_ctx_t *ctx)
     ec.reassembly_buf = ctx->reassembly_buf;
     ec.reassembly_cap = sizeof ctx->reassembly_buf;
 #endif
-    ec.handshake_timeout_ms = ctx->config.handshake_timeout_ms != 0 ? ctx->config.handshake_timeout_ms
-                                                                    : USMP_HANDSHAKE_TIMEOUT_MS;
+    ec.handshake_timeout_ms = ctx->config.handshake_timeout_ms != 0
+                                  ? ctx->config.handshake_timeout_ms
+                                  : USMP_HANDSHAKE_TIMEOUT_MS;
     ec.keepalive_ms = ctx->config.keepalive_ms;
     ec.pong_timeout_ms = ctx->config.pong_timeout_ms;
     ec.boot_counter = ctx->config.boot_counter;
@@ -381,7 +382,8 @@ int usmp_connect_start(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_
         return USMP_ERR_ARG; /* datagram mode is compiled out (usmp_options.h) */
     }
 #endif
-    if (cfg->psk == NULL || cfg->psk_len < USMP_PSK_MIN_BYTES || cfg->psk_len > USMP_PSK_MAX_BYTES) {
+    if (cfg->psk == NULL || cfg->psk_len < USMP_PSK_MIN_BYTES ||
+        cfg->psk_len > USMP_PSK_MAX_BYTES) {
         return USMP_ERR_PSK;
     }
     memset(ctx, 0, sizeof *ctx);

@@ -22,8 +22,8 @@
 #include "usmp_wire.h"
 
 /* usmp_engine.h sizes the stored CHALLENGE without the body layout. */
-typedef char challenge_max_frame_matches_the_layout[
-    USMP_CHALLENGE_MAX_FRAME == USMP_STREAM_HEADER_BYTES + USMP_CHALLENGE_BODY_BYTES ? 1 : -1];
+typedef char challenge_max_frame_matches_the_layout
+    [USMP_CHALLENGE_MAX_FRAME == USMP_STREAM_HEADER_BYTES + USMP_CHALLENGE_BODY_BYTES ? 1 : -1];
 
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS      90000u
@@ -35,9 +35,9 @@ typedef char challenge_max_frame_matches_the_layout[
 /* Mode and role tests that fold to constants when a feature is compiled
  * out (usmp_options.h), so the compiler drops the dead branches. */
 #define IS_DATAGRAM(e) (USMP_DATAGRAM && (e)->mode == USMP_MODE_DATAGRAM)
-#define IS_STREAM(e) (!IS_DATAGRAM(e))
-#define IS_SERVER(e) (USMP_SERVER && (e)->role == USMP_ROLE_SERVER)
-#define IS_CLIENT(e) (!IS_SERVER(e))
+#define IS_STREAM(e)   (!IS_DATAGRAM(e))
+#define IS_SERVER(e)   (USMP_SERVER && (e)->role == USMP_ROLE_SERVER)
+#define IS_CLIENT(e)   (!IS_SERVER(e))
 
 static size_t header_len(const usmp_engine_t *e)
 {
@@ -68,7 +68,7 @@ static int is_record_type(uint8_t type)
 static void end_handshake_phase(usmp_engine_t *e)
 {
     usmp_crypto_wipe(&e->hs, sizeof e->hs);
-    e->flags &= (uint8_t)~(USMP_F_RESEND_ALLOWED | USMP_F_UNKNOWN_DEVICE);
+    e->flags &= (uint8_t) ~(USMP_F_RESEND_ALLOWED | USMP_F_UNKNOWN_DEVICE);
 }
 
 static void wipe_keys(usmp_engine_t *e)
@@ -163,8 +163,8 @@ static int seal_tx(usmp_engine_t *e, uint8_t type, size_t plaintext_len)
         e->send_counter >= USMP_RECORD_COUNTER_LIMIT) {
         return USMP_ERR_KEY_LIMIT;
     }
-    n = usmp_record_seal(e->tx_buf, (usmp_mode_t)e->mode, type, e->session_id,
-                         e->send_counter, e->key_send, plaintext_len);
+    n = usmp_record_seal(e->tx_buf, (usmp_mode_t)e->mode, type, e->session_id, e->send_counter,
+                         e->key_send, plaintext_len);
     if (n < 0) {
         return n;
     }
@@ -178,8 +178,8 @@ static int seal_tx(usmp_engine_t *e, uint8_t type, size_t plaintext_len)
     return USMP_OK;
 }
 
-static void put_handshake_frame(usmp_engine_t *e, uint8_t type, const uint8_t *body1,
-                                size_t len1, const uint8_t *body2, size_t len2)
+static void put_handshake_frame(usmp_engine_t *e, uint8_t type, const uint8_t *body1, size_t len1,
+                                const uint8_t *body2, size_t len2)
 {
     size_t h = usmp_hs_header(e->tx_buf, (usmp_mode_t)e->mode, type, len1 + len2);
     memcpy(e->tx_buf + h, body1, len1);
@@ -208,8 +208,8 @@ static void build_flight(usmp_engine_t *e)
         e->tx_sent = 0;
         break;
     case USMP_TYPE_HELLO_ACK:
-        put_handshake_frame(e, USMP_TYPE_HELLO_ACK, e->hs.confirm.hello_ack_mac,
-                            USMP_MAC_BYTES, NULL, 0);
+        put_handshake_frame(e, USMP_TYPE_HELLO_ACK, e->hs.confirm.hello_ack_mac, USMP_MAC_BYTES,
+                            NULL, 0);
         break;
 #if USMP_SERVER
     case USMP_TYPE_CHALLENGE:
@@ -222,8 +222,7 @@ static void build_flight(usmp_engine_t *e)
                             e->hs.resend.session_ok_mac, USMP_MAC_BYTES);
         break;
 #endif
-    default:
-        break;
+    default: break;
     }
     if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED) {
         drop_dead_secrets(e);
@@ -311,8 +310,7 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
         return USMP_ERR_ARG;
     }
     memset(e, 0, sizeof *e);
-    if (cfg->random == NULL ||
-        (cfg->role != USMP_ROLE_CLIENT && cfg->role != USMP_ROLE_SERVER) ||
+    if (cfg->random == NULL || (cfg->role != USMP_ROLE_CLIENT && cfg->role != USMP_ROLE_SERVER) ||
         (cfg->mode != USMP_MODE_STREAM && cfg->mode != USMP_MODE_DATAGRAM) ||
         !usmp_limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
         return USMP_ERR_ARG;
@@ -361,8 +359,8 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
     e->tx_cap = (uint32_t)cfg->tx_cap;
     e->reassembly_buf = cfg->max_message > cfg->max_record ? cfg->reassembly_buf : NULL;
     e->reassembly_cap = e->reassembly_buf != NULL ? (uint32_t)cfg->reassembly_cap : 0u;
-    e->handshake_timeout_ms = cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms
-                                                             : DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    e->handshake_timeout_ms =
+        cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms : DEFAULT_HANDSHAKE_TIMEOUT_MS;
     e->keepalive_ms = cfg->keepalive_ms;
     e->pong_timeout_ms = cfg->pong_timeout_ms != 0 ? cfg->pong_timeout_ms : cfg->keepalive_ms;
     e->state = cfg->role == USMP_ROLE_CLIENT ? USMP_STATE_START : USMP_STATE_WAIT_HELLO;
@@ -569,7 +567,8 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     /* The transcript takes HELLO without the cookie (spec 5.3). */
     hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES) +
                 USMP_HELLO_BODY_BYTES;
-    rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame, frame_len);
+    rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame,
+                            frame_len);
     if (rc == USMP_OK) {
         rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, challenge.nonce, th);
     }
@@ -732,8 +731,8 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
     }
     memcpy(e->hs.start.hello + USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_COOKIE, frame + h,
            USMP_COOKIE_BYTES);
-    e->hs.start.hello_len = (uint8_t)(USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_BODY_BYTES +
-                                      USMP_COOKIE_BYTES);
+    e->hs.start.hello_len =
+        (uint8_t)(USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
     e->pending |= USMP_P_FLIGHT;
     restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
@@ -826,8 +825,7 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
         ev->data = payload;
         ev->len = len;
         return USMP_OK;
-    case USMP_TYPE_DATA_FRAGMENT:
-        return on_fragment(e, payload, len, seq, ev);
+    case USMP_TYPE_DATA_FRAGMENT: return on_fragment(e, payload, len, seq, ev);
     case USMP_TYPE_PING:
         if (len > USMP_MAX_PING_PAYLOAD) {
             return violation(e, USMP_ERR_MALFORMED);
@@ -909,7 +907,8 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     int rc;
 
     /* A datagram shorter than the header has no room for a tag either. */
-    rc = check_record_size(e, len >= USMP_DATAGRAM_HEADER_BYTES ? len - USMP_DATAGRAM_HEADER_BYTES : 0u);
+    rc = check_record_size(e, len >= USMP_DATAGRAM_HEADER_BYTES ? len - USMP_DATAGRAM_HEADER_BYTES
+                                                                : 0u);
     if (rc != USMP_OK) {
         return rc;
     }
@@ -967,12 +966,12 @@ static int on_record(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
 typedef int (*frame_handler_t)(usmp_engine_t *e, const uint8_t *frame, size_t frame_len,
                                size_t header_len, uint32_t now, usmp_event_t *ev);
 
-#define R_CLIENT 1u
-#define R_SERVER 2u
-#define R_BOTH (R_CLIENT | R_SERVER)
-#define M_STREAM 1u
+#define R_CLIENT   1u
+#define R_SERVER   2u
+#define R_BOTH     (R_CLIENT | R_SERVER)
+#define M_STREAM   1u
 #define M_DATAGRAM 2u
-#define M_BOTH (M_STREAM | M_DATAGRAM)
+#define M_BOTH     (M_STREAM | M_DATAGRAM)
 
 typedef struct {
     uint8_t roles;
@@ -983,6 +982,8 @@ typedef struct {
     frame_handler_t handler;
 } transition_t;
 
+/* The table is read as a table, by people and by tests/spec: no reflowing. */
+/* clang-format off */
 static const transition_t transitions[] = {
     /* roles     state                        frame                    modes       row handler */
     { R_CLIENT, USMP_STATE_WAIT_CHALLENGE,  USMP_TYPE_CHALLENGE,     M_BOTH,     2, on_challenge },
@@ -1010,6 +1011,7 @@ static const transition_t transitions[] = {
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PONG,          M_BOTH,     32, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_BYE,           M_BOTH,     33, on_record },
 };
+/* clang-format on */
 
 static const transition_t *find_transition(const usmp_engine_t *e, uint8_t type)
 {
@@ -1122,9 +1124,9 @@ static int stream_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t 
         }
         /* A whole frame is in rx_buf; its header found a transition. */
         e->rx_len = 0;
-        rc = find_transition(e, e->rx_buf[0])->handler(
-            e, e->rx_buf, USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1),
-            USMP_STREAM_HEADER_BYTES, now, ev);
+        rc = find_transition(e, e->rx_buf[0])
+                 ->handler(e, e->rx_buf, USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1),
+                           USMP_STREAM_HEADER_BYTES, now, ev);
         if (rc != USMP_OK || ev->type != USMP_EVENT_NONE || e->state >= USMP_STATE_CLOSED) {
             return rc;
         }
@@ -1256,8 +1258,7 @@ int usmp_engine_close(usmp_engine_t *e, uint8_t code)
         end_session(e, USMP_STATE_CLOSED, USMP_OK, USMP_P_FLIGHT, USMP_P_BYE, code);
         return USMP_OK;
     case USMP_STATE_CLOSED:
-    case USMP_STATE_FAILED:
-        return USMP_OK;
+    case USMP_STATE_FAILED: return USMP_OK;
     default: {
         /* During the handshake an ERROR goes out for the codes ERROR carries
          * (a server refusing with BUSY); the others just end it. */
@@ -1328,8 +1329,7 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
             return fail(e, (e->flags & USMP_F_PEER_ERROR) ? USMP_ERR_PEER_ERROR : USMP_ERR_TIMEOUT);
         }
 #if USMP_DATAGRAM
-        if (IS_DATAGRAM(e) && IS_CLIENT(e) &&
-            usmp_time_reached(now_ms, e->retransmit_at)) {
+        if (IS_DATAGRAM(e) && IS_CLIENT(e) && usmp_time_reached(now_ms, e->retransmit_at)) {
             /* Row 12: resend the last flight, unless it is still unsent. */
             if (!tx_busy(e)) {
                 e->pending |= USMP_P_FLIGHT;

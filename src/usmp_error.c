@@ -21,10 +21,7 @@ typedef struct {
 
 #define ERROR_INFO_ENTRY(name, value, text) { value, #name },
 
-static const error_info_t errors[] = {
-    { USMP_OK, "OK" },
-    USMP_ERROR_LIST(ERROR_INFO_ENTRY)
-};
+static const error_info_t errors[] = { { USMP_OK, "OK" }, USMP_ERROR_LIST(ERROR_INFO_ENTRY) };
 
 static const error_info_t *find(int code)
 {

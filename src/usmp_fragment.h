@@ -52,8 +52,8 @@ static inline size_t usmp_fragmenter_remaining(const usmp_fragmenter_t *s)
  * rest_len bytes). room is the largest payload one record may carry, more
  * than 4. Returns the chunk length; the fragmenter advances only at
  * usmp_fragmenter_sent. */
-static inline size_t usmp_fragmenter_write(const usmp_fragmenter_t *s, uint8_t *out,
-                                           size_t room, const uint8_t *rest, size_t rest_len)
+static inline size_t usmp_fragmenter_write(const usmp_fragmenter_t *s, uint8_t *out, size_t room,
+                                           const uint8_t *rest, size_t rest_len)
 {
     size_t chunk = room - USMP_FRAGMENT_HEADER_BYTES;
 

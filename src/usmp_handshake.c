@@ -7,7 +7,10 @@
 #include "usmp_crypto.h"
 #include "usmp_wire.h"
 
-#define LABEL(s) { (const uint8_t *)(s), sizeof(s) - 1u }
+#define LABEL(s)                                                                                   \
+    {                                                                                              \
+        (const uint8_t *)(s), sizeof(s) - 1u                                                       \
+    }
 
 size_t usmp_hs_header(uint8_t *frame, usmp_mode_t mode, uint8_t type, size_t body_len)
 {
@@ -19,8 +22,7 @@ size_t usmp_hs_header(uint8_t *frame, usmp_mode_t mode, uint8_t type, size_t bod
     return USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES;
 }
 
-int usmp_hs_transcript(uint8_t th[32], usmp_mode_t mode,
-                       const uint8_t *hello, size_t hello_len,
+int usmp_hs_transcript(uint8_t th[32], usmp_mode_t mode, const uint8_t *hello, size_t hello_len,
                        const uint8_t *challenge, size_t challenge_len)
 {
     const uint8_t mode_byte = (uint8_t)mode;
@@ -33,9 +35,8 @@ int usmp_hs_transcript(uint8_t th[32], usmp_mode_t mode,
     return usmp_crypto_sha256(th, parts, 4u) == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
 }
 
-int usmp_hs_derive_keys(usmp_hs_keys_t *keys, const uint8_t dh[32],
-                        const uint8_t *psk, size_t psk_len,
-                        const uint8_t nonce[16], const uint8_t th[32])
+int usmp_hs_derive_keys(usmp_hs_keys_t *keys, const uint8_t dh[32], const uint8_t *psk,
+                        size_t psk_len, const uint8_t nonce[16], const uint8_t th[32])
 {
     uint8_t prk[USMP_SHA256_BYTES];
     const usmp_slice_t ikm[] = { { dh, 32u }, { psk, psk_len } };
@@ -78,8 +79,8 @@ int usmp_hs_client_ephemeral(uint8_t private_key[32], const uint8_t *psk, size_t
     return USMP_OK;
 }
 
-static int truncated_hmac(uint8_t mac[16], const uint8_t key[32],
-                          const usmp_slice_t *parts, size_t count)
+static int truncated_hmac(uint8_t mac[16], const uint8_t key[32], const usmp_slice_t *parts,
+                          size_t count)
 {
     uint8_t full[USMP_HMAC_SHA256_BYTES];
     size_t i;
@@ -92,16 +93,14 @@ static int truncated_hmac(uint8_t mac[16], const uint8_t key[32],
     return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
 }
 
-int usmp_hs_client_mac(uint8_t mac[16], const uint8_t confirm_client[32],
-                       const uint8_t th[32])
+int usmp_hs_client_mac(uint8_t mac[16], const uint8_t confirm_client[32], const uint8_t th[32])
 {
     const usmp_slice_t parts[] = { LABEL("client finished"), { th, 32u } };
     return truncated_hmac(mac, confirm_client, parts, 2u);
 }
 
-int usmp_hs_server_mac(uint8_t mac[16], const uint8_t confirm_server[32],
-                       const uint8_t th[32], const uint8_t *hello_ack, size_t hello_ack_len,
-                       const uint8_t session_id[8])
+int usmp_hs_server_mac(uint8_t mac[16], const uint8_t confirm_server[32], const uint8_t th[32],
+                       const uint8_t *hello_ack, size_t hello_ack_len, const uint8_t session_id[8])
 {
     const usmp_slice_t parts[] = {
         LABEL("server finished"),

@@ -24,15 +24,13 @@ size_t usmp_hs_header(uint8_t *frame, usmp_mode_t mode, uint8_t type, size_t bod
 
 /* TH = SHA-256("usmp-v1 transcript" || mode || HELLO || CHALLENGE), the
  * HELLO frame given without its cookie. */
-int usmp_hs_transcript(uint8_t th[32], usmp_mode_t mode,
-                       const uint8_t *hello, size_t hello_len,
+int usmp_hs_transcript(uint8_t th[32], usmp_mode_t mode, const uint8_t *hello, size_t hello_len,
                        const uint8_t *challenge, size_t challenge_len);
 
 /* PRK = HKDF-Extract(nonce, dh || psk); OKM = HKDF-Expand(PRK, "usmp-v1" ||
  * TH, 128), split into the four keys. Intermediate secrets are wiped. */
-int usmp_hs_derive_keys(usmp_hs_keys_t *keys, const uint8_t dh[32],
-                        const uint8_t *psk, size_t psk_len,
-                        const uint8_t nonce[16], const uint8_t th[32]);
+int usmp_hs_derive_keys(usmp_hs_keys_t *keys, const uint8_t dh[32], const uint8_t *psk,
+                        size_t psk_len, const uint8_t nonce[16], const uint8_t th[32]);
 
 /* The hedged client ephemeral private key (spec 5.8):
  * HMAC-SHA256(psk, "usmp-v1 client ephemeral" || u64(boot_counter) ||
@@ -43,13 +41,11 @@ int usmp_hs_client_ephemeral(uint8_t private_key[32], const uint8_t *psk, size_t
                              const uint8_t random32[32]);
 
 /* HMAC-SHA256(k_conf_c, "client finished" || TH)[0:16] */
-int usmp_hs_client_mac(uint8_t mac[16], const uint8_t confirm_client[32],
-                       const uint8_t th[32]);
+int usmp_hs_client_mac(uint8_t mac[16], const uint8_t confirm_client[32], const uint8_t th[32]);
 
 /* HMAC-SHA256(k_conf_s, "server finished" || TH || HELLO_ACK frame ||
  * session_id)[0:16] */
-int usmp_hs_server_mac(uint8_t mac[16], const uint8_t confirm_server[32],
-                       const uint8_t th[32], const uint8_t *hello_ack, size_t hello_ack_len,
-                       const uint8_t session_id[8]);
+int usmp_hs_server_mac(uint8_t mac[16], const uint8_t confirm_server[32], const uint8_t th[32],
+                       const uint8_t *hello_ack, size_t hello_ack_len, const uint8_t session_id[8]);
 
 #endif /* USMP_HANDSHAKE_H */

@@ -45,10 +45,10 @@ static inline int usmp_limits_valid(uint8_t mode, uint16_t max_record, uint16_t 
 /* ------------------------------------------------------------------ HELLO */
 
 typedef struct {
-    uint8_t versions;          /* bitmap: bit v - 1 offers version v */
-    uint8_t suites;            /* bitmap: bit s - 1 offers suite s */
-    const uint8_t *device_id;  /* USMP_DEVICE_ID_BYTES */
-    const uint8_t *ephemeral;  /* e_C, USMP_KEY_BYTES; NULL: already in place */
+    uint8_t versions;         /* bitmap: bit v - 1 offers version v */
+    uint8_t suites;           /* bitmap: bit s - 1 offers suite s */
+    const uint8_t *device_id; /* USMP_DEVICE_ID_BYTES */
+    const uint8_t *ephemeral; /* e_C, USMP_KEY_BYTES; NULL: already in place */
     uint16_t max_record, max_message;
 } usmp_hello_t;
 
@@ -99,10 +99,10 @@ static inline int usmp_hello_parse(usmp_hello_t *hello, const uint8_t *body, siz
 /* -------------------------------------------------------------- CHALLENGE */
 
 typedef struct {
-    uint8_t version;           /* the version chosen */
-    uint8_t suite;             /* the suite chosen */
-    const uint8_t *nonce;      /* USMP_NONCE_BYTES */
-    const uint8_t *ephemeral;  /* e_S, USMP_KEY_BYTES; NULL: already in place */
+    uint8_t version;          /* the version chosen */
+    uint8_t suite;            /* the suite chosen */
+    const uint8_t *nonce;     /* USMP_NONCE_BYTES */
+    const uint8_t *ephemeral; /* e_S, USMP_KEY_BYTES; NULL: already in place */
     uint16_t max_record, max_message;
 } usmp_challenge_t;
 

@@ -7,7 +7,8 @@
 #include "usmp_wire.h"
 
 /* A mode this build can handle (usmp_options.h). */
-#define MODE_VALID(mode) ((mode) == USMP_MODE_STREAM || (USMP_DATAGRAM && (mode) == USMP_MODE_DATAGRAM))
+#define MODE_VALID(mode)                                                                           \
+    ((mode) == USMP_MODE_STREAM || (USMP_DATAGRAM && (mode) == USMP_MODE_DATAGRAM))
 
 uint64_t usmp_record_blocks(size_t plaintext_len)
 {
@@ -21,9 +22,8 @@ static void record_nonce(uint8_t nonce[USMP_GCM_NONCE_BYTES], uint64_t counter)
     usmp_put_be(nonce + 4, counter, 8);
 }
 
-int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
-                     const uint8_t session_index[3], uint64_t counter,
-                     const uint8_t key[32], size_t plaintext_len)
+int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type, const uint8_t session_index[3],
+                     uint64_t counter, const uint8_t key[32], size_t plaintext_len)
 {
     uint8_t nonce[USMP_GCM_NONCE_BYTES];
     size_t header_len = usmp_record_header_len(mode);
@@ -52,8 +52,8 @@ int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
     return (int)(header_len + plaintext_len + USMP_TAG_BYTES);
 }
 
-int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
-                     size_t frame_len, uint64_t counter, const uint8_t key[32])
+int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame, size_t frame_len,
+                     uint64_t counter, const uint8_t key[32])
 {
     uint8_t nonce[USMP_GCM_NONCE_BYTES];
     size_t header_len = usmp_record_header_len(mode);
@@ -64,8 +64,8 @@ int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
         return USMP_ERR_ARG;
     }
     record_nonce(nonce, counter);
-    rc = usmp_crypto_aes256gcm_open(out, key, nonce, frame, header_len,
-                                    frame + header_len, frame_len - header_len);
+    rc = usmp_crypto_aes256gcm_open(out, key, nonce, frame, header_len, frame + header_len,
+                                    frame_len - header_len);
     if (rc == USMP_CRYPTO_ERR_AUTH) {
         return USMP_ERR_BAD_RECORD;
     }

@@ -28,9 +28,8 @@ uint64_t usmp_record_blocks(size_t plaintext_len);
  * the tag after it. session_index is ignored in stream mode. Returns the
  * frame length (plaintext_len + 19 or + 25), or a negative USMP_ERR_*
  * (USMP_ERR_ARG for datagram mode when USMP_DATAGRAM is 0). */
-int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
-                     const uint8_t session_index[3], uint64_t counter,
-                     const uint8_t key[32], size_t plaintext_len);
+int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type, const uint8_t session_index[3],
+                     uint64_t counter, const uint8_t key[32], size_t plaintext_len);
 
 /* Opens a record: the header is taken from frame as received (it is the
  * AAD), counter is the implicit (stream) or explicit (datagram) counter.
@@ -38,8 +37,7 @@ int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
  * frame + header length (in place). USMP_ERR_BAD_RECORD on a bad tag, and
  * then out is zeroed; USMP_ERR_ARG for datagram mode when USMP_DATAGRAM is
  * 0. */
-int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
-                     size_t frame_len, uint64_t counter, const uint8_t key[32]);
-
+int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame, size_t frame_len,
+                     uint64_t counter, const uint8_t key[32]);
 
 #endif /* USMP_RECORD_H */

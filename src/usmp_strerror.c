@@ -17,10 +17,7 @@ typedef struct {
 
 #define ERROR_TEXT_ENTRY(name, value, text) { value, text },
 
-static const error_text_t texts[] = {
-    { USMP_OK, "success" },
-    USMP_ERROR_LIST(ERROR_TEXT_ENTRY)
-};
+static const error_text_t texts[] = { { USMP_OK, "success" }, USMP_ERROR_LIST(ERROR_TEXT_ENTRY) };
 
 const char *usmp_strerror(int code)
 {

@@ -13,44 +13,44 @@
 #define USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES 1u
 
 /* Handshake bodies (spec section 4). */
-#define USMP_HELLO_BODY_BYTES        44u
-#define USMP_COOKIE_BYTES            16u
-#define USMP_CHALLENGE_BODY_BYTES    54u
-#define USMP_HELLO_ACK_BODY_BYTES    16u
-#define USMP_SESSION_OK_BODY_BYTES   24u
-#define USMP_ERROR_BODY_BYTES        1u
-#define USMP_MAC_BYTES               16u
-#define USMP_NONCE_BYTES             16u
-#define USMP_SESSION_INDEX_BYTES     3u
-#define USMP_COOKIE_SECRET_BYTES     32u
+#define USMP_HELLO_BODY_BYTES      44u
+#define USMP_COOKIE_BYTES          16u
+#define USMP_CHALLENGE_BODY_BYTES  54u
+#define USMP_HELLO_ACK_BODY_BYTES  16u
+#define USMP_SESSION_OK_BODY_BYTES 24u
+#define USMP_ERROR_BODY_BYTES      1u
+#define USMP_MAC_BYTES             16u
+#define USMP_NONCE_BYTES           16u
+#define USMP_SESSION_INDEX_BYTES   3u
+#define USMP_COOKIE_SECRET_BYTES   32u
 
 /* HELLO body offsets. */
-#define USMP_HELLO_VERSIONS          0u
-#define USMP_HELLO_SUITES            1u
-#define USMP_HELLO_DEVICE_ID         2u
-#define USMP_HELLO_EPHEMERAL         8u
-#define USMP_HELLO_MAX_RECORD        40u
-#define USMP_HELLO_MAX_MESSAGE       42u
-#define USMP_HELLO_COOKIE            44u
+#define USMP_HELLO_VERSIONS    0u
+#define USMP_HELLO_SUITES      1u
+#define USMP_HELLO_DEVICE_ID   2u
+#define USMP_HELLO_EPHEMERAL   8u
+#define USMP_HELLO_MAX_RECORD  40u
+#define USMP_HELLO_MAX_MESSAGE 42u
+#define USMP_HELLO_COOKIE      44u
 
 /* CHALLENGE body offsets. */
-#define USMP_CHALLENGE_VERSION       0u
-#define USMP_CHALLENGE_SUITE         1u
-#define USMP_CHALLENGE_NONCE         2u
-#define USMP_CHALLENGE_EPHEMERAL     18u
-#define USMP_CHALLENGE_MAX_RECORD    50u
-#define USMP_CHALLENGE_MAX_MESSAGE   52u
+#define USMP_CHALLENGE_VERSION     0u
+#define USMP_CHALLENGE_SUITE       1u
+#define USMP_CHALLENGE_NONCE       2u
+#define USMP_CHALLENGE_EPHEMERAL   18u
+#define USMP_CHALLENGE_MAX_RECORD  50u
+#define USMP_CHALLENGE_MAX_MESSAGE 52u
 
-#define USMP_VERSION_1               1u
-#define USMP_SUITE_1                 1u
+#define USMP_VERSION_1 1u
+#define USMP_SUITE_1   1u
 
 /* DATA_FRAGMENT payload header: total (u16) || offset (u16). */
-#define USMP_FRAGMENT_HEADER_BYTES   4u
+#define USMP_FRAGMENT_HEADER_BYTES 4u
 
 /* Key usage limits in AES blocks and records (spec section 7). */
-#define USMP_USAGE_SOFT_LIMIT        ((uint64_t)1 << 34)
-#define USMP_USAGE_HARD_LIMIT        ((uint64_t)1 << 36)
-#define USMP_RECORD_COUNTER_LIMIT    ((uint64_t)1 << 36)
+#define USMP_USAGE_SOFT_LIMIT     ((uint64_t)1 << 34)
+#define USMP_USAGE_HARD_LIMIT     ((uint64_t)1 << 36)
+#define USMP_RECORD_COUNTER_LIMIT ((uint64_t)1 << 36)
 
 static inline void usmp_put_u16(uint8_t *p, uint16_t v)
 {

@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 packages=(
   build-essential cmake pkg-config dpkg-dev
   libmbedtls-dev libssl-dev libsodium-dev
-  valgrind clang libclang-rt-14-dev
+  valgrind clang libclang-rt-14-dev clang-format
   gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf libnewlib-dev
   # Emulated targets (targets/): QEMU for Cortex-M4 (mps2-an386), rv32
   # (virt) and Xtensa lx106 (sim), and picolibc for each cross compiler.

@@ -160,7 +160,8 @@ static int tcp_reconnect(void *ctx)
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(s->host, usmp_socket_port_text(port, s->port), &hints, &list) != 0 || list == NULL) {
+    if (getaddrinfo(s->host, usmp_socket_port_text(port, s->port), &hints, &list) != 0 ||
+        list == NULL) {
         return USMP_ERR_TRANSPORT;
     }
     for (ai = list; ai != NULL && s->fd < 0; ai = ai->ai_next) {

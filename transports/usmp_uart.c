@@ -24,7 +24,7 @@
 
 /* How long a write may wait for room on the line before the frame counts
  * as lost: more than a 1.3 KB frame takes at 9600 baud. */
-#define WRITE_WAIT_MS 2000u
+#define WRITE_WAIT_MS   2000u
 #define COBS_FULL_BLOCK 254u
 
 static usmp_uart_state_t *state_of(void *ctx)

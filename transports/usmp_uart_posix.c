@@ -31,16 +31,16 @@ static int speed_of(uint32_t baud, speed_t *speed)
         uint32_t baud;
         speed_t speed;
     } speeds[] = {
-        {9600u, B9600}, {19200u, B19200}, {38400u, B38400}, {57600u, B57600},
-        {115200u, B115200},
+        { 9600u, B9600 },     { 19200u, B19200 },   { 38400u, B38400 },
+        { 57600u, B57600 },   { 115200u, B115200 },
 #ifdef B230400
-        {230400u, B230400},
+        { 230400u, B230400 },
 #endif
 #ifdef B460800
-        {460800u, B460800},
+        { 460800u, B460800 },
 #endif
 #ifdef B921600
-        {921600u, B921600},
+        { 921600u, B921600 },
 #endif
     };
     size_t i;
@@ -93,10 +93,11 @@ int usmp_uart_line_open(const char *path, uint32_t baud)
     /* Raw 8N1: no echo, no line editing, no signals, no CR/LF mapping, no
      * software flow control; every byte passes as it is (COBS frames are
      * binary). */
-    tio.c_iflag &= (tcflag_t)~(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF);
+    tio.c_iflag &=
+        (tcflag_t) ~(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF);
     tio.c_oflag &= (tcflag_t)~OPOST;
-    tio.c_lflag &= (tcflag_t)~(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
-    tio.c_cflag &= (tcflag_t)~(CSIZE | PARENB | CSTOPB);
+    tio.c_lflag &= (tcflag_t) ~(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+    tio.c_cflag &= (tcflag_t) ~(CSIZE | PARENB | CSTOPB);
     tio.c_cflag |= (tcflag_t)(CS8 | CLOCAL | CREAD);
     tio.c_cc[VMIN] = 0;
     tio.c_cc[VTIME] = 0;

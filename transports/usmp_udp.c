@@ -46,8 +46,8 @@ static usmp_udp_state_t *state_of(void *ctx)
 /* Errors a datagram socket reports for a datagram lost on the way. */
 static int is_loss(int err)
 {
-    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
-           err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EAGAIN ||
+           err == EWOULDBLOCK || err == ENOBUFS;
 }
 
 static void udp_close(void *ctx)
@@ -126,7 +126,8 @@ static int udp_reconnect(void *ctx)
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_DGRAM;
-    if (getaddrinfo(s->host, usmp_socket_port_text(port, s->port), &hints, &list) != 0 || list == NULL) {
+    if (getaddrinfo(s->host, usmp_socket_port_text(port, s->port), &hints, &list) != 0 ||
+        list == NULL) {
         return USMP_ERR_TRANSPORT;
     }
     for (ai = list; ai != NULL && s->fd < 0; ai = ai->ai_next) {

@@ -13,7 +13,7 @@
 /* Libraries differ on whether a NULL pointer with a zero length is allowed
  * (and memcpy(NULL, ..., 0) is undefined in C99), so zero-length inputs are
  * handed on as a pointer to this instead. */
-static const uint8_t empty_input[1] = {0};
+static const uint8_t empty_input[1] = { 0 };
 
 /* ---- constant time and wiping ---------------------------------------- */
 
@@ -84,8 +84,7 @@ static const uint8_t *or_empty(const uint8_t *p, size_t len)
  * other overlap would have the library read bytes it already overwrote. The
  * comparison goes through uintptr_t because relational operators on pointers
  * into different objects are undefined. */
-static int partial_overlap(const uint8_t *out, size_t out_len,
-                           const uint8_t *in, size_t in_len)
+static int partial_overlap(const uint8_t *out, size_t out_len, const uint8_t *in, size_t in_len)
 {
     uintptr_t o = (uintptr_t)out;
     uintptr_t i = (uintptr_t)in;
@@ -121,7 +120,7 @@ int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
                               const uint8_t private_key[USMP_X25519_KEY_BYTES],
                               const uint8_t peer_public[USMP_X25519_KEY_BYTES])
 {
-    static const uint8_t zero[USMP_X25519_KEY_BYTES] = {0};
+    static const uint8_t zero[USMP_X25519_KEY_BYTES] = { 0 };
     uint8_t u[USMP_X25519_KEY_BYTES];
     int rc;
 
@@ -154,8 +153,8 @@ int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
 
 /* ---- SHA-256, HMAC, HKDF ------------------------------------------------ */
 
-int usmp_crypto_sha256(uint8_t digest[USMP_SHA256_BYTES],
-                       const usmp_slice_t *parts, size_t part_count)
+int usmp_crypto_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
+                       size_t part_count)
 {
     int rc;
 
@@ -173,8 +172,7 @@ int usmp_crypto_sha256(uint8_t digest[USMP_SHA256_BYTES],
     return rc;
 }
 
-int usmp_crypto_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
-                            const uint8_t *key, size_t key_len,
+int usmp_crypto_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t *key, size_t key_len,
                             const usmp_slice_t *parts, size_t part_count)
 {
     usmp_slice_list_t list;
@@ -196,8 +194,7 @@ int usmp_crypto_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
     return rc;
 }
 
-int usmp_crypto_hkdf_extract(uint8_t prk[USMP_SHA256_BYTES],
-                             const uint8_t *salt, size_t salt_len,
+int usmp_crypto_hkdf_extract(uint8_t prk[USMP_SHA256_BYTES], const uint8_t *salt, size_t salt_len,
                              const usmp_slice_t *ikm_parts, size_t part_count)
 {
     /* RFC 5869: PRK = HMAC(salt, IKM), and "not provided" means HashLen zero
@@ -206,8 +203,7 @@ int usmp_crypto_hkdf_extract(uint8_t prk[USMP_SHA256_BYTES],
     return usmp_crypto_hmac_sha256(prk, salt, salt_len, ikm_parts, part_count);
 }
 
-int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len,
-                            const uint8_t prk[USMP_SHA256_BYTES],
+int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len, const uint8_t prk[USMP_SHA256_BYTES],
                             const usmp_slice_t *info_parts, size_t part_count)
 {
     uint8_t key[USMP_SHA256_BYTES];
@@ -269,11 +265,9 @@ int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len,
 
 /* ---- AES-256-GCM ------------------------------------------------------ */
 
-int usmp_crypto_aes256gcm_seal(uint8_t *out,
-                               const uint8_t key[USMP_AES256_KEY_BYTES],
-                               const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                               const uint8_t *aad, size_t aad_len,
-                               const uint8_t *plaintext, size_t plaintext_len)
+int usmp_crypto_aes256gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                               const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *plaintext, size_t plaintext_len)
 {
     int rc;
 
@@ -301,11 +295,9 @@ int usmp_crypto_aes256gcm_seal(uint8_t *out,
     return rc;
 }
 
-int usmp_crypto_aes256gcm_open(uint8_t *out,
-                               const uint8_t key[USMP_AES256_KEY_BYTES],
-                               const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                               const uint8_t *aad, size_t aad_len,
-                               const uint8_t *sealed, size_t sealed_len)
+int usmp_crypto_aes256gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                               const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *sealed, size_t sealed_len)
 {
     uint8_t tag[USMP_GCM_TAG_BYTES];
     uint8_t no_output[1];
@@ -329,9 +321,8 @@ int usmp_crypto_aes256gcm_open(uint8_t *out,
     /* The tag is copied before decryption starts so that no library ever
      * reads it from a buffer that is being written. */
     memcpy(tag, sealed + ct_len, sizeof tag);
-    rc = usmp_backend_gcm_open(ct_len == 0 ? no_output : out, key, nonce,
-                               or_empty(aad, aad_len), aad_len,
-                               or_empty(sealed, ct_len), ct_len, tag);
+    rc = usmp_backend_gcm_open(ct_len == 0 ? no_output : out, key, nonce, or_empty(aad, aad_len),
+                               aad_len, or_empty(sealed, ct_len), ct_len, tag);
     if (rc != USMP_CRYPTO_OK) {
         /* Unauthenticated plaintext never leaves this function. */
         usmp_crypto_wipe(out, ct_len);
@@ -350,6 +341,6 @@ int usmp_crypto_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYTE
     if (public_key == NULL || signature == NULL || !bytes_ok(message, message_len)) {
         return USMP_CRYPTO_ERR_ARG;
     }
-    return usmp_backend_ed25519_verify(public_key, or_empty(message, message_len),
-                                       message_len, signature);
+    return usmp_backend_ed25519_verify(public_key, or_empty(message, message_len), message_len,
+                                       signature);
 }

@@ -45,29 +45,24 @@ int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
                         const uint8_t scalar[USMP_X25519_KEY_BYTES],
                         const uint8_t u[USMP_X25519_KEY_BYTES]);
 
-int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES],
-                        const usmp_slice_t *parts, size_t part_count);
+int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
+                        size_t part_count);
 
 /* HMAC-SHA256 over the concatenation of all slices of all lists. key_len may
  * be zero (HKDF with an empty salt). */
-int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
-                             const uint8_t *key, size_t key_len,
-                             const usmp_slice_list_t *lists, size_t list_count);
+int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t *key,
+                             size_t key_len, const usmp_slice_list_t *lists, size_t list_count);
 
 /* out receives pt_len bytes of ciphertext, then the 16-byte tag. */
-int usmp_backend_gcm_seal(uint8_t *out,
-                          const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                          const uint8_t *aad, size_t aad_len,
-                          const uint8_t *pt, size_t pt_len);
+int usmp_backend_gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *pt, size_t pt_len);
 
 /* tag is a private copy (never inside out). Returns USMP_CRYPTO_ERR_AUTH
  * on a tag mismatch; crypto/common zeroes out on any failure. */
-int usmp_backend_gcm_open(uint8_t *out,
-                          const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                          const uint8_t *aad, size_t aad_len,
-                          const uint8_t *ct, size_t ct_len,
+int usmp_backend_gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *ct, size_t ct_len,
                           const uint8_t tag[USMP_GCM_TAG_BYTES]);
 
 int usmp_backend_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYTES],

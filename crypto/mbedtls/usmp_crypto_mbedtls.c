@@ -40,7 +40,7 @@
 #include "mbedtls/gcm.h"
 #include "mbedtls/md.h"
 
-#if !defined(MBEDTLS_VERSION_MAJOR) || MBEDTLS_VERSION_MAJOR < 2 || \
+#if !defined(MBEDTLS_VERSION_MAJOR) || MBEDTLS_VERSION_MAJOR < 2 ||                                \
     (MBEDTLS_VERSION_MAJOR == 2 && MBEDTLS_VERSION_MINOR < 28)
 #error "the mbedTLS backend needs mbedTLS 2.28 or 3.x"
 #endif
@@ -49,7 +49,8 @@
 #endif
 
 /* Fail at build time, with the option to turn on, rather than at run time. */
-#if !USMP_X25519_EXTERNAL && (!defined(MBEDTLS_ECP_C) || !defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED))
+#if !USMP_X25519_EXTERNAL &&                                                                       \
+    (!defined(MBEDTLS_ECP_C) || !defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED))
 #error "USMP needs MBEDTLS_ECP_C and MBEDTLS_ECP_DP_CURVE25519_ENABLED (X25519)"
 #endif
 #if !defined(MBEDTLS_GCM_C) || !defined(MBEDTLS_AES_C)
@@ -140,8 +141,8 @@ int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
     if (ret != 0) {
         goto done;
     }
-    ret = mbedtls_ecp_point_write_binary(&grp, &result, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen,
-                                         out, USMP_X25519_KEY_BYTES);
+    ret = mbedtls_ecp_point_write_binary(&grp, &result, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, out,
+                                         USMP_X25519_KEY_BYTES);
     if (ret == 0 && olen == USMP_X25519_KEY_BYTES) {
         rc = USMP_CRYPTO_OK;
     }
@@ -159,7 +160,7 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
 {
     /* The base point u = 9, little-endian. Going through the same ladder as
      * the shared secret keeps one code path. */
-    static const uint8_t nine[USMP_X25519_KEY_BYTES] = {9};
+    static const uint8_t nine[USMP_X25519_KEY_BYTES] = { 9 };
 
     return usmp_backend_x25519(out, scalar, nine);
 }
@@ -167,8 +168,8 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
 
 /* ---- SHA-256 and HMAC --------------------------------------------------- */
 
-int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES],
-                        const usmp_slice_t *parts, size_t part_count)
+int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
+                        size_t part_count)
 {
     const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
     mbedtls_md_context_t ctx;
@@ -197,9 +198,8 @@ int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES],
     return internal_unless_ok(ret);
 }
 
-int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
-                             const uint8_t *key, size_t key_len,
-                             const usmp_slice_list_t *lists, size_t list_count)
+int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t *key,
+                             size_t key_len, const usmp_slice_list_t *lists, size_t list_count)
 {
     const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
     mbedtls_md_context_t ctx;
@@ -243,10 +243,8 @@ int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
  * buffer. The tag is then compared here, in constant time.
  */
 
-static int gcm_begin(mbedtls_gcm_context *ctx, int mode,
-                     const uint8_t key[USMP_AES256_KEY_BYTES],
-                     const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                     const uint8_t *aad, size_t aad_len)
+static int gcm_begin(mbedtls_gcm_context *ctx, int mode, const uint8_t key[USMP_AES256_KEY_BYTES],
+                     const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad, size_t aad_len)
 {
     int ret = mbedtls_gcm_setkey(ctx, MBEDTLS_CIPHER_ID_AES, key, USMP_AES256_KEY_BYTES * 8u);
 
@@ -268,8 +266,8 @@ static int gcm_begin(mbedtls_gcm_context *ctx, int mode,
  * partial block until finish (the documented "buffered output" mode of
  * alternative implementations), so the write position is what the library
  * reports, not the input position. out_end bounds the writable space. */
-static int gcm_step(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len,
-                    uint8_t *out, size_t out_end, size_t *produced)
+static int gcm_step(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len, uint8_t *out,
+                    size_t out_end, size_t *produced)
 {
 #if MBEDTLS_VERSION_MAJOR >= 3
     size_t olen = 0;
@@ -292,8 +290,8 @@ static int gcm_step(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len,
 #endif
 }
 
-static int gcm_end(mbedtls_gcm_context *ctx, uint8_t *out, size_t out_end,
-                   size_t *produced, uint8_t tag[USMP_GCM_TAG_BYTES])
+static int gcm_end(mbedtls_gcm_context *ctx, uint8_t *out, size_t out_end, size_t *produced,
+                   uint8_t tag[USMP_GCM_TAG_BYTES])
 {
 #if MBEDTLS_VERSION_MAJOR >= 3
     size_t olen = 0;
@@ -316,8 +314,8 @@ static int gcm_end(mbedtls_gcm_context *ctx, uint8_t *out, size_t out_end,
  * in == out, each chunk is copied to a stack buffer first, so the library
  * reads from there; bytes before the chunk are already final, so the
  * library may overwrite the chunk's own bytes in out. */
-static int gcm_run(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len,
-                   uint8_t *out, uint8_t tag[USMP_GCM_TAG_BYTES])
+static int gcm_run(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len, uint8_t *out,
+                   uint8_t tag[USMP_GCM_TAG_BYTES])
 {
     uint8_t bounce[USMP_MBEDTLS_GCM_CHUNK];
     size_t pos = 0;
@@ -351,11 +349,9 @@ static int gcm_run(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len,
     return ret;
 }
 
-int usmp_backend_gcm_seal(uint8_t *out,
-                          const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                          const uint8_t *aad, size_t aad_len,
-                          const uint8_t *pt, size_t pt_len)
+int usmp_backend_gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *pt, size_t pt_len)
 {
     mbedtls_gcm_context ctx;
     uint8_t tag[USMP_GCM_TAG_BYTES];
@@ -373,11 +369,9 @@ int usmp_backend_gcm_seal(uint8_t *out,
     return internal_unless_ok(ret);
 }
 
-int usmp_backend_gcm_open(uint8_t *out,
-                          const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                          const uint8_t *aad, size_t aad_len,
-                          const uint8_t *ct, size_t ct_len,
+int usmp_backend_gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *ct, size_t ct_len,
                           const uint8_t tag[USMP_GCM_TAG_BYTES])
 {
     mbedtls_gcm_context ctx;
@@ -394,8 +388,7 @@ int usmp_backend_gcm_open(uint8_t *out,
     if (ret != 0) {
         return USMP_CRYPTO_ERR_INTERNAL;
     }
-    rc = usmp_crypto_equal(computed, tag, sizeof computed) ? USMP_CRYPTO_OK
-                                                           : USMP_CRYPTO_ERR_AUTH;
+    rc = usmp_crypto_equal(computed, tag, sizeof computed) ? USMP_CRYPTO_OK : USMP_CRYPTO_ERR_AUTH;
     usmp_crypto_wipe(computed, sizeof computed);
     return rc;
 }

@@ -41,13 +41,11 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
     int rc = USMP_CRYPTO_ERR_INTERNAL;
 
     /* OpenSSL clamps the raw private key itself when it uses it. */
-    pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, scalar,
-                                        USMP_X25519_KEY_BYTES);
+    pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, scalar, USMP_X25519_KEY_BYTES);
     if (pkey == NULL) {
         return USMP_CRYPTO_ERR_INTERNAL;
     }
-    if (EVP_PKEY_get_raw_public_key(pkey, out, &len) == 1 &&
-        len == USMP_X25519_KEY_BYTES) {
+    if (EVP_PKEY_get_raw_public_key(pkey, out, &len) == 1 && len == USMP_X25519_KEY_BYTES) {
         rc = USMP_CRYPTO_OK;
     }
     EVP_PKEY_free(pkey); /* frees the private key with a cleanse */
@@ -64,10 +62,8 @@ int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
     size_t len = USMP_X25519_KEY_BYTES;
     int rc = USMP_CRYPTO_ERR_INTERNAL;
 
-    own = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, scalar,
-                                       USMP_X25519_KEY_BYTES);
-    peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, u,
-                                       USMP_X25519_KEY_BYTES);
+    own = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, scalar, USMP_X25519_KEY_BYTES);
+    peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, u, USMP_X25519_KEY_BYTES);
     if (own == NULL || peer == NULL) {
         goto done;
     }
@@ -103,8 +99,8 @@ done:
 
 /* ---- SHA-256 and HMAC --------------------------------------------------- */
 
-int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES],
-                        const usmp_slice_t *parts, size_t part_count)
+int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
+                        size_t part_count)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int len = 0;
@@ -127,9 +123,8 @@ done:
     return rc;
 }
 
-int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES],
-                             const uint8_t *key, size_t key_len,
-                             const usmp_slice_list_t *lists, size_t list_count)
+int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t *key,
+                             size_t key_len, const usmp_slice_list_t *lists, size_t list_count)
 {
     /* OSSL_PARAM takes a non-const char *: a writable copy of the name
      * avoids casting away const. */
@@ -180,19 +175,16 @@ done:
 #error "USMP_GCM_MAX_INPUT_BYTES must fit the int lengths of EVP_CipherUpdate"
 #endif
 
-int usmp_backend_gcm_seal(uint8_t *out,
-                          const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                          const uint8_t *aad, size_t aad_len,
-                          const uint8_t *pt, size_t pt_len)
+int usmp_backend_gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *pt, size_t pt_len)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int outl = 0;
     int rc = USMP_CRYPTO_ERR_INTERNAL;
 
     /* The GCM default IV length is 12 bytes, so no SET_IVLEN is needed. */
-    if (ctx == NULL ||
-        EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), key, nonce, NULL) != 1) {
+    if (ctx == NULL || EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), key, nonce, NULL) != 1) {
         goto done;
     }
     if (aad_len != 0 && EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1) {
@@ -200,15 +192,13 @@ int usmp_backend_gcm_seal(uint8_t *out,
     }
     /* OpenSSL allows out == in for GCM (and rejects partial overlap). */
     if (pt_len != 0 &&
-        (EVP_EncryptUpdate(ctx, out, &outl, pt, (int)pt_len) != 1 ||
-         (size_t)outl != pt_len)) {
+        (EVP_EncryptUpdate(ctx, out, &outl, pt, (int)pt_len) != 1 || (size_t)outl != pt_len)) {
         goto done;
     }
     if (EVP_EncryptFinal_ex(ctx, out + pt_len, &outl) != 1 || outl != 0) {
         goto done;
     }
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, USMP_GCM_TAG_BYTES,
-                            out + pt_len) == 1) {
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, USMP_GCM_TAG_BYTES, out + pt_len) == 1) {
         rc = USMP_CRYPTO_OK;
     }
 done:
@@ -216,11 +206,9 @@ done:
     return rc;
 }
 
-int usmp_backend_gcm_open(uint8_t *out,
-                          const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES],
-                          const uint8_t *aad, size_t aad_len,
-                          const uint8_t *ct, size_t ct_len,
+int usmp_backend_gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *ct, size_t ct_len,
                           const uint8_t tag[USMP_GCM_TAG_BYTES])
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
@@ -231,8 +219,7 @@ int usmp_backend_gcm_open(uint8_t *out,
 
     /* The ctrl takes a non-const pointer. */
     memcpy(tag_copy, tag, sizeof tag_copy);
-    if (ctx == NULL ||
-        EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(), key, nonce, NULL) != 1 ||
+    if (ctx == NULL || EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(), key, nonce, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, USMP_GCM_TAG_BYTES, tag_copy) != 1) {
         goto done;
     }
@@ -240,14 +227,12 @@ int usmp_backend_gcm_open(uint8_t *out,
         goto done;
     }
     if (ct_len != 0 &&
-        (EVP_DecryptUpdate(ctx, out, &outl, ct, (int)ct_len) != 1 ||
-         (size_t)outl != ct_len)) {
+        (EVP_DecryptUpdate(ctx, out, &outl, ct, (int)ct_len) != 1 || (size_t)outl != ct_len)) {
         goto done;
     }
     /* For GCM the final call only compares the tag (in constant time):
      * its failure is the authentication failure. */
-    rc = EVP_DecryptFinal_ex(ctx, final_block, &outl) == 1 ? USMP_CRYPTO_OK
-                                                            : USMP_CRYPTO_ERR_AUTH;
+    rc = EVP_DecryptFinal_ex(ctx, final_block, &outl) == 1 ? USMP_CRYPTO_OK : USMP_CRYPTO_ERR_AUTH;
 done:
     EVP_CIPHER_CTX_free(ctx);
     return rc;
@@ -266,8 +251,8 @@ int usmp_backend_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYT
 
     /* Import only stores the 32 bytes; a point that does not decode is
      * found by the verification and reported as a bad signature. */
-    pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, public_key,
-                                       USMP_ED25519_PUBLIC_BYTES);
+    pkey =
+        EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, public_key, USMP_ED25519_PUBLIC_BYTES);
     if (pkey == NULL || (ctx = EVP_MD_CTX_new()) == NULL) {
         goto done;
     }
@@ -277,8 +262,7 @@ int usmp_backend_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYT
     }
     /* 1 is a valid signature, 0 an invalid one (bad encoding, S >= L or a
      * failed equation alike); anything else is an error of the library. */
-    ok = EVP_DigestVerify(ctx, signature, USMP_ED25519_SIGNATURE_BYTES,
-                          message, message_len);
+    ok = EVP_DigestVerify(ctx, signature, USMP_ED25519_SIGNATURE_BYTES, message, message_len);
     if (ok == 1) {
         rc = USMP_CRYPTO_OK;
     } else if (ok == 0) {

@@ -41,7 +41,7 @@ int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
 int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
                              const uint8_t scalar[USMP_X25519_KEY_BYTES])
 {
-    static const uint8_t nine[USMP_X25519_KEY_BYTES] = {9};
+    static const uint8_t nine[USMP_X25519_KEY_BYTES] = { 9 };
 
     return usmp_backend_x25519(out, scalar, nine);
 }

@@ -21,9 +21,9 @@ typedef void (*echo_app_report_fn)(void *user, const char *line);
 typedef struct {
     usmp_transport_t *transport;
     const usmp_config_t *config;
-    const char *const *messages;   /* text messages to send, in order */
+    const char *const *messages; /* text messages to send, in order */
     size_t message_count;
-    uint32_t reply_timeout_ms;     /* per message */
+    uint32_t reply_timeout_ms; /* per message */
     echo_app_report_fn report;
     void *report_user;
 } echo_app_t;

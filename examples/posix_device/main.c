@@ -31,29 +31,27 @@ static void report(void *user, const char *line)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: usmp_device (--psk-env VAR | --psk-file FILE) [options] [message ...]\n"
-            "\n"
-            "A simulated USMP device: connects, sends each message, checks the echo.\n"
-            "\n"
-            "  --psk-env VAR        the device's PSK (hex) from environment variable VAR\n"
-            "  --psk-file FILE      the device's line in a gateway PSK file\n"
-            "  --device-id HEX      12 hex digits (default: $USMP_DEVICE_ID or 020000000001)\n"
-            "  --host HOST          TCP gateway (default 127.0.0.1)\n"
-            "  --port N             TCP gateway port (default 9000)\n"
-            "  --udp HOST:PORT      UDP gateway instead of TCP (datagram mode)\n"
-            "  --serial PATH        serial line instead of TCP (COBS frames, datagram mode)\n"
-            "  --baud N             serial line speed (default 115200)\n"
-            "  --keepalive-ms N     PING after N ms idle (default 5000)\n"
-            "  --timeout-ms N       wait for each echo (default 3000)\n"
-            "  --verbose            show the library's own log lines (usmp_port_log)\n"
-            "  --help\n");
+    fprintf(out, "usage: usmp_device (--psk-env VAR | --psk-file FILE) [options] [message ...]\n"
+                 "\n"
+                 "A simulated USMP device: connects, sends each message, checks the echo.\n"
+                 "\n"
+                 "  --psk-env VAR        the device's PSK (hex) from environment variable VAR\n"
+                 "  --psk-file FILE      the device's line in a gateway PSK file\n"
+                 "  --device-id HEX      12 hex digits (default: $USMP_DEVICE_ID or 020000000001)\n"
+                 "  --host HOST          TCP gateway (default 127.0.0.1)\n"
+                 "  --port N             TCP gateway port (default 9000)\n"
+                 "  --udp HOST:PORT      UDP gateway instead of TCP (datagram mode)\n"
+                 "  --serial PATH        serial line instead of TCP (COBS frames, datagram mode)\n"
+                 "  --baud N             serial line speed (default 115200)\n"
+                 "  --keepalive-ms N     PING after N ms idle (default 5000)\n"
+                 "  --timeout-ms N       wait for each echo (default 3000)\n"
+                 "  --verbose            show the library's own log lines (usmp_port_log)\n"
+                 "  --help\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const char *default_messages[] = { "hello from a USMP device", "temperature=21.5C",
-                                              "" };
+    static const char *default_messages[] = { "hello from a USMP device", "temperature=21.5C", "" };
     static usmp_ctx_t ctx;
     static psk_table_t table;
     const char *host = "127.0.0.1", *psk_env = NULL, *psk_file = NULL, *serial = NULL;
@@ -140,7 +138,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((psk_env == NULL) == (psk_file == NULL)) {
-        fprintf(stderr, "usmp_device: give exactly one of --psk-env and --psk-file; there is no default PSK\n");
+        fprintf(
+            stderr,
+            "usmp_device: give exactly one of --psk-env and --psk-file; there is no default PSK\n");
         return 2;
     }
     if ((psk_env != NULL ? psk_table_load_env(&table, psk_env, err, sizeof err)
@@ -166,7 +166,9 @@ int main(int argc, char **argv)
                         : usmp_tcp_transport_init(&transport, host, (uint16_t)port)) != USMP_OK) {
 #else
     if (udp || serial != NULL) {
-        fprintf(stderr, "usmp_device: --udp and --serial need datagram mode; this build has USMP_DATAGRAM=0\n");
+        fprintf(
+            stderr,
+            "usmp_device: --udp and --serial need datagram mode; this build has USMP_DATAGRAM=0\n");
         return 2;
     }
     if (usmp_tcp_transport_init(&transport, host, (uint16_t)port) != USMP_OK) {

@@ -59,14 +59,15 @@ extern "C" {
 
 /* The record limit the device announces in datagram mode: USMP_MAX_RECORD,
  * at most the datagram maximum (spec 4.1). */
-#define USMP_DATAGRAM_LIMIT(max_record) \
+#define USMP_DATAGRAM_LIMIT(max_record)                                                            \
     ((max_record) < USMP_DATAGRAM_MAX_RECORD ? (max_record) : USMP_DATAGRAM_MAX_RECORD)
 
 typedef struct {
-    const uint8_t *psk;            /* 16 .. 64 high-entropy bytes; no default exists */
+    const uint8_t *psk; /* 16 .. 64 high-entropy bytes; no default exists */
     size_t psk_len;
-    uint32_t keepalive_ms;         /* PING after this long without a record; 0: off */
-    uint32_t pong_timeout_ms;      /* dead peer after this long without an answer; 0: keepalive_ms */
+    uint32_t keepalive_ms; /* PING after this long without a record; 0: off */
+    /* dead peer after this long without an answer; 0: keepalive_ms */
+    uint32_t pong_timeout_ms;
     uint32_t handshake_timeout_ms; /* 0: USMP_HANDSHAKE_TIMEOUT_MS */
     uint8_t no_reconnect;          /* 1: usmp_keepalive_tick does not reconnect a lost session */
     /* A value that never repeats across boots of this device, e.g. a
@@ -81,19 +82,21 @@ typedef struct {
 /* Counters for diagnostics and the demo's report. */
 typedef struct {
     uint32_t messages_sent, messages_received;
-    uint32_t bytes_sent, bytes_received;   /* on the wire, headers and tags included */
-    uint32_t last_send_wire_bytes;         /* what the last usmp_send put on the wire */
-    uint32_t last_rtt_ms;                  /* last PING/PONG round trip; 0 if none yet */
-    uint32_t reconnects;                   /* sessions re-established by keepalive_tick */
+    uint32_t bytes_sent, bytes_received; /* on the wire, headers and tags included */
+    uint32_t last_send_wire_bytes;       /* what the last usmp_send put on the wire */
+    uint32_t last_rtt_ms;                /* last PING/PONG round trip; 0 if none yet */
+    uint32_t reconnects;                 /* sessions re-established by keepalive_tick */
 #if USMP_DATAGRAM
     /* Datagram transports only (stream errors end the session instead). */
-    uint32_t datagrams_dropped;            /* received, then dropped by the engine: a
-                                            * duplicate (REPLAY), a bad tag, a stray
-                                            * frame, an unauthenticated ERROR, ... */
-    uint32_t framing_errors;               /* dropped by the transport before the
-                                            * engine: a corrupt or oversize COBS frame,
-                                            * a UDP datagram longer than the buffer */
-    int last_drop;                         /* the condition of the last drop of either kind */
+    /* received, then dropped by the engine: a
+     * duplicate (REPLAY), a bad tag, a stray
+     * frame, an unauthenticated ERROR, ... */
+    uint32_t datagrams_dropped;
+    /* dropped by the transport before the
+     * engine: a corrupt or oversize COBS frame,
+     * a UDP datagram longer than the buffer */
+    uint32_t framing_errors;
+    int last_drop; /* the condition of the last drop of either kind */
 #endif
 } usmp_stats_t;
 
@@ -105,8 +108,8 @@ typedef struct usmp_ctx {
     int last_error;
     uint32_t reconnect_attempt;
     uint32_t reconnect_at;
-    uint8_t reconnect_due;         /* reconnect_at is set */
-    uint8_t message_ready;         /* a received message waits for usmp_recv */
+    uint8_t reconnect_due; /* reconnect_at is set */
+    uint8_t message_ready; /* a received message waits for usmp_recv */
     const uint8_t *message;
     size_t message_len;
     uint8_t rx_buf[USMP_RECORD_BUFFER_BYTES(USMP_MAX_RECORD)];
@@ -161,8 +164,7 @@ int usmp_recv(usmp_ctx_t *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms);
 
 /* As usmp_recv, but returns USMP_OK with *len set (0 for an empty message)
  * and USMP_ERR_WOULD_BLOCK on timeout. */
-int usmp_recv_message(usmp_ctx_t *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms,
-                      size_t *len);
+int usmp_recv_message(usmp_ctx_t *ctx, uint8_t *buf, size_t cap, uint32_t timeout_ms, size_t *len);
 
 /* Call often (every 100 ms is plenty). Answers PINGs, sends a PING when the
  * link has been idle for keepalive_ms, detects a dead gateway, and, unless

@@ -24,13 +24,13 @@ extern "C" {
 
 /* Private: use the functions below. */
 typedef struct {
-    uint8_t *buf;          /* where the frame in progress is decoded */
+    uint8_t *buf; /* where the frame in progress is decoded */
     uint32_t cap;
-    uint32_t len;          /* bytes decoded so far */
-    uint32_t encoded;      /* encoded bytes of the frame so far */
-    uint8_t block_left;    /* data bytes left in the current COBS block */
-    uint8_t flags;         /* USMP_COBS_STREAM_F_* in usmp_cobs_stream.c */
-    int8_t drop;           /* the condition a frame being discarded ends with */
+    uint32_t len;       /* bytes decoded so far */
+    uint32_t encoded;   /* encoded bytes of the frame so far */
+    uint8_t block_left; /* data bytes left in the current COBS block */
+    uint8_t flags;      /* USMP_COBS_STREAM_F_* in usmp_cobs_stream.c */
+    int8_t drop;        /* the condition a frame being discarded ends with */
 } usmp_cobs_stream_t;
 
 /* Ready for the first frame. The start of the stream counts as a
@@ -52,8 +52,8 @@ void usmp_cobs_stream_init(usmp_cobs_stream_t *s);
  *   USMP_ERR_ARG         NULL pointers or cap 0 (nothing taken).
  * Call again with the rest of the input after any result.
  */
-int usmp_cobs_stream_feed(usmp_cobs_stream_t *s, uint8_t *buf, size_t cap,
-                          const uint8_t *in, size_t in_len, size_t *consumed);
+int usmp_cobs_stream_feed(usmp_cobs_stream_t *s, uint8_t *buf, size_t cap, const uint8_t *in,
+                          size_t in_len, size_t *consumed);
 
 #ifdef __cplusplus
 }

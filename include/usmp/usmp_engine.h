@@ -39,27 +39,28 @@ extern "C" {
 #endif
 
 /* --- protocol constants (spec/protocol.md) ------------------------------ */
-#define USMP_DEVICE_ID_BYTES        6u
-#define USMP_SESSION_ID_BYTES       8u
-#define USMP_PSK_MIN_BYTES          16u
-#define USMP_PSK_MAX_BYTES          64u
-#define USMP_TAG_BYTES              16u
-#define USMP_STREAM_HEADER_BYTES    3u
-#define USMP_DATAGRAM_HEADER_BYTES  9u
-#define USMP_STREAM_OVERHEAD        (USMP_STREAM_HEADER_BYTES + USMP_TAG_BYTES)   /* 19 */
-#define USMP_DATAGRAM_OVERHEAD      (USMP_DATAGRAM_HEADER_BYTES + USMP_TAG_BYTES) /* 25 */
-#define USMP_MIN_RECORD             16u
-#define USMP_STREAM_MAX_RECORD      65519u
-#define USMP_DATAGRAM_MAX_RECORD    1207u
-#define USMP_MAX_PING_PAYLOAD       8u
+#define USMP_DEVICE_ID_BYTES       6u
+#define USMP_SESSION_ID_BYTES      8u
+#define USMP_PSK_MIN_BYTES         16u
+#define USMP_PSK_MAX_BYTES         64u
+#define USMP_TAG_BYTES             16u
+#define USMP_STREAM_HEADER_BYTES   3u
+#define USMP_DATAGRAM_HEADER_BYTES 9u
+#define USMP_STREAM_OVERHEAD       (USMP_STREAM_HEADER_BYTES + USMP_TAG_BYTES)   /* 19 */
+#define USMP_DATAGRAM_OVERHEAD     (USMP_DATAGRAM_HEADER_BYTES + USMP_TAG_BYTES) /* 25 */
+#define USMP_MIN_RECORD            16u
+#define USMP_STREAM_MAX_RECORD     65519u
+#define USMP_DATAGRAM_MAX_RECORD   1207u
+#define USMP_MAX_PING_PAYLOAD      8u
 /* The largest handshake frame: a datagram HELLO with its cookie. */
-#define USMP_HANDSHAKE_MAX_FRAME    61u
+#define USMP_HANDSHAKE_MAX_FRAME 61u
 
 /* Buffer sizes for a side that accepts records of max_record bytes. One
  * size serves both modes and covers every handshake frame. */
-#define USMP_RECORD_BUFFER_BYTES(max_record) \
-    ((max_record) + USMP_DATAGRAM_OVERHEAD > USMP_HANDSHAKE_MAX_FRAME \
-         ? (max_record) + USMP_DATAGRAM_OVERHEAD : USMP_HANDSHAKE_MAX_FRAME)
+#define USMP_RECORD_BUFFER_BYTES(max_record)                                                       \
+    ((max_record) + USMP_DATAGRAM_OVERHEAD > USMP_HANDSHAKE_MAX_FRAME                              \
+         ? (max_record) + USMP_DATAGRAM_OVERHEAD                                                   \
+         : USMP_HANDSHAKE_MAX_FRAME)
 
 /* Frame types (spec section 2). Public: a datagram gateway routes each
  * datagram by its first byte (spec 8.4), and the C gateway and the
@@ -119,13 +120,12 @@ typedef void (*usmp_random_fn)(void *user, uint8_t *buf, size_t len);
 /* Server: writes the PSK of device_id into psk and returns its length
  * (16 .. 64), or returns 0 for an unknown device. Called once per HELLO,
  * before any X25519 work; it must not block for long. */
-typedef size_t (*usmp_psk_lookup_fn)(void *user,
-                                     const uint8_t device_id[USMP_DEVICE_ID_BYTES],
+typedef size_t (*usmp_psk_lookup_fn)(void *user, const uint8_t device_id[USMP_DEVICE_ID_BYTES],
                                      uint8_t psk[USMP_PSK_MAX_BYTES]);
 
 typedef struct {
-    usmp_role_t role;     /* the server role needs USMP_SERVER */
-    usmp_mode_t mode;     /* datagram mode needs USMP_DATAGRAM */
+    usmp_role_t role; /* the server role needs USMP_SERVER */
+    usmp_mode_t mode; /* datagram mode needs USMP_DATAGRAM */
 
     /* Client: the PSK (16 .. 64 bytes, must stay valid while the engine is
      * used) and this device's id. */
@@ -215,8 +215,8 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms);
  * Returns USMP_OK or the condition the input produced. A datagram ERROR
  * during the handshake returns USMP_ERR_PEER_ERROR for that datagram only:
  * it is recorded, and ends the handshake only at its timeout (spec 9.2). */
-int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len,
-                     uint32_t now_ms, size_t *consumed, usmp_event_t *event);
+int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t now_ms,
+                     size_t *consumed, usmp_event_t *event);
 
 /* The stream ended. Reports TRANSPORT_CLOSED (or nothing, if the session
  * already closed cleanly). Whatever the state, nothing can be sent any
@@ -289,11 +289,9 @@ size_t usmp_engine_max_single_record(const usmp_engine_t *e);
  * "usmp-v1 cookie" || client_address || hello)[0:16], hello being the
  * datagram HELLO frame without a cookie (45 bytes). Errors: USMP_ERR_ARG (a
  * NULL pointer, or hello not 45 bytes), USMP_ERR_CRYPTO. */
-int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
-                        const uint8_t *client_address, size_t address_len,
-                        const uint8_t *hello, size_t hello_len);
+int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32], const uint8_t *client_address,
+                        size_t address_len, const uint8_t *hello, size_t hello_len);
 #endif
-
 
 /* ==========================================================================
  * Private: everything below is exposed for its size only, so that an engine
@@ -303,10 +301,10 @@ int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
  * ========================================================================== */
 
 /* Sizes of the engine's own copies (spec sections 4, 5). */
-#define USMP_KEY_BYTES              32u /* X25519 keys, record keys, hashes */
-#define USMP_HANDSHAKE_MAC_BYTES    16u /* HELLO_ACK and SESSION_OK MACs */
+#define USMP_KEY_BYTES           32u /* X25519 keys, record keys, hashes */
+#define USMP_HANDSHAKE_MAC_BYTES 16u /* HELLO_ACK and SESSION_OK MACs */
 /* The largest CHALLENGE frame: the stream header and the 54-byte body. */
-#define USMP_CHALLENGE_MAX_FRAME    (USMP_STREAM_HEADER_BYTES + 54u)
+#define USMP_CHALLENGE_MAX_FRAME (USMP_STREAM_HEADER_BYTES + 54u)
 
 /* e->flags */
 #define USMP_F_STARTED        0x01u /* usmp_engine_start was called */
@@ -391,29 +389,30 @@ struct usmp_engine {
 
     /* state */
     uint8_t state;
-    uint8_t peer_code;          /* code of the peer's ERROR or BYE (datagram
-                                 * handshake: of the last ERROR recorded) */
-    uint8_t close_code;         /* code this side sent in ERROR or BYE */
-    uint8_t flags;              /* USMP_F_* above */
-    int error;                  /* sticky error once FAILED */
+    /* code of the peer's ERROR or BYE (datagram
+     * handshake: of the last ERROR recorded) */
+    uint8_t peer_code;
+    uint8_t close_code; /* code this side sent in ERROR or BYE */
+    uint8_t flags;      /* USMP_F_* above */
+    int error;          /* sticky error once FAILED */
     uint16_t peer_max_record, peer_max_message;
     uint8_t session_id[USMP_SESSION_ID_BYTES];
 
     /* receive side */
-    uint32_t rx_len;            /* bytes of the current stream frame held */
+    uint32_t rx_len; /* bytes of the current stream frame held */
     usmp_reassembly_t reassembly;
-    uint64_t recv_next;         /* stream: the counter of the next record */
+    uint64_t recv_next; /* stream: the counter of the next record */
 #if USMP_DATAGRAM
-    usmp_replay_t replay;       /* datagram: the counters accepted */
+    usmp_replay_t replay; /* datagram: the counters accepted */
 #endif
 
     /* send side */
     uint32_t tx_len, tx_sent;
     usmp_fragmenter_t fragmenter;
     uint64_t send_counter;
-    uint64_t send_usage;        /* AES blocks under the send key (spec 7) */
-    uint8_t pending;            /* USMP_P_*: control frames waiting for tx space */
-    uint8_t flight;             /* frame type of this side's handshake flight */
+    uint64_t send_usage; /* AES blocks under the send key (spec 7) */
+    uint8_t pending;     /* USMP_P_*: control frames waiting for tx space */
+    uint8_t flight;      /* frame type of this side's handshake flight */
     uint8_t pong_len;
     uint8_t pong_payload[USMP_MAX_PING_PAYLOAD];
 
@@ -422,7 +421,7 @@ struct usmp_engine {
 #if USMP_DATAGRAM
     uint32_t retransmit_at, retransmit_interval;
 #endif
-    uint32_t last_rx;           /* last authenticated record */
+    uint32_t last_rx; /* last authenticated record */
     uint32_t ping_sent_at;
 
     uint8_t key_send[USMP_KEY_BYTES];
@@ -436,8 +435,9 @@ struct usmp_engine {
             uint8_t hello[USMP_HANDSHAKE_MAX_FRAME];
             uint8_t hello_len;
         } start;
-        struct { /* client WAIT_SESSION_OK, server WAIT_HELLO_ACK: the
-                  * key confirmation */
+        /* client WAIT_SESSION_OK, server WAIT_HELLO_ACK: the
+         * key confirmation */
+        struct {
             uint8_t transcript_hash[USMP_KEY_BYTES];
             uint8_t confirm_server_key[USMP_KEY_BYTES];
             uint8_t hello_ack_mac[USMP_HANDSHAKE_MAC_BYTES];

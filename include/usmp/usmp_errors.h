@@ -27,44 +27,42 @@ extern "C" {
  * holds it to the spec's wire codes and to Python's Condition list. NAME is
  * the spec's condition name; the constant is USMP_ERR_NAME.
  */
-#define USMP_ERROR_LIST(X)                                                                      \
-    /* local misuse */                                                                          \
-    X(ARG, -1, "invalid argument")                                                              \
-    X(STATE, -2, "call not allowed in the current state")                                       \
-    X(BUFFER, -3, "buffer too small") /* nothing is lost */                                     \
-    X(PSK, -4, "PSK must be 16 to 64 bytes")                                                    \
-    X(MESSAGE_TOO_LARGE, -5, "message larger than the peer accepts") /* not sent */             \
-    X(WOULD_BLOCK, -6, "no message within the timeout, or output pending")                      \
-    /* remote protocol violations: -(16 + wire code), see usmp_error_from_wire */               \
-    X(MALFORMED, -17, "malformed frame from the peer")                                          \
-    X(UNEXPECTED, -18, "frame not allowed in this state")                                       \
-    X(UNSUPPORTED_VERSION, -19, "no common protocol version")                                   \
-    X(UNSUPPORTED_SUITE, -20, "no common cipher suite")                                         \
-    X(AUTH_FAILED, -21, "authentication failed: a MAC this side checked is wrong "              \
-                        "(wrong PSK, unknown device or tampered handshake)")                    \
-    X(BAD_KEY, -22, "peer sent a low-order X25519 key") /* all-zero X25519 result */            \
-    X(BUSY, -23, "server busy")                                                                 \
-    X(TOO_LARGE, -24, "record or message over the announced limit") /* ours */                  \
-    X(BAD_RECORD, -25, "record failed authentication") /* its tag does not verify */            \
-    X(KEY_LIMIT, -26, "key usage limit reached") /* either direction */                         \
-    X(REPLAY, -40, "replayed or too old record") /* datagram */                                 \
-    X(UNKNOWN_SESSION, -41, "record for another session") /* datagram */                        \
-    X(PEER_ERROR, -42, "peer reported an error (unauthenticated; its code: usmp_peer_code)")    \
-    X(PEER_CLOSED, -43, "peer closed the session") /* BYE; see usmp_engine_peer_code */         \
-    /* transport and timers */                                                                  \
-    X(TRANSPORT_CLOSED, -48, "connection closed without BYE") /* possible truncation */         \
-    X(TRANSPORT, -49, "transport failure") /* send/recv/connect failed */                       \
-    X(TIMEOUT, -50, "handshake timed out")                                                      \
-    X(PEER_TIMEOUT, -51, "peer stopped answering") /* no answer to PING in time */              \
-    /* internal */                                                                              \
+#define USMP_ERROR_LIST(X)                                                                         \
+    /* local misuse */                                                                             \
+    X(ARG, -1, "invalid argument")                                                                 \
+    X(STATE, -2, "call not allowed in the current state")                                          \
+    X(BUFFER, -3, "buffer too small") /* nothing is lost */                                        \
+    X(PSK, -4, "PSK must be 16 to 64 bytes")                                                       \
+    X(MESSAGE_TOO_LARGE, -5, "message larger than the peer accepts") /* not sent */                \
+    X(WOULD_BLOCK, -6, "no message within the timeout, or output pending")                         \
+    /* remote protocol violations: -(16 + wire code), see usmp_error_from_wire */                  \
+    X(MALFORMED, -17, "malformed frame from the peer")                                             \
+    X(UNEXPECTED, -18, "frame not allowed in this state")                                          \
+    X(UNSUPPORTED_VERSION, -19, "no common protocol version")                                      \
+    X(UNSUPPORTED_SUITE, -20, "no common cipher suite")                                            \
+    X(AUTH_FAILED, -21,                                                                            \
+      "authentication failed: a MAC this side checked is wrong "                                   \
+      "(wrong PSK, unknown device or tampered handshake)")                                         \
+    X(BAD_KEY, -22, "peer sent a low-order X25519 key") /* all-zero X25519 result */               \
+    X(BUSY, -23, "server busy")                                                                    \
+    X(TOO_LARGE, -24, "record or message over the announced limit") /* ours */                     \
+    X(BAD_RECORD, -25, "record failed authentication")              /* its tag does not verify */  \
+    X(KEY_LIMIT, -26, "key usage limit reached")                    /* either direction */         \
+    X(REPLAY, -40, "replayed or too old record")                    /* datagram */                 \
+    X(UNKNOWN_SESSION, -41, "record for another session")           /* datagram */                 \
+    X(PEER_ERROR, -42, "peer reported an error (unauthenticated; its code: usmp_peer_code)")       \
+    X(PEER_CLOSED, -43, "peer closed the session") /* BYE; see usmp_engine_peer_code */            \
+    /* transport and timers */                                                                     \
+    X(TRANSPORT_CLOSED, -48, "connection closed without BYE") /* possible truncation */            \
+    X(TRANSPORT, -49, "transport failure")                    /* send/recv/connect failed */       \
+    X(TIMEOUT, -50, "handshake timed out")                                                         \
+    X(PEER_TIMEOUT, -51, "peer stopped answering") /* no answer to PING in time */                 \
+    /* internal */                                                                                 \
     X(CRYPTO, -64, "crypto backend failure")
 
 #define USMP_ERROR_ENUM_ENTRY_(name, value, text) USMP_ERR_##name = value,
 
-enum {
-    USMP_OK = 0,
-    USMP_ERROR_LIST(USMP_ERROR_ENUM_ENTRY_)
-};
+enum { USMP_OK = 0, USMP_ERROR_LIST(USMP_ERROR_ENUM_ENTRY_) };
 
 typedef enum {
     USMP_ERROR_CLASS_NONE = 0,

@@ -19,10 +19,10 @@ extern "C" {
 /* The TCP transport's state, kept in usmp_transport_t.state so that one
  * init call is all the setup it needs. Private: use the functions below. */
 typedef struct {
-    int fd;                      /* -1 when not connected */
+    int fd; /* -1 when not connected */
     uint16_t port;
     uint32_t connect_timeout_ms;
-    const char *host;            /* must stay valid: used again on reconnect */
+    const char *host; /* must stay valid: used again on reconnect */
 } usmp_tcp_state_t;
 USMP_TRANSPORT_STATE_FITS(usmp_tcp_state_t);
 

@@ -87,8 +87,8 @@ typedef struct usmp_transport {
      * check rather than a read. */
     int (*available)(void *ctx);
 
-    void *ctx;           /* handed to the five functions */
-    uint8_t datagram;    /* 1: each recv returns one whole datagram */
+    void *ctx;        /* handed to the five functions */
+    uint8_t datagram; /* 1: each recv returns one whole datagram */
     /* State of the built-in transports (usmp_tcp.h, usmp_udp.h,
      * usmp_uart.h); the union aligns it for any of their fields. */
     union {
@@ -100,8 +100,9 @@ typedef struct usmp_transport {
 
 /* For a transport's own header: fails the build when its state struct
  * does not fit the state area (raise USMP_TRANSPORT_STATE_BYTES). */
-#define USMP_TRANSPORT_STATE_FITS(type) \
-    typedef char usmp_transport_state_fits_##type[sizeof(type) <= USMP_TRANSPORT_STATE_BYTES ? 1 : -1]
+#define USMP_TRANSPORT_STATE_FITS(type)                                                            \
+    typedef char                                                                                   \
+        usmp_transport_state_fits_##type[sizeof(type) <= USMP_TRANSPORT_STATE_BYTES ? 1 : -1]
 
 #ifdef __cplusplus
 }

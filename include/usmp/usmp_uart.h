@@ -46,9 +46,9 @@ extern "C" {
 
 /* The UART transport's state, in usmp_transport_t.state. Private. */
 typedef struct {
-    const char *path;            /* must stay valid: opened again on reconnect */
+    const char *path; /* must stay valid: opened again on reconnect */
     uint32_t baud;
-    int fd;                      /* POSIX descriptor or ESP32 UART number; -1: closed */
+    int fd; /* POSIX descriptor or ESP32 UART number; -1: closed */
     usmp_cobs_stream_t deframer;
     uint8_t chunk[USMP_UART_CHUNK_BYTES];
     uint8_t chunk_len, chunk_off;

@@ -24,9 +24,9 @@ extern "C" {
 
 /* The UDP transport's state, in usmp_transport_t.state. Private. */
 typedef struct {
-    int fd;                      /* -1 when not open */
+    int fd; /* -1 when not open */
     uint16_t port;
-    const char *host;            /* must stay valid: resolved again on reconnect */
+    const char *host; /* must stay valid: resolved again on reconnect */
 } usmp_udp_state_t;
 USMP_TRANSPORT_STATE_FITS(usmp_udp_state_t);
 

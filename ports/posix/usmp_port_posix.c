@@ -25,9 +25,12 @@ static int log_enabled = 1;
 
 static int hex_digit(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -84,7 +87,8 @@ void usmp_port_get_device_id(uint8_t out[6])
     if (!device_id_set) {
         const char *env = getenv("USMP_DEVICE_ID");
         if (env != NULL && usmp_posix_parse_device_id(env, device_id) != 0) {
-            fprintf(stderr, "usmp: USMP_DEVICE_ID='%s' is not 12 hex digits; using the default id\n", env);
+            fprintf(stderr,
+                    "usmp: USMP_DEVICE_ID='%s' is not 12 hex digits; using the default id\n", env);
         }
         device_id_set = 1;
     }

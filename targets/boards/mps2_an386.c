@@ -10,11 +10,11 @@
 const char board_name[] = "cortex-m4";
 
 /* CMSDK APB timer 0 (ARM DDI 0479, "APB timer"): a 32-bit down counter. */
-#define TIMER0_BASE 0x40000000u
-#define TIMER_CTRL (*(volatile uint32_t *)(TIMER0_BASE + 0x00u))
-#define TIMER_VALUE (*(volatile uint32_t *)(TIMER0_BASE + 0x04u))
-#define TIMER_RELOAD (*(volatile uint32_t *)(TIMER0_BASE + 0x08u))
-#define TIMER_CTRL_ENABLE 1u
+#define TIMER0_BASE           0x40000000u
+#define TIMER_CTRL            (*(volatile uint32_t *)(TIMER0_BASE + 0x00u))
+#define TIMER_VALUE           (*(volatile uint32_t *)(TIMER0_BASE + 0x04u))
+#define TIMER_RELOAD          (*(volatile uint32_t *)(TIMER0_BASE + 0x08u))
+#define TIMER_CTRL_ENABLE     1u
 #define INSTRUCTIONS_PER_TICK 40u /* 1 GHz of instructions / 25 MHz */
 
 /* Ticks are accumulated across wraps of the 32-bit counter (every 171 G

@@ -20,7 +20,8 @@ unsigned long long __udivdi3(unsigned long long n, unsigned long long d);
 unsigned long long __umoddi3(unsigned long long n, unsigned long long d);
 long long __divdi3(long long n, long long d);
 /* In Debian's libgcc.a. */
-unsigned long long __udivmoddi4(unsigned long long n, unsigned long long d, unsigned long long *rem);
+unsigned long long __udivmoddi4(unsigned long long n, unsigned long long d,
+                                unsigned long long *rem);
 
 /* Quotient and remainder of n / d (d != 0), one bit per step. */
 static unsigned int udivmod32(unsigned int n, unsigned int d, unsigned int *rem)

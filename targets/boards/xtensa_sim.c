@@ -22,8 +22,8 @@ const char board_name[] = "xtensa-lx106";
 
 /* SIMCALL requests (QEMU target/xtensa/xtensa-semi.c): a2 = request,
  * a3.. = arguments, result in a2. */
-#define SIM_EXIT 1
-#define SIM_WRITE 4
+#define SIM_EXIT   1
+#define SIM_WRITE  4
 #define SIM_STDOUT 1
 
 static int simcall(int request, int a, int b, int c)

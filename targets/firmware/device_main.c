@@ -40,7 +40,7 @@
 /* --- the scripted gateway -------------------------------------------------- */
 
 typedef struct {
-    vec_bytes_t expect; /* what the device must send next */
+    vec_bytes_t expect;      /* what the device must send next */
     const uint8_t *reply[2]; /* then what the gateway answers (up to two frames) */
     size_t reply_len[2];
 } step_t;
@@ -169,30 +169,32 @@ typedef struct {
 
 enum { CALL_CONNECT, CALL_SEND, CALL_RECV, CALL_TICK, CALL_CLOSE, CALL_COUNT };
 static call_t calls[CALL_COUNT] = {
-    {"connect", 0, 0}, {"send", 0, 0}, {"recv", 0, 0}, {"keepalive_tick", 0, 0}, {"close", 0, 0},
+    { "connect", 0, 0 },        { "send", 0, 0 },  { "recv", 0, 0 },
+    { "keepalive_tick", 0, 0 }, { "close", 0, 0 },
 };
 
 static usmp_ctx_t ctx;
-static usmp_transport_t transport = {gw_send, gw_recv, gw_close, gw_reconnect, gw_available, NULL, 0, {{0}}};
+static usmp_transport_t transport = { gw_send,      gw_recv, gw_close, gw_reconnect,
+                                      gw_available, NULL,    0,        { { 0 } } };
 static uint64_t last_instructions;
 
 /* Each measured call is made from a frame of its own, right after painting:
  * the stack figure is the depth below this function's stack pointer. */
-#define MEASURE(which, call, rc)                                   \
-    do {                                                           \
-        uintptr_t sp_;                                             \
-        uint64_t t0_;                                              \
-        size_t used_;                                              \
-        target_stack_paint();                                      \
-        sp_ = board_sp();                                          \
-        t0_ = board_instructions();                                \
-        (rc) = (call);                                             \
-        last_instructions = board_instructions() - t0_;            \
-        used_ = target_stack_used(sp_);                            \
-        if (used_ > calls[which].stack) {                          \
-            calls[which].stack = used_;                            \
-        }                                                          \
-        calls[which].instructions = last_instructions;             \
+#define MEASURE(which, call, rc)                                                                   \
+    do {                                                                                           \
+        uintptr_t sp_;                                                                             \
+        uint64_t t0_;                                                                              \
+        size_t used_;                                                                              \
+        target_stack_paint();                                                                      \
+        sp_ = board_sp();                                                                          \
+        t0_ = board_instructions();                                                                \
+        (rc) = (call);                                                                             \
+        last_instructions = board_instructions() - t0_;                                            \
+        used_ = target_stack_used(sp_);                                                            \
+        if (used_ > calls[which].stack) {                                                          \
+            calls[which].stack = used_;                                                            \
+        }                                                                                          \
+        calls[which].instructions = last_instructions;                                             \
     } while (0)
 
 static const vec_handshake_t *stream_case(void)
@@ -262,8 +264,9 @@ static void derive_second_handshake(const vec_handshake_t *hs)
              memcmp(hs->frame_session_ok.ptr + STREAM_HEADER, hs->session_id.ptr, 8) == 0;
 
     /* HELLO: the case's, with e_C (body offset 8, protocol 4.1) replaced. */
-    ok = ok && usmp_hs_client_ephemeral(private_key, hs->psk.ptr, hs->psk.len, hs->client_boot_counter,
-                                        SECOND_CONNECTION, hs->client_random.ptr) == USMP_OK;
+    ok = ok &&
+         usmp_hs_client_ephemeral(private_key, hs->psk.ptr, hs->psk.len, hs->client_boot_counter,
+                                  SECOND_CONNECTION, hs->client_random.ptr) == USMP_OK;
     ok = ok && usmp_crypto_x25519_public(e_c, private_key) == USMP_CRYPTO_OK;
     if (ok) {
         memcpy(second.hello, hs->frame_hello.ptr, STREAM_HELLO);
@@ -271,17 +274,19 @@ static void derive_second_handshake(const vec_handshake_t *hs)
     }
     ok = ok && memcmp(second.hello, hs->frame_hello.ptr, STREAM_HELLO) != 0;
     /* The key schedule of spec 5.3 to 5.5, from the gateway's side. */
-    ok = ok && usmp_hs_transcript(th, USMP_MODE_STREAM, second.hello, STREAM_HELLO, hs->frame_challenge.ptr,
-                                  hs->frame_challenge.len) == USMP_OK;
-    ok = ok && usmp_crypto_x25519_shared(dh, hs->server_ephemeral_private.ptr, e_c) == USMP_CRYPTO_OK;
-    ok = ok && usmp_hs_derive_keys(&second.keys, dh, hs->psk.ptr, hs->psk.len, hs->server_nonce.ptr, th) == USMP_OK;
+    ok = ok && usmp_hs_transcript(th, USMP_MODE_STREAM, second.hello, STREAM_HELLO,
+                                  hs->frame_challenge.ptr, hs->frame_challenge.len) == USMP_OK;
+    ok = ok &&
+         usmp_crypto_x25519_shared(dh, hs->server_ephemeral_private.ptr, e_c) == USMP_CRYPTO_OK;
+    ok = ok && usmp_hs_derive_keys(&second.keys, dh, hs->psk.ptr, hs->psk.len, hs->server_nonce.ptr,
+                                   th) == USMP_OK;
     ok = ok && usmp_hs_client_mac(mac, second.keys.confirm_client, th) == USMP_OK;
     if (ok) {
         memcpy(second.hello_ack, hs->frame_hello_ack.ptr, STREAM_HEADER);
         memcpy(second.hello_ack + STREAM_HEADER, mac, 16);
     }
-    ok = ok && usmp_hs_server_mac(mac, second.keys.confirm_server, th, second.hello_ack, STREAM_HELLO_ACK,
-                                  hs->session_id.ptr) == USMP_OK;
+    ok = ok && usmp_hs_server_mac(mac, second.keys.confirm_server, th, second.hello_ack,
+                                  STREAM_HELLO_ACK, hs->session_id.ptr) == USMP_OK;
     if (ok) {
         memcpy(second.session_ok, hs->frame_session_ok.ptr, STREAM_HEADER + 8);
         memcpy(second.session_ok + STREAM_HEADER + 8, mac, 16);
@@ -331,7 +336,8 @@ static void vector_session(const vec_handshake_t *hs)
         if (!r->c2s) {
             if (r->type == USMP_TYPE_DATA) {
                 MEASURE(CALL_RECV, usmp_recv(&ctx, buf, sizeof buf, 100), rc);
-                TARGET_CHECK(rc == (int)r->plaintext.len && memcmp(buf, r->plaintext.ptr, r->plaintext.len) == 0,
+                TARGET_CHECK(rc == (int)r->plaintext.len &&
+                                 memcmp(buf, r->plaintext.ptr, r->plaintext.len) == 0,
                              "usmp_recv: not the vector's message");
             }
             continue;
@@ -349,7 +355,8 @@ static void vector_session(const vec_handshake_t *hs)
             TARGET_CHECK(rc == USMP_OK, "usmp_close");
         }
     }
-    TARGET_CHECK(gw.next == gw.count && gw.sent_len == 0, "the device did not send every frame of the vector");
+    TARGET_CHECK(gw.next == gw.count && gw.sent_len == 0,
+                 "the device did not send every frame of the vector");
 }
 
 /* Session 2: one 64-byte message each way, sealed with the keys of the
@@ -358,7 +365,7 @@ static void record64_session(const vec_handshake_t *hs)
 {
     enum { PAYLOAD = 64, FRAME = USMP_STREAM_OVERHEAD + PAYLOAD };
     static uint8_t to_device[FRAME], from_device[FRAME], bye[USMP_STREAM_OVERHEAD + 1];
-    static const uint8_t no_index[3] = {0, 0, 0};
+    static const uint8_t no_index[3] = { 0, 0, 0 };
     usmp_config_t cfg = config_for(hs);
     uint8_t message[PAYLOAD], buf[USMP_MAX_MESSAGE];
     step_t *s;
@@ -374,16 +381,19 @@ static void record64_session(const vec_handshake_t *hs)
     memcpy(to_device + USMP_STREAM_HEADER_BYTES, message, PAYLOAD);
     bye[USMP_STREAM_HEADER_BYTES] = hs->records[hs->record_count - 1].plaintext.ptr[0];
     derive_second_handshake(hs);
-    TARGET_CHECK(usmp_record_seal(from_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0, second.keys.c2s, PAYLOAD) == FRAME &&
-                     usmp_record_seal(to_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0, second.keys.s2c, PAYLOAD) == FRAME &&
-                     usmp_record_seal(bye, USMP_MODE_STREAM, USMP_TYPE_BYE, no_index, 1, second.keys.c2s, 1) == (int)sizeof bye,
+    TARGET_CHECK(usmp_record_seal(from_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0,
+                                  second.keys.c2s, PAYLOAD) == FRAME &&
+                     usmp_record_seal(to_device, USMP_MODE_STREAM, USMP_TYPE_DATA, no_index, 0,
+                                      second.keys.s2c, PAYLOAD) == FRAME &&
+                     usmp_record_seal(bye, USMP_MODE_STREAM, USMP_TYPE_BYE, no_index, 1,
+                                      second.keys.c2s, 1) == (int)sizeof bye,
                  "sealing the 64-byte records");
 
     target_now_ms = 1000;
     {
-        static const vec_bytes_t hello = {second.hello, STREAM_HELLO};
-        static const vec_bytes_t hello_ack = {second.hello_ack, STREAM_HELLO_ACK};
-        static const vec_bytes_t session_ok = {second.session_ok, STREAM_SESSION_OK};
+        static const vec_bytes_t hello = { second.hello, STREAM_HELLO };
+        static const vec_bytes_t hello_ack = { second.hello_ack, STREAM_HELLO_ACK };
+        static const vec_bytes_t session_ok = { second.session_ok, STREAM_SESSION_OK };
 
         script_handshake(hs, hello, hello_ack, session_ok);
     }
@@ -401,7 +411,8 @@ static void record64_session(const vec_handshake_t *hs)
     TARGET_CHECK(rc == PAYLOAD && memcmp(buf, message, PAYLOAD) == 0, "usmp_recv of 64 bytes");
     target_result("record64_recv_instructions", last_instructions);
     MEASURE(CALL_CLOSE, usmp_close(&ctx), rc);
-    TARGET_CHECK(rc == USMP_OK && gw.next == gw.count && gw.sent_len == 0, "usmp_close (second session)");
+    TARGET_CHECK(rc == USMP_OK && gw.next == gw.count && gw.sent_len == 0,
+                 "usmp_close (second session)");
 }
 
 /* One X25519 of each kind through the seam, for the provider's figures. */
@@ -411,13 +422,14 @@ static void x25519_figures(const vec_handshake_t *hs)
     uint64_t t0;
 
     t0 = board_instructions();
-    TARGET_CHECK(usmp_crypto_x25519_public(out, hs->client_ephemeral_private.ptr) == USMP_CRYPTO_OK &&
+    TARGET_CHECK(usmp_crypto_x25519_public(out, hs->client_ephemeral_private.ptr) ==
+                         USMP_CRYPTO_OK &&
                      memcmp(out, hs->client_ephemeral_public.ptr, 32) == 0,
                  "X25519 public key");
     target_result("x25519_base_instructions", board_instructions() - t0);
     t0 = board_instructions();
-    TARGET_CHECK(usmp_crypto_x25519_shared(out, hs->client_ephemeral_private.ptr, hs->server_ephemeral_public.ptr) ==
-                         USMP_CRYPTO_OK &&
+    TARGET_CHECK(usmp_crypto_x25519_shared(out, hs->client_ephemeral_private.ptr,
+                                           hs->server_ephemeral_public.ptr) == USMP_CRYPTO_OK &&
                      memcmp(out, hs->shared_secret.ptr, 32) == 0,
                  "X25519 shared secret");
     target_result("x25519_shared_instructions", board_instructions() - t0);
@@ -431,7 +443,8 @@ int main(void)
     target_start("device");
     target_result("context_bytes", sizeof(usmp_ctx_t));
     if (hs == NULL) {
-        TARGET_CHECK(0, "no stream case in handshake.json with this build's USMP_MAX_RECORD/MESSAGE");
+        TARGET_CHECK(0,
+                     "no stream case in handshake.json with this build's USMP_MAX_RECORD/MESSAGE");
         target_finish();
     }
     vector_session(hs);

@@ -17,14 +17,14 @@ __attribute__((weak)) const int target_counting_allocations = 0;
 
 /* mbedTLS's heap: a static pool, painted so that its high-water mark can be
  * read back. The device would size it from the heap peak this reports. */
-#define HEAP_POOL_BYTES 8192u
-#define PAINT 0xA5u
+#define HEAP_POOL_BYTES  8192u
+#define PAINT            0xA5u
 #define HEAP_HEADER_ROOM 128u /* more than memory_buffer_alloc's header */
 static unsigned char heap_pool[HEAP_POOL_BYTES] __attribute__((aligned(8)));
 
 /* How much stack is painted below the caller of target_stack_paint. */
 #define STACK_PAINT_BYTES 12288u
-#define STACK_PAINT_GAP 64u /* left alone: target_stack_paint's own frame */
+#define STACK_PAINT_GAP   64u /* left alone: target_stack_paint's own frame */
 static uintptr_t painted_low;
 
 void target_fail(const char *file, int line, const char *what)

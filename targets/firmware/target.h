@@ -21,8 +21,12 @@
 extern unsigned target_failures;
 
 void target_fail(const char *file, int line, const char *what);
-#define TARGET_CHECK(cond, what) \
-    do { if (!(cond)) { target_fail(__FILE__, __LINE__, (what)); } } while (0)
+#define TARGET_CHECK(cond, what)                                                                   \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            target_fail(__FILE__, __LINE__, (what));                                               \
+        }                                                                                          \
+    } while (0)
 
 /* Starts the board, checks the instruction counter against a known loop,
  * and hands mbedTLS its static heap (no malloc on the device). */

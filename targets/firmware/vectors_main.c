@@ -24,7 +24,7 @@
 /* The largest limits a side may announce (protocol section 4), as some
  * vectors do: about 400 KB of buffers for the two sides, which the emulated
  * boards' RAM holds. */
-#define MAX_RECORD USMP_STREAM_MAX_RECORD
+#define MAX_RECORD  USMP_STREAM_MAX_RECORD
 #define MAX_MESSAGE 65535u
 
 /* The engine's random callback plays back a case's fixed choices. */
@@ -162,7 +162,8 @@ static int side_feed(side_t *s, const uint8_t *in, size_t len)
 
         rc = usmp_engine_feed(&s->e, in + off, len - off, 0, &used, &ev);
         if (ev.type == USMP_EVENT_MESSAGE) {
-            TARGET_CHECK(ev.len <= sizeof s->delivered, "a delivered message larger than the capture");
+            TARGET_CHECK(ev.len <= sizeof s->delivered,
+                         "a delivered message larger than the capture");
             if (ev.len <= sizeof s->delivered) {
                 memcpy(s->delivered, ev.data, ev.len);
                 s->delivered_len = ev.len;
@@ -204,7 +205,7 @@ static void exchange(side_t *to, vec_bytes_t frame, vec_bytes_t answer, const ch
 
 static void check_handshake(const vec_handshake_t *hs)
 {
-    static const vec_bytes_t nothing = {0, 0};
+    static const vec_bytes_t nothing = { 0, 0 };
     side_t *c = &client_side, *s = &server_side;
     uint8_t pub[32], shared[32];
     size_t i;
@@ -213,12 +214,14 @@ static void check_handshake(const vec_handshake_t *hs)
     /* The client's ephemeral key is the spec 5.8 derivation of the case's
      * random and counters. */
     TARGET_CHECK(hs->client_random.len == 32 &&
-                     usmp_hs_client_ephemeral(pub, hs->psk.ptr, hs->psk.len, hs->client_boot_counter,
-                                              hs->client_connection_counter, hs->client_random.ptr) == USMP_OK &&
+                     usmp_hs_client_ephemeral(
+                         pub, hs->psk.ptr, hs->psk.len, hs->client_boot_counter,
+                         hs->client_connection_counter, hs->client_random.ptr) == USMP_OK &&
                      same(pub, 32, hs->client_ephemeral_private),
                  "client_ephemeral_private is not the spec 5.8 derivation");
     /* The X25519 results the vector fixes. */
-    TARGET_CHECK(usmp_crypto_x25519_public(pub, hs->client_ephemeral_private.ptr) == USMP_CRYPTO_OK &&
+    TARGET_CHECK(usmp_crypto_x25519_public(pub, hs->client_ephemeral_private.ptr) ==
+                         USMP_CRYPTO_OK &&
                      same(pub, 32, hs->client_ephemeral_public),
                  "client ephemeral public key");
     TARGET_CHECK(usmp_crypto_x25519_shared(shared, hs->client_ephemeral_private.ptr,
@@ -239,10 +242,12 @@ static void check_handshake(const vec_handshake_t *hs)
         TARGET_CHECK(usmp_cookie_compute(cookie, hs->cookie_secret.ptr, hs->client_address.ptr,
                                          hs->client_address.len, hs->frame_hello.ptr,
                                          hs->frame_hello.len) == USMP_OK &&
-                         hs->frame_cookie.len == 17 && memcmp(cookie, hs->frame_cookie.ptr + 1, 16) == 0,
+                         hs->frame_cookie.len == 17 &&
+                         memcmp(cookie, hs->frame_cookie.ptr + 1, 16) == 0,
                      "cookie differs");
         exchange(c, hs->frame_cookie, hs->frame_hello_with_cookie, "answer to COOKIE");
-        exchange(s, hs->frame_hello_with_cookie, hs->frame_challenge, "answer to HELLO with cookie");
+        exchange(s, hs->frame_hello_with_cookie, hs->frame_challenge,
+                 "answer to HELLO with cookie");
     } else {
         exchange(s, hs->frame_hello, hs->frame_challenge, "answer to HELLO");
     }
@@ -270,14 +275,16 @@ static void check_handshake(const vec_handshake_t *hs)
         } else if (r->type == USMP_TYPE_PING) {
             TARGET_CHECK(usmp_engine_tick(&from->e, 42) == USMP_OK, "keepalive tick");
         } else if (r->type == USMP_TYPE_BYE) {
-            TARGET_CHECK(r->plaintext.len == 1 && usmp_engine_close(&from->e, r->plaintext.ptr[0]) == USMP_OK,
+            TARGET_CHECK(r->plaintext.len == 1 &&
+                             usmp_engine_close(&from->e, r->plaintext.ptr[0]) == USMP_OK,
                          "usmp_engine_close");
         }
         side_drain(from);
         TARGET_CHECK(same(from->out, from->out_len, r->frame), "session record differs");
         to->delivered_any = 0;
         to->out_len = 0;
-        TARGET_CHECK(side_feed(to, r->frame.ptr, r->frame.len) == USMP_OK, "session record rejected");
+        TARGET_CHECK(side_feed(to, r->frame.ptr, r->frame.len) == USMP_OK,
+                     "session record rejected");
         if (r->type == USMP_TYPE_DATA) {
             TARGET_CHECK(to->delivered_any && same(to->delivered, to->delivered_len, r->plaintext),
                          "DATA not delivered");
@@ -297,10 +304,11 @@ static void check_records(void)
         usmp_mode_t mode = r->datagram ? USMP_MODE_DATAGRAM : USMP_MODE_STREAM;
         size_t h = usmp_record_header_len(mode);
         uint8_t frame[160], opened[96];
-        uint8_t index[3] = {0, 0, 0};
+        uint8_t index[3] = { 0, 0, 0 };
         int len;
 
-        if (h + r->plaintext.len + USMP_TAG_BYTES > sizeof frame || r->plaintext.len > sizeof opened) {
+        if (h + r->plaintext.len + USMP_TAG_BYTES > sizeof frame ||
+            r->plaintext.len > sizeof opened) {
             TARGET_CHECK(0, "records.json: a record larger than this image's buffers");
             continue;
         }
@@ -310,14 +318,18 @@ static void check_records(void)
         if (r->plaintext.len != 0) {
             memcpy(frame + h, r->plaintext.ptr, r->plaintext.len);
         }
-        len = usmp_record_seal(frame, mode, r->type, index, r->counter, r->key.ptr, r->plaintext.len);
-        TARGET_CHECK(len > 0 && same(frame, (size_t)len, r->frame), "records.json: sealed differently");
-        TARGET_CHECK(usmp_record_open(opened, mode, r->frame.ptr, r->frame.len, r->counter, r->key.ptr) == USMP_OK &&
-                         (r->plaintext.len == 0 || memcmp(opened, r->plaintext.ptr, r->plaintext.len) == 0),
-                     "records.json: does not open");
+        len =
+            usmp_record_seal(frame, mode, r->type, index, r->counter, r->key.ptr, r->plaintext.len);
+        TARGET_CHECK(len > 0 && same(frame, (size_t)len, r->frame),
+                     "records.json: sealed differently");
+        TARGET_CHECK(
+            usmp_record_open(opened, mode, r->frame.ptr, r->frame.len, r->counter, r->key.ptr) ==
+                    USMP_OK &&
+                (r->plaintext.len == 0 || memcmp(opened, r->plaintext.ptr, r->plaintext.len) == 0),
+            "records.json: does not open");
         /* The nonce is bound: the next counter must not open it. */
-        TARGET_CHECK(usmp_record_open(opened, mode, r->frame.ptr, r->frame.len, r->counter + 1u, r->key.ptr) ==
-                         USMP_ERR_BAD_RECORD,
+        TARGET_CHECK(usmp_record_open(opened, mode, r->frame.ptr, r->frame.len, r->counter + 1u,
+                                      r->key.ptr) == USMP_ERR_BAD_RECORD,
                      "records.json: opens under the wrong counter");
     }
 }
@@ -332,7 +344,8 @@ static side_t *reach(const vec_handshake_t *hs, int server, const char *start)
     }
     side_drain(s);
     if (server && strcmp(start, "WAIT_HELLO") != 0) {
-        TARGET_CHECK(side_feed(s, hs->frame_hello.ptr, hs->frame_hello.len) == USMP_OK, "reach: HELLO");
+        TARGET_CHECK(side_feed(s, hs->frame_hello.ptr, hs->frame_hello.len) == USMP_OK,
+                     "reach: HELLO");
         if (strcmp(start, "ESTABLISHED") == 0) {
             TARGET_CHECK(side_feed(s, hs->frame_hello_ack.ptr, hs->frame_hello_ack.len) == USMP_OK,
                          "reach: HELLO_ACK");
@@ -342,7 +355,8 @@ static side_t *reach(const vec_handshake_t *hs, int server, const char *start)
         TARGET_CHECK(side_feed(s, hs->frame_challenge.ptr, hs->frame_challenge.len) == USMP_OK,
                      "reach: CHALLENGE");
         if (strcmp(start, "ESTABLISHED") == 0) {
-            TARGET_CHECK(side_feed(s, hs->frame_session_ok.ptr, hs->frame_session_ok.len) == USMP_OK,
+            TARGET_CHECK(side_feed(s, hs->frame_session_ok.ptr, hs->frame_session_ok.len) ==
+                             USMP_OK,
                          "reach: SESSION_OK");
         }
     }
@@ -378,16 +392,18 @@ static size_t check_negative(void)
             } else {
                 rc = side_feed(s, st->input.ptr, st->input.len);
             }
-            closed = usmp_engine_state(&s->e) == USMP_STATE_FAILED || usmp_engine_state(&s->e) == USMP_STATE_CLOSED;
+            closed = usmp_engine_state(&s->e) == USMP_STATE_FAILED ||
+                     usmp_engine_state(&s->e) == USMP_STATE_CLOSED;
             ok &= strcmp(st->expect, rc == USMP_OK ? "ok" : usmp_error_name(rc)) == 0;
             ok &= st->outcome == NULL || closed == (strcmp(st->outcome, "closed") == 0);
             ok &= same(s->out, s->out_len, st->reply);
             ok &= !st->peer_code_present || usmp_engine_peer_code(&s->e) == st->peer_code;
-            ok &= st->delivers_present ? s->delivered_any && same(s->delivered, s->delivered_len, st->delivers)
-                                       : !s->delivered_any;
+            ok &= st->delivers_present
+                      ? s->delivered_any && same(s->delivered, s->delivered_len, st->delivers)
+                      : !s->delivered_any;
             if (!ok) {
-                printf("negative %s step %u: expected %s, got %s (peer code %u)\n", c->name, (unsigned)j,
-                       st->expect, rc == USMP_OK ? "ok" : usmp_error_name(rc),
+                printf("negative %s step %u: expected %s, got %s (peer code %u)\n", c->name,
+                       (unsigned)j, st->expect, rc == USMP_OK ? "ok" : usmp_error_name(rc),
                        (unsigned)usmp_engine_peer_code(&s->e));
                 TARGET_CHECK(0, "negative: condition, outcome, reply or delivery differs");
             }
@@ -410,7 +426,8 @@ int main(void)
     for (i = 0; i < VEC_HANDSHAKE_COUNT; i++) {
         start = board_instructions();
         check_handshake(&vec_handshakes[i]);
-        printf("  %llu instructions, both sides\n", (unsigned long long)(board_instructions() - start));
+        printf("  %llu instructions, both sides\n",
+               (unsigned long long)(board_instructions() - start));
     }
     target_result("handshakes_checked", VEC_HANDSHAKE_COUNT);
     target_result("negative_steps_checked", check_negative());

@@ -53,7 +53,7 @@
 #define MBEDTLS_ECP_C
 #define MBEDTLS_ECP_DP_CURVE25519_ENABLED
 #define MBEDTLS_ECP_NIST_OPTIM
-#define MBEDTLS_ECP_WINDOW_SIZE 2
+#define MBEDTLS_ECP_WINDOW_SIZE       2
 #define MBEDTLS_ECP_FIXED_POINT_OPTIM 0
 #define MBEDTLS_HAVE_ASM
 /* The ladder is blinded with the RNG the backend always passes (the port's

@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* decoding always shrinks */
     }
     n = usmp_cobs_encode(encoded, sizeof encoded, data, size);
-    if (n <= 0 || (size_t)n > USMP_COBS_MAX_ENCODED(size) || memchr(encoded, 0, (size_t)n) != NULL) {
+    if (n <= 0 || (size_t)n > USMP_COBS_MAX_ENCODED(size) ||
+        memchr(encoded, 0, (size_t)n) != NULL) {
         abort();
     }
     m = usmp_cobs_decode(decoded, sizeof decoded, encoded, (size_t)n);

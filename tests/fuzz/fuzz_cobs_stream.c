@@ -89,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             } else if (want_rc == 0 || rc > 0 ||
                        (rc != USMP_ERR_MALFORMED && rc != USMP_ERR_TOO_LARGE) ||
-                       (end - frame_start > USMP_COBS_MAX_ENCODED(cap) && rc != USMP_ERR_MALFORMED)) {
+                       (end - frame_start > USMP_COBS_MAX_ENCODED(cap) &&
+                        rc != USMP_ERR_MALFORMED)) {
                 abort();
             }
             frame_start = end + 1u;

@@ -142,7 +142,8 @@ static void feed_checked(usmp_engine_t *e, const uint8_t *d, size_t n, uint32_t 
                 snapshot.peer_code = e->peer_code;
             }
             if (memcmp(&snapshot, e, sizeof snapshot) != 0) {
-                fprintf(stderr, "a dropped datagram changed the engine (%s)\n", usmp_error_name(rc));
+                fprintf(stderr, "a dropped datagram changed the engine (%s)\n",
+                        usmp_error_name(rc));
                 abort();
             }
         }
@@ -175,9 +176,7 @@ static void run_established(usmp_mode_t mode, const uint8_t *data, size_t size)
         size_t n = size - i - 2 < len ? size - i - 2 : len;
         i += 2 + n;
         switch (op & 3u) {
-        case 0:
-            feed_checked(&server, arg, n, now);
-            break;
+        case 0: feed_checked(&server, arg, n, now); break;
         case 1: {
             /* A genuine record of any type with fuzzed payload. */
             static uint8_t frame[USMP_RECORD_BUFFER_BYTES(REC)];

@@ -34,10 +34,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CLIENT_PORT_INDEX 15u
-#define QUEUE 16u
+#define QUEUE             16u
 
 static const uint8_t PSK[32] = "udp-gateway-fuzz-psk-0123456789";
-static const uint8_t DEVICE[USMP_DEVICE_ID_BYTES] = {0xde, 0xad, 0xbe, 0xef, 0x00, 0x01};
+static const uint8_t DEVICE[USMP_DEVICE_ID_BYTES] = { 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01 };
 
 typedef struct {
     uint8_t datagrams[QUEUE][USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD)];
@@ -49,7 +49,8 @@ static to_client_t to_client;
 static uint8_t last_client_datagram[USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD)];
 static size_t last_client_len;
 
-static size_t lookup(void *user, const uint8_t id[USMP_DEVICE_ID_BYTES], uint8_t psk[USMP_PSK_MAX_BYTES])
+static size_t lookup(void *user, const uint8_t id[USMP_DEVICE_ID_BYTES],
+                     uint8_t psk[USMP_PSK_MAX_BYTES])
 {
     (void)user;
     if (memcmp(id, DEVICE, USMP_DEVICE_ID_BYTES) != 0) {
@@ -68,11 +69,13 @@ static void source(struct sockaddr_in *a, unsigned index)
 }
 
 /* Keeps what goes to the client's address; the rest goes nowhere. */
-static void capture(void *user, const uint8_t *datagram, size_t len, const struct sockaddr *to, socklen_t to_len)
+static void capture(void *user, const uint8_t *datagram, size_t len, const struct sockaddr *to,
+                    socklen_t to_len)
 {
     (void)user;
     if (to_len != sizeof(struct sockaddr_in) || to->sa_family != AF_INET ||
-        ntohs(((const struct sockaddr_in *)(const void *)to)->sin_port) != 40000u + CLIENT_PORT_INDEX) {
+        ntohs(((const struct sockaddr_in *)(const void *)to)->sin_port) !=
+            40000u + CLIENT_PORT_INDEX) {
         return;
     }
     if (to_client.count < QUEUE && len <= sizeof to_client.datagrams[0]) {
@@ -116,7 +119,8 @@ static void client_receive(usmp_engine_t *client, usmp_gateway_t *gw)
     for (i = 0; i < to_client.count; i++) {
         usmp_event_t ev;
         size_t used;
-        (void)usmp_engine_feed(client, to_client.datagrams[i], to_client.lens[i], usmp_port_millis(), &used, &ev);
+        (void)usmp_engine_feed(client, to_client.datagrams[i], to_client.lens[i],
+                               usmp_port_millis(), &used, &ev);
     }
     to_client.count = 0;
     client_flush(client, gw);
@@ -175,7 +179,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ec.tx_cap = sizeof tx;
     ec.reassembly_buf = reassembly;
     ec.reassembly_cap = sizeof reassembly;
-    if (usmp_engine_init(&client, &ec) != USMP_OK || usmp_engine_start(&client, usmp_port_millis()) != USMP_OK) {
+    if (usmp_engine_init(&client, &ec) != USMP_OK ||
+        usmp_engine_start(&client, usmp_port_millis()) != USMP_OK) {
         abort();
     }
     client_flush(&client, gw);
@@ -202,13 +207,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (op < 0x80) {
             struct sockaddr_in from;
             source(&from, op & 15u);
-            usmp_gateway_datagram_input(gw, data + pos, len, (const struct sockaddr *)&from, sizeof from);
+            usmp_gateway_datagram_input(gw, data + pos, len, (const struct sockaddr *)&from,
+                                        sizeof from);
         } else if (op < 0xC0) {
             size_t done = 0;
             if (usmp_engine_state(&client) == USMP_STATE_ESTABLISHED && len <= sizeof reassembly) {
                 messages_sent++;
                 do {
-                    int n = usmp_engine_send(&client, data + pos + done, len - done, usmp_port_millis());
+                    int n = usmp_engine_send(&client, data + pos + done, len - done,
+                                             usmp_port_millis());
                     if (n < 0) {
                         break;
                     }
@@ -219,8 +226,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (last_client_len > 0) {
             struct sockaddr_in from;
             source(&from, op & 15u);
-            usmp_gateway_datagram_input(gw, last_client_datagram, last_client_len, (const struct sockaddr *)&from,
-                                        sizeof from);
+            usmp_gateway_datagram_input(gw, last_client_datagram, last_client_len,
+                                        (const struct sockaddr *)&from, sizeof from);
         }
         pos += len;
         client_receive(&client, gw);

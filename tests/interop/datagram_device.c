@@ -39,7 +39,7 @@ static unsigned duplicates, corrupt, received;
 
 static size_t message_length(uint32_t i)
 {
-    static const size_t lengths[] = {6, 40, 100, 1300, 1500};
+    static const size_t lengths[] = { 6, 40, 100, 1300, 1500 };
     return lengths[i % 5u] + (i % 7u);
 }
 
@@ -159,7 +159,8 @@ int main(int argc, char **argv)
     }
     psk_len = hex == NULL ? -1 : hex_bytes(hex, psk, sizeof psk);
     if (psk_len < 16 || count > MAX_COUNT || (serial == NULL && (port == 0 || port > 65535))) {
-        fprintf(stderr, "usage: INTEROP_PSK=<hex> datagram_device (--udp HOST:PORT | --serial PATH) [--count N]\n");
+        fprintf(stderr, "usage: INTEROP_PSK=<hex> datagram_device (--udp HOST:PORT | --serial "
+                        "PATH) [--count N]\n");
         return 2;
     }
     usmp_posix_set_device_id(device_id);
@@ -214,13 +215,14 @@ int main(int argc, char **argv)
     {
         const usmp_stats_t *st = usmp_stats(&ctx);
         usmp_state_t state = usmp_state(&ctx);
-        printf("done sent=%u received=%u duplicates=%u corrupt=%u dropped=%u framing=%u last_drop=%s "
-               "state=%s delivered=%.3f\n",
-               (unsigned)st->messages_sent, received, duplicates, corrupt,
-               (unsigned)st->datagrams_dropped, (unsigned)st->framing_errors,
-               usmp_error_name(st->last_drop),
-               state == USMP_STATE_ESTABLISHED ? "ESTABLISHED" : "DOWN",
-               count > 0 ? (double)received / (double)count : 0.0);
+        printf(
+            "done sent=%u received=%u duplicates=%u corrupt=%u dropped=%u framing=%u last_drop=%s "
+            "state=%s delivered=%.3f\n",
+            (unsigned)st->messages_sent, received, duplicates, corrupt,
+            (unsigned)st->datagrams_dropped, (unsigned)st->framing_errors,
+            usmp_error_name(st->last_drop),
+            state == USMP_STATE_ESTABLISHED ? "ESTABLISHED" : "DOWN",
+            count > 0 ? (double)received / (double)count : 0.0);
         rc = duplicates == 0 && corrupt == 0 && state == USMP_STATE_ESTABLISHED ? 0 : 1;
     }
     (void)usmp_close(&ctx);

@@ -74,9 +74,9 @@ static unsigned long long mono_ms(void)
 
 static const char *state_name(usmp_state_t s)
 {
-    static const char *const names[] = { "START",           "WAIT_CHALLENGE", "WAIT_SESSION_OK",
-                                         "WAIT_HELLO",      "WAIT_HELLO_ACK", "ESTABLISHED",
-                                         "CLOSED",          "FAILED" };
+    static const char *const names[] = { "START",      "WAIT_CHALLENGE", "WAIT_SESSION_OK",
+                                         "WAIT_HELLO", "WAIT_HELLO_ACK", "ESTABLISHED",
+                                         "CLOSED",     "FAILED" };
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "UNKNOWN";
 }
 
@@ -181,7 +181,8 @@ static void w_close(void *c)
     if (((const usmp_tcp_state_t *)(const void *)&tcp.state)->fd >= 0) {
         usmp_state_t st = usmp_engine_state(&ctx.engine);
         printf("event closed %llu state=%s err=%s peer=%u\n", mono_ms(), state_name(st),
-               usmp_error_name(st == USMP_STATE_FAILED ? usmp_engine_error(&ctx.engine) : ctx.last_error),
+               usmp_error_name(st == USMP_STATE_FAILED ? usmp_engine_error(&ctx.engine)
+                                                       : ctx.last_error),
                (unsigned)usmp_engine_peer_code(&ctx.engine));
         fflush(stdout);
     }
@@ -262,7 +263,8 @@ static void cmd_echo(unsigned long from, unsigned long to, unsigned long step, u
     printf("ok echo %lu\n", count);
 }
 
-static void cmd_burst(unsigned long count, unsigned long len, unsigned long extra, unsigned long timeout_ms)
+static void cmd_burst(unsigned long count, unsigned long len, unsigned long extra,
+                      unsigned long timeout_ms)
 {
     unsigned long i, echoes = 0, others = 0;
     unsigned long long deadline = mono_ms() + timeout_ms;
@@ -321,8 +323,9 @@ static void cmd_tick(unsigned long max_ms, const char *until, unsigned long inte
         uint32_t reconnects = usmp_stats(&ctx)->reconnects;
         unsigned long long now = mono_ms();
         if (rc != last_rc || st != last_state || reconnects != last_reconnects) {
-            printf("event tick %llu rc=%s state=%s last=%s reconnects=%u\n", now, usmp_error_name(rc),
-                   state_name((usmp_state_t)st), usmp_error_name(ctx.last_error), (unsigned)reconnects);
+            printf("event tick %llu rc=%s state=%s last=%s reconnects=%u\n", now,
+                   usmp_error_name(rc), state_name((usmp_state_t)st),
+                   usmp_error_name(ctx.last_error), (unsigned)reconnects);
             fflush(stdout);
             last_rc = rc;
             last_state = st;
@@ -481,7 +484,8 @@ int main(int argc, char **argv)
     wrapped.available = w_available;
     wrapped.ctx = &wrapped;
 
-    printf("ready max_record=%u max_message=%u\n", (unsigned)USMP_MAX_RECORD, (unsigned)USMP_MAX_MESSAGE);
+    printf("ready max_record=%u max_message=%u\n", (unsigned)USMP_MAX_RECORD,
+           (unsigned)USMP_MAX_MESSAGE);
     fflush(stdout);
     while (fgets(line, sizeof line, stdin) != NULL) {
         if (!run_command(line)) {

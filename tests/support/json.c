@@ -108,8 +108,7 @@ void json_free(json_value *v)
 }
 
 /* Appends item (and key, for objects); takes ownership of both either way. */
-static int append(parser *ps, json_value *container, char *key, size_t key_len,
-                  json_value *item)
+static int append(parser *ps, json_value *container, char *key, size_t key_len, json_value *item)
 {
     if (container->count == container->capacity) {
         size_t cap = container->capacity == 0 ? 8 : container->capacity * 2;
@@ -357,9 +356,7 @@ static char *parse_string(parser *ps, size_t *out_len)
             n += utf8_encode(cp, buf + n);
             break;
         }
-        default:
-            fail(ps, "invalid escape \\%c", c >= 0x20 && c < 0x7F ? (int)c : '?');
-            goto error;
+        default: fail(ps, "invalid escape \\%c", c >= 0x20 && c < 0x7F ? (int)c : '?'); goto error;
         }
     }
     buf[n] = '\0';
@@ -572,10 +569,8 @@ static json_value *parse_value(parser *ps, int depth)
         return NULL;
     }
     switch (*ps->p) {
-    case '{':
-        return parse_object(ps, depth);
-    case '[':
-        return parse_array(ps, depth);
+    case '{': return parse_object(ps, depth);
+    case '[': return parse_array(ps, depth);
     case '"': {
         size_t len = 0;
         char *s = parse_string(ps, &len);
@@ -605,14 +600,12 @@ static json_value *parse_value(parser *ps, int depth)
         }
         return v;
     }
-    case 'n':
-        return literal(ps, "null") ? new_value(ps, JSON_NULL) : NULL;
+    case 'n': return literal(ps, "null") ? new_value(ps, JSON_NULL) : NULL;
     default:
         if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9')) {
             return parse_number(ps);
         }
-        fail(ps, "unexpected character '%c'",
-             *ps->p >= 0x20 && *ps->p < 0x7F ? (int)*ps->p : '?');
+        fail(ps, "unexpected character '%c'", *ps->p >= 0x20 && *ps->p < 0x7F ? (int)*ps->p : '?');
         return NULL;
     }
 }

@@ -35,8 +35,7 @@ int usmp_test_check(int ok, const char *file, int line, const char *expr, const 
     return 0;
 }
 
-int usmp_test_checkf(int ok, const char *file, int line, const char *expr,
-                     const char *fmt, ...)
+int usmp_test_checkf(int ok, const char *file, int line, const char *expr, const char *fmt, ...)
 {
     va_list ap;
 
@@ -67,8 +66,8 @@ int usmp_test_check_int(long long got, long long want, const char *file, int lin
     return 0;
 }
 
-int usmp_test_check_mem(const void *got, const void *want, size_t len, const char *file,
-                        int line, const char *got_expr, const char *want_expr)
+int usmp_test_check_mem(const void *got, const void *want, size_t len, const char *file, int line,
+                        const char *got_expr, const char *want_expr)
 {
     const unsigned char *g = (const unsigned char *)got;
     const unsigned char *w = (const unsigned char *)want;
@@ -84,8 +83,10 @@ int usmp_test_check_mem(const void *got, const void *want, size_t len, const cha
         if (g[i] != w[i]) {
             failed_count++;
             report_failure(file, line, got_expr);
-            fprintf(stderr, " == %s (%zu bytes, first difference at offset %zu: "
-                    "got 0x%02x, want 0x%02x)\n", want_expr, len, i, g[i], w[i]);
+            fprintf(stderr,
+                    " == %s (%zu bytes, first difference at offset %zu: "
+                    "got 0x%02x, want 0x%02x)\n",
+                    want_expr, len, i, g[i], w[i]);
             return 0;
         }
     }

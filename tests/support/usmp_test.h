@@ -25,8 +25,7 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#define USMP_TEST_PRINTF(fmt_index, first_arg) \
-    __attribute__((format(printf, fmt_index, first_arg)))
+#define USMP_TEST_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #else
 #define USMP_TEST_PRINTF(fmt_index, first_arg)
 #endif
@@ -35,29 +34,28 @@ extern "C" {
 #define CHECK(cond) usmp_test_check(!!(cond), __FILE__, __LINE__, #cond, NULL)
 
 /* With a printf-style message that says which case failed. */
-#define CHECK_MSG(cond, ...) \
-    usmp_test_checkf(!!(cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
+#define CHECK_MSG(cond, ...) usmp_test_checkf(!!(cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
 
 /* A failure with no condition to show (a missing file, an impossible case):
  * prints "file:line: FAILED: <message>". */
 #define FAIL(...) usmp_test_checkf(0, __FILE__, __LINE__, NULL, __VA_ARGS__)
 
 /* Integers: the message shows both values. */
-#define CHECK_INT_EQ(got, want) \
+#define CHECK_INT_EQ(got, want)                                                                    \
     usmp_test_check_int((long long)(got), (long long)(want), __FILE__, __LINE__, #got, #want)
 
 /* Byte strings: the message shows the first differing offset and both bytes. */
-#define CHECK_MEM_EQ(got, want, len) \
-    usmp_test_check_mem((const void *)(got), (const void *)(want), (size_t)(len), \
-                        __FILE__, __LINE__, #got, #want)
+#define CHECK_MEM_EQ(got, want, len)                                                               \
+    usmp_test_check_mem((const void *)(got), (const void *)(want), (size_t)(len), __FILE__,        \
+                        __LINE__, #got, #want)
 
 int usmp_test_check(int ok, const char *file, int line, const char *expr, const char *msg);
-int usmp_test_checkf(int ok, const char *file, int line, const char *expr,
-                     const char *fmt, ...) USMP_TEST_PRINTF(5, 6);
+int usmp_test_checkf(int ok, const char *file, int line, const char *expr, const char *fmt, ...)
+    USMP_TEST_PRINTF(5, 6);
 int usmp_test_check_int(long long got, long long want, const char *file, int line,
                         const char *got_expr, const char *want_expr);
-int usmp_test_check_mem(const void *got, const void *want, size_t len, const char *file,
-                        int line, const char *got_expr, const char *want_expr);
+int usmp_test_check_mem(const void *got, const void *want, size_t len, const char *file, int line,
+                        const char *got_expr, const char *want_expr);
 
 /* Prints one line to stdout, for progress and counts. */
 void usmp_test_note(const char *fmt, ...) USMP_TEST_PRINTF(1, 2);

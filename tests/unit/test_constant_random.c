@@ -57,16 +57,16 @@ void usmp_port_log(const char *msg)
 /* -------------------------------------------------------------- transport */
 
 typedef struct {
-    int replay;                /* 0: a live gateway engine; 1: play `recorded` back */
+    int replay; /* 0: a live gateway engine; 1: play `recorded` back */
     int connected;
     usmp_engine_t gw;
     uint32_t gw_counter;
     uint8_t rx[USMP_RECORD_BUFFER_BYTES(1024)], tx[USMP_RECORD_BUFFER_BYTES(1024)];
-    uint8_t recorded[1024];    /* everything the gateway sent in session 1 */
+    uint8_t recorded[1024]; /* everything the gateway sent in session 1 */
     size_t recorded_len;
-    uint8_t to_device[1024];   /* not yet read by the device */
+    uint8_t to_device[1024]; /* not yet read by the device */
     size_t to_device_len;
-    uint8_t hello[64];         /* the device's HELLO of this session */
+    uint8_t hello[64]; /* the device's HELLO of this session */
     size_t hello_len;
 } wire_t;
 

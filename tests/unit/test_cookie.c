@@ -25,9 +25,11 @@ static void test_arguments_are_checked(void)
     CHECK_INT_EQ(usmp_cookie_compute(cookie, secret, ADDRESS, 6, NULL, HELLO_LEN), USMP_ERR_ARG);
     /* Only the bare datagram HELLO (45 bytes): not the stream form, not
      * one that already carries a cookie. */
-    CHECK_INT_EQ(usmp_cookie_compute(cookie, secret, ADDRESS, 6, hello, HELLO_LEN - 1u), USMP_ERR_ARG);
-    CHECK_INT_EQ(usmp_cookie_compute(cookie, secret, ADDRESS, 6, hello, HELLO_LEN + USMP_COOKIE_BYTES),
+    CHECK_INT_EQ(usmp_cookie_compute(cookie, secret, ADDRESS, 6, hello, HELLO_LEN - 1u),
                  USMP_ERR_ARG);
+    CHECK_INT_EQ(
+        usmp_cookie_compute(cookie, secret, ADDRESS, 6, hello, HELLO_LEN + USMP_COOKIE_BYTES),
+        USMP_ERR_ARG);
     CHECK_INT_EQ(usmp_cookie_compute(cookie, secret, NULL, 0, hello, HELLO_LEN), USMP_OK);
 }
 

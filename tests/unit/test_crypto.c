@@ -146,10 +146,10 @@ static void test_sha256(void)
         const char *digest;
     } kat[] = {
         /* FIPS 180-4 examples */
-        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        { "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+        { "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+        { "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
     };
     uint8_t msg[300];
     uint8_t want[32];
@@ -230,8 +230,7 @@ static void test_hmac(void)
     CHECK_MEM_EQ(got, want, 32);
     CHECK_INT_EQ(usmp_crypto_hmac_sha256(got, key, 0, parts, 1), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(got, want, 32);
-    CHECK_INT_EQ(usmp_crypto_hmac_sha256(got, zero_key, sizeof zero_key, parts, 1),
-                 USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_hmac_sha256(got, zero_key, sizeof zero_key, parts, 1), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(got, want, 32);
 
     /* Multi-slice equals single slice. */
@@ -275,8 +274,9 @@ static void test_hkdf(void)
         info[i] = (uint8_t)(0xF0 + i);
     }
     from_hex(prk_want, 32, "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5");
-    from_hex(okm_want, 42, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
-                           "34007208d5b887185865");
+    from_hex(okm_want, 42,
+             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+             "34007208d5b887185865");
     parts[0] = slice(ikm, sizeof ikm);
     CHECK_INT_EQ(usmp_crypto_hkdf_extract(prk, salt, sizeof salt, parts, 1), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(prk, prk_want, 32);
@@ -302,14 +302,12 @@ static void test_hkdf(void)
     /* Every length is a prefix of the longest output (T(1) || T(2) || ...),
      * and 255 blocks is allowed. */
     parts[0] = slice(info, sizeof info);
-    CHECK_INT_EQ(usmp_crypto_hkdf_expand(long_okm, sizeof long_okm, prk, parts, 1),
-                 USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_hkdf_expand(long_okm, sizeof long_okm, prk, parts, 1), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(long_okm, okm_want, 42);
     for (len = 1; len <= 100; len++) {
         memset(okm, 0xEE, len + 1);
         if (!(CHECK_INT_EQ(usmp_crypto_hkdf_expand(okm, len, prk, parts, 1), USMP_CRYPTO_OK) &&
-              CHECK_MSG(memcmp(okm, long_okm, len) == 0 && okm[len] == 0xEE, "okm_len %zu",
-                        len))) {
+              CHECK_MSG(memcmp(okm, long_okm, len) == 0 && okm[len] == 0xEE, "okm_len %zu", len))) {
             break;
         }
     }
@@ -388,24 +386,25 @@ static void test_gcm(void)
     uint8_t msg[1100], sealed[1100 + 16], buf[1100 + 16], opened[1100];
     /* Lengths around the block size and the mbedTLS backend's 256-byte
      * in-place chunk. */
-    static const size_t lengths[] = {0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 256, 257,
-                                     511, 512, 513, 1000, 1100};
+    static const size_t lengths[] = { 0,  1,   15,  16,  17,  31,  32,  33,   63,  64,
+                                      65, 255, 256, 257, 511, 512, 513, 1000, 1100 };
     size_t i;
     size_t bit;
 
     /* McGrew-Viega test case 16 (AES-256, 60-byte text, 20-byte AAD). */
     from_hex(key, 32, "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
     from_hex(nonce, 12, "cafebabefacedbaddecaf888");
-    from_hex(pt, 60, "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
-                     "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+    from_hex(pt, 60,
+             "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+             "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
     from_hex(aad, 20, "feedfacedeadbeeffeedfacedeadbeefabaddad2");
-    from_hex(want, 76, "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
-                       "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
-                       "76fc6ece0f4e1768cddf8853bb2d551b");
+    from_hex(want, 76,
+             "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+             "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+             "76fc6ece0f4e1768cddf8853bb2d551b");
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(buf, key, nonce, aad, 20, pt, 60), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(buf, want, 76);
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(opened, key, nonce, aad, 20, want, 76),
-                 USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(opened, key, nonce, aad, 20, want, 76), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(opened, pt, 60);
 
     /* Empty everything: the output is the tag alone. */
@@ -414,8 +413,7 @@ static void test_gcm(void)
     from_hex(want, 16, "530f8afbc74536b9a963b4f1c4cb738b");
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(buf, key, nonce, NULL, 0, NULL, 0), USMP_CRYPTO_OK);
     CHECK_MEM_EQ(buf, want, 16);
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(NULL, key, nonce, NULL, 0, want, 16),
-                 USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(NULL, key, nonce, NULL, 0, want, 16), USMP_CRYPTO_OK);
     want[0] ^= 1;
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(NULL, key, nonce, NULL, 0, want, 16),
                  USMP_CRYPTO_ERR_AUTH);
@@ -431,8 +429,7 @@ static void test_gcm(void)
         CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(sealed, key, nonce, aad, 20, msg, n),
                      USMP_CRYPTO_OK);
         memcpy(buf, msg, n);
-        CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(buf, key, nonce, aad, 20, buf, n),
-                     USMP_CRYPTO_OK);
+        CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(buf, key, nonce, aad, 20, buf, n), USMP_CRYPTO_OK);
         CHECK_MSG(memcmp(buf, sealed, n + 16) == 0, "in-place seal, %zu bytes", n);
         CHECK_INT_EQ(usmp_crypto_aes256gcm_open(opened, key, nonce, aad, 20, sealed, n + 16),
                      USMP_CRYPTO_OK);
@@ -444,8 +441,7 @@ static void test_gcm(void)
 
     /* Any flipped bit (text, tag, AAD, nonce) gives AUTH and a zeroed output:
      * unauthenticated plaintext never comes out, in place or not. */
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(sealed, key, nonce, aad, 20, msg, 40),
-                 USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(sealed, key, nonce, aad, 20, msg, 40), USMP_CRYPTO_OK);
     for (bit = 0; bit < (40 + 16) * 8; bit += 7) {
         sealed[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         memset(opened, 0xAA, 40);
@@ -484,11 +480,13 @@ static void test_ed25519(void)
 
     /* RFC 8032 section 7.1, tests 1 and 2. */
     from_hex(pub, 32, "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
-    from_hex(sig, 64, "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
-                      "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    from_hex(sig, 64,
+             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+             "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
     from_hex(pub2, 32, "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c");
-    from_hex(sig2, 64, "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
-                       "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00");
+    from_hex(sig2, 64,
+             "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+             "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00");
     CHECK_INT_EQ(usmp_crypto_ed25519_verify(pub, NULL, 0, sig), want_ok);
     CHECK_INT_EQ(usmp_crypto_ed25519_verify(pub2, &m2, 1, sig2), want_ok);
     CHECK_INT_EQ(usmp_crypto_ed25519_verify(pub2, &m2, 0, sig2), want_bad);
@@ -575,21 +573,20 @@ static void test_bad_arguments(void)
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, NULL, nonce, NULL, 0, k32, 32),
                  USMP_CRYPTO_ERR_ARG);
     CHECK(all_bytes_are(out, 48, 0));
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, NULL, NULL, 0, k32, 32),
-                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, NULL, NULL, 0, k32, 32), USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, NULL, 1, k32, 32),
                  USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, NULL, 0, NULL, 32),
                  USMP_CRYPTO_ERR_ARG);
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, k32, USMP_GCM_MAX_INPUT_BYTES + 1u,
-                                            k32, 32),
-                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(
+        usmp_crypto_aes256gcm_seal(out, k32, nonce, k32, USMP_GCM_MAX_INPUT_BYTES + 1u, k32, 32),
+        USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, k32, huge, k32, 32),
                  USMP_CRYPTO_ERR_ARG);
     memset(out, 0xAA, sizeof out);
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, NULL, 0, k32,
-                                            USMP_GCM_MAX_INPUT_BYTES + 1u),
-                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(
+        usmp_crypto_aes256gcm_seal(out, k32, nonce, NULL, 0, k32, USMP_GCM_MAX_INPUT_BYTES + 1u),
+        USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, NULL, 0, k32, huge),
                  USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(out, k32, nonce, NULL, 0, k32, huge - 15),
@@ -605,17 +602,16 @@ static void test_bad_arguments(void)
 
     /* GCM open */
     memset(out, 0xAA, sizeof out);
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, k32, 0),
-                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, k32, 0), USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, k32, 15),
                  USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, NULL, 0),
                  USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, k32, huge),
                  USMP_CRYPTO_ERR_ARG);
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, k32,
-                                            USMP_GCM_MAX_INPUT_BYTES + 17u),
-                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(
+        usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, k32, USMP_GCM_MAX_INPUT_BYTES + 17u),
+        USMP_CRYPTO_ERR_ARG);
     CHECK_MSG(all_bytes_are(out, sizeof out, 0xAA), "rejected sealed_len leaves out alone");
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 0, NULL, 32),
                  USMP_CRYPTO_ERR_ARG);
@@ -624,8 +620,7 @@ static void test_bad_arguments(void)
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, NULL, nonce, NULL, 0, k32, 32),
                  USMP_CRYPTO_ERR_ARG);
     CHECK(all_bytes_are(out, 16, 0));
-    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, NULL, NULL, 0, k32, 32),
-                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, NULL, NULL, 0, k32, 32), USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, NULL, 4, k32, 32),
                  USMP_CRYPTO_ERR_ARG);
     CHECK_INT_EQ(usmp_crypto_aes256gcm_open(out, k32, nonce, k32, huge, k32, 32),
@@ -685,7 +680,7 @@ static int wp_count(wp_stats *st, const char *result, long long tc)
     } else {
         st->failed++;
         FAIL("%s tcId %lld: unknown result \"%s\"", st->file, tc,
-                  result != NULL ? result : "(missing)");
+             result != NULL ? result : "(missing)");
         return 0;
     }
     return 1;
@@ -708,17 +703,17 @@ static void wp_record(wp_stats *st, long long tc, int rc, const uint8_t *out, si
 }
 
 /* One verdict check per case; failures are counted per file as well. */
-#define WP_EXPECT(st, cond, ...)                \
-    do {                                        \
-        if (!CHECK_MSG(cond, __VA_ARGS__)) {    \
-            (st)->failed++;                     \
-        }                                       \
+#define WP_EXPECT(st, cond, ...)                                                                   \
+    do {                                                                                           \
+        if (!CHECK_MSG(cond, __VA_ARGS__)) {                                                       \
+            (st)->failed++;                                                                        \
+        }                                                                                          \
     } while (0)
 
-#define WP_FAIL(st, ...)         \
-    do {                         \
-        FAIL(__VA_ARGS__);       \
-        (st)->failed++;          \
+#define WP_FAIL(st, ...)                                                                           \
+    do {                                                                                           \
+        FAIL(__VA_ARGS__);                                                                         \
+        (st)->failed++;                                                                            \
     } while (0)
 
 /* Loads a file and checks its algorithm; NULL (and a failed check) if not. */
@@ -763,8 +758,8 @@ static void wp_report(const wp_stats *st, const json_value *root)
     /* Every test in the file was either run or skipped for a stated reason. */
     if (json_int(json_get(root, "numberOfTests"), &declared)) {
         CHECK_MSG((unsigned long)declared == st->run + st->skipped,
-                  "%s: numberOfTests %lld, but %lu run + %lu skipped", st->file, declared,
-                  st->run, st->skipped);
+                  "%s: numberOfTests %lld, but %lu run + %lu skipped", st->file, declared, st->run,
+                  st->skipped);
     }
 }
 
@@ -798,14 +793,14 @@ static const struct {
     const char *flag;
     int always_zero;
 } x25519_acceptable_flags[] = {
-    {"ZeroSharedSecret", 1},       {"LowOrderPublic", 1},   {"SmallPublicKey", 1},
-    {"NonCanonicalPublic", 0},     {"Twist", 0},            {"EdgeCaseMultiplication", 0},
-    {"SpecialPublicKey", 0},       {"EdgeCaseShared", 0},   {"Ktv", 0},
+    { "ZeroSharedSecret", 1 },   { "LowOrderPublic", 1 }, { "SmallPublicKey", 1 },
+    { "NonCanonicalPublic", 0 }, { "Twist", 0 },          { "EdgeCaseMultiplication", 0 },
+    { "SpecialPublicKey", 0 },   { "EdgeCaseShared", 0 }, { "Ktv", 0 },
 };
 
 static void wp_x25519(const char *dir)
 {
-    static const uint8_t zero[32] = {0};
+    static const uint8_t zero[32] = { 0 };
     wp_stats st;
     json_value *root = wp_load(dir, "x25519_test.json", "XDH");
     const json_value *groups = json_get(root, "testGroups");
@@ -872,18 +867,20 @@ static void wp_x25519(const char *dir)
                     }
                     WP_EXPECT(&st, known,
                               "x25519 tcId %lld (acceptable): a flag without a decision in "
-                              "x25519_acceptable_flags", tc);
+                              "x25519_acceptable_flags",
+                              tc);
                     WP_EXPECT(&st, !must_be_zero || want_zero,
                               "x25519 tcId %lld: flagged as a zero result, but the secret is "
-                              "not zero: review x25519_acceptable_flags", tc);
+                              "not zero: review x25519_acceptable_flags",
+                              tc);
                     if (want_zero) {
                         WP_EXPECT(&st, rc == USMP_CRYPTO_ERR_BAD_KEY && all_bytes_are(out, 32, 0),
                                   "x25519 tcId %lld (acceptable, zero secret): rc %d, "
-                                  "want BAD_KEY and a zeroed output", tc, rc);
+                                  "want BAD_KEY and a zeroed output",
+                                  tc, rc);
                     } else {
                         WP_EXPECT(&st, rc == USMP_CRYPTO_OK && memcmp(out, want, 32) == 0,
-                                  "x25519 tcId %lld (acceptable): rc %d or wrong secret", tc,
-                                  rc);
+                                  "x25519 tcId %lld (acceptable): rc %d or wrong secret", tc, rc);
                     }
                 }
             }
@@ -957,24 +954,21 @@ static void wp_aes_gcm(const char *dir)
                 memcpy(sealed, ct, ct_len);
                 memcpy(sealed + ct_len, tag, 16);
                 memset(out, 0xCC, ct_len + 16);
-                rc_open = usmp_crypto_aes256gcm_open(out, key, iv, aad, aad_len, sealed,
-                                                     ct_len + 16);
+                rc_open =
+                    usmp_crypto_aes256gcm_open(out, key, iv, aad, aad_len, sealed, ct_len + 16);
                 wp_record(&st, tc, rc_open, out, ct_len);
                 if (strcmp(result, "valid") == 0) {
                     WP_EXPECT(&st, rc_open == USMP_CRYPTO_OK && memcmp(out, msg, msg_len) == 0,
-                              "aes_gcm tcId %lld (valid): open rc %d or wrong text", tc,
-                              rc_open);
-                    rc_seal = usmp_crypto_aes256gcm_seal(out, key, iv, aad, aad_len, msg,
-                                                         msg_len);
-                    WP_EXPECT(&st, rc_seal == USMP_CRYPTO_OK &&
-                                       memcmp(out, sealed, ct_len + 16) == 0,
-                              "aes_gcm tcId %lld (valid): seal rc %d or wrong ct||tag", tc,
-                              rc_seal);
+                              "aes_gcm tcId %lld (valid): open rc %d or wrong text", tc, rc_open);
+                    rc_seal = usmp_crypto_aes256gcm_seal(out, key, iv, aad, aad_len, msg, msg_len);
+                    WP_EXPECT(
+                        &st, rc_seal == USMP_CRYPTO_OK && memcmp(out, sealed, ct_len + 16) == 0,
+                        "aes_gcm tcId %lld (valid): seal rc %d or wrong ct||tag", tc, rc_seal);
                 } else if (strcmp(result, "invalid") == 0) {
-                    WP_EXPECT(&st, rc_open == USMP_CRYPTO_ERR_AUTH &&
-                                       all_bytes_are(out, ct_len, 0),
+                    WP_EXPECT(&st, rc_open == USMP_CRYPTO_ERR_AUTH && all_bytes_are(out, ct_len, 0),
                               "aes_gcm tcId %lld (invalid): open rc %d, want AUTH and a "
-                              "zeroed output", tc, rc_open);
+                              "zeroed output",
+                              tc, rc_open);
                 } else {
                     WP_FAIL(&st, "aes_gcm tcId %lld: no decision for acceptable", tc);
                 }
@@ -1041,8 +1035,7 @@ static void wp_hmac(const char *dir)
 
                 wp_record(&st, tc, rc, out, sizeof out);
                 if (strcmp(result, "valid") == 0) {
-                    WP_EXPECT(&st, match, "hmac tcId %lld (valid): rc %d or wrong tag", tc,
-                              rc);
+                    WP_EXPECT(&st, match, "hmac tcId %lld (valid): rc %d or wrong tag", tc, rc);
                 } else if (strcmp(result, "invalid") == 0) {
                     WP_EXPECT(&st, !match, "hmac tcId %lld (invalid): tag matched", tc);
                 } else {
@@ -1119,12 +1112,10 @@ static void wp_hkdf(const char *dir)
                               "hkdf tcId %lld (size %lld): rc %d, want ERR_ARG and no write", tc,
                               size, rc);
                 } else if (strcmp(result, "valid") == 0) {
-                    WP_EXPECT(&st, rc == USMP_CRYPTO_OK && okm_len == n &&
-                                       memcmp(out, okm, n) == 0,
+                    WP_EXPECT(&st, rc == USMP_CRYPTO_OK && okm_len == n && memcmp(out, okm, n) == 0,
                               "hkdf tcId %lld (valid): rc %d or wrong okm", tc, rc);
                 } else if (strcmp(result, "invalid") == 0) {
-                    WP_EXPECT(&st, rc != USMP_CRYPTO_OK || okm_len != n ||
-                                       memcmp(out, okm, n) != 0,
+                    WP_EXPECT(&st, rc != USMP_CRYPTO_OK || okm_len != n || memcmp(out, okm, n) != 0,
                               "hkdf tcId %lld (invalid): okm matched", tc);
                 } else {
                     WP_FAIL(&st, "hkdf tcId %lld: no decision for acceptable", tc);
@@ -1184,21 +1175,19 @@ static void wp_ed25519(const char *dir)
                 int rc = usmp_crypto_ed25519_verify(pk, msg, msg_len, sig);
 
                 if (rc == USMP_CRYPTO_ERR_UNSUPPORTED) {
-                    WP_EXPECT(&st, backend_is("mbedtls"),
-                              "ed25519 tcId %lld: UNSUPPORTED on %s", tc,
-                              usmp_crypto_backend_name());
+                    WP_EXPECT(&st, backend_is("mbedtls"), "ed25519 tcId %lld: UNSUPPORTED on %s",
+                              tc, usmp_crypto_backend_name());
                     wp_skip(&st, "backend has no Ed25519 (verify returns UNSUPPORTED)");
                 } else if (wp_count(&st, result, tc)) {
                     wp_record(&st, tc, rc, NULL, 0);
                     if (strcmp(result, "valid") == 0) {
-                        WP_EXPECT(&st, rc == USMP_CRYPTO_OK,
-                                  "ed25519 tcId %lld (valid): rc %d", tc, rc);
+                        WP_EXPECT(&st, rc == USMP_CRYPTO_OK, "ed25519 tcId %lld (valid): rc %d", tc,
+                                  rc);
                     } else if (strcmp(result, "invalid") == 0) {
                         WP_EXPECT(&st, rc == USMP_CRYPTO_ERR_AUTH,
                                   "ed25519 tcId %lld (invalid): rc %d, want AUTH", tc, rc);
                     } else {
-                        WP_FAIL(&st, "ed25519 tcId %lld: no decision for acceptable",
-                                  tc);
+                        WP_FAIL(&st, "ed25519 tcId %lld: no decision for acceptable", tc);
                     }
                 }
             }
@@ -1236,10 +1225,13 @@ static void test_wycheproof(void)
 
         if (env_is_true("CI")) {
             FAIL("Wycheproof directory %s not found, and CI=true makes that a failure "
-                      "(set WYCHEPROOF_DIR to C2SP/wycheproof's testvectors_v1)", shown);
+                 "(set WYCHEPROOF_DIR to C2SP/wycheproof's testvectors_v1)",
+                 shown);
         } else {
-            usmp_test_skip("Wycheproof", "directory %s not found; set WYCHEPROOF_DIR to "
-                           "C2SP/wycheproof's testvectors_v1 (with CI=true this fails)", shown);
+            usmp_test_skip("Wycheproof",
+                           "directory %s not found; set WYCHEPROOF_DIR to "
+                           "C2SP/wycheproof's testvectors_v1 (with CI=true this fails)",
+                           shown);
         }
         return;
     }

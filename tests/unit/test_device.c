@@ -71,7 +71,8 @@ static void gateway_collect(loop_t *l)
     while (l->echo_pending) {
         size_t done = 0;
         do { /* at least once: a 0-byte message is echoed too */
-            int rc = usmp_engine_send(&l->gw, l->echo + done, l->echo_len - done, usmp_port_millis());
+            int rc =
+                usmp_engine_send(&l->gw, l->echo + done, l->echo_len - done, usmp_port_millis());
             const uint8_t *d;
             size_t n;
             if (rc < 0) {
@@ -165,7 +166,8 @@ static int loop_reconnect(void *ctx)
     cfg.tx_cap = sizeof l->tx;
     cfg.reassembly_buf = l->reassembly;
     cfg.reassembly_cap = sizeof l->reassembly;
-    if (usmp_engine_init(&l->gw, &cfg) != USMP_OK || usmp_engine_start(&l->gw, usmp_port_millis()) != USMP_OK) {
+    if (usmp_engine_init(&l->gw, &cfg) != USMP_OK ||
+        usmp_engine_start(&l->gw, usmp_port_millis()) != USMP_OK) {
         return USMP_ERR_TRANSPORT;
     }
     l->pending_len = 0;

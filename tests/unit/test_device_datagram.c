@@ -45,7 +45,7 @@ static void gateway_run(int fd)
 {
     static uint8_t rx[USMP_RECORD_BUFFER_BYTES(1024)], tx[USMP_RECORD_BUFFER_BYTES(1024)];
     static uint8_t in[2048];
-    static const uint8_t noise[] = {0x05, 0x13, 0x37, 0x00, 0x42};
+    static const uint8_t noise[] = { 0x05, 0x13, 0x37, 0x00, 0x42 };
     usmp_engine_t gw;
     usmp_engine_config_t cfg;
     struct sockaddr_storage peer;
@@ -63,7 +63,8 @@ static void gateway_run(int fd)
     cfg.rx_cap = sizeof rx;
     cfg.tx_buf = tx;
     cfg.tx_cap = sizeof tx;
-    if (usmp_engine_init(&gw, &cfg) != USMP_OK || usmp_engine_start(&gw, usmp_port_millis()) != USMP_OK) {
+    if (usmp_engine_init(&gw, &cfg) != USMP_OK ||
+        usmp_engine_start(&gw, usmp_port_millis()) != USMP_OK) {
         _exit(3);
     }
     for (;;) {
@@ -83,7 +84,8 @@ static void gateway_run(int fd)
                 (void)usmp_engine_feed(&gw, in, (size_t)n, usmp_port_millis(), &used, &ev);
                 if (ev.type == USMP_EVENT_MESSAGE) {
                     if (ev.len == 5 && memcmp(ev.data, "noise", 5) == 0) {
-                        (void)sendto(fd, noise, sizeof noise, 0, (struct sockaddr *)&peer, peer_len);
+                        (void)sendto(fd, noise, sizeof noise, 0, (struct sockaddr *)&peer,
+                                     peer_len);
                     }
                     (void)usmp_engine_send(&gw, ev.data, ev.len, usmp_port_millis());
                 }
@@ -106,7 +108,8 @@ static void gateway_run(int fd)
             }
             usmp_engine_output_done(&gw, out_len);
         }
-        if (usmp_engine_state(&gw) == USMP_STATE_CLOSED || usmp_engine_state(&gw) == USMP_STATE_FAILED) {
+        if (usmp_engine_state(&gw) == USMP_STATE_CLOSED ||
+            usmp_engine_state(&gw) == USMP_STATE_FAILED) {
             _exit(usmp_engine_state(&gw) == USMP_STATE_CLOSED ? 0 : 4);
         }
     }

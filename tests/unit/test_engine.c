@@ -131,8 +131,8 @@ static void check_secrets(const end_t *x, const char *step)
 {
     const usmp_engine_t *e = &x->e;
     int hs_zero = all_zero(&e->hs, sizeof e->hs);
-    int keys_zero = all_zero(e->key_send, sizeof e->key_send) &&
-                    all_zero(e->key_recv, sizeof e->key_recv);
+    int keys_zero =
+        all_zero(e->key_send, sizeof e->key_send) && all_zero(e->key_recv, sizeof e->key_recv);
     const char *who = e->role == USMP_ROLE_CLIENT ? "client" : "server";
 
     switch (e->state) {
@@ -144,8 +144,7 @@ static void check_secrets(const end_t *x, const char *step)
         CHECK_MSG(keys_zero, "%s %s: record keys before the CHALLENGE", who, step);
         break;
     case USMP_STATE_WAIT_SESSION_OK:
-    case USMP_STATE_WAIT_HELLO_ACK:
-        break;
+    case USMP_STATE_WAIT_HELLO_ACK: break;
     case USMP_STATE_ESTABLISHED:
         CHECK_MSG(hs_zero || (e->role == USMP_ROLE_SERVER &&
                               ((e->pending & USMP_P_FLIGHT) || (e->flags & USMP_F_RESEND_ALLOWED))),
@@ -343,7 +342,8 @@ static void test_handshake_and_messages(void)
             if (n <= pc->server_message) {
                 server.messages = 0;
                 CHECK_INT_EQ(send_message(&client, &server, msg, n, 0), USMP_OK);
-                CHECK_MSG(server.messages == 1 && server.got_len == n && memcmp(server.got, msg, n) == 0,
+                CHECK_MSG(server.messages == 1 && server.got_len == n &&
+                              memcmp(server.got, msg, n) == 0,
                           "mode %d: %zu-byte message client->server", (int)pc->mode, n);
             } else {
                 CHECK_INT_EQ(send_step(&client, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
@@ -351,7 +351,8 @@ static void test_handshake_and_messages(void)
             if (n <= pc->client_message) {
                 client.messages = 0;
                 CHECK_INT_EQ(send_message(&server, &client, msg, n, 0), USMP_OK);
-                CHECK_MSG(client.messages == 1 && client.got_len == n && memcmp(client.got, msg, n) == 0,
+                CHECK_MSG(client.messages == 1 && client.got_len == n &&
+                              memcmp(client.got, msg, n) == 0,
                           "mode %d: %zu-byte message server->client", (int)pc->mode, n);
             } else {
                 CHECK_INT_EQ(send_step(&server, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
@@ -430,7 +431,8 @@ static void tamper_run(const pair_cfg_t *pc, int target, size_t offset, int acti
         CHECK_MSG(!failed_side, "datagram duplicate of frame %d broke the handshake", target);
         return;
     }
-    CHECK_MSG(failed_side, "mode %d frame %d offset %zu action %d: session established after tampering",
+    CHECK_MSG(failed_side,
+              "mode %d frame %d offset %zu action %d: session established after tampering",
               (int)pc->mode, target, offset, action);
     /* Neither side may believe in a session the other does not share. */
     CHECK_MSG(usmp_engine_state(&client.e) != USMP_STATE_ESTABLISHED ||
@@ -487,7 +489,8 @@ static void test_record_tampering(void)
             server.messages = 0;
             rc = feed(&server, record, record_len, 1000, 0);
             CHECK_MSG(rc != USMP_OK && server.messages == 0,
-                      "mode %d: record with byte %zu flipped was accepted", (int)cfgs[c]->mode, offset);
+                      "mode %d: record with byte %zu flipped was accepted", (int)cfgs[c]->mode,
+                      offset);
             if (cfgs[c]->mode == USMP_MODE_DATAGRAM) {
                 /* Dropped without a state change: the genuine record still
                  * arrives, once. */
@@ -862,7 +865,8 @@ static void test_wiping(void)
 
 /* Finding 4 (spec 9.2, rows 25-26): in datagram mode anyone who knows the
  * device's address can send ERROR; it must not end the handshake. */
-static void test_datagram_spoofed_error_is_recorded_and_the_real_challenge_completes_the_handshake(void)
+static void
+test_datagram_spoofed_error_is_recorded_and_the_real_challenge_completes_the_handshake(void)
 {
     static const uint8_t spoofed[2] = { USMP_TYPE_ERROR, USMP_CODE_AUTH_FAILED };
 
@@ -885,11 +889,12 @@ static void test_datagram_spoofed_error_is_recorded_and_the_real_challenge_compl
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
     CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_ESTABLISHED);
     CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_NONE); /* forgotten */
-    CHECK_INT_EQ(tick(&client, 20000u), USMP_OK);   /* no late failure */
+    CHECK_INT_EQ(tick(&client, 20000u), USMP_OK);                   /* no late failure */
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
 }
 
-static void test_datagram_error_without_challenge_fails_at_the_timeout_as_peer_error_with_the_last_code(void)
+static void
+test_datagram_error_without_challenge_fails_at_the_timeout_as_peer_error_with_the_last_code(void)
 {
     static const uint8_t busy[2] = { USMP_TYPE_ERROR, USMP_CODE_BUSY };
     static const uint8_t auth[2] = { USMP_TYPE_ERROR, USMP_CODE_AUTH_FAILED };

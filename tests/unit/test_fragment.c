@@ -61,8 +61,8 @@ static void test_parse_applies_the_spec_checks_in_order(void)
 }
 
 /* Feeds (offset, chunk_len, seq) fragments of a 250-byte message. */
-static int step(usmp_reassembly_t *r, uint8_t *buf, int datagram, uint16_t offset,
-                size_t chunk_len, uint64_t seq)
+static int step(usmp_reassembly_t *r, uint8_t *buf, int datagram, uint16_t offset, size_t chunk_len,
+                uint64_t seq)
 {
     uint8_t p[300];
     usmp_fragment_t f;
@@ -177,7 +177,8 @@ static void test_the_sender_cuts_a_message_into_fragments(void)
         CHECK_INT_EQ(usmp_get_u16(out + 2), sent);
         CHECK_INT_EQ(parse(&f, out, 4 + chunk), USMP_OK);
         CHECK_INT_EQ(usmp_reassembly_check(&r, &f, 1, fragments), USMP_OK);
-        CHECK_INT_EQ(usmp_reassembly_apply(&r, buf, &f, fragments), 0 + (sent + chunk == sizeof msg));
+        CHECK_INT_EQ(usmp_reassembly_apply(&r, buf, &f, fragments),
+                     0 + (sent + chunk == sizeof msg));
         done = usmp_fragmenter_sent(&s, chunk);
         sent += chunk;
         fragments++;

@@ -57,7 +57,8 @@ static void child_log(void *user, const char *line)
     }
 }
 
-static void echo_message(void *user, usmp_gateway_session_t *session, const uint8_t *msg, size_t len)
+static void echo_message(void *user, usmp_gateway_session_t *session, const uint8_t *msg,
+                         size_t len)
 {
     (void)user;
     (void)usmp_gateway_reply(session, msg, len);
@@ -143,7 +144,7 @@ static void check_rate_limiter(void)
     }
     CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 1000), 0);        /* burst used up */
     CHECK_INT_EQ(limiter_allows(&rl, "::ffff:192.0.2.1", 1000), 0); /* the same host, IPv4-mapped */
-    CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.2", 1000), 1);        /* its /32 neighbour has its own */
+    CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.2", 1000), 1); /* its /32 neighbour has its own */
     CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 1999), 0);
     CHECK_INT_EQ(limiter_allows(&rl, "192.0.2.1", 2000), 1); /* one token per second */
 

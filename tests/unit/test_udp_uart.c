@@ -176,7 +176,7 @@ static void test_uart(void)
     /* Sending: COBS(frame) || 0x00, the same bytes as usmp_cobs_encode, for
      * frames with zeros, without, and longer than one 254-byte block. */
     {
-        static const size_t lens[] = {1, 25, 253, 254, 255, 508, 600};
+        static const size_t lens[] = { 1, 25, 253, 254, 255, 508, 600 };
         size_t k;
         for (k = 0; k < sizeof lens / sizeof lens[0]; k++) {
             size_t len = lens[k];

@@ -234,8 +234,8 @@ static void test_records(void)
     for (i = 0; i < n; i++) {
         const json_value *r = json_at(records, i);
         uint8_t key[32], plain[64], want[128], frame[128], index[3] = { 0 }, opened[64];
-        usmp_mode_t mode = json_string_is(json_get(r, "mode"), "datagram") ? USMP_MODE_DATAGRAM
-                                                                           : USMP_MODE_STREAM;
+        usmp_mode_t mode =
+            json_string_is(json_get(r, "mode"), "datagram") ? USMP_MODE_DATAGRAM : USMP_MODE_STREAM;
         size_t h = usmp_record_header_len(mode);
         size_t plain_len, want_len;
         uint64_t counter = (uint64_t)int_field(r, "counter");
@@ -248,14 +248,16 @@ static void test_records(void)
             hex_field(r, "session_index", index, sizeof index);
         }
         memcpy(frame + h, plain, plain_len);
-        len = usmp_record_seal(frame, mode, (uint8_t)int_field(r, "type"), index, counter, key, plain_len);
+        len = usmp_record_seal(frame, mode, (uint8_t)int_field(r, "type"), index, counter, key,
+                               plain_len);
         CHECK_MSG(len == (int)want_len && memcmp(frame, want, want_len) == 0,
                   "records.json #%zu (%s, counter %llu) sealed differently", i,
                   mode == USMP_MODE_STREAM ? "stream" : "datagram", (unsigned long long)counter);
         CHECK_INT_EQ(usmp_record_open(opened, mode, want, want_len, counter, key), USMP_OK);
         CHECK_MEM_EQ(opened, plain, plain_len);
         /* The wrong counter must not open it: the nonce is bound. */
-        CHECK_INT_EQ(usmp_record_open(opened, mode, want, want_len, counter + 1u, key), USMP_ERR_BAD_RECORD);
+        CHECK_INT_EQ(usmp_record_open(opened, mode, want, want_len, counter + 1u, key),
+                     USMP_ERR_BAD_RECORD);
     }
     usmp_test_note("records.json: %zu records sealed and opened", n);
     json_free(doc);
@@ -283,8 +285,8 @@ static void test_cobs(void)
                   json_string(json_get(c, "name")));
         /* In place, as the UART transport decodes. */
         n = usmp_cobs_decode(encoded, elen, encoded, elen);
-        CHECK_MSG(n == (int)dlen && memcmp(encoded, decoded, dlen) == 0, "cobs decode in place '%s'",
-                  json_string(json_get(c, "name")));
+        CHECK_MSG(n == (int)dlen && memcmp(encoded, decoded, dlen) == 0,
+                  "cobs decode in place '%s'", json_string(json_get(c, "name")));
     }
     for (i = 0; i < json_count(invalid); i++) {
         const json_value *c = json_at(invalid, i);
@@ -309,8 +311,8 @@ static void check_key_schedule(const json_value *hs)
     size_t challenge_len = frame_field(hs, "challenge", challenge, sizeof challenge);
     size_t psk_len = hex_field(hs, "psk", psk, sizeof psk);
     size_t ack_len = frame_field(hs, "hello_ack", hello_ack, sizeof hello_ack);
-    usmp_mode_t mode = json_string_is(json_get(hs, "mode"), "datagram") ? USMP_MODE_DATAGRAM
-                                                                        : USMP_MODE_STREAM;
+    usmp_mode_t mode =
+        json_string_is(json_get(hs, "mode"), "datagram") ? USMP_MODE_DATAGRAM : USMP_MODE_STREAM;
     usmp_hs_keys_t keys;
     usmp_slice_t ikm[2];
 
@@ -321,13 +323,15 @@ static void check_key_schedule(const json_value *hs)
     {
         uint8_t random32[32];
         hex_field(hs, "client_random", random32, 32);
-        CHECK_INT_EQ(usmp_hs_client_ephemeral(c_priv, psk, psk_len,
-                                              (uint64_t)int_field(hs, "client_boot_counter"),
-                                              (uint64_t)int_field(hs, "client_connection_counter"),
-                                              random32), USMP_OK);
+        CHECK_INT_EQ(usmp_hs_client_ephemeral(
+                         c_priv, psk, psk_len, (uint64_t)int_field(hs, "client_boot_counter"),
+                         (uint64_t)int_field(hs, "client_connection_counter"), random32),
+                     USMP_OK);
         hex_field(hs, "client_ephemeral_private", want, 32);
-        CHECK_MSG(memcmp(c_priv, want, 32) == 0, "%s: client_ephemeral_private is not the "
-                  "spec 5.8 derivation", json_string(json_get(hs, "name")));
+        CHECK_MSG(memcmp(c_priv, want, 32) == 0,
+                  "%s: client_ephemeral_private is not the "
+                  "spec 5.8 derivation",
+                  json_string(json_get(hs, "name")));
     }
     hex_field(hs, "server_ephemeral_public", s_pub, 32);
     CHECK_INT_EQ(usmp_crypto_x25519_shared(dh, c_priv, s_pub), USMP_CRYPTO_OK);
@@ -357,7 +361,8 @@ static void check_key_schedule(const json_value *hs)
     hex_field(hs, "hello_ack_mac", want, 16);
     CHECK_MEM_EQ(mac, want, 16);
     hex_field(hs, "session_id", session_id, 8);
-    CHECK_INT_EQ(usmp_hs_server_mac(mac, keys.confirm_server, th, hello_ack, ack_len, session_id), USMP_OK);
+    CHECK_INT_EQ(usmp_hs_server_mac(mac, keys.confirm_server, th, hello_ack, ack_len, session_id),
+                 USMP_OK);
     hex_field(hs, "session_ok_mac", want, 16);
     CHECK_MEM_EQ(mac, want, 16);
 }
@@ -468,7 +473,8 @@ static void test_handshake_case(const json_value *hs)
                   (long long)(json_string_len(json_get(frames, "hello")) +
                               json_string_len(json_get(frames, "challenge")) +
                               json_string_len(json_get(frames, "hello_ack")) +
-                              json_string_len(json_get(frames, "session_ok"))) / 2,
+                              json_string_len(json_get(frames, "session_ok"))) /
+                      2,
               "%s: handshake_wire_bytes", name);
 }
 
@@ -480,7 +486,8 @@ static void test_handshakes(void)
     for (i = 0; i < json_count(cases); i++) {
         test_handshake_case(json_at(cases, i));
     }
-    usmp_test_note("handshake.json: %zu handshakes reproduced through the engines", json_count(cases));
+    usmp_test_note("handshake.json: %zu handshakes reproduced through the engines",
+                   json_count(cases));
     json_free(doc);
 }
 
@@ -542,7 +549,8 @@ static void test_negative(void)
         const char *name = json_string(json_get(c, "name"));
         const json_value *hs = find_handshake(handshakes, json_string(json_get(c, "handshake")));
         const json_value *steps = json_get(c, "steps");
-        side_t *s = reach(hs, json_string(json_get(c, "receiver")), json_string(json_get(c, "start")));
+        side_t *s =
+            reach(hs, json_string(json_get(c, "receiver")), json_string(json_get(c, "start")));
         if (s == NULL) {
             FAIL("%s: cannot reach the start state", name);
             continue;
@@ -587,7 +595,8 @@ static void test_negative(void)
                 CHECK_MSG(closed == (strcmp(outcome, "closed") == 0),
                           "%s step %zu: session should be %s", name, j, outcome);
             }
-            CHECK_MSG(s->out_len == reply_len && (reply_len == 0 || memcmp(s->out, reply, reply_len) == 0),
+            CHECK_MSG(s->out_len == reply_len &&
+                          (reply_len == 0 || memcmp(s->out, reply, reply_len) == 0),
                       "%s step %zu: reply differs (%zu bytes sent, %zu expected)", name, j,
                       s->out_len, reply_len);
             if (deliver != NULL) {
@@ -595,7 +604,8 @@ static void test_negative(void)
                               memcmp(s->delivered, deliver, deliver_len) == 0,
                           "%s step %zu: message not delivered", name, j);
             } else {
-                CHECK_MSG(!s->delivered_any, "%s step %zu: delivered a message it should not", name, j);
+                CHECK_MSG(!s->delivered_any, "%s step %zu: delivered a message it should not", name,
+                          j);
             }
             free(input);
             free(reply);

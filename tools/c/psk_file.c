@@ -20,7 +20,8 @@ static int parse_key(const char *hex, size_t len, psk_entry_t *e, char *why, siz
         return -1;
     }
     if (n < 16 || n > 64) {
-        snprintf(why, why_size, "the PSK must be 16 to 64 bytes (32 to 128 hex digits), not %zu digits", len);
+        snprintf(why, why_size,
+                 "the PSK must be 16 to 64 bytes (32 to 128 hex digits), not %zu digits", len);
         return -1;
     }
     e->psk_len = (size_t)n;
@@ -45,30 +46,38 @@ int psk_table_load_file(psk_table_t *t, const char *path, char *err, size_t err_
         if ((end = strchr(p, '#')) != NULL) {
             *end = '\0';
         }
-        while (isspace((unsigned char)*p)) p++;
+        while (isspace((unsigned char)*p))
+            p++;
         if (*p == '\0') {
             continue;
         }
         id = p;
-        while (*p != '\0' && !isspace((unsigned char)*p)) p++;
-        if (*p != '\0') *p++ = '\0';
-        while (isspace((unsigned char)*p)) p++;
+        while (*p != '\0' && !isspace((unsigned char)*p))
+            p++;
+        if (*p != '\0')
+            *p++ = '\0';
+        while (isspace((unsigned char)*p))
+            p++;
         key = p;
-        while (*p != '\0' && !isspace((unsigned char)*p)) p++;
+        while (*p != '\0' && !isspace((unsigned char)*p))
+            p++;
         end = p;
-        while (isspace((unsigned char)*p)) p++;
+        while (isspace((unsigned char)*p))
+            p++;
         if (*key == '\0' || *p != '\0') {
             snprintf(err, err_size, "%s line %u: expected '<device id> <psk hex>'", path, line_no);
             fclose(f);
             return -1;
         }
         if (t->count == PSK_TABLE_MAX) {
-            snprintf(err, err_size, "%s line %u: more than %d devices", path, line_no, PSK_TABLE_MAX);
+            snprintf(err, err_size, "%s line %u: more than %d devices", path, line_no,
+                     PSK_TABLE_MAX);
             fclose(f);
             return -1;
         }
         if (usmp_posix_parse_device_id(id, t->entries[t->count].device_id) != 0) {
-            snprintf(err, err_size, "%s line %u: device id '%s' is not 12 hex digits", path, line_no, id);
+            snprintf(err, err_size, "%s line %u: device id '%s' is not 12 hex digits", path,
+                     line_no, id);
             fclose(f);
             return -1;
         }
@@ -94,7 +103,8 @@ int psk_table_load_env(psk_table_t *t, const char *name, char *err, size_t err_s
 
     memset(t, 0, sizeof *t);
     if (v == NULL || *v == '\0') {
-        snprintf(err, err_size, "environment variable %s is not set (generate a key with 'usmp keygen')", name);
+        snprintf(err, err_size,
+                 "environment variable %s is not set (generate a key with 'usmp keygen')", name);
         return -1;
     }
     if (parse_key(v, strlen(v), &t->entries[0], why, sizeof why) != 0) {

@@ -24,7 +24,7 @@ typedef struct {
 typedef struct {
     psk_entry_t entries[PSK_TABLE_MAX];
     size_t count;
-    int any_device;        /* 1: entries[0] serves every device id */
+    int any_device; /* 1: entries[0] serves every device id */
 } psk_table_t;
 
 /* Loads a PSK file. Returns 0, or -1 with a message ("devices.psk line 3:

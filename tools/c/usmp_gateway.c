@@ -52,10 +52,10 @@
 /* The first frame: a HELLO, 44-byte body (spec 4.1) after a 3-byte stream
  * header (5.1) or a 1-byte datagram type (5.2); a datagram HELLO may carry
  * a 16-byte cookie after it (8.3). */
-#define HELLO_BODY_BYTES 44u
-#define COOKIE_BYTES 16u
-#define PENDING_FRAME_MAX (USMP_STREAM_HEADER_BYTES + HELLO_BODY_BYTES)
-#define DATAGRAM_HELLO_BYTES (1u + HELLO_BODY_BYTES)
+#define HELLO_BODY_BYTES            44u
+#define COOKIE_BYTES                16u
+#define PENDING_FRAME_MAX           (USMP_STREAM_HEADER_BYTES + HELLO_BODY_BYTES)
+#define DATAGRAM_HELLO_BYTES        (1u + HELLO_BODY_BYTES)
 #define DATAGRAM_HELLO_COOKIE_BYTES (DATAGRAM_HELLO_BYTES + COOKIE_BYTES)
 /* Spec 5.6: the session index is the first 3 bytes of the session id. */
 #define SESSION_INDEX_BYTES 3u
@@ -63,7 +63,7 @@
 /* Spec 8.3: the cookie secret is replaced every 120 s. */
 #define COOKIE_SECRET_LIFETIME_MS 120000u
 /* The largest datagram a session can be sent or receive, and its COBS form. */
-#define DATAGRAM_MAX USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD)
+#define DATAGRAM_MAX   USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD)
 #define COBS_FRAME_MAX (USMP_COBS_MAX_ENCODED(DATAGRAM_MAX) + 1u)
 /* How long a serial line that reported a hang-up is left alone. */
 #define SERIAL_HANGUP_RETRY_MS 200
@@ -74,21 +74,21 @@ struct usmp_gateway_session {
     usmp_gateway_t *gw;
     size_t slot;
     int in_use;
-    int fd;                   /* TCP: the connection; else -1 */
+    int fd; /* TCP: the connection; else -1 */
     usmp_engine_t engine;
     uint8_t *rx, *tx, *reassembly, *reply;
-    uint8_t in[4096];         /* TCP: read from the socket, not yet fed */
+    uint8_t in[4096]; /* TCP: read from the socket, not yet fed */
     size_t in_len, in_off;
     size_t reply_len, reply_done;
     int reply_pending;
     int established;
-    int write_blocked;        /* output has been waiting since write_blocked_ms */
+    int write_blocked; /* output has been waiting since write_blocked_ms */
     uint32_t write_blocked_ms;
     /* datagram transports */
     struct sockaddr_storage addr; /* UDP: the peer address (moves on rebinding, spec 6.5) */
     socklen_t addr_len;
     uint8_t hello[DATAGRAM_HELLO_BYTES]; /* the HELLO without its cookie (8.2, 8.4 rule 1) */
-    uint64_t top;             /* highest seq of a record that passed (6.5) */
+    uint64_t top;                        /* highest seq of a record that passed (6.5) */
     int have_top;
     char peer[64];
 };
@@ -96,7 +96,7 @@ struct usmp_gateway_session {
 typedef struct {
     int fd;
     uint32_t accepted_ms;
-    uint64_t order;           /* accept order: the smallest is the oldest */
+    uint64_t order; /* accept order: the smallest is the oldest */
     uint8_t frame[PENDING_FRAME_MAX];
     size_t len;
     char peer[64];
@@ -107,7 +107,7 @@ struct usmp_gateway {
     usmp_gateway_session_t *sessions;
     size_t slots, active;
     size_t rx_cap, tx_cap;
-    int fd;                   /* TCP listener, UDP socket or serial line; -1 without one */
+    int fd; /* TCP listener, UDP socket or serial line; -1 without one */
     uint16_t port;
     /* TCP */
     pending_t *pending;
@@ -125,8 +125,8 @@ struct usmp_gateway {
     /* serial: the COBS frame being collected, and output */
     uint8_t line[COBS_FRAME_MAX];
     size_t line_len;
-    int line_overflow;        /* discarding up to the next delimiter */
-    int line_hung_up;         /* the line reported a hang-up: not polled for a while */
+    int line_overflow; /* discarding up to the next delimiter */
+    int line_hung_up;  /* the line reported a hang-up: not polled for a while */
     uint8_t line_out[COBS_FRAME_MAX];
     uint8_t datagram[DATAGRAM_MAX + 1]; /* one over: a longer datagram is seen as too long */
     usmp_gateway_stats_t stats;
@@ -224,8 +224,8 @@ static int bind_socket(usmp_gateway_t *gw)
     }
     freeaddrinfo(list);
     if (fd < 0) {
-        say(gw, "cannot %s on %s:%u: %s", tcp ? "listen" : "bind", gw->cfg.host, (unsigned)gw->cfg.port,
-            strerror(errno));
+        say(gw, "cannot %s on %s:%u: %s", tcp ? "listen" : "bind", gw->cfg.host,
+            (unsigned)gw->cfg.port, strerror(errno));
     }
     return fd;
 }
@@ -274,7 +274,8 @@ static int open_serial(usmp_gateway_t *gw)
         return -1;
     }
     if (tcgetattr(fd, &tio) == 0) {
-        tio.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF);
+        tio.c_iflag &=
+            ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF);
         tio.c_oflag &= ~(tcflag_t)OPOST;
         tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
         tio.c_cflag &= ~(tcflag_t)(CSIZE | PARENB | CSTOPB);
@@ -328,7 +329,8 @@ static size_t cookie_address(const struct sockaddr *from, uint8_t out[18])
 }
 
 /* The same peer: family, address and port. A serial line has one peer. */
-static int same_address(const usmp_gateway_session_t *c, const struct sockaddr *from, socklen_t from_len)
+static int same_address(const usmp_gateway_session_t *c, const struct sockaddr *from,
+                        socklen_t from_len)
 {
     uint8_t a[18], b[18];
     size_t na, nb;
@@ -357,8 +359,8 @@ static int equal_bytes(const uint8_t *a, const uint8_t *b, size_t n)
  * Rate limiter (spec section 13): a token bucket per source prefix.
  * ------------------------------------------------------------------------ */
 
-void usmp_rate_limiter_init(usmp_rate_limiter_t *rl, uint32_t rate_per_s, uint32_t burst, unsigned prefix_v4,
-                            unsigned prefix_v6)
+void usmp_rate_limiter_init(usmp_rate_limiter_t *rl, uint32_t rate_per_s, uint32_t burst,
+                            unsigned prefix_v4, unsigned prefix_v6)
 {
     memset(rl, 0, sizeof *rl);
     rl->rate_per_s = rate_per_s;
@@ -369,9 +371,10 @@ void usmp_rate_limiter_init(usmp_rate_limiter_t *rl, uint32_t rate_per_s, uint32
 
 /* The source's prefix: its address with the bits past prefix_v4/prefix_v6
  * cleared. 0 for a family that is not counted. */
-static int source_prefix(const usmp_rate_limiter_t *rl, const struct sockaddr *source, uint8_t out[16])
+static int source_prefix(const usmp_rate_limiter_t *rl, const struct sockaddr *source,
+                         uint8_t out[16])
 {
-    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
     unsigned bits, i;
     int family;
 
@@ -418,7 +421,8 @@ int usmp_rate_limiter_allow(usmp_rate_limiter_t *rl, const struct sockaddr *sour
         if (x->family == family && memcmp(x->prefix, prefix, sizeof prefix) == 0) {
             b = x;
         } else if (stalest->family != 0 &&
-                   (x->family == 0 || (uint32_t)(now_ms - x->last_ms) > (uint32_t)(now_ms - stalest->last_ms))) {
+                   (x->family == 0 ||
+                    (uint32_t)(now_ms - x->last_ms) > (uint32_t)(now_ms - stalest->last_ms))) {
             stalest = x;
         }
     }
@@ -487,8 +491,8 @@ static int write_frame(usmp_gateway_t *gw, const uint8_t *frame, size_t len)
 /* One datagram of a session to its peer. A UDP datagram the socket cannot
  * take now is lost like any other (the client retransmits its handshake,
  * spec 8.1; records are not resent, 8.5). */
-static int send_datagram(usmp_gateway_t *gw, const uint8_t *data, size_t len, const struct sockaddr *to,
-                         socklen_t to_len)
+static int send_datagram(usmp_gateway_t *gw, const uint8_t *data, size_t len,
+                         const struct sockaddr *to, socklen_t to_len)
 {
     int n;
     if (gw->cfg.transport == USMP_GATEWAY_SERIAL) {
@@ -624,7 +628,8 @@ static const char *end_reason(const usmp_gateway_session_t *c, char *buf, size_t
     if (st == USMP_STATE_CLOSED) {
         if (usmp_engine_close_code(&c->engine) != USMP_CODE_NONE &&
             usmp_engine_error(&c->engine) != USMP_ERR_PEER_CLOSED) {
-            snprintf(buf, cap, "closed by the gateway (code %u)", usmp_engine_close_code(&c->engine));
+            snprintf(buf, cap, "closed by the gateway (code %u)",
+                     usmp_engine_close_code(&c->engine));
         } else {
             snprintf(buf, cap, "BYE from the device (code %u)", usmp_engine_peer_code(&c->engine));
         }
@@ -660,7 +665,8 @@ static void refuse_busy(usmp_gateway_t *gw, int fd, const char *peer, const stru
     ec.tx_cap = sizeof tx;
     ec.max_record = 16;
     ec.max_message = 16;
-    if (usmp_engine_init(&busy, &ec) == USMP_OK && usmp_engine_close(&busy, USMP_CODE_BUSY) == USMP_OK) {
+    if (usmp_engine_init(&busy, &ec) == USMP_OK &&
+        usmp_engine_close(&busy, USMP_CODE_BUSY) == USMP_OK) {
         usmp_engine_output(&busy, &data, &n);
         if (is_datagram(gw)) {
             (void)send_datagram(gw, data, n, to, to_len);
@@ -689,7 +695,8 @@ static usmp_gateway_session_t *free_slot(usmp_gateway_t *gw)
 
 /* Starts an engine in slot c. The handshake timer runs from started_ms
  * (TCP: the accept, spec section 13: the time spent pending counts). */
-static int session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const char *peer, uint32_t started_ms)
+static int session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const char *peer,
+                         uint32_t started_ms)
 {
     usmp_engine_config_t ec;
 
@@ -710,7 +717,8 @@ static int session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const ch
     ec.tx_cap = gw->tx_cap;
     ec.reassembly_buf = gw->cfg.max_message > gw->cfg.max_record ? c->reassembly : NULL;
     ec.reassembly_cap = gw->cfg.max_message > gw->cfg.max_record ? gw->cfg.max_message : 0;
-    if (usmp_engine_init(&c->engine, &ec) != USMP_OK || usmp_engine_start(&c->engine, started_ms) != USMP_OK) {
+    if (usmp_engine_init(&c->engine, &ec) != USMP_OK ||
+        usmp_engine_start(&c->engine, started_ms) != USMP_OK) {
         return -1;
     }
     c->in_use = 1;
@@ -768,7 +776,8 @@ static void handle_event(usmp_gateway_session_t *c, const usmp_event_t *ev)
         say(gw, "session %s open: device %s from %s", sid, dev, c->peer);
         if (gw->cfg.shared_psk) {
             /* spec/security.md: with one key for every device the id is only a claim. */
-            say(gw, "session %s: device id %s is not authenticated (one key for every device)", sid, dev);
+            say(gw, "session %s: device id %s is not authenticated (one key for every device)", sid,
+                dev);
         }
         replace_older_session(gw, c);
     } else if (ev->type == USMP_EVENT_MESSAGE) {
@@ -817,16 +826,19 @@ static void service_session(usmp_gateway_session_t *c)
     }
     pump_reply(c);
     if (write_stalled(gw, c, usmp_port_millis(), &timeout)) {
-        snprintf(why, sizeof why, "no write progress for %lu ms: dropped", (unsigned long)gw->write_timeout_ms);
+        snprintf(why, sizeof why, "no write progress for %lu ms: dropped",
+                 (unsigned long)gw->write_timeout_ms);
         end_session(c, why);
     } else if ((usmp_engine_state(&c->engine) == USMP_STATE_FAILED ||
-                usmp_engine_state(&c->engine) == USMP_STATE_CLOSED) && !output_pending(c)) {
+                usmp_engine_state(&c->engine) == USMP_STATE_CLOSED) &&
+               !output_pending(c)) {
         end_session(c, end_reason(c, why, sizeof why));
     }
 }
 
 /* The nearest engine deadline or write deadline of a session, into *timeout. */
-static void session_timeout(usmp_gateway_t *gw, usmp_gateway_session_t *c, uint32_t now, int *timeout)
+static void session_timeout(usmp_gateway_t *gw, usmp_gateway_session_t *c, uint32_t now,
+                            int *timeout)
 {
     uint32_t deadline;
     (void)write_stalled(gw, c, now, timeout);
@@ -936,8 +948,9 @@ static size_t pending_needed(const pending_t *p)
         return USMP_STREAM_HEADER_BYTES;
     }
     body = ((size_t)p->frame[1] << 8) | p->frame[2];
-    return p->frame[0] == USMP_TYPE_HELLO && body == HELLO_BODY_BYTES ? USMP_STREAM_HEADER_BYTES + body
-                                                                  : USMP_STREAM_HEADER_BYTES;
+    return p->frame[0] == USMP_TYPE_HELLO && body == HELLO_BODY_BYTES
+               ? USMP_STREAM_HEADER_BYTES + body
+               : USMP_STREAM_HEADER_BYTES;
 }
 
 /* Reads what a pending connection sent; with its first frame complete it
@@ -999,8 +1012,8 @@ static void tcp_feed_input(usmp_gateway_session_t *c)
     while (!c->reply_pending && c->in_off < c->in_len) {
         size_t used = 0;
         usmp_event_t ev;
-        int rc = usmp_engine_feed(&c->engine, c->in + c->in_off, c->in_len - c->in_off, usmp_port_millis(),
-                                  &used, &ev);
+        int rc = usmp_engine_feed(&c->engine, c->in + c->in_off, c->in_len - c->in_off,
+                                  usmp_port_millis(), &used, &ev);
         c->in_off += used;
         handle_event(c, &ev);
         if (rc != USMP_OK) {
@@ -1053,8 +1066,8 @@ static int in_handshake(const usmp_gateway_session_t *c)
 /* Spec 8.4: a handshake frame goes to the handshake in progress from its
  * source address if there is one (handshake = 1), else to the established
  * session whose peer address it is (handshake = 0). */
-static usmp_gateway_session_t *find_by_address(usmp_gateway_t *gw, const struct sockaddr *from, socklen_t from_len,
-                                               int handshake)
+static usmp_gateway_session_t *find_by_address(usmp_gateway_t *gw, const struct sockaddr *from,
+                                               socklen_t from_len, int handshake)
 {
     size_t i;
     for (i = 0; i < gw->slots; i++) {
@@ -1117,8 +1130,8 @@ static void note_record_passed(usmp_gateway_session_t *c, uint64_t seq, const st
 /* Spec 8.4: a record goes by its session index alone, whatever its source.
  * The session moves (if it does) before its answer is sent, so that the
  * answer goes to the new address. */
-static void record_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const struct sockaddr *from,
-                         socklen_t from_len)
+static void record_input(usmp_gateway_t *gw, const uint8_t *d, size_t len,
+                         const struct sockaddr *from, socklen_t from_len)
 {
     usmp_gateway_session_t *c;
     usmp_event_t ev;
@@ -1152,7 +1165,8 @@ static void record_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const
 }
 
 /* Spec 8.3: a cookie made with the current or the previous secret. */
-static int cookie_valid(const usmp_gateway_t *gw, const uint8_t *hello, size_t len, const struct sockaddr *from)
+static int cookie_valid(const usmp_gateway_t *gw, const uint8_t *hello, size_t len,
+                        const struct sockaddr *from)
 {
 #if USMP_SERVER && USMP_DATAGRAM
     uint8_t address[18], expected[COOKIE_BYTES];
@@ -1162,8 +1176,8 @@ static int cookie_valid(const usmp_gateway_t *gw, const uint8_t *hello, size_t l
     if (len != DATAGRAM_HELLO_COOKIE_BYTES || address_len == 0) {
         return 0;
     }
-    if (usmp_cookie_compute(expected, gw->cookie_secret, address, address_len, hello, DATAGRAM_HELLO_BYTES) ==
-        USMP_OK) {
+    if (usmp_cookie_compute(expected, gw->cookie_secret, address, address_len, hello,
+                            DATAGRAM_HELLO_BYTES) == USMP_OK) {
         ok |= equal_bytes(expected, hello + DATAGRAM_HELLO_BYTES, COOKIE_BYTES);
     }
     if (usmp_cookie_compute(expected, gw->cookie_secret_previous, address, address_len, hello,
@@ -1178,14 +1192,15 @@ static int cookie_valid(const usmp_gateway_t *gw, const uint8_t *hello, size_t l
 }
 
 /* Spec 8.3: COOKIE = 0x0A || cookie(16); no state is kept. */
-static void send_cookie(usmp_gateway_t *gw, const uint8_t *hello, const struct sockaddr *from, socklen_t from_len)
+static void send_cookie(usmp_gateway_t *gw, const uint8_t *hello, const struct sockaddr *from,
+                        socklen_t from_len)
 {
 #if USMP_SERVER && USMP_DATAGRAM
     uint8_t address[18], frame[1 + COOKIE_BYTES];
     size_t address_len = cookie_address(from, address);
 
-    if (address_len == 0 || usmp_cookie_compute(frame + 1, gw->cookie_secret, address, address_len, hello,
-                                                 DATAGRAM_HELLO_BYTES) != USMP_OK) {
+    if (address_len == 0 || usmp_cookie_compute(frame + 1, gw->cookie_secret, address, address_len,
+                                                hello, DATAGRAM_HELLO_BYTES) != USMP_OK) {
         return;
     }
     frame[0] = USMP_TYPE_COOKIE;
@@ -1198,8 +1213,8 @@ static void send_cookie(usmp_gateway_t *gw, const uint8_t *hello, const struct s
 
 /* A HELLO that belongs to no handshake: spec 4.5 step 5 (the cookie, UDP
  * only) before the limits (8.4 rule 3), then a slot and an engine. */
-static void new_handshake(usmp_gateway_t *gw, const uint8_t *d, size_t len, const struct sockaddr *from,
-                          socklen_t from_len)
+static void new_handshake(usmp_gateway_t *gw, const uint8_t *d, size_t len,
+                          const struct sockaddr *from, socklen_t from_len)
 {
     usmp_gateway_session_t *c;
     struct sockaddr_storage peer_addr;
@@ -1241,8 +1256,8 @@ static void new_handshake(usmp_gateway_t *gw, const uint8_t *d, size_t len, cons
     (void)datagram_feed(c, d, len);
 }
 
-static void handshake_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const struct sockaddr *from,
-                            socklen_t from_len)
+static void handshake_input(usmp_gateway_t *gw, const uint8_t *d, size_t len,
+                            const struct sockaddr *from, socklen_t from_len)
 {
     usmp_gateway_session_t *pending = find_by_address(gw, from, from_len, 1);
     usmp_gateway_session_t *session = find_by_address(gw, from, from_len, 0);
@@ -1279,8 +1294,8 @@ static void handshake_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, co
 }
 
 /* Spec 8.4: one datagram, routed by its first byte. */
-static void datagram_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, const struct sockaddr *from,
-                           socklen_t from_len)
+static void datagram_input(usmp_gateway_t *gw, const uint8_t *d, size_t len,
+                           const struct sockaddr *from, socklen_t from_len)
 {
     gw->stats.datagrams_in++;
     if (len == 0) {
@@ -1297,7 +1312,8 @@ static void datagram_input(usmp_gateway_t *gw, const uint8_t *d, size_t len, con
 void usmp_gateway_datagram_input(usmp_gateway_t *gw, const uint8_t *datagram, size_t len,
                                  const struct sockaddr *from, socklen_t from_len)
 {
-    if (gw == NULL || gw->cfg.transport != USMP_GATEWAY_UDP || (datagram == NULL && len > 0) || from == NULL) {
+    if (gw == NULL || gw->cfg.transport != USMP_GATEWAY_UDP || (datagram == NULL && len > 0) ||
+        from == NULL) {
         return;
     }
     datagram_input(gw, datagram, len, from, from_len);
@@ -1310,8 +1326,8 @@ static void udp_read(usmp_gateway_t *gw)
     for (i = 0; i < DATAGRAMS_PER_PASS; i++) {
         struct sockaddr_storage from;
         socklen_t from_len = sizeof from;
-        ssize_t n = recvfrom(gw->fd, gw->datagram, sizeof gw->datagram, MSG_TRUNC, (struct sockaddr *)&from,
-                             &from_len);
+        ssize_t n = recvfrom(gw->fd, gw->datagram, sizeof gw->datagram, MSG_TRUNC,
+                             (struct sockaddr *)&from, &from_len);
         if (n < 0) {
             return;
         }
@@ -1501,7 +1517,8 @@ int usmp_gateway_poll_once(usmp_gateway_t *gw, int max_wait_ms)
     }
     for (i = 0; i < gw->slots; i++) {
         usmp_gateway_session_t *c = &gw->sessions[i];
-        if (c->in_use && gw->fds[i + 1].fd == c->fd && (gw->fds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        if (c->in_use && gw->fds[i + 1].fd == c->fd &&
+            (gw->fds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) {
             tcp_read(c);
         }
     }
@@ -1552,7 +1569,8 @@ static int config_valid(const usmp_gateway_t *gw)
         return 0;
     }
     if (cfg->transport != USMP_GATEWAY_TCP && cfg->max_sessions >= SESSION_INDEX_LIMIT) {
-        say(gw, "a datagram gateway has at most %u session slots (spec 5.6)", SESSION_INDEX_LIMIT - 1u);
+        say(gw, "a datagram gateway has at most %u session slots (spec 5.6)",
+            SESSION_INDEX_LIMIT - 1u);
         return 0;
     }
     if (cfg->transport == USMP_GATEWAY_SERIAL && cfg->serial_path == NULL) {
@@ -1570,9 +1588,9 @@ static int open_transport(usmp_gateway_t *gw)
         if (gw->fd < 0) {
             return -1;
         }
-        say(gw, "serving %s at %lu baud (one session, max record %u, max message %u)", cfg->serial_path,
-            (unsigned long)(cfg->baud != 0 ? cfg->baud : 115200u), (unsigned)cfg->max_record,
-            (unsigned)cfg->max_message);
+        say(gw, "serving %s at %lu baud (one session, max record %u, max message %u)",
+            cfg->serial_path, (unsigned long)(cfg->baud != 0 ? cfg->baud : 115200u),
+            (unsigned)cfg->max_record, (unsigned)cfg->max_message);
         return 0;
     }
     if (cfg->transport == USMP_GATEWAY_UDP && cfg->datagram_send != NULL) {
@@ -1605,8 +1623,10 @@ usmp_gateway_t *usmp_gateway_setup(const usmp_gateway_config_t *cfg)
         return NULL;
     }
     gw->slots = cfg->max_sessions;
-    gw->max_pending = cfg->transport == USMP_GATEWAY_TCP ? (cfg->max_pending != 0 ? cfg->max_pending : 256) : 0;
-    gw->cookie_threshold = cfg->cookie_threshold != 0 ? cfg->cookie_threshold : (cfg->max_sessions + 1) / 2;
+    gw->max_pending =
+        cfg->transport == USMP_GATEWAY_TCP ? (cfg->max_pending != 0 ? cfg->max_pending : 256) : 0;
+    gw->cookie_threshold =
+        cfg->cookie_threshold != 0 ? cfg->cookie_threshold : (cfg->max_sessions + 1) / 2;
     handshake_timeout_ms = cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms : 10000;
     gw->hello_timeout_ms = cfg->hello_timeout_ms != 0 ? cfg->hello_timeout_ms : 2000;
     /* The handshake timer runs from the accept too (spec 13): a pending
@@ -1616,8 +1636,9 @@ usmp_gateway_t *usmp_gateway_setup(const usmp_gateway_config_t *cfg)
     }
     gw->write_timeout_ms = cfg->write_timeout_ms != 0 ? cfg->write_timeout_ms : 10000;
     gw->rx_cap = USMP_RECORD_BUFFER_BYTES(cfg->max_record);
-    gw->tx_cap = cfg->transport == USMP_GATEWAY_TCP ? USMP_RECORD_BUFFER_BYTES(USMP_STREAM_MAX_RECORD)
-                                                    : USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD);
+    gw->tx_cap = cfg->transport == USMP_GATEWAY_TCP
+                     ? USMP_RECORD_BUFFER_BYTES(USMP_STREAM_MAX_RECORD)
+                     : USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD);
     gw->nfds = gw->slots + gw->max_pending + 1;
     gw->sessions = calloc(gw->slots, sizeof *gw->sessions);
     gw->pending = calloc(gw->max_pending + 1, sizeof *gw->pending);
@@ -1694,10 +1715,14 @@ void usmp_gateway_shutdown(usmp_gateway_t *gw)
     if (is_datagram(gw)) {
         say(gw, "messages: %llu in, %llu out", (unsigned long long)gw->stats.messages_in,
             (unsigned long long)gw->stats.messages_out);
-        say(gw, "dropped: %llu corrupt frames, %llu records, %llu for no session, %llu handshake frames; "
-                "%llu cookies, %llu BUSY, %llu rebinds, %llu datagrams in",
-            (unsigned long long)gw->stats.cobs_errors, (unsigned long long)gw->stats.records_dropped,
-            (unsigned long long)gw->stats.unknown_session, (unsigned long long)gw->stats.handshake_dropped,
+        say(gw,
+            "dropped: %llu corrupt frames, %llu records, %llu for no session, %llu handshake "
+            "frames; "
+            "%llu cookies, %llu BUSY, %llu rebinds, %llu datagrams in",
+            (unsigned long long)gw->stats.cobs_errors,
+            (unsigned long long)gw->stats.records_dropped,
+            (unsigned long long)gw->stats.unknown_session,
+            (unsigned long long)gw->stats.handshake_dropped,
             (unsigned long long)gw->stats.cookies_sent, (unsigned long long)gw->stats.busy_sent,
             (unsigned long long)gw->stats.rebinds, (unsigned long long)gw->stats.datagrams_in);
     }

@@ -49,8 +49,8 @@ typedef void (*usmp_gateway_log_fn)(void *user, const char *line);
  * gateway reads no more input from this session until a reply given with
  * usmp_gateway_reply has been handed to the engine, so a device that does
  * not take its replies is slowed down, not buffered for. */
-typedef void (*usmp_gateway_message_fn)(void *user, usmp_gateway_session_t *session, const uint8_t *msg,
-                                        size_t len);
+typedef void (*usmp_gateway_message_fn)(void *user, usmp_gateway_session_t *session,
+                                        const uint8_t *msg, size_t len);
 
 /* Datagram output without a socket (the UDP demultiplexer driven by a
  * fuzzer or an embedding that owns the socket): one datagram to address. */
@@ -59,49 +59,56 @@ typedef void (*usmp_gateway_datagram_send_fn)(void *user, const uint8_t *datagra
 
 typedef struct {
     usmp_gateway_transport_t transport;
-    const char *host;              /* TCP, UDP: address to bind, e.g. "127.0.0.1" */
-    uint16_t port;                 /* TCP, UDP: 0: any free port (reported in the log) */
-    const char *serial_path;       /* SERIAL: the line, e.g. "/dev/ttyUSB0" */
-    uint32_t baud;                 /* SERIAL: 0: 115200 */
-    size_t max_sessions;           /* sessions and handshakes past their HELLO together; more get ERROR(BUSY) */
-    size_t max_pending;            /* TCP: connections without a complete HELLO; 0: 256. One more evicts the oldest */
-    size_t cookie_threshold;       /* UDP: handshakes in progress above which a HELLO needs a cookie
-                                    * (spec 8.3); 0: half of max_sessions */
-    uint32_t hello_timeout_ms;     /* TCP: 0: 2000; a pending connection is closed without a word after it */
+    const char *host;        /* TCP, UDP: address to bind, e.g. "127.0.0.1" */
+    uint16_t port;           /* TCP, UDP: 0: any free port (reported in the log) */
+    const char *serial_path; /* SERIAL: the line, e.g. "/dev/ttyUSB0" */
+    uint32_t baud;           /* SERIAL: 0: 115200 */
+    /* sessions and handshakes past their HELLO together; more get ERROR(BUSY) */
+    size_t max_sessions;
+    /* TCP: connections without a complete HELLO; 0: 256. One more evicts the oldest */
+    size_t max_pending;
+    /* UDP: handshakes in progress above which a HELLO needs a cookie
+     * (spec 8.3); 0: half of max_sessions */
+    size_t cookie_threshold;
+    /* TCP: 0: 2000; a pending connection is closed without a word after it */
+    uint32_t hello_timeout_ms;
     uint32_t handshake_timeout_ms; /* 0: 10000 */
     uint32_t idle_timeout_ms;      /* 0: 90000 */
-    uint32_t write_timeout_ms;     /* TCP, SERIAL: 0: 10000; output without progress this long drops the session */
-    uint32_t handshake_rate;       /* new handshakes per second per source prefix; 0: 10 */
-    uint32_t handshake_burst;      /* ... with bursts up to this; 0: 20 */
-    uint8_t rate_prefix_v4;        /* the prefix a source counts under: 0: /32 */
-    uint8_t rate_prefix_v6;        /* 0: /64 (one host usually owns a /64) */
-    uint16_t max_record;           /* 16 .. 65519 (UDP, SERIAL: .. 1207) */
-    uint16_t max_message;          /* max_record .. 65535 */
-    int shared_psk;                /* 1: one key serves every device, so device ids are only claims */
+    /* TCP, SERIAL: 0: 10000; output without progress this long drops the session */
+    uint32_t write_timeout_ms;
+    uint32_t handshake_rate;  /* new handshakes per second per source prefix; 0: 10 */
+    uint32_t handshake_burst; /* ... with bursts up to this; 0: 20 */
+    uint8_t rate_prefix_v4;   /* the prefix a source counts under: 0: /32 */
+    uint8_t rate_prefix_v6;   /* 0: /64 (one host usually owns a /64) */
+    uint16_t max_record;      /* 16 .. 65519 (UDP, SERIAL: .. 1207) */
+    uint16_t max_message;     /* max_record .. 65535 */
+    /* 1: one key serves every device, so device ids are only claims */
+    int shared_psk;
     usmp_psk_lookup_fn psk_lookup;
     void *psk_lookup_user;
     usmp_gateway_message_fn on_message; /* NULL: messages are received and dropped */
     void *on_message_user;
     usmp_gateway_datagram_send_fn datagram_send; /* UDP: set to open no socket (see above) */
     void *datagram_send_user;
-    usmp_gateway_log_fn log;       /* status lines; never keys or payloads */
+    usmp_gateway_log_fn log; /* status lines; never keys or payloads */
     void *log_user;
-    volatile sig_atomic_t *stop;   /* usmp_gateway_run: set to nonzero to stop: BYE(SHUTDOWN) to all */
+    /* usmp_gateway_run: set to nonzero to stop: BYE(SHUTDOWN) to all */
+    volatile sig_atomic_t *stop;
 } usmp_gateway_config_t;
 
 /* What a gateway has dropped, for the application to see the loss (spec
  * 8.5). Datagram transports only; TCP ends the session instead. */
 typedef struct {
-    uint64_t messages_in;          /* whole messages given to on_message */
-    uint64_t messages_out;         /* replies handed to the engine */
-    uint64_t datagrams_in;         /* datagrams or COBS frames received */
-    uint64_t cobs_errors;          /* SERIAL: corrupt or oversized COBS frames dropped */
-    uint64_t records_dropped;      /* records the engines dropped (REPLAY, BAD_RECORD, ...) */
-    uint64_t unknown_session;      /* records for no live session index */
-    uint64_t handshake_dropped;    /* handshake frames dropped (late HELLO, malformed, ...) */
-    uint64_t cookies_sent;         /* UDP: COOKIE answers (spec 8.3) */
-    uint64_t busy_sent;            /* ERROR(BUSY) answers */
-    uint64_t rebinds;              /* UDP: sessions moved to a new source address (spec 6.5) */
+    uint64_t messages_in;       /* whole messages given to on_message */
+    uint64_t messages_out;      /* replies handed to the engine */
+    uint64_t datagrams_in;      /* datagrams or COBS frames received */
+    uint64_t cobs_errors;       /* SERIAL: corrupt or oversized COBS frames dropped */
+    uint64_t records_dropped;   /* records the engines dropped (REPLAY, BAD_RECORD, ...) */
+    uint64_t unknown_session;   /* records for no live session index */
+    uint64_t handshake_dropped; /* handshake frames dropped (late HELLO, malformed, ...) */
+    uint64_t cookies_sent;      /* UDP: COOKIE answers (spec 8.3) */
+    uint64_t busy_sent;         /* ERROR(BUSY) answers */
+    uint64_t rebinds;           /* UDP: sessions moved to a new source address (spec 6.5) */
 } usmp_gateway_stats_t;
 
 /* Checks cfg, allocates the slots and opens the transport (listens, binds
@@ -156,8 +163,8 @@ const uint8_t *usmp_gateway_session_id(const usmp_gateway_session_t *session);
 #define USMP_RATE_LIMIT_SOURCES 1024u
 
 typedef struct {
-    uint8_t prefix[16];   /* the source address with the bits past the prefix cleared */
-    uint8_t family;       /* 4 or 6; 0: unused */
+    uint8_t prefix[16]; /* the source address with the bits past the prefix cleared */
+    uint8_t family;     /* 4 or 6; 0: unused */
     uint32_t last_ms;
     uint32_t millitokens; /* 1000 per connection allowed */
 } usmp_rate_bucket_t;
@@ -171,11 +178,12 @@ typedef struct {
 
 /* Buckets start full (burst) and refill at rate_per_s. Prefix lengths are
  * clamped to 1..32 and 1..128. */
-void usmp_rate_limiter_init(usmp_rate_limiter_t *rl, uint32_t rate_per_s, uint32_t burst, unsigned prefix_v4,
-                            unsigned prefix_v6);
+void usmp_rate_limiter_init(usmp_rate_limiter_t *rl, uint32_t rate_per_s, uint32_t burst,
+                            unsigned prefix_v4, unsigned prefix_v6);
 
 /* 1: a connection from source may go on (a token is taken); 0: refuse it.
  * A source that is neither AF_INET nor AF_INET6 is always allowed. */
-int usmp_rate_limiter_allow(usmp_rate_limiter_t *rl, const struct sockaddr *source, uint32_t now_ms);
+int usmp_rate_limiter_allow(usmp_rate_limiter_t *rl, const struct sockaddr *source,
+                            uint32_t now_ms);
 
 #endif /* USMP_GATEWAY_H */

@@ -36,7 +36,8 @@ static void log_line(void *user, const char *line)
 }
 
 /* The echo: every message goes back to the device it came from. */
-static void echo_message(void *user, usmp_gateway_session_t *session, const uint8_t *msg, size_t len)
+static void echo_message(void *user, usmp_gateway_session_t *session, const uint8_t *msg,
+                         size_t len)
 {
     (void)user;
     (void)usmp_gateway_reply(session, msg, len);
@@ -44,42 +45,43 @@ static void echo_message(void *user, usmp_gateway_session_t *session, const uint
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: usmp_server (--psk-file FILE | --psk-env VAR) [options]\n"
-            "\n"
-            "An echo gateway for USMP devices: TCP (stream mode, the default), UDP or\n"
-            "a serial line (datagram mode).\n"
-            "\n"
-            "  --psk-file FILE          device PSKs, lines of '<device id hex> <psk hex>'\n"
-            "  --psk-env VAR            one PSK (hex) for every device, from variable VAR;\n"
-            "                           device ids are then NOT authenticated (any holder\n"
-            "                           of the key can claim any id)\n"
-            "  --host ADDR              address to listen on (default 127.0.0.1)\n"
-            "  --port N                 TCP port (default 9000; 0 picks a free one)\n"
-            "  --udp N                  serve UDP on port N instead (0 picks a free one):\n"
-            "                           one socket for every device, cookies under load\n"
-            "  --serial PATH            serve the serial line PATH instead (COBS frames,\n"
-            "                           one session on the line)\n"
-            "  --baud N                 serial speed (default 115200)\n"
-            "  --cookie-threshold N     UDP: handshakes in progress above which a HELLO\n"
-            "                           needs a cookie (default half of --max-sessions)\n"
-            "  --max-sessions N         sessions and handshakes past their HELLO (default 64)\n"
-            "  --max-pending N          connections without a HELLO yet; one more evicts\n"
-            "                           the oldest (default 256)\n"
-            "  --hello-timeout-ms N     time a new connection has to send its HELLO (default 2000)\n"
-            "  --write-timeout-ms N     output without progress this long drops the\n"
-            "                           connection (default 10000)\n"
-            "  --handshake-rate N       new connections per second per source prefix (default 10)\n"
-            "  --handshake-burst N      ... with bursts up to N (default 20)\n"
-            "  --rate-prefix-v4 N       IPv4 prefix length a source counts under (default 32)\n"
-            "  --rate-prefix-v6 N       IPv6 prefix length a source counts under (default 64)\n"
-            "  --max-record N           largest record accepted (default 4096; UDP and\n"
-            "                           serial 1207)\n"
-            "  --max-message N          largest message accepted (default 16384)\n"
-            "  --handshake-timeout-ms N (default 10000)\n"
-            "  --idle-timeout-ms N      (default 90000)\n"
-            "  --no-echo                receive only\n"
-            "  --help\n");
+    fprintf(
+        out,
+        "usage: usmp_server (--psk-file FILE | --psk-env VAR) [options]\n"
+        "\n"
+        "An echo gateway for USMP devices: TCP (stream mode, the default), UDP or\n"
+        "a serial line (datagram mode).\n"
+        "\n"
+        "  --psk-file FILE          device PSKs, lines of '<device id hex> <psk hex>'\n"
+        "  --psk-env VAR            one PSK (hex) for every device, from variable VAR;\n"
+        "                           device ids are then NOT authenticated (any holder\n"
+        "                           of the key can claim any id)\n"
+        "  --host ADDR              address to listen on (default 127.0.0.1)\n"
+        "  --port N                 TCP port (default 9000; 0 picks a free one)\n"
+        "  --udp N                  serve UDP on port N instead (0 picks a free one):\n"
+        "                           one socket for every device, cookies under load\n"
+        "  --serial PATH            serve the serial line PATH instead (COBS frames,\n"
+        "                           one session on the line)\n"
+        "  --baud N                 serial speed (default 115200)\n"
+        "  --cookie-threshold N     UDP: handshakes in progress above which a HELLO\n"
+        "                           needs a cookie (default half of --max-sessions)\n"
+        "  --max-sessions N         sessions and handshakes past their HELLO (default 64)\n"
+        "  --max-pending N          connections without a HELLO yet; one more evicts\n"
+        "                           the oldest (default 256)\n"
+        "  --hello-timeout-ms N     time a new connection has to send its HELLO (default 2000)\n"
+        "  --write-timeout-ms N     output without progress this long drops the\n"
+        "                           connection (default 10000)\n"
+        "  --handshake-rate N       new connections per second per source prefix (default 10)\n"
+        "  --handshake-burst N      ... with bursts up to N (default 20)\n"
+        "  --rate-prefix-v4 N       IPv4 prefix length a source counts under (default 32)\n"
+        "  --rate-prefix-v6 N       IPv6 prefix length a source counts under (default 64)\n"
+        "  --max-record N           largest record accepted (default 4096; UDP and\n"
+        "                           serial 1207)\n"
+        "  --max-message N          largest message accepted (default 16384)\n"
+        "  --handshake-timeout-ms N (default 10000)\n"
+        "  --idle-timeout-ms N      (default 90000)\n"
+        "  --no-echo                receive only\n"
+        "  --help\n");
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -143,19 +145,23 @@ int main(int argc, char **argv)
             cfg.serial_path = v;
         } else if (strcmp(a, "--baud") == 0 && parse_uint(v, 4000000, &n) == 0 && n > 0) {
             cfg.baud = (uint32_t)n;
-        } else if (strcmp(a, "--cookie-threshold") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
+        } else if (strcmp(a, "--cookie-threshold") == 0 && parse_uint(v, 100000, &n) == 0 &&
+                   n > 0) {
             cfg.cookie_threshold = n;
         } else if (strcmp(a, "--max-sessions") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
             cfg.max_sessions = n;
         } else if (strcmp(a, "--max-pending") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
             cfg.max_pending = n;
-        } else if (strcmp(a, "--hello-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 && n > 0) {
+        } else if (strcmp(a, "--hello-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 &&
+                   n > 0) {
             cfg.hello_timeout_ms = (uint32_t)n;
-        } else if (strcmp(a, "--write-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 && n > 0) {
+        } else if (strcmp(a, "--write-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 &&
+                   n > 0) {
             cfg.write_timeout_ms = (uint32_t)n;
         } else if (strcmp(a, "--handshake-rate") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
             cfg.handshake_rate = (uint32_t)n;
-        } else if (strcmp(a, "--handshake-burst") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
+        } else if (strcmp(a, "--handshake-burst") == 0 && parse_uint(v, 1000000, &n) == 0 &&
+                   n > 0) {
             cfg.handshake_burst = (uint32_t)n;
         } else if (strcmp(a, "--rate-prefix-v4") == 0 && parse_uint(v, 32, &n) == 0 && n > 0) {
             cfg.rate_prefix_v4 = (uint8_t)n;
@@ -190,7 +196,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((psk_file == NULL) == (psk_env == NULL)) {
-        fprintf(stderr, "usmp_server: give exactly one of --psk-file and --psk-env; there is no default PSK\n");
+        fprintf(
+            stderr,
+            "usmp_server: give exactly one of --psk-file and --psk-env; there is no default PSK\n");
         return 2;
     }
     if ((psk_file != NULL ? psk_table_load_file(&table, psk_file, err, sizeof err)

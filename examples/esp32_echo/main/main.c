@@ -38,22 +38,25 @@
 
 static const char *TAG = "usmp_echo";
 
-#define PSK_NVS_NAMESPACE "usmp"
-#define PSK_NVS_KEY       "psk"
+#define PSK_NVS_NAMESPACE    "usmp"
+#define PSK_NVS_KEY          "psk"
 #define BOOT_COUNTER_NVS_KEY "boot_count"
 
-#define WIFI_CONNECTED_BIT   (1u << 0)
-#define WIFI_FAILED_BIT      (1u << 1)
-#define WIFI_MAX_RETRIES     5
+#define WIFI_CONNECTED_BIT      (1u << 0)
+#define WIFI_FAILED_BIT         (1u << 1)
+#define WIFI_MAX_RETRIES        5
 #define WIFI_CONNECT_TIMEOUT_MS 30000u
 
 /* ---------------------------------------------------------------- the PSK */
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -103,8 +106,8 @@ static int load_psk(uint8_t psk[USMP_PSK_MAX_BYTES], const char **source)
         return -1;
     }
     if (err == ESP_ERR_NVS_TYPE_MISMATCH) {
-        ESP_LOGE(TAG, "NVS %s/%s is not a blob: write it with encoding hex2bin",
-                 PSK_NVS_NAMESPACE, PSK_NVS_KEY);
+        ESP_LOGE(TAG, "NVS %s/%s is not a blob: write it with encoding hex2bin", PSK_NVS_NAMESPACE,
+                 PSK_NVS_KEY);
         return -1;
     }
     if (err != ESP_ERR_NVS_NOT_FOUND) {
@@ -291,7 +294,8 @@ void app_main(void)
      * the provisioned PSK, so say what is wrong and stop instead. */
     err = nvs_flash_init();
     if (err != ESP_OK) {
-        ESP_LOGE(TAG, "NVS cannot be used (%s): erase the nvs partition and provision the PSK again",
+        ESP_LOGE(TAG,
+                 "NVS cannot be used (%s): erase the nvs partition and provision the PSK again",
                  esp_err_to_name(err));
         return;
     }
@@ -349,8 +353,10 @@ void app_main(void)
         ESP_LOGE(TAG, "echo test failed: %s (%s)", usmp_error_name(rc), usmp_strerror(rc));
         if (rc == USMP_ERR_PEER_ERROR && usmp_peer_code(&ctx) == USMP_CODE_AUTH_FAILED) {
             /* The gateway's word, unauthenticated: likely, not proven. */
-            ESP_LOGE(TAG, "the gateway refused with AUTH_FAILED: it does not know device %s, "
-                          "or its PSK for it differs", id_text);
+            ESP_LOGE(TAG,
+                     "the gateway refused with AUTH_FAILED: it does not know device %s, "
+                     "or its PSK for it differs",
+                     id_text);
         } else if (rc == USMP_ERR_PEER_ERROR) {
             ESP_LOGE(TAG, "the gateway refused with code 0x%02x", (unsigned)usmp_peer_code(&ctx));
         } else if (rc == USMP_ERR_AUTH_FAILED) {

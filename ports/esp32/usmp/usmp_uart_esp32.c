@@ -38,7 +38,7 @@ static TickType_t ticks_of(uint32_t ms)
 
 int usmp_uart_line_open(const char *path, uint32_t baud)
 {
-    uart_config_t config = {0};
+    uart_config_t config = { 0 };
     int num = 0;
 
     if (path[0] < '0' || path[0] > '9' || path[1] != '\0') {

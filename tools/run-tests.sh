@@ -88,9 +88,11 @@ for provider in libsodium everest; do
 done
 
 # --- fuzzing: clang + libFuzzer, which also builds everything with clang -----
-FUZZ_SECONDS=${USMP_FUZZ_SECONDS:-30}
+# Every parser's target: the engine (both roles, both modes), COBS, the COBS
+# stream deframer of the UART transport, the C gateway's UDP demultiplexer.
+FUZZ_SECONDS=${USMP_FUZZ_SECONDS:-20}
 if build_c fuzz-clang -DUSMP_CRYPTO=openssl -DUSMP_FUZZ=ON -DCMAKE_C_COMPILER=clang; then
-  for target in engine cobs; do
+  for target in engine cobs cobs_stream udp_gateway; do
     stage "fuzz $target (${FUZZ_SECONDS}s)"
     corpus="$BUILD/fuzz-corpus/$target"
     mkdir -p "$corpus"

@@ -32,7 +32,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, Optional, Self, TypeVar
 
 from .config import ClientConfig, ServerConfig
 from .cookie import CookieJar
@@ -678,6 +678,75 @@ class DatagramGateway(Generic[Address]):
                 entry.session.abandon()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
+
+
+class DatagramServer(Generic[Address]):
+    """What a gateway on one datagram link shares, whatever the link: its
+    lifecycle and its read-only views. :class:`~usmp.udp.UDPServer` and
+    :class:`~usmp.serial_link.SerialServer` open and close the link."""
+
+    def __init__(
+        self,
+        psk: PskSource | None,
+        callbacks: tuple[DataCallback | None, OpenCallback | None, CloseCallback | None],
+        config: ServerConfig | None,
+    ) -> None:
+        if psk is None:
+            raise LocalProtocolError(f"{type(self).__name__} needs a psk: there is no default key")
+        self.config = config or ServerConfig()
+        self._psk = psk
+        self._callbacks = callbacks
+        self._gateway: DatagramGateway[Address] | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:  # pragma: no cover - every link overrides it
+        raise NotImplementedError
+
+    @property
+    def _link_open(self) -> bool:  # pragma: no cover - every link overrides it
+        raise NotImplementedError
+
+    def _close_link(self) -> None:  # pragma: no cover - every link overrides it
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        self._closed = asyncio.get_running_loop().create_future()
+
+    async def serve_forever(self) -> None:
+        if not self._link_open:
+            await self.start()
+        assert self._closed is not None
+        await asyncio.shield(self._closed)
+
+    async def stop(self) -> None:
+        """BYE(SHUTDOWN) to every session, then close the link."""
+        if not self._link_open or self._gateway is None:
+            return
+        await self._gateway.stop(self.config.shutdown_grace)
+        self._close_link()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def sessions(self) -> Mapping[bytes, DatagramSession]:
+        return self._gateway.sessions if self._gateway else {}
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        return self._gateway.handshakes_in_progress if self._gateway else 0
+
+    @property
+    def stats(self) -> LinkStats:
+        """Link-wide counters: routing drops, cookies sent, COBS framing errors, and each ended
+        session's counters."""
+        return self._gateway.stats if self._gateway else LinkStats()
 
 
 # --- the device side --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Union
 
 from . import cobs
@@ -31,7 +31,7 @@ from .datagram import (
     DataCallback,
     DatagramClient,
     DatagramGateway,
-    DatagramSession,
+    DatagramServer,
     LinkStats,
     OpenCallback,
     SendDatagram,
@@ -156,7 +156,7 @@ def _open_link(
 _PORT = "port"  # the only address on a serial line
 
 
-class SerialServer:
+class SerialServer(DatagramServer[str]):
     """A USMP gateway on one serial port; one session at a time (spec 8.4).
 
     ``path`` is the port (``/dev/ttyUSB0``), or pass ``fd``, an open
@@ -175,17 +175,11 @@ class SerialServer:
         on_close: CloseCallback | None = None,
         config: ServerConfig | None = None,
     ) -> None:
-        if psk is None:
-            raise LocalProtocolError("SerialServer needs a psk: there is no default key")
+        super().__init__(psk, (on_data, on_open, on_close), config)
         self.path = path
         self.baud = baud
         self._fd = fd
-        self.config = config or ServerConfig()
-        self._psk = psk
-        self._callbacks = (on_data, on_open, on_close)
         self._link: ByteLink | None = None
-        self._gateway: DatagramGateway[str] | None = None
-        self._closed: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         if self._link is not None:
@@ -206,48 +200,22 @@ class SerialServer:
             self.path, self._fd, self.baud, max_frame, lambda f: gateway.datagram_received(f, _PORT),
             lambda: gateway.stats,
         )
-        self._closed = asyncio.get_running_loop().create_future()
+        self._started()
         log.info("listening on serial %s", self.path or f"fd {self._fd}")
 
-    async def serve_forever(self) -> None:
-        if self._link is None:
-            await self.start()
-        assert self._closed is not None
-        await asyncio.shield(self._closed)
+    @property
+    def _link_open(self) -> bool:
+        return self._link is not None
 
-    async def stop(self) -> None:
-        if self._link is None or self._gateway is None:
-            return
-        await self._gateway.stop(self.config.shutdown_grace)
+    def _close_link(self) -> None:
+        assert self._link is not None
         self._link.close()
         self._link = None
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
-
-    async def __aenter__(self) -> SerialServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    @property
-    def sessions(self) -> Mapping[bytes, DatagramSession]:
-        return self._gateway.sessions if self._gateway else {}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """A serial port has no network address: always empty."""
         return []
-
-    @property
-    def handshakes_in_progress(self) -> int:
-        return self._gateway.handshakes_in_progress if self._gateway else 0
-
-    @property
-    def stats(self) -> LinkStats:
-        """Link-wide counters: COBS framing errors, routing drops, each ended session's counters."""
-        return self._gateway.stats if self._gateway else LinkStats()
 
 
 class SerialClient(DatagramClient):

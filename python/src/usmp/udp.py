@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Mapping
 from typing import Any, Union
 
 from .config import ClientConfig, ServerConfig
@@ -27,8 +26,7 @@ from .datagram import (
     DataCallback,
     DatagramClient,
     DatagramGateway,
-    DatagramSession,
-    LinkStats,
+    DatagramServer,
     OpenCallback,
     SendDatagram,
 )
@@ -80,7 +78,7 @@ class _ServerProtocol(asyncio.DatagramProtocol):
         log.debug("socket error: %s", exc)  # ICMP errors from spoofed or gone peers
 
 
-class UDPServer:
+class UDPServer(DatagramServer[UDPAddress]):
     """A USMP gateway on one UDP socket (datagram mode).
 
     Takes the same ``psk`` and callbacks as :class:`~usmp.USMPServer`; the
@@ -103,17 +101,11 @@ class UDPServer:
         config: ServerConfig | None = None,
         cookie_threshold: int | None = None,
     ) -> None:
-        if psk is None:
-            raise LocalProtocolError("UDPServer needs a psk: there is no default key")
+        super().__init__(psk, (on_data, on_open, on_close), config)
         self.host = host
         self.requested_port = port
-        self.config = config or ServerConfig()
-        self._psk = psk
-        self._callbacks = (on_data, on_open, on_close)
         self._cookie_threshold = cookie_threshold
         self._transport: asyncio.DatagramTransport | None = None
-        self._gateway: DatagramGateway[UDPAddress] | None = None
-        self._closed: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         if self._transport is not None:
@@ -137,31 +129,17 @@ class UDPServer:
             rate_source=_rate_source,
             rebinding=True,
         )
-        self._closed = loop.create_future()
+        self._started()
         log.info("listening on udp %s:%d", *self.address)
 
-    async def serve_forever(self) -> None:
-        if self._transport is None:
-            await self.start()
-        assert self._closed is not None
-        await asyncio.shield(self._closed)
+    @property
+    def _link_open(self) -> bool:
+        return self._transport is not None
 
-    async def stop(self) -> None:
-        """BYE(SHUTDOWN) to every session, then close the socket."""
-        if self._transport is None or self._gateway is None:
-            return
-        await self._gateway.stop(self.config.shutdown_grace)
+    def _close_link(self) -> None:
+        assert self._transport is not None
         self._transport.close()
         self._transport = None
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
-
-    async def __aenter__(self) -> UDPServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -177,19 +155,6 @@ class UDPServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         return [self.address] if self._transport is not None else []
-
-    @property
-    def sessions(self) -> Mapping[bytes, DatagramSession]:
-        return self._gateway.sessions if self._gateway else {}
-
-    @property
-    def handshakes_in_progress(self) -> int:
-        return self._gateway.handshakes_in_progress if self._gateway else 0
-
-    @property
-    def stats(self) -> LinkStats:
-        """Gateway-wide counters: routing drops, cookies sent, and each ended session's counters."""
-        return self._gateway.stats if self._gateway else LinkStats()
 
 
 class _ClientProtocol(asyncio.DatagramProtocol):

@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,15 +100,140 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
+/* The numeric options: where each goes in the configuration, and its range. */
+typedef struct {
+    const char *name;
+    unsigned long min, max;
+    size_t offset; /* in usmp_gateway_config_t */
+    size_t size;   /* of that field: 1, 2, 4 or sizeof(size_t) */
+} numeric_option_t;
+
+#define FIELD(f) offsetof(usmp_gateway_config_t, f), sizeof(((usmp_gateway_config_t *)0)->f)
+
+static const numeric_option_t numeric_options[] = {
+    { "--port", 0, 65535, FIELD(port) },
+    { "--baud", 1, 4000000, FIELD(baud) },
+    { "--cookie-threshold", 1, 100000, FIELD(cookie_threshold) },
+    { "--max-sessions", 1, 100000, FIELD(max_sessions) },
+    { "--max-pending", 1, 100000, FIELD(max_pending) },
+    { "--hello-timeout-ms", 1, 3600000, FIELD(hello_timeout_ms) },
+    { "--write-timeout-ms", 1, 3600000, FIELD(write_timeout_ms) },
+    { "--handshake-rate", 1, 1000000, FIELD(handshake_rate) },
+    { "--handshake-burst", 1, 1000000, FIELD(handshake_burst) },
+    { "--rate-prefix-v4", 1, 32, FIELD(rate_prefix_v4) },
+    { "--rate-prefix-v6", 1, 128, FIELD(rate_prefix_v6) },
+    { "--max-record", 16, 65519, FIELD(max_record) },
+    { "--max-message", 0, 65535, FIELD(max_message) },
+    { "--handshake-timeout-ms", 0, 3600000, FIELD(handshake_timeout_ms) },
+    { "--idle-timeout-ms", 0, 86400000, FIELD(idle_timeout_ms) },
+};
+
+/* Sets the numeric option `name` from `value`. Returns 1 if set, 0 if
+ * `name` is not a numeric option, -1 if the value is out of its range. */
+static int set_numeric(usmp_gateway_config_t *cfg, const char *name, const char *value)
+{
+    size_t i;
+    for (i = 0; i < sizeof numeric_options / sizeof numeric_options[0]; i++) {
+        const numeric_option_t *o = &numeric_options[i];
+        unsigned char *field = (unsigned char *)cfg + o->offset;
+        unsigned long n;
+        if (strcmp(name, o->name) != 0) {
+            continue;
+        }
+        if (parse_uint(value, o->max, &n) != 0 || n < o->min) {
+            return -1;
+        }
+        switch (o->size) {
+        case 1: *(uint8_t *)field = (uint8_t)n; break;
+        case 2: *(uint16_t *)(void *)field = (uint16_t)n; break;
+        case 4: *(uint32_t *)(void *)field = (uint32_t)n; break;
+        default: *(size_t *)(void *)field = (size_t)n; break;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *psk_file, *psk_env;
+    int max_record_given;
+} options_t;
+
+/* Reads the command line into cfg and opts. Returns -1 to go on, else the
+ * exit status (0 after --help, 2 for a usage error). */
+static int parse_options(int argc, char **argv, usmp_gateway_config_t *cfg, options_t *opts)
+{
+    int i;
+    for (i = 1; i < argc; i += 2) { /* options take one value, flags none */
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned long n = 0;
+        int set;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--no-echo") == 0) {
+            cfg->on_message = NULL;
+            i--; /* a flag: no value to skip */
+            continue;
+        } else if (v == NULL) {
+            fprintf(stderr, "usmp_server: %s needs a value\n", a);
+            return 2;
+        } else if (strcmp(a, "--psk-file") == 0) {
+            opts->psk_file = v;
+        } else if (strcmp(a, "--psk-env") == 0) {
+            opts->psk_env = v;
+        } else if (strcmp(a, "--host") == 0) {
+            cfg->host = v;
+        } else if (strcmp(a, "--udp") == 0 && parse_uint(v, 65535, &n) == 0) {
+            cfg->transport = USMP_GATEWAY_UDP;
+            cfg->port = (uint16_t)n;
+        } else if (strcmp(a, "--serial") == 0) {
+            cfg->transport = USMP_GATEWAY_SERIAL;
+            cfg->serial_path = v;
+        } else if ((set = set_numeric(cfg, a, v)) != 1) {
+            fprintf(stderr, "usmp_server: %s %s: %s\n", a, v,
+                    set == 0 ? "unknown option" : "value out of range");
+            usage(stderr);
+            return 2;
+        }
+        opts->max_record_given |= strcmp(a, "--max-record") == 0;
+    }
+    return -1;
+}
+
+/* Checks what the options say together. Returns 0 or the exit status 2. */
+static int check_options(usmp_gateway_config_t *cfg, const options_t *opts)
+{
+    if (cfg->transport != USMP_GATEWAY_TCP && !opts->max_record_given) {
+        cfg->max_record = USMP_DATAGRAM_MAX_RECORD; /* one record per datagram (spec 6.6) */
+    }
+    if (cfg->transport != USMP_GATEWAY_TCP && cfg->max_record > USMP_DATAGRAM_MAX_RECORD) {
+        fprintf(stderr, "usmp_server: --max-record is at most %u over UDP and serial\n",
+                (unsigned)USMP_DATAGRAM_MAX_RECORD);
+        return 2;
+    }
+    if (cfg->max_message < cfg->max_record) {
+        fprintf(stderr, "usmp_server: --max-message must be at least --max-record (%u)\n",
+                (unsigned)cfg->max_record);
+        return 2;
+    }
+    if ((opts->psk_file == NULL) == (opts->psk_env == NULL)) {
+        fprintf(
+            stderr,
+            "usmp_server: give exactly one of --psk-file and --psk-env; there is no default PSK\n");
+        return 2;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static psk_table_t table;
     usmp_gateway_config_t cfg;
-    int max_record_given = 0;
-    const char *psk_file = NULL, *psk_env = NULL;
+    options_t opts = { NULL, NULL, 0 };
     char err[256];
     struct sigaction sa;
-    int i;
+    int rc;
 
     memset(&cfg, 0, sizeof cfg);
     cfg.host = "127.0.0.1";
@@ -116,97 +242,16 @@ int main(int argc, char **argv)
     cfg.max_record = 4096;
     cfg.max_message = 16384;
     cfg.on_message = echo_message;
-    for (i = 1; i < argc; i += 2) { /* options take one value, flags none */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long n = 0;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--no-echo") == 0) {
-            cfg.on_message = NULL;
-            i--; /* a flag: no value to skip */
-            continue;
-        } else if (v == NULL) {
-            fprintf(stderr, "usmp_server: %s needs a value\n", a);
-            return 2;
-        } else if (strcmp(a, "--psk-file") == 0) {
-            psk_file = v;
-        } else if (strcmp(a, "--psk-env") == 0) {
-            psk_env = v;
-        } else if (strcmp(a, "--host") == 0) {
-            cfg.host = v;
-        } else if (strcmp(a, "--port") == 0 && parse_uint(v, 65535, &n) == 0) {
-            cfg.port = (uint16_t)n;
-        } else if (strcmp(a, "--udp") == 0 && parse_uint(v, 65535, &n) == 0) {
-            cfg.transport = USMP_GATEWAY_UDP;
-            cfg.port = (uint16_t)n;
-        } else if (strcmp(a, "--serial") == 0) {
-            cfg.transport = USMP_GATEWAY_SERIAL;
-            cfg.serial_path = v;
-        } else if (strcmp(a, "--baud") == 0 && parse_uint(v, 4000000, &n) == 0 && n > 0) {
-            cfg.baud = (uint32_t)n;
-        } else if (strcmp(a, "--cookie-threshold") == 0 && parse_uint(v, 100000, &n) == 0 &&
-                   n > 0) {
-            cfg.cookie_threshold = n;
-        } else if (strcmp(a, "--max-sessions") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
-            cfg.max_sessions = n;
-        } else if (strcmp(a, "--max-pending") == 0 && parse_uint(v, 100000, &n) == 0 && n > 0) {
-            cfg.max_pending = n;
-        } else if (strcmp(a, "--hello-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 &&
-                   n > 0) {
-            cfg.hello_timeout_ms = (uint32_t)n;
-        } else if (strcmp(a, "--write-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0 &&
-                   n > 0) {
-            cfg.write_timeout_ms = (uint32_t)n;
-        } else if (strcmp(a, "--handshake-rate") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
-            cfg.handshake_rate = (uint32_t)n;
-        } else if (strcmp(a, "--handshake-burst") == 0 && parse_uint(v, 1000000, &n) == 0 &&
-                   n > 0) {
-            cfg.handshake_burst = (uint32_t)n;
-        } else if (strcmp(a, "--rate-prefix-v4") == 0 && parse_uint(v, 32, &n) == 0 && n > 0) {
-            cfg.rate_prefix_v4 = (uint8_t)n;
-        } else if (strcmp(a, "--rate-prefix-v6") == 0 && parse_uint(v, 128, &n) == 0 && n > 0) {
-            cfg.rate_prefix_v6 = (uint8_t)n;
-        } else if (strcmp(a, "--max-record") == 0 && parse_uint(v, 65519, &n) == 0 && n >= 16) {
-            cfg.max_record = (uint16_t)n;
-            max_record_given = 1;
-        } else if (strcmp(a, "--max-message") == 0 && parse_uint(v, 65535, &n) == 0) {
-            cfg.max_message = (uint16_t)n;
-        } else if (strcmp(a, "--handshake-timeout-ms") == 0 && parse_uint(v, 3600000, &n) == 0) {
-            cfg.handshake_timeout_ms = (uint32_t)n;
-        } else if (strcmp(a, "--idle-timeout-ms") == 0 && parse_uint(v, 86400000, &n) == 0) {
-            cfg.idle_timeout_ms = (uint32_t)n;
-        } else {
-            fprintf(stderr, "usmp_server: bad option or value: %s %s\n", a, v);
-            usage(stderr);
-            return 2;
-        }
+    if ((rc = parse_options(argc, argv, &cfg, &opts)) >= 0 ||
+        (rc = check_options(&cfg, &opts)) != 0) {
+        return rc;
     }
-    if (cfg.transport != USMP_GATEWAY_TCP && !max_record_given) {
-        cfg.max_record = USMP_DATAGRAM_MAX_RECORD; /* one record per datagram (spec 6.6) */
-    }
-    if (cfg.transport != USMP_GATEWAY_TCP && cfg.max_record > USMP_DATAGRAM_MAX_RECORD) {
-        fprintf(stderr, "usmp_server: --max-record is at most %u over UDP and serial\n",
-                (unsigned)USMP_DATAGRAM_MAX_RECORD);
-        return 2;
-    }
-    if (cfg.max_message < cfg.max_record) {
-        fprintf(stderr, "usmp_server: --max-message must be at least --max-record (%u)\n",
-                (unsigned)cfg.max_record);
-        return 2;
-    }
-    if ((psk_file == NULL) == (psk_env == NULL)) {
-        fprintf(
-            stderr,
-            "usmp_server: give exactly one of --psk-file and --psk-env; there is no default PSK\n");
-        return 2;
-    }
-    if ((psk_file != NULL ? psk_table_load_file(&table, psk_file, err, sizeof err)
-                          : psk_table_load_env(&table, psk_env, err, sizeof err)) != 0) {
+    if ((opts.psk_file != NULL ? psk_table_load_file(&table, opts.psk_file, err, sizeof err)
+                               : psk_table_load_env(&table, opts.psk_env, err, sizeof err)) != 0) {
         fprintf(stderr, "usmp_server: %s\n", err);
         return 2;
     }
-    if (psk_env != NULL) {
+    if (opts.psk_env != NULL) {
         /* spec/security.md: whoever holds the one shared key can claim any device id. */
         cfg.shared_psk = 1;
         printf("usmp_server: warning: one key for every device: device ids are not authenticated "

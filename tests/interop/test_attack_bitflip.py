@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from usmp.engine import (
     ClientEngine,
-    DeterministicInputs,
     EngineConfig,
     HandshakeComplete,
     HelloReceived,
@@ -195,9 +194,8 @@ def py_pair_run(target: tuple[str, int, int] | None) -> tuple[dict[str, bytes], 
         mode=Mode.STREAM,
         now=0.0,
         config=EngineConfig(max_record=4096, max_message=16384),
-        insecure_test_inputs=DeterministicInputs(
-            ephemeral_private=PY_SERVER_PRIVATE, nonce=bytes(range(16)), session_id=bytes(range(8))
-        ),
+        # Drawn in this order: ephemeral key, nonce, session index (3 bytes), rest of the session id.
+        random=lambda n, outputs=iter((PY_SERVER_PRIVATE, bytes(range(16)), bytes(range(3)), bytes(range(3, 8)))): next(outputs),
     )
     seen: dict[str, bytes] = {}
     counts = {C2S: 0, S2C: 0}

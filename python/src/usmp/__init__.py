@@ -9,7 +9,6 @@ from .config import ClientConfig, ServerConfig
 from .engine import (
     ClientEngine,
     CookieCheck,
-    DeterministicInputs,
     EngineConfig,
     Event,
     HandshakeComplete,
@@ -45,7 +44,6 @@ __all__ = [
     "ConfigurationError",
     "ConnectionLost",
     "CookieCheck",
-    "DeterministicInputs",
     "EngineConfig",
     "Event",
     "HandshakeComplete",

@@ -327,8 +327,11 @@ _Handler = Callable[[bytes, list[Event], float], None]
 class Engine:
     """What both roles share: framing, the transition table's one lookup, records, timers, endings.
 
-    The role shows only through :data:`TRANSITIONS` (which rows apply) and the
-    constructors of :class:`ClientEngine` and :class:`ServerEngine`.
+    Every handler is a plain method of this one class. The role shows only
+    through :data:`TRANSITIONS` (which rows, hence which handlers, apply) and
+    through :class:`ClientEngine` and :class:`ServerEngine`, which hold just
+    the constructors and the role's own application calls (``start``;
+    ``accept_hello`` and ``refuse_busy``).
     """
 
     role: Role
@@ -356,13 +359,24 @@ class Engine:
         self._random = random
         self._secrets = HandshakeSecrets()
         # Handshake state that is not secret. Client: the HELLO as sent, without a
-        # cookie, and (datagram) what a retransmission resends. Server: the HELLO
-        # received, its transcript form, and whether it awaits accept_hello().
+        # cookie, (datagram) what a retransmission resends and when, and the
+        # HELLO_ACK. Server: the HELLO received, its transcript form, whether it
+        # awaits accept_hello(), the CHALLENGE sent and, datagram, the answers
+        # to a lost SESSION_OK until the first client record (8.2).
         self._hello_frame = b""
         self._flight: bytes | None = None
         self._retransmit_at: float | None = None
+        self._retransmit_interval = INITIAL_RETRANSMIT
+        self._hello_ack_frame = b""
         self._hello: Hello | None = None
         self._hello_pending = False
+        self._challenge_frame = b""
+        self._accepted_hello_ack: bytes | None = None
+        self._session_ok_frame: bytes | None = None
+        # Server settings (the constructors set them).
+        self._idle_timeout: float | None = None
+        self._cookie: CookieCheck | None = None
+        self._session_index: bytes | None = None
         self._outgoing: list[bytes] = []
         self._stream_buffer = bytearray()
         self._input_held = False  # stream: stopped after an event with input left (section 1)
@@ -728,26 +742,144 @@ class Engine:
             raise self.error  # sticky: every later call reports the condition that ended it
         raise LocalProtocolError(f"not allowed in state {self.state.value}")
 
-    # --- role hooks ---------------------------------------------------------------------
+    # --- handshake handlers, named by TRANSITIONS (the table says which role runs which) ---
 
-    def _record_accepted(self) -> None:
-        """Called when a record has passed every check."""
+    def _on_cookie(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Row 7: resend the same HELLO with the cookie appended, and retransmit that from now on.
 
-    def _handshake_deadlines(self) -> float | None:
-        return self._handshake_deadline
+        A COOKIE of the wrong length is dropped rather than fatal: the state
+        table names no failure for it, and it is unauthenticated.
+        """
+        self._check_length(frame, COOKIE_BYTES)
+        self._send_flight(self._hello_frame + frame_body(self.mode, frame), now)
+
+    def _on_challenge(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Rows 2-6, checks in the order of section 4.5."""
+        self._check_length(frame, CHALLENGE_BODY_BYTES)
+        challenge = Challenge.parse(self.mode, frame_body(self.mode, frame))
+        secrets = self._secrets
+        assert secrets.ephemeral_private is not None and secrets.psk is not None
+        shared = crypto.x25519_shared(secrets.ephemeral_private, challenge.public_key)
+        transcript = crypto.transcript_hash(self.mode, self._hello_frame, frame)
+        keys = crypto.derive_keys(shared, secrets.psk, challenge.nonce, transcript)
+        del shared
+        # The ephemeral key and the PSK go as soon as the keys are derived (5.7).
+        self._secrets = HandshakeSecrets(
+            transcript=transcript, confirm_server=keys.confirm_server, record_keys=(keys.c2s, keys.s2c)
+        )
+        self.peer_limits = challenge.limits
+        self._hello_ack_frame = build_frame(
+            self.mode, FrameType.HELLO_ACK, crypto.client_finished(keys.confirm_client, transcript)
+        )
+        self.state = State.WAIT_SESSION_OK
+        self._send_flight(self._hello_ack_frame, now)
+
+    def _on_session_ok(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Rows 8-10."""
+        self._check_length(frame, SESSION_OK_BODY_BYTES)
+        body = frame_body(self.mode, frame)
+        session_id, mac = body[:SESSION_ID_BYTES], body[SESSION_ID_BYTES:]
+        secrets = self._secrets
+        assert secrets.confirm_server is not None and secrets.transcript is not None
+        expected = crypto.server_finished(secrets.confirm_server, secrets.transcript, self._hello_ack_frame, session_id)
+        if not crypto.macs_equal(mac, expected):
+            raise RemoteProtocolError(Condition.AUTH_FAILED, "SESSION_OK MAC does not verify")
+        self._establish(session_id, events, now)
+
+    def _send_flight(self, frame: bytes, now: float) -> None:
+        self._outgoing.append(frame)
+        if self.mode is Mode.DATAGRAM:
+            self._flight = frame
+            self._retransmit_interval = INITIAL_RETRANSMIT
+            self._retransmit_at = now + INITIAL_RETRANSMIT
 
     def _retransmit_if_due(self, now: float) -> None:
-        """Datagram client only (8.1)."""
+        if self._flight is None or self._retransmit_at is None or now < self._retransmit_at:
+            return
+        self._outgoing.append(self._flight)  # byte for byte
+        self._retransmit_interval = min(2 * self._retransmit_interval, MAX_RETRANSMIT)
+        self._retransmit_at = now + self._retransmit_interval
 
-    def _idle_deadline(self) -> float | None:
-        return None
+    def _handshake_deadlines(self) -> float | None:
+        deadlines = [t for t in (self._handshake_deadline, self._retransmit_at) if t is not None]
+        return min(deadlines, default=None)
+
+    def _on_hello(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Section 4.5 steps 1-5; steps 6-7 run in accept_hello()."""
+        self._check_length(frame, HELLO_BODY_BYTES, HELLO_BODY_BYTES + COOKIE_BYTES)
+        hello = Hello.parse(self.mode, frame_body(self.mode, frame))
+        hello_frame = build_frame(self.mode, FrameType.HELLO, hello.body(with_cookie=False))
+        if self._cookie is not None:
+            jar, address = self._cookie.jar, self._cookie.client_address
+            if hello.cookie is None or not jar.verify(address, hello_frame, hello.cookie, now):
+                # Row 19: answer with a cookie and keep nothing.
+                cookie = jar.make(address, hello_frame, now)
+                self._outgoing.append(build_frame(self.mode, FrameType.COOKIE, cookie))
+                return
+        self._hello, self._hello_frame = hello, hello_frame
+        self.device_id = hello.device_id
+        self._hello_pending = True
+        events.append(HelloReceived(hello.device_id))
+
+    def _new_session_id(self) -> bytes:
+        """Section 5.6: a datagram server's index must be unique among its live sessions (the driver's choice)."""
+        index = self._session_index or self._random(SESSION_INDEX_BYTES)
+        return index + self._random(SESSION_ID_BYTES - SESSION_INDEX_BYTES)
+
+    def _on_duplicate_hello(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE.
+
+        Row 51: a *different* HELLO is dropped here (UNEXPECTED, nothing sent,
+        nothing changed). It starts a new handshake from that address, which
+        is the datagram server's business (8.2): it ends this engine without a
+        word and gives the HELLO to a new engine in WAIT_HELLO.
+        """
+        if frame[: len(self._hello_frame)] == self._hello_frame and len(frame) in (
+            len(self._hello_frame),
+            len(self._hello_frame) + COOKIE_BYTES,
+        ):
+            self._outgoing.append(self._challenge_frame)
+            return
+        raise RemoteProtocolError(Condition.UNEXPECTED, "a different HELLO during the handshake")
+
+    def _on_hello_ack(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Rows 20-22."""
+        self._check_length(frame, HELLO_ACK_BODY_BYTES)
+        secrets = self._secrets
+        assert secrets.expected_client_mac is not None
+        if not crypto.macs_equal(frame_body(self.mode, frame), secrets.expected_client_mac):
+            raise RemoteProtocolError(Condition.AUTH_FAILED, "HELLO_ACK MAC does not verify")
+        assert secrets.confirm_server is not None and secrets.transcript is not None and self.session_id is not None
+        mac = crypto.server_finished(secrets.confirm_server, secrets.transcript, frame, self.session_id)
+        session_ok = build_frame(self.mode, FrameType.SESSION_OK, self.session_id + mac)
+        self._outgoing.append(session_ok)
+        if self.mode is Mode.DATAGRAM:
+            self._accepted_hello_ack, self._session_ok_frame = frame, session_ok
+        self._establish(self.session_id, events, now)
+
+    def _on_duplicate_hello_ack(self, frame: bytes, events: list[Event], now: float) -> None:
+        """Row 24: the accepted HELLO_ACK again, before any client record, gets the same SESSION_OK (8.2)."""
+        if self._session_ok_frame is None or frame != self._accepted_hello_ack:
+            raise self._no_transition(frame[0])
+        self._outgoing.append(self._session_ok_frame)
+
+    def _record_accepted(self) -> None:
+        # After the first authenticated client record a HELLO_ACK is just UNEXPECTED (8.2).
+        self._accepted_hello_ack = self._session_ok_frame = None
+
+    # --- timers and pauses ----------------------------------------------------------------
 
     def _paused(self) -> bool:
-        return False
+        return self._hello_pending
 
     def _check_not_paused(self) -> None:
-        """Server only: input is refused while a HELLO decision is pending."""
+        if self._hello_pending:
+            raise LocalProtocolError("a HELLO is waiting for accept_hello() or refuse_busy()")
 
+    def _idle_deadline(self) -> float | None:
+        if self._idle_timeout is None or self.state is not State.ESTABLISHED:
+            return None
+        return self._last_authenticated + self._idle_timeout
 
 
 def _type_name(frame_type: int) -> str:
@@ -805,8 +937,6 @@ class ClientEngine(Engine):
         self._secrets.psk = check_psk(psk)
         self.boot_counter = boot_counter
         self.connection_counter = _next_connection_counter() if connection_counter is None else connection_counter
-        self._retransmit_interval = INITIAL_RETRANSMIT
-        self._hello_ack_frame = b""
 
     def start(self, now: float) -> None:
         """Send HELLO (row 1)."""
@@ -827,67 +957,6 @@ class ClientEngine(Engine):
         self._handshake_deadline = now + self.config.handshake_timeout
         self.state = State.WAIT_CHALLENGE
         self._send_flight(self._hello_frame, now)
-
-    def _send_flight(self, frame: bytes, now: float) -> None:
-        self._outgoing.append(frame)
-        if self.mode is Mode.DATAGRAM:
-            self._flight = frame
-            self._retransmit_interval = INITIAL_RETRANSMIT
-            self._retransmit_at = now + INITIAL_RETRANSMIT
-
-    def _retransmit_if_due(self, now: float) -> None:
-        if self._flight is None or self._retransmit_at is None or now < self._retransmit_at:
-            return
-        self._outgoing.append(self._flight)  # byte for byte
-        self._retransmit_interval = min(2 * self._retransmit_interval, MAX_RETRANSMIT)
-        self._retransmit_at = now + self._retransmit_interval
-
-    def _handshake_deadlines(self) -> float | None:
-        deadlines = [t for t in (self._handshake_deadline, self._retransmit_at) if t is not None]
-        return min(deadlines, default=None)
-
-    def _on_cookie(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Row 7: resend the same HELLO with the cookie appended, and retransmit that from now on.
-
-        A COOKIE of the wrong length is dropped rather than fatal: the state
-        table names no failure for it, and it is unauthenticated.
-        """
-        self._check_length(frame, COOKIE_BYTES)
-        self._send_flight(self._hello_frame + frame_body(self.mode, frame), now)
-
-    def _on_challenge(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Rows 2-6, checks in the order of section 4.5."""
-        self._check_length(frame, CHALLENGE_BODY_BYTES)
-        challenge = Challenge.parse(self.mode, frame_body(self.mode, frame))
-        secrets = self._secrets
-        assert secrets.ephemeral_private is not None and secrets.psk is not None
-        shared = crypto.x25519_shared(secrets.ephemeral_private, challenge.public_key)
-        transcript = crypto.transcript_hash(self.mode, self._hello_frame, frame)
-        keys = crypto.derive_keys(shared, secrets.psk, challenge.nonce, transcript)
-        del shared
-        # The ephemeral key and the PSK go as soon as the keys are derived (5.7).
-        self._secrets = HandshakeSecrets(
-            transcript=transcript, confirm_server=keys.confirm_server, record_keys=(keys.c2s, keys.s2c)
-        )
-        self.peer_limits = challenge.limits
-        self._hello_ack_frame = build_frame(
-            self.mode, FrameType.HELLO_ACK, crypto.client_finished(keys.confirm_client, transcript)
-        )
-        self.state = State.WAIT_SESSION_OK
-        self._send_flight(self._hello_ack_frame, now)
-
-    def _on_session_ok(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Rows 8-10."""
-        self._check_length(frame, SESSION_OK_BODY_BYTES)
-        body = frame_body(self.mode, frame)
-        session_id, mac = body[:SESSION_ID_BYTES], body[SESSION_ID_BYTES:]
-        secrets = self._secrets
-        assert secrets.confirm_server is not None and secrets.transcript is not None
-        expected = crypto.server_finished(secrets.confirm_server, secrets.transcript, self._hello_ack_frame, session_id)
-        if not crypto.macs_equal(mac, expected):
-            raise RemoteProtocolError(Condition.AUTH_FAILED, "SESSION_OK MAC does not verify")
-        self._establish(session_id, events, now)
-
 
 class ServerEngine(Engine):
     """The gateway side of one connection (stream) or one client address (datagram): rows 13-24.
@@ -920,44 +989,12 @@ class ServerEngine(Engine):
             raise ConfigurationError(f"a session index is {SESSION_INDEX_BYTES} bytes")
         if cookie is not None and mode is not Mode.DATAGRAM:
             raise ConfigurationError("cookies exist only in datagram mode")
+        self._idle_timeout = self.config.idle_timeout
         self._cookie = cookie
         self._session_index = session_index
         # The handshake timer runs from the first byte or datagram, so that a
         # connection that never completes its HELLO is bounded too.
         self._handshake_deadline = now + self.config.handshake_timeout
-        self._challenge_frame = b""
-        # Datagram: answers to a lost SESSION_OK until the first client record (8.2).
-        self._accepted_hello_ack: bytes | None = None
-        self._session_ok_frame: bytes | None = None
-
-    def _paused(self) -> bool:
-        return self._hello_pending
-
-    def _check_not_paused(self) -> None:
-        if self._hello_pending:
-            raise LocalProtocolError("a HELLO is waiting for accept_hello() or refuse_busy()")
-
-    def _idle_deadline(self) -> float | None:
-        if self.config.idle_timeout is None or self.state is not State.ESTABLISHED:
-            return None
-        return self._last_authenticated + self.config.idle_timeout
-
-    def _on_hello(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Section 4.5 steps 1-5; steps 6-7 run in accept_hello()."""
-        self._check_length(frame, HELLO_BODY_BYTES, HELLO_BODY_BYTES + COOKIE_BYTES)
-        hello = Hello.parse(self.mode, frame_body(self.mode, frame))
-        hello_frame = build_frame(self.mode, FrameType.HELLO, hello.body(with_cookie=False))
-        if self._cookie is not None:
-            jar, address = self._cookie.jar, self._cookie.client_address
-            if hello.cookie is None or not jar.verify(address, hello_frame, hello.cookie, now):
-                # Row 19: answer with a cookie and keep nothing.
-                cookie = jar.make(address, hello_frame, now)
-                self._outgoing.append(build_frame(self.mode, FrameType.COOKIE, cookie))
-                return
-        self._hello, self._hello_frame = hello, hello_frame
-        self.device_id = hello.device_id
-        self._hello_pending = True
-        events.append(HelloReceived(hello.device_id))
 
     def accept_hello(self, psk: bytes | None, now: float) -> list[Event]:
         """Continue after :class:`HelloReceived` with the device's PSK, or ``None`` for an unknown device.
@@ -1008,51 +1045,3 @@ class ServerEngine(Engine):
         self._hello_pending = False
         self._outgoing.append(error_frame(self.mode, Condition.BUSY))
         self._finish(State.FAILED, Condition.BUSY, USMPError(Condition.BUSY, "at the session or handshake limit"))
-
-    def _new_session_id(self) -> bytes:
-        """Section 5.6: a datagram server's index must be unique among its live sessions (the driver's choice)."""
-        index = self._session_index or self._random(SESSION_INDEX_BYTES)
-        return index + self._random(SESSION_ID_BYTES - SESSION_INDEX_BYTES)
-
-    def _on_duplicate_hello(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Row 23: the same HELLO again (cookie ignored) gets the stored CHALLENGE.
-
-        Row 51: a *different* HELLO is dropped here (UNEXPECTED, nothing sent,
-        nothing changed). It starts a new handshake from that address, which
-        is the datagram server's business (8.2): it ends this engine without a
-        word and gives the HELLO to a new engine in WAIT_HELLO.
-        """
-        if frame[: len(self._hello_frame)] == self._hello_frame and len(frame) in (
-            len(self._hello_frame),
-            len(self._hello_frame) + COOKIE_BYTES,
-        ):
-            self._outgoing.append(self._challenge_frame)
-            return
-        raise RemoteProtocolError(Condition.UNEXPECTED, "a different HELLO during the handshake")
-
-    def _on_hello_ack(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Rows 20-22."""
-        self._check_length(frame, HELLO_ACK_BODY_BYTES)
-        secrets = self._secrets
-        assert secrets.expected_client_mac is not None
-        if not crypto.macs_equal(frame_body(self.mode, frame), secrets.expected_client_mac):
-            raise RemoteProtocolError(Condition.AUTH_FAILED, "HELLO_ACK MAC does not verify")
-        assert secrets.confirm_server is not None and secrets.transcript is not None and self.session_id is not None
-        mac = crypto.server_finished(secrets.confirm_server, secrets.transcript, frame, self.session_id)
-        session_ok = build_frame(self.mode, FrameType.SESSION_OK, self.session_id + mac)
-        self._outgoing.append(session_ok)
-        if self.mode is Mode.DATAGRAM:
-            self._accepted_hello_ack, self._session_ok_frame = frame, session_ok
-        self._establish(self.session_id, events, now)
-
-    def _on_duplicate_hello_ack(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Row 24: the accepted HELLO_ACK again, before any client record, gets the same SESSION_OK (8.2)."""
-        if self._session_ok_frame is None or frame != self._accepted_hello_ack:
-            raise self._no_transition(frame[0])
-        self._outgoing.append(self._session_ok_frame)
-
-    def _record_accepted(self) -> None:
-        # After the first authenticated client record a HELLO_ACK is just UNEXPECTED (8.2).
-        self._accepted_hello_ack = self._session_ok_frame = None
-
-

@@ -18,6 +18,8 @@ set(USMP_ENGINE_SOURCES
   src/usmp_engine.c
   src/usmp_handshake.c
   src/usmp_record.c
+  src/usmp_replay.c
+  src/usmp_cookie.c
   src/usmp_cobs.c
   src/usmp_error.c
   src/usmp_strerror.c

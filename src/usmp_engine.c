@@ -14,26 +14,16 @@
 #include <string.h>
 
 #include "usmp_crypto.h"
+#include "usmp_fragment.h"
 #include "usmp_handshake.h"
+#include "usmp_hello.h"
 #include "usmp_record.h"
+#include "usmp_replay.h"
 #include "usmp_wire.h"
 
-/* e->flags */
-#define F_STARTED        0x01u /* usmp_engine_start was called */
-#define F_HAVE_TOP       0x02u /* datagram: a record was accepted (replay window valid) */
-#define F_PING_OUT       0x04u /* PING sent, PONG deadline running */
-#define F_REASSEMBLING   0x08u /* a fragmented message is partly received */
-#define F_FRAGMENTING    0x10u /* a fragmented message is partly sent */
-#define F_RESEND_ALLOWED 0x20u /* server, datagram: SESSION_OK may be resent */
-#define F_UNKNOWN_DEVICE 0x40u /* server: no PSK for the device; fail at HELLO_ACK */
-#define F_PEER_ERROR     0x80u /* datagram handshake: an ERROR was recorded (row 25) */
-
-/* e->pending: control frames waiting for the tx buffer, built in this order */
-#define P_ERROR  0x01u
-#define P_BYE    0x02u
-#define P_FLIGHT 0x04u /* this side's current handshake flight */
-#define P_PONG   0x08u
-#define P_PING   0x10u
+/* usmp_engine.h sizes the stored CHALLENGE without the body layout. */
+typedef char challenge_max_frame_matches_the_layout[
+    USMP_CHALLENGE_MAX_FRAME == USMP_STREAM_HEADER_BYTES + USMP_CHALLENGE_BODY_BYTES ? 1 : -1];
 
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS      90000u
@@ -51,7 +41,7 @@
 
 static size_t header_len(const usmp_engine_t *e)
 {
-    return IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HEADER_BYTES;
+    return usmp_record_header_len((usmp_mode_t)e->mode);
 }
 
 static int is_handshake_state(uint8_t state)
@@ -70,30 +60,15 @@ static int is_record_type(uint8_t type)
     return type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT;
 }
 
-/* The wire code of a condition, or 0 when it never goes on the wire. */
-static uint8_t wire_code(int err)
-{
-    if (err <= USMP_ERR_MALFORMED && err >= USMP_ERR_KEY_LIMIT) {
-        return (uint8_t)(-err - 16);
-    }
-    return USMP_CODE_NONE;
-}
-
-static uint16_t record_limit_for_mode(uint8_t mode)
-{
-    return mode == USMP_MODE_STREAM ? USMP_STREAM_MAX_RECORD : USMP_DATAGRAM_MAX_RECORD;
-}
-
-static int limits_valid(uint8_t mode, uint16_t max_record, uint16_t max_message)
-{
-    return max_record >= USMP_MIN_RECORD && max_record <= record_limit_for_mode(mode) &&
-           max_message >= max_record;
-}
-
-static void wipe_handshake(usmp_engine_t *e)
+/* Where each handshake phase's material dies (the table above struct
+ * usmp_engine in usmp_engine.h): the client's e_C and HELLO at the
+ * CHALLENGE, the key confirmation at HELLO_ACK (server) or SESSION_OK
+ * (client), the server's SESSION_OK once it may not be resent, and
+ * whatever is left when the session ends. */
+static void end_handshake_phase(usmp_engine_t *e)
 {
     usmp_crypto_wipe(&e->hs, sizeof e->hs);
-    e->flags &= (uint8_t)~(F_RESEND_ALLOWED | F_UNKNOWN_DEVICE);
+    e->flags &= (uint8_t)~(USMP_F_RESEND_ALLOWED | USMP_F_UNKNOWN_DEVICE);
 }
 
 static void wipe_keys(usmp_engine_t *e)
@@ -102,31 +77,55 @@ static void wipe_keys(usmp_engine_t *e)
     usmp_crypto_wipe(e->key_recv, sizeof e->key_recv);
 }
 
+/* CLOSED and FAILED keep the handshake material only for a flight still
+ * owed, the record keys only for a BYE still to be sealed. */
+static void drop_dead_secrets(usmp_engine_t *e)
+{
+    if (!(e->pending & USMP_P_FLIGHT)) {
+        end_handshake_phase(e);
+    }
+    if (!(e->pending & USMP_P_BYE)) {
+        wipe_keys(e);
+    }
+}
+
+/*
+ * The one place a session ends: a failure (fail), the soft usage limit
+ * (row 41), the peer's BYE (row 33), a local close (rows 43, 46, 47) and
+ * the transport's end (usmp_engine_transport_closed). state is CLOSED or
+ * FAILED and err what usmp_engine_error reports. Of the pending frames only
+ * those in keep may still go out (a handshake flight owed for an earlier
+ * frame goes first: what the peer receives must not depend on how its
+ * bytes were cut into reads); farewell (USMP_P_BYE, USMP_P_ERROR or 0)
+ * tells the peer code. The secrets the new state does not allow die here.
+ */
+static void end_session(usmp_engine_t *e, uint8_t state, int err, uint8_t keep, uint8_t farewell,
+                        uint8_t code)
+{
+    e->state = state;
+    e->error = err;
+    e->pending &= keep;
+    if (farewell != 0) {
+        e->close_code = code;
+        e->pending |= farewell;
+    }
+    drop_dead_secrets(e);
+}
+
 /*
  * A fatal condition: the session ends, the condition is kept (sticky) and,
  * when it has a wire code, reported to the peer once: ERROR during the
- * handshake, BYE after it (spec 9.2, 9.3). A handshake flight this side
- * already owes for an earlier frame still goes out first: what the peer
- * receives must not depend on how its bytes were cut into reads.
+ * handshake, BYE after it (spec 9.2, 9.3).
  */
 static int fail(usmp_engine_t *e, int err)
 {
-    uint8_t code = wire_code(err);
-    int was_established = e->state == USMP_STATE_ESTABLISHED;
+    uint8_t code = usmp_error_to_wire(err);
+    uint8_t farewell = 0;
 
-    e->state = USMP_STATE_FAILED;
-    e->error = err;
-    e->pending &= P_FLIGHT;
-    if (!(e->pending & P_FLIGHT)) {
-        wipe_handshake(e); /* else once the flight is built */
-    }
     if (code != USMP_CODE_NONE) {
-        e->close_code = code;
-        e->pending |= was_established ? P_BYE : P_ERROR;
+        farewell = e->state == USMP_STATE_ESTABLISHED ? USMP_P_BYE : USMP_P_ERROR;
     }
-    if (!(e->pending & P_BYE)) {
-        wipe_keys(e);
-    }
+    end_session(e, USMP_STATE_FAILED, err, USMP_P_FLIGHT, farewell, code);
     return err;
 }
 
@@ -148,10 +147,8 @@ static int tx_busy(const usmp_engine_t *e)
 static void check_soft_limit(usmp_engine_t *e)
 {
     if (e->send_usage >= USMP_USAGE_SOFT_LIMIT && e->state == USMP_STATE_ESTABLISHED &&
-        !(e->flags & F_FRAGMENTING)) {
-        e->state = USMP_STATE_CLOSED;
-        e->close_code = USMP_CODE_REKEY;
-        e->pending |= P_BYE;
+        usmp_fragmenter_remaining(&e->fragmenter) == 0) {
+        end_session(e, USMP_STATE_CLOSED, USMP_OK, USMP_P_FLIGHT, USMP_P_BYE, USMP_CODE_REKEY);
     }
 }
 
@@ -198,7 +195,7 @@ static void put_handshake_frame(usmp_engine_t *e, uint8_t type, const uint8_t *b
 static void queue_flight(usmp_engine_t *e, uint8_t type)
 {
     e->flight = type;
-    e->pending |= P_FLIGHT;
+    e->pending |= USMP_P_FLIGHT;
 }
 
 /* Builds this side's current handshake flight into the tx buffer. */
@@ -228,10 +225,10 @@ static void build_flight(usmp_engine_t *e)
     default:
         break;
     }
-    /* Kept only while it may have to be resent (datagram, spec 8.2). */
-    if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED ||
-        (e->flight == USMP_TYPE_SESSION_OK && !(e->flags & F_RESEND_ALLOWED))) {
-        wipe_handshake(e);
+    if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED) {
+        drop_dead_secrets(e);
+    } else if (e->flight == USMP_TYPE_SESSION_OK && !(e->flags & USMP_F_RESEND_ALLOWED)) {
+        end_handshake_phase(e); /* kept only while it may be resent (datagram, spec 8.2) */
     }
 }
 
@@ -243,33 +240,33 @@ static void build_pending(usmp_engine_t *e)
     if (tx_busy(e) || e->pending == 0) {
         return;
     }
-    if (e->pending & P_FLIGHT) {
+    if (e->pending & USMP_P_FLIGHT) {
         /* The flight answers an earlier frame: it goes before an ERROR or a
          * BYE caused by a later one, as it would have had the frames come
          * in separate reads. */
-        e->pending &= (uint8_t)~P_FLIGHT;
+        e->pending &= (uint8_t)~USMP_P_FLIGHT;
         build_flight(e);
-    } else if (e->pending & P_ERROR) {
-        e->pending &= (uint8_t)~P_ERROR;
+    } else if (e->pending & USMP_P_ERROR) {
+        e->pending &= (uint8_t)~USMP_P_ERROR;
         put_handshake_frame(e, USMP_TYPE_ERROR, &e->close_code, 1u, NULL, 0);
-    } else if (e->pending & P_BYE) {
-        e->pending &= (uint8_t)~P_BYE;
+    } else if (e->pending & USMP_P_BYE) {
+        e->pending &= (uint8_t)~USMP_P_BYE;
         e->tx_buf[h] = e->close_code;
         if (seal_tx(e, USMP_TYPE_BYE, 1u) != USMP_OK) {
             e->tx_len = 0; /* over the hard limit: close without BYE */
         }
         if (e->state != USMP_STATE_ESTABLISHED) {
-            e->pending = 0;
-            wipe_keys(e);
+            e->pending = 0; /* the session's last frame */
+            drop_dead_secrets(e);
         }
-    } else if (e->pending & P_PONG) {
-        e->pending &= (uint8_t)~P_PONG;
+    } else if (e->pending & USMP_P_PONG) {
+        e->pending &= (uint8_t)~USMP_P_PONG;
         memcpy(e->tx_buf + h, e->pong_payload, e->pong_len);
         if (seal_tx(e, USMP_TYPE_PONG, e->pong_len) != USMP_OK) {
             (void)fail(e, USMP_ERR_KEY_LIMIT);
         }
-    } else if (e->pending & P_PING) {
-        e->pending &= (uint8_t)~P_PING;
+    } else if (e->pending & USMP_P_PING) {
+        e->pending &= (uint8_t)~USMP_P_PING;
         /* The payload is the send time, echoed in the PONG: the driver
          * measures the round trip without keeping state. */
         usmp_put_be(e->tx_buf + h, e->ping_sent_at, 4);
@@ -317,7 +314,7 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
     if (cfg->random == NULL ||
         (cfg->role != USMP_ROLE_CLIENT && cfg->role != USMP_ROLE_SERVER) ||
         (cfg->mode != USMP_MODE_STREAM && cfg->mode != USMP_MODE_DATAGRAM) ||
-        !limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
+        !usmp_limits_valid((uint8_t)cfg->mode, cfg->max_record, cfg->max_message)) {
         return USMP_ERR_ARG;
     }
     if ((cfg->role == USMP_ROLE_SERVER && !USMP_SERVER) ||
@@ -381,29 +378,43 @@ void usmp_engine_wipe(usmp_engine_t *e)
 
 /* ------------------------------------------------------------- handshake */
 
-static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
+/* Spec 8.4 rule 2: each new flight of the datagram client (HELLO, then
+ * HELLO_ACK on a CHALLENGE or the HELLO with a cookie on a COOKIE) starts
+ * its retransmission timeout at the first value; only resends of the same
+ * flight double it (usmp_engine_tick). The handshake deadline is not
+ * touched: it counts from the first HELLO. */
+static void restart_retransmission(usmp_engine_t *e, uint32_t now)
 {
-    e->handshake_deadline = now + e->handshake_timeout_ms;
 #if USMP_DATAGRAM
     e->retransmit_interval = RETRANSMIT_FIRST_MS;
     e->retransmit_at = now + RETRANSMIT_FIRST_MS;
+#else
+    (void)e;
+    (void)now;
 #endif
+}
+
+static void arm_handshake_timers(usmp_engine_t *e, uint32_t now)
+{
+    e->handshake_deadline = now + e->handshake_timeout_ms;
+    restart_retransmission(e, now);
 }
 
 int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
 {
     uint8_t *hello;
-    uint8_t random32[32];
+    usmp_hello_t offer;
+    uint8_t random32[USMP_X25519_KEY_BYTES];
     size_t h;
     int rc;
 
     if (e == NULL) {
         return USMP_ERR_ARG;
     }
-    if (e->flags & F_STARTED) {
+    if (e->flags & USMP_F_STARTED) {
         return USMP_ERR_STATE;
     }
-    e->flags |= F_STARTED;
+    e->flags |= USMP_F_STARTED;
     arm_handshake_timers(e, now_ms);
     if (IS_SERVER(e)) {
         return USMP_OK;
@@ -426,11 +437,13 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
     if (rc != USMP_CRYPTO_OK) {
         return fail(e, USMP_ERR_CRYPTO);
     }
-    hello[h + USMP_HELLO_VERSIONS] = 1u << (USMP_VERSION_1 - 1u);
-    hello[h + USMP_HELLO_SUITES] = 1u << (USMP_SUITE_1 - 1u);
-    memcpy(hello + h + USMP_HELLO_DEVICE_ID, e->device_id, USMP_DEVICE_ID_BYTES);
-    usmp_put_u16(hello + h + USMP_HELLO_MAX_RECORD, e->max_record);
-    usmp_put_u16(hello + h + USMP_HELLO_MAX_MESSAGE, e->max_message);
+    offer.versions = 1u << (USMP_VERSION_1 - 1u);
+    offer.suites = 1u << (USMP_SUITE_1 - 1u);
+    offer.device_id = e->device_id;
+    offer.ephemeral = NULL; /* computed in place above */
+    offer.max_record = e->max_record;
+    offer.max_message = e->max_message;
+    usmp_hello_encode(hello + h, &offer);
     e->hs.start.hello_len = (uint8_t)(h + USMP_HELLO_BODY_BYTES);
     e->state = USMP_STATE_WAIT_CHALLENGE;
     queue_flight(e, USMP_TYPE_HELLO);
@@ -442,9 +455,10 @@ int usmp_engine_start(usmp_engine_t *e, uint32_t now_ms)
 static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                     uint32_t now, usmp_event_t *ev)
 {
-    const uint8_t *body = frame + h;
-    uint8_t ephemeral_private[32];
-    uint8_t dh[32];
+    usmp_hello_t hello;
+    usmp_challenge_t answer;
+    uint8_t ephemeral_private[USMP_X25519_KEY_BYTES];
+    uint8_t dh[USMP_X25519_KEY_BYTES];
     uint8_t psk[USMP_PSK_MAX_BYTES];
     size_t psk_len;
     uint8_t nonce[USMP_NONCE_BYTES];
@@ -455,25 +469,17 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 
     (void)now;
     (void)ev;
-    /* Spec 4.5, in order. A datagram HELLO may carry a cookie, which the
-     * server's dispatcher has checked and the transcript leaves out. */
-    if (frame_len != h + USMP_HELLO_BODY_BYTES &&
-        !(IS_DATAGRAM(e) && frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES)) {
-        return fail(e, USMP_ERR_MALFORMED);
+    /* Spec 4.5, in order: steps 1-3 are the parse. A datagram HELLO may
+     * carry a cookie, which the server's dispatcher has checked and the
+     * transcript leaves out. */
+    rc = usmp_hello_parse(&hello, frame + h, frame_len - h, e->mode);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
     }
     frame_len = h + USMP_HELLO_BODY_BYTES;
-    if (!(body[USMP_HELLO_VERSIONS] & (1u << (USMP_VERSION_1 - 1u)))) {
-        return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
-    }
-    if (!(body[USMP_HELLO_SUITES] & (1u << (USMP_SUITE_1 - 1u)))) {
-        return fail(e, USMP_ERR_UNSUPPORTED_SUITE);
-    }
-    e->peer_max_record = usmp_get_u16(body + USMP_HELLO_MAX_RECORD);
-    e->peer_max_message = usmp_get_u16(body + USMP_HELLO_MAX_MESSAGE);
-    if (!limits_valid(e->mode, e->peer_max_record, e->peer_max_message)) {
-        return fail(e, USMP_ERR_MALFORMED);
-    }
-    memcpy(e->device_id, body + USMP_HELLO_DEVICE_ID, USMP_DEVICE_ID_BYTES);
+    e->peer_max_record = hello.max_record;
+    e->peer_max_message = hello.max_message;
+    memcpy(e->device_id, hello.device_id, USMP_DEVICE_ID_BYTES);
 
     e->random(e->random_user, ephemeral_private, sizeof ephemeral_private);
     e->random(e->random_user, nonce, sizeof nonce);
@@ -483,23 +489,25 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
         /* Unknown device (or a lookup that returned an unusable key): go on
          * exactly as for a known one with a random stand-in PSK, and fail at
          * HELLO_ACK (spec 4.5 step 6). */
-        e->random(e->random_user, psk, 32u);
-        psk_len = 32u;
-        e->flags |= F_UNKNOWN_DEVICE;
+        e->random(e->random_user, psk, USMP_KEY_BYTES);
+        psk_len = USMP_KEY_BYTES;
+        e->flags |= USMP_F_UNKNOWN_DEVICE;
     }
 
     ch = usmp_hs_header(challenge, (usmp_mode_t)e->mode, USMP_TYPE_CHALLENGE,
                         USMP_CHALLENGE_BODY_BYTES);
-    challenge[ch + USMP_CHALLENGE_VERSION] = USMP_VERSION_1;
-    challenge[ch + USMP_CHALLENGE_SUITE] = USMP_SUITE_1;
-    memcpy(challenge + ch + USMP_CHALLENGE_NONCE, nonce, sizeof nonce);
-    usmp_put_u16(challenge + ch + USMP_CHALLENGE_MAX_RECORD, e->max_record);
-    usmp_put_u16(challenge + ch + USMP_CHALLENGE_MAX_MESSAGE, e->max_message);
+    answer.version = USMP_VERSION_1;
+    answer.suite = USMP_SUITE_1;
+    answer.nonce = nonce;
+    answer.ephemeral = NULL; /* computed in place below */
+    answer.max_record = e->max_record;
+    answer.max_message = e->max_message;
+    usmp_challenge_encode(challenge + ch, &answer);
     e->hs.confirm.challenge_len = (uint8_t)(ch + USMP_CHALLENGE_BODY_BYTES);
 
     rc = usmp_crypto_x25519_public(challenge + ch + USMP_CHALLENGE_EPHEMERAL, ephemeral_private);
     if (rc == USMP_CRYPTO_OK) {
-        rc = usmp_crypto_x25519_shared(dh, ephemeral_private, body + USMP_HELLO_EPHEMERAL);
+        rc = usmp_crypto_x25519_shared(dh, ephemeral_private, hello.ephemeral);
     }
     usmp_crypto_wipe(ephemeral_private, sizeof ephemeral_private);
     if (rc != USMP_CRYPTO_OK) {
@@ -522,9 +530,10 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
         usmp_crypto_wipe(&keys, sizeof keys);
         return fail(e, rc);
     }
-    memcpy(e->key_send, keys.s2c, 32u);
-    memcpy(e->key_recv, keys.c2s, 32u);
-    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server, 32u);
+    memcpy(e->key_send, keys.s2c, sizeof e->key_send);
+    memcpy(e->key_recv, keys.c2s, sizeof e->key_recv);
+    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server,
+           sizeof e->hs.confirm.confirm_server_key);
     usmp_crypto_wipe(&keys, sizeof keys);
 
     e->state = USMP_STATE_WAIT_HELLO_ACK;
@@ -538,61 +547,54 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                         uint32_t now, usmp_event_t *ev)
 {
-    const uint8_t *body = frame + h;
-    uint8_t dh[32];
-    uint8_t th[32];
+    usmp_challenge_t challenge;
+    uint8_t dh[USMP_X25519_KEY_BYTES];
+    uint8_t th[USMP_SHA256_BYTES];
     uint8_t mac[USMP_MAC_BYTES];
     usmp_hs_keys_t keys;
     size_t hello_len;
     int rc;
 
-    (void)now;
     (void)ev;
-    if (frame_len != h + USMP_CHALLENGE_BODY_BYTES) {
-        return fail(e, USMP_ERR_MALFORMED);
+    rc = usmp_challenge_parse(&challenge, frame + h, frame_len - h, e->mode);
+    if (rc != USMP_OK) {
+        return fail(e, rc);
     }
-    if (body[USMP_CHALLENGE_VERSION] != USMP_VERSION_1) {
-        return fail(e, USMP_ERR_UNSUPPORTED_VERSION);
-    }
-    if (body[USMP_CHALLENGE_SUITE] != USMP_SUITE_1) {
-        return fail(e, USMP_ERR_UNSUPPORTED_SUITE);
-    }
-    e->peer_max_record = usmp_get_u16(body + USMP_CHALLENGE_MAX_RECORD);
-    e->peer_max_message = usmp_get_u16(body + USMP_CHALLENGE_MAX_MESSAGE);
-    if (!limits_valid(e->mode, e->peer_max_record, e->peer_max_message)) {
-        return fail(e, USMP_ERR_MALFORMED);
-    }
-    rc = usmp_crypto_x25519_shared(dh, e->hs.start.ephemeral_private,
-                                   body + USMP_CHALLENGE_EPHEMERAL);
+    e->peer_max_record = challenge.max_record;
+    e->peer_max_message = challenge.max_message;
+    rc = usmp_crypto_x25519_shared(dh, e->hs.start.ephemeral_private, challenge.ephemeral);
     if (rc != USMP_CRYPTO_OK) {
         return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
     }
     /* The transcript takes HELLO without the cookie (spec 5.3). */
-    hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : 1u) + USMP_HELLO_BODY_BYTES;
+    hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES) +
+                USMP_HELLO_BODY_BYTES;
     rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame, frame_len);
     if (rc == USMP_OK) {
-        rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, body + USMP_CHALLENGE_NONCE, th);
+        rc = usmp_hs_derive_keys(&keys, dh, e->psk, e->psk_len, challenge.nonce, th);
     }
     usmp_crypto_wipe(dh, sizeof dh);
     if (rc == USMP_OK) {
         rc = usmp_hs_client_mac(mac, keys.confirm_client, th);
     }
-    wipe_handshake(e); /* the ephemeral private key and HELLO are done */
+    end_handshake_phase(e); /* the ephemeral private key and HELLO are done */
     if (rc != USMP_OK) {
         usmp_crypto_wipe(&keys, sizeof keys);
         usmp_crypto_wipe(th, sizeof th);
         return fail(e, rc);
     }
-    memcpy(e->key_send, keys.c2s, 32u);
-    memcpy(e->key_recv, keys.s2c, 32u);
+    memcpy(e->key_send, keys.c2s, sizeof e->key_send);
+    memcpy(e->key_recv, keys.s2c, sizeof e->key_recv);
     memcpy(e->hs.confirm.transcript_hash, th, sizeof th);
-    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server, 32u);
+    memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server,
+           sizeof e->hs.confirm.confirm_server_key);
     memcpy(e->hs.confirm.hello_ack_mac, mac, sizeof mac);
     usmp_crypto_wipe(&keys, sizeof keys);
     usmp_crypto_wipe(th, sizeof th);
 
     e->state = USMP_STATE_WAIT_SESSION_OK;
     queue_flight(e, USMP_TYPE_HELLO_ACK);
+    restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
 }
 
@@ -600,14 +602,14 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 {
     /* A datagram ERROR recorded during the handshake was not the peer's
      * (spec 9.2): forget it. */
-    e->flags &= (uint8_t)~F_PEER_ERROR;
+    e->flags &= (uint8_t)~USMP_F_PEER_ERROR;
     e->peer_code = USMP_CODE_NONE;
     e->state = USMP_STATE_ESTABLISHED;
     e->send_counter = 0;
-    e->recv_counter = 0;
+    e->recv_next = 0;
     e->send_usage = 0;
 #if USMP_DATAGRAM
-    e->replay_bitmap = 0;
+    usmp_replay_init(&e->replay);
 #endif
     e->last_rx = now;
     ev->type = USMP_EVENT_ESTABLISHED;
@@ -629,20 +631,20 @@ static int on_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
 
     /* An unknown device fails here even in the astronomically unlikely case
      * that its MAC matches the random stand-in key. */
-    if (!equal || (e->flags & F_UNKNOWN_DEVICE)) {
+    if (!equal || (e->flags & USMP_F_UNKNOWN_DEVICE)) {
         return fail(e, USMP_ERR_AUTH_FAILED);
     }
     rc = usmp_hs_server_mac(mac, e->hs.confirm.confirm_server_key, e->hs.confirm.transcript_hash,
                             frame, frame_len, e->session_id);
     memcpy(hello_ack_mac, frame + h, sizeof hello_ack_mac);
-    wipe_handshake(e);
+    end_handshake_phase(e);
     if (rc != USMP_OK) {
         return fail(e, rc);
     }
     memcpy(e->hs.resend.session_ok_mac, mac, sizeof mac);
     memcpy(e->hs.resend.hello_ack_mac, hello_ack_mac, sizeof hello_ack_mac);
     if (IS_DATAGRAM(e)) {
-        e->flags |= F_RESEND_ALLOWED;
+        e->flags |= USMP_F_RESEND_ALLOWED;
     }
     enter_established(e, now, ev);
     queue_flight(e, USMP_TYPE_SESSION_OK);
@@ -674,7 +676,7 @@ static int on_session_ok(usmp_engine_t *e, const uint8_t *frame, size_t frame_le
         return fail(e, USMP_ERR_AUTH_FAILED);
     }
     memcpy(e->session_id, body, USMP_SESSION_ID_BYTES);
-    wipe_handshake(e);
+    end_handshake_phase(e);
     enter_established(e, now, ev);
     return USMP_OK;
 }
@@ -713,7 +715,7 @@ static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     }
     e->peer_code = frame[h];
     if (IS_DATAGRAM(e)) {
-        e->flags |= F_PEER_ERROR;
+        e->flags |= USMP_F_PEER_ERROR;
         return USMP_ERR_PEER_ERROR; /* a drop: the handshake goes on */
     }
     return fail(e, USMP_ERR_PEER_ERROR);
@@ -724,14 +726,16 @@ static int on_error(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
 static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                      uint32_t now, usmp_event_t *ev)
 {
-    (void)now;
     (void)ev;
     if (frame_len != h + USMP_COOKIE_BYTES) {
         return USMP_ERR_MALFORMED; /* a COOKIE can only cause a resend: dropped */
     }
-    memcpy(e->hs.start.hello + 1u + USMP_HELLO_BODY_BYTES, frame + h, USMP_COOKIE_BYTES);
-    e->hs.start.hello_len = (uint8_t)(1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
-    e->pending |= P_FLIGHT;
+    memcpy(e->hs.start.hello + USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_COOKIE, frame + h,
+           USMP_COOKIE_BYTES);
+    e->hs.start.hello_len = (uint8_t)(USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES + USMP_HELLO_BODY_BYTES +
+                                      USMP_COOKIE_BYTES);
+    e->pending |= USMP_P_FLIGHT;
+    restart_retransmission(e, now); /* a new flight (spec 8.4 rule 2) */
     return USMP_OK;
 }
 
@@ -745,7 +749,7 @@ static int on_cookie(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, s
 static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                               uint32_t now, usmp_event_t *ev)
 {
-    uint8_t th[32];
+    uint8_t th[USMP_SHA256_BYTES];
 
     (void)now;
     (void)ev;
@@ -753,8 +757,8 @@ static int on_duplicate_hello(usmp_engine_t *e, const uint8_t *frame, size_t fra
          frame_len == h + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES) &&
         usmp_hs_transcript(th, (usmp_mode_t)e->mode, frame, h + USMP_HELLO_BODY_BYTES,
                            e->hs.confirm.challenge, e->hs.confirm.challenge_len) == USMP_OK &&
-        usmp_crypto_equal(th, e->hs.confirm.transcript_hash, 32u)) {
-        e->pending |= P_FLIGHT;
+        usmp_crypto_equal(th, e->hs.confirm.transcript_hash, sizeof th)) {
+        e->pending |= USMP_P_FLIGHT;
         return USMP_OK;
     }
     return USMP_ERR_UNEXPECTED; /* another HELLO: the dispatcher starts a new handshake */
@@ -767,9 +771,9 @@ static int on_duplicate_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t
 {
     (void)now;
     (void)ev;
-    if ((e->flags & F_RESEND_ALLOWED) && frame_len == h + USMP_HELLO_ACK_BODY_BYTES &&
+    if ((e->flags & USMP_F_RESEND_ALLOWED) && frame_len == h + USMP_HELLO_ACK_BODY_BYTES &&
         usmp_crypto_equal(frame + h, e->hs.resend.hello_ack_mac, USMP_MAC_BYTES)) {
-        e->pending |= P_FLIGHT;
+        e->pending |= USMP_P_FLIGHT;
         return USMP_OK;
     }
     return USMP_ERR_UNEXPECTED;
@@ -779,59 +783,29 @@ static int on_duplicate_hello_ack(usmp_engine_t *e, const uint8_t *frame, size_t
 
 /* ------------------------------------------------------------------ records */
 
-/* Row 30 and spec 6.4. seq is the record's counter (datagram continuity). */
+/* Row 30 and spec 6.4: parse, check, apply (usmp_fragment.h). seq is the
+ * record's counter (datagram continuity). A fragment out of sequence loses
+ * the partial message: fatal on a stream, a drop on datagrams. */
 static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uint64_t seq,
                        usmp_event_t *ev)
 {
-    uint16_t total, offset;
-    size_t chunk;
-    int continues;
+    usmp_fragment_t f;
+    int rc = usmp_fragment_parse(&f, payload, len, e->max_record, e->max_message);
 
-    if (len < USMP_FRAGMENT_HEADER_BYTES + 1u) {
-        return violation(e, USMP_ERR_MALFORMED);
+    if (rc != USMP_OK) {
+        return violation(e, rc);
     }
-    total = usmp_get_u16(payload);
-    offset = usmp_get_u16(payload + 2);
-    chunk = len - USMP_FRAGMENT_HEADER_BYTES;
-    if (total > e->max_message) {
-        return violation(e, USMP_ERR_TOO_LARGE);
-    }
-    if (total <= e->max_record) {
-        return violation(e, USMP_ERR_UNEXPECTED);
-    }
-    if ((size_t)offset + chunk > total) {
-        return violation(e, USMP_ERR_MALFORMED);
-    }
-    continues = (e->flags & F_REASSEMBLING) && total == e->reassembly_total &&
-                offset == e->reassembly_len;
-#if USMP_DATAGRAM
-    continues = continues && (IS_STREAM(e) || seq == e->reassembly_last_seq + 1u);
-#endif
-    if (offset == 0) {
-        if ((e->flags & F_REASSEMBLING) && IS_STREAM(e)) {
-            return fail(e, USMP_ERR_UNEXPECTED);
-        }
-        e->flags |= F_REASSEMBLING; /* datagram: a new message replaces a partial one */
-        e->reassembly_total = total;
-        e->reassembly_len = 0;
-    } else if (!continues) {
-        e->flags &= (uint8_t)~F_REASSEMBLING;
-        return violation(e, USMP_ERR_UNEXPECTED);
+    rc = usmp_reassembly_check(&e->reassembly, &f, IS_DATAGRAM(e), seq);
+    if (rc != USMP_OK) {
+        usmp_reassembly_reset(&e->reassembly);
+        return violation(e, rc);
     }
     /* total <= max_message <= reassembly_cap, and a reassembly buffer
      * exists whenever max_message > max_record < total. */
-    memcpy(e->reassembly_buf + offset, payload + USMP_FRAGMENT_HEADER_BYTES, chunk);
-    e->reassembly_len = (uint16_t)(offset + chunk);
-#if USMP_DATAGRAM
-    e->reassembly_last_seq = seq;
-#else
-    (void)seq;
-#endif
-    if (e->reassembly_len == total) {
-        e->flags &= (uint8_t)~F_REASSEMBLING;
+    if (usmp_reassembly_apply(&e->reassembly, e->reassembly_buf, &f, seq)) {
         ev->type = USMP_EVENT_MESSAGE;
         ev->data = e->reassembly_buf;
-        ev->len = total;
+        ev->len = f.total;
     }
     return USMP_OK;
 }
@@ -842,11 +816,11 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
 {
     switch (type) {
     case USMP_TYPE_DATA:
-        if (e->flags & F_REASSEMBLING) {
+        if (usmp_reassembly_active(&e->reassembly)) {
             if (IS_STREAM(e)) {
                 return fail(e, USMP_ERR_UNEXPECTED);
             }
-            e->flags &= (uint8_t)~F_REASSEMBLING; /* datagram: the partial message is lost */
+            usmp_reassembly_reset(&e->reassembly); /* datagram: the partial message is lost */
         }
         ev->type = USMP_EVENT_MESSAGE;
         ev->data = payload;
@@ -862,7 +836,7 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
          * unsent. Datagram: a PONG still unsent is replaced (spec 6.3). */
         memcpy(e->pong_payload, payload, len);
         e->pong_len = (uint8_t)len;
-        e->pending |= P_PONG;
+        e->pending |= USMP_P_PONG;
         return USMP_OK;
     case USMP_TYPE_PONG:
         if (len > USMP_MAX_PING_PAYLOAD) {
@@ -877,11 +851,7 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
             return violation(e, USMP_ERR_MALFORMED);
         }
         e->peer_code = payload[0];
-        e->state = USMP_STATE_CLOSED;
-        e->error = USMP_ERR_PEER_CLOSED;
-        e->pending = 0;
-        wipe_keys(e);
-        wipe_handshake(e);
+        end_session(e, USMP_STATE_CLOSED, USMP_ERR_PEER_CLOSED, 0, 0, USMP_CODE_NONE);
         ev->type = USMP_EVENT_CLOSED;
         return USMP_OK;
     }
@@ -891,12 +861,12 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
 static void note_alive(usmp_engine_t *e, uint32_t now)
 {
     e->last_rx = now;
-    e->flags &= (uint8_t)~F_PING_OUT;
+    e->flags &= (uint8_t)~USMP_F_PING_OUT;
 #if USMP_SERVER && USMP_DATAGRAM
-    if (e->flags & F_RESEND_ALLOWED) {
+    if (e->flags & USMP_F_RESEND_ALLOWED) {
         /* The client has the SESSION_OK: no more resending (spec 8.2). */
-        wipe_handshake(e);
-        e->pending &= (uint8_t)~P_FLIGHT;
+        end_handshake_phase(e);
+        e->pending &= (uint8_t)~USMP_P_FLIGHT;
     }
 #endif
 }
@@ -919,13 +889,13 @@ static int stream_on_record(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 {
     size_t frame_len = USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1);
     uint8_t *plain = e->rx_buf + USMP_STREAM_HEADER_BYTES;
-    uint64_t counter = e->recv_counter;
+    uint64_t counter = e->recv_next;
     int rc = usmp_record_open(plain, USMP_MODE_STREAM, e->rx_buf, frame_len, counter, e->key_recv);
 
     if (rc != USMP_OK) {
         return fail(e, rc);
     }
-    e->recv_counter++;
+    e->recv_next++;
     note_alive(e, now);
     return on_record_payload(e, e->rx_buf[0], plain, frame_len - USMP_STREAM_OVERHEAD, counter, ev);
 }
@@ -936,7 +906,6 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
                               usmp_event_t *ev)
 {
     uint64_t seq;
-    int have_top = (e->flags & F_HAVE_TOP) != 0;
     int rc;
 
     /* A datagram shorter than the header has no room for a tag either. */
@@ -951,7 +920,7 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     if (seq >= USMP_RECORD_COUNTER_LIMIT) {
         return USMP_ERR_KEY_LIMIT;
     }
-    rc = usmp_replay_check(e->recv_counter, e->replay_bitmap, have_top, seq);
+    rc = usmp_replay_check(&e->replay, seq);
     if (rc != USMP_OK) {
         return rc;
     }
@@ -963,8 +932,7 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     if (rc != USMP_OK) {
         return rc; /* check 8 failed: the record changes nothing (spec 6.2) */
     }
-    usmp_replay_update(&e->recv_counter, &e->replay_bitmap, have_top, seq);
-    e->flags |= F_HAVE_TOP;
+    usmp_replay_accept(&e->replay, seq);
     note_alive(e, now);
     return USMP_OK;
 }
@@ -1079,7 +1047,10 @@ static int datagram_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_
     if (t == NULL) {
         return no_transition(e, d[0]);
     }
-    return t->handler(e, d, len, is_record_type(d[0]) ? USMP_DATAGRAM_HEADER_BYTES : 1u, now, ev);
+    return t->handler(e, d, len,
+                      is_record_type(d[0]) ? USMP_DATAGRAM_HEADER_BYTES
+                                           : USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES,
+                      now, ev);
 }
 
 #endif /* USMP_DATAGRAM */
@@ -1102,7 +1073,7 @@ static int stream_check_header(usmp_engine_t *e)
         if (rc != USMP_OK) {
             return rc;
         }
-        if (e->recv_counter >= USMP_RECORD_COUNTER_LIMIT) {
+        if (e->recv_next >= USMP_RECORD_COUNTER_LIMIT) {
             return fail(e, USMP_ERR_KEY_LIMIT);
         }
         return (int)len;
@@ -1121,7 +1092,7 @@ static int stream_feed(usmp_engine_t *e, const uint8_t *d, size_t len, uint32_t 
         size_t take;
         int rc;
 
-        if (e->rx_len == 0 && d[*consumed] == USMP_TYPE_PING && (e->pending & P_PONG) &&
+        if (e->rx_len == 0 && d[*consumed] == USMP_TYPE_PING && (e->pending & USMP_P_PONG) &&
             e->state == USMP_STATE_ESTABLISHED) {
             /* Row 31: one PONG per PING, and at most one PONG unsent. Read
              * no further until the driver sends it (spec 6.3). */
@@ -1180,7 +1151,7 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t
     if (e->state == USMP_STATE_FAILED || e->state == USMP_STATE_CLOSED) {
         return terminal_error(e);
     }
-    if (!(e->flags & F_STARTED)) {
+    if (!(e->flags & USMP_F_STARTED)) {
         return USMP_ERR_STATE;
     }
 #if USMP_DATAGRAM
@@ -1205,15 +1176,13 @@ int usmp_engine_transport_closed(usmp_engine_t *e)
      * read it, they go now (spec 5.7: wiped when the session ends). */
     e->tx_len = 0;
     e->tx_sent = 0;
-    e->pending = 0;
     if (e->state == USMP_STATE_CLOSED || e->state == USMP_STATE_FAILED) {
-        wipe_keys(e);
-        wipe_handshake(e);
-        return e->state == USMP_STATE_CLOSED ? USMP_OK : e->error;
+        int rc = e->state == USMP_STATE_CLOSED ? USMP_OK : e->error;
+        end_session(e, e->state, e->error, 0, 0, USMP_CODE_NONE);
+        return rc;
     }
-    (void)fail(e, USMP_ERR_TRANSPORT_CLOSED);
-    e->pending = 0; /* nobody left to tell */
-    wipe_handshake(e);
+    /* Nobody left to tell: no ERROR, no BYE. */
+    end_session(e, USMP_STATE_FAILED, USMP_ERR_TRANSPORT_CLOSED, 0, 0, USMP_CODE_NONE);
     return USMP_ERR_TRANSPORT_CLOSED;
 }
 
@@ -1246,7 +1215,7 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
     h = header_len(e);
     room = e->tx_cap - h - USMP_TAG_BYTES; /* the largest record tx_buf holds */
 
-    if (!(e->flags & F_FRAGMENTING)) {
+    if (usmp_fragmenter_remaining(&e->fragmenter) == 0) {
         if (len > e->peer_max_message) {
             return USMP_ERR_MESSAGE_TOO_LARGE;
         }
@@ -1259,27 +1228,18 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
             rc = seal_tx(e, USMP_TYPE_DATA, len);
             return rc == USMP_OK ? (int)len : fail(e, rc);
         }
-        e->flags |= F_FRAGMENTING;
-        e->fragment_total = (uint16_t)len;
-        e->fragment_sent = 0;
-    } else if (len != (size_t)(e->fragment_total - e->fragment_sent)) {
+        usmp_fragmenter_start(&e->fragmenter, (uint16_t)len);
+    } else if (len != usmp_fragmenter_remaining(&e->fragmenter)) {
         return USMP_ERR_STATE; /* not the rest of the message in progress */
     }
 
-    chunk = (room < e->peer_max_record ? room : e->peer_max_record) - USMP_FRAGMENT_HEADER_BYTES;
-    if (chunk > len) {
-        chunk = len;
-    }
-    usmp_put_u16(e->tx_buf + h, e->fragment_total);
-    usmp_put_u16(e->tx_buf + h + 2, e->fragment_sent);
-    memcpy(e->tx_buf + h + USMP_FRAGMENT_HEADER_BYTES, msg, chunk);
+    chunk = usmp_fragmenter_write(&e->fragmenter, e->tx_buf + h,
+                                  room < e->peer_max_record ? room : e->peer_max_record, msg, len);
     rc = seal_tx(e, USMP_TYPE_DATA_FRAGMENT, USMP_FRAGMENT_HEADER_BYTES + chunk);
     if (rc != USMP_OK) {
         return fail(e, rc);
     }
-    e->fragment_sent = (uint16_t)(e->fragment_sent + chunk);
-    if (e->fragment_sent == e->fragment_total) {
-        e->flags &= (uint8_t)~F_FRAGMENTING;
+    if (usmp_fragmenter_sent(&e->fragmenter, chunk)) {
         check_soft_limit(e);
     }
     return (int)chunk;
@@ -1293,19 +1253,18 @@ int usmp_engine_close(usmp_engine_t *e, uint8_t code)
     switch (e->state) {
     case USMP_STATE_ESTABLISHED:
         /* Rows 43, 46, 47. */
-        e->close_code = code;
-        e->state = USMP_STATE_CLOSED;
-        e->pending = (uint8_t)((e->pending & P_FLIGHT) | P_BYE);
+        end_session(e, USMP_STATE_CLOSED, USMP_OK, USMP_P_FLIGHT, USMP_P_BYE, code);
         return USMP_OK;
     case USMP_STATE_CLOSED:
     case USMP_STATE_FAILED:
         return USMP_OK;
-    default:
+    default: {
         /* During the handshake an ERROR goes out for the codes ERROR carries
          * (a server refusing with BUSY); the others just end it. */
-        (void)fail(e, code >= USMP_CODE_MALFORMED && code <= USMP_CODE_KEY_LIMIT
-                          ? -(16 + (int)code) : USMP_ERR_STATE);
+        int err = usmp_error_from_wire(code);
+        (void)fail(e, err != USMP_OK ? err : USMP_ERR_STATE);
         return USMP_OK;
+    }
     }
 }
 
@@ -1324,7 +1283,7 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
     uint32_t best = 0;
     int have = 0;
 
-    if (e == NULL || deadline_ms == NULL || !(e->flags & F_STARTED)) {
+    if (e == NULL || deadline_ms == NULL || !(e->flags & USMP_F_STARTED)) {
         return 0;
     }
     if (is_handshake_state(e->state)) {
@@ -1335,7 +1294,7 @@ int usmp_engine_next_deadline(const usmp_engine_t *e, uint32_t *deadline_ms)
         }
 #endif
     } else if (e->state == USMP_STATE_ESTABLISHED) {
-        if (e->flags & F_PING_OUT) {
+        if (e->flags & USMP_F_PING_OUT) {
             earliest(&best, &have, e->ping_sent_at + e->pong_timeout_ms);
         } else if (e->keepalive_ms != 0) {
             earliest(&best, &have, e->last_rx + e->keepalive_ms);
@@ -1360,20 +1319,20 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
     if (e->state == USMP_STATE_FAILED) {
         return e->error;
     }
-    if (!(e->flags & F_STARTED)) {
+    if (!(e->flags & USMP_F_STARTED)) {
         return USMP_OK;
     }
     if (is_handshake_state(e->state)) {
         if (usmp_time_reached(now_ms, e->handshake_deadline)) {
             /* Row 26: the last datagram ERROR recorded, if any (spec 9.2). */
-            return fail(e, (e->flags & F_PEER_ERROR) ? USMP_ERR_PEER_ERROR : USMP_ERR_TIMEOUT);
+            return fail(e, (e->flags & USMP_F_PEER_ERROR) ? USMP_ERR_PEER_ERROR : USMP_ERR_TIMEOUT);
         }
 #if USMP_DATAGRAM
         if (IS_DATAGRAM(e) && IS_CLIENT(e) &&
             usmp_time_reached(now_ms, e->retransmit_at)) {
             /* Row 12: resend the last flight, unless it is still unsent. */
             if (!tx_busy(e)) {
-                e->pending |= P_FLIGHT;
+                e->pending |= USMP_P_FLIGHT;
             }
             e->retransmit_interval *= 2u;
             if (e->retransmit_interval > RETRANSMIT_MAX_MS) {
@@ -1387,14 +1346,14 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms)
     if (e->state != USMP_STATE_ESTABLISHED) {
         return USMP_OK;
     }
-    if (e->flags & F_PING_OUT) {
+    if (e->flags & USMP_F_PING_OUT) {
         if (usmp_time_reached(now_ms, e->ping_sent_at + e->pong_timeout_ms)) {
             return fail(e, USMP_ERR_PEER_TIMEOUT); /* row 45 */
         }
     } else if (e->keepalive_ms != 0 && usmp_time_reached(now_ms, e->last_rx + e->keepalive_ms)) {
-        e->flags |= F_PING_OUT; /* row 44 */
+        e->flags |= USMP_F_PING_OUT; /* row 44 */
         e->ping_sent_at = now_ms;
-        e->pending |= P_PING;
+        e->pending |= USMP_P_PING;
     }
 #if USMP_SERVER
     if (IS_SERVER(e) && usmp_time_reached(now_ms, e->last_rx + e->idle_timeout_ms)) {
@@ -1448,28 +1407,3 @@ uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e)
 {
     return e != NULL ? e->peer_max_message : 0u;
 }
-
-#if USMP_SERVER && USMP_DATAGRAM
-int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
-                        const uint8_t *client_address, size_t address_len,
-                        const uint8_t *hello, size_t hello_len)
-{
-    static const uint8_t label[] = "usmp-v1 cookie";
-    uint8_t full[USMP_HMAC_SHA256_BYTES];
-    const usmp_slice_t parts[] = {
-        { label, sizeof label - 1u },
-        { client_address, address_len },
-        { hello, hello_len },
-    };
-    int rc;
-
-    if (cookie == NULL || secret == NULL || (client_address == NULL && address_len > 0) ||
-        hello == NULL || hello_len != 1u + USMP_HELLO_BODY_BYTES) {
-        return USMP_ERR_ARG;
-    }
-    rc = usmp_crypto_hmac_sha256(full, secret, 32u, parts, 3u);
-    memcpy(cookie, full, USMP_COOKIE_BYTES);
-    usmp_crypto_wipe(full, sizeof full);
-    return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
-}
-#endif

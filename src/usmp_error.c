@@ -1,45 +1,29 @@
 /*
- * usmp_error.c - names and classes of the result codes. The English
- * sentences of usmp_strerror live in usmp_strerror.c, so that an image
- * that never calls it does not carry them (string literals of one object
- * file cannot be dropped separately).
+ * usmp_error.c - names, classes and wire codes of the result codes, from
+ * the one list USMP_ERROR_LIST (usmp_errors.h). The English sentences of
+ * usmp_strerror live in usmp_strerror.c, so that an image that never calls
+ * it does not carry them (string literals of one object file cannot be
+ * dropped separately).
  */
 #include "usmp_errors.h"
 
 #include <stddef.h>
+
+/* The remote conditions that have a wire code (spec 9.1): 0x01 .. 0x0A. */
+#define WIRE_OFFSET     16
+#define FIRST_WIRE_CODE 0x01
+#define LAST_WIRE_CODE  0x0A
 
 typedef struct {
     int code;
     const char *name; /* the spec's condition name */
 } error_info_t;
 
+#define ERROR_INFO_ENTRY(name, value, text) { value, #name },
+
 static const error_info_t errors[] = {
     { USMP_OK, "OK" },
-    { USMP_ERR_ARG, "ARG" },
-    { USMP_ERR_STATE, "STATE" },
-    { USMP_ERR_BUFFER, "BUFFER" },
-    { USMP_ERR_PSK, "PSK" },
-    { USMP_ERR_MESSAGE_TOO_LARGE, "MESSAGE_TOO_LARGE" },
-    { USMP_ERR_WOULD_BLOCK, "WOULD_BLOCK" },
-    { USMP_ERR_MALFORMED, "MALFORMED" },
-    { USMP_ERR_UNEXPECTED, "UNEXPECTED" },
-    { USMP_ERR_UNSUPPORTED_VERSION, "UNSUPPORTED_VERSION" },
-    { USMP_ERR_UNSUPPORTED_SUITE, "UNSUPPORTED_SUITE" },
-    { USMP_ERR_AUTH_FAILED, "AUTH_FAILED" },
-    { USMP_ERR_BAD_KEY, "BAD_KEY" },
-    { USMP_ERR_BUSY, "BUSY" },
-    { USMP_ERR_TOO_LARGE, "TOO_LARGE" },
-    { USMP_ERR_BAD_RECORD, "BAD_RECORD" },
-    { USMP_ERR_KEY_LIMIT, "KEY_LIMIT" },
-    { USMP_ERR_REPLAY, "REPLAY" },
-    { USMP_ERR_UNKNOWN_SESSION, "UNKNOWN_SESSION" },
-    { USMP_ERR_PEER_ERROR, "PEER_ERROR" },
-    { USMP_ERR_PEER_CLOSED, "PEER_CLOSED" },
-    { USMP_ERR_TRANSPORT_CLOSED, "TRANSPORT_CLOSED" },
-    { USMP_ERR_TRANSPORT, "TRANSPORT" },
-    { USMP_ERR_TIMEOUT, "TIMEOUT" },
-    { USMP_ERR_PEER_TIMEOUT, "PEER_TIMEOUT" },
-    { USMP_ERR_CRYPTO, "CRYPTO" },
+    USMP_ERROR_LIST(ERROR_INFO_ENTRY)
 };
 
 static const error_info_t *find(int code)
@@ -74,4 +58,20 @@ usmp_error_class_t usmp_error_class(int code)
         return USMP_ERROR_CLASS_TRANSPORT;
     }
     return USMP_ERROR_CLASS_INTERNAL;
+}
+
+unsigned char usmp_error_to_wire(int code)
+{
+    if (code <= -(WIRE_OFFSET + FIRST_WIRE_CODE) && code >= -(WIRE_OFFSET + LAST_WIRE_CODE)) {
+        return (unsigned char)(-code - WIRE_OFFSET);
+    }
+    return 0u;
+}
+
+int usmp_error_from_wire(unsigned char wire_code)
+{
+    if (wire_code >= FIRST_WIRE_CODE && wire_code <= LAST_WIRE_CODE) {
+        return -(WIRE_OFFSET + (int)wire_code);
+    }
+    return 0;
 }

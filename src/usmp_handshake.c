@@ -16,7 +16,7 @@ size_t usmp_hs_header(uint8_t *frame, usmp_mode_t mode, uint8_t type, size_t bod
         usmp_put_u16(frame + 1, (uint16_t)body_len);
         return USMP_STREAM_HEADER_BYTES;
     }
-    return 1u;
+    return USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES;
 }
 
 int usmp_hs_transcript(uint8_t th[32], usmp_mode_t mode,

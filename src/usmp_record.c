@@ -6,10 +6,8 @@
 #include "usmp_crypto.h"
 #include "usmp_wire.h"
 
-size_t usmp_record_header_len(usmp_mode_t mode)
-{
-    return mode == USMP_MODE_STREAM ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HEADER_BYTES;
-}
+/* A mode this build can handle (usmp_options.h). */
+#define MODE_VALID(mode) ((mode) == USMP_MODE_STREAM || (USMP_DATAGRAM && (mode) == USMP_MODE_DATAGRAM))
 
 uint64_t usmp_record_blocks(size_t plaintext_len)
 {
@@ -32,12 +30,12 @@ int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
     int rc;
 
     if (frame == NULL || key == NULL || counter >= USMP_RECORD_COUNTER_LIMIT ||
-        plaintext_len > USMP_STREAM_MAX_RECORD ||
+        plaintext_len > USMP_STREAM_MAX_RECORD || !MODE_VALID(mode) ||
         (mode == USMP_MODE_DATAGRAM && session_index == NULL)) {
         return USMP_ERR_ARG;
     }
     frame[0] = type;
-    if (mode == USMP_MODE_STREAM) {
+    if (!USMP_DATAGRAM || mode == USMP_MODE_STREAM) {
         usmp_put_u16(frame + 1, (uint16_t)(plaintext_len + USMP_TAG_BYTES));
     } else {
         frame[1] = session_index[0];
@@ -61,7 +59,7 @@ int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
     size_t header_len = usmp_record_header_len(mode);
     int rc;
 
-    if (out == NULL || frame == NULL || key == NULL ||
+    if (out == NULL || frame == NULL || key == NULL || !MODE_VALID(mode) ||
         frame_len < header_len + USMP_TAG_BYTES) {
         return USMP_ERR_ARG;
     }
@@ -73,33 +71,3 @@ int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
     }
     return rc == USMP_CRYPTO_OK ? USMP_OK : USMP_ERR_CRYPTO;
 }
-
-#if USMP_DATAGRAM
-int usmp_replay_check(uint64_t top, uint64_t bitmap, int have_top, uint64_t seq)
-{
-    if (!have_top || seq > top) {
-        return USMP_OK;
-    }
-    if (top - seq >= 64u) {
-        return USMP_ERR_REPLAY; /* older than the window */
-    }
-    if (bitmap & ((uint64_t)1 << (top - seq))) {
-        return USMP_ERR_REPLAY; /* seen */
-    }
-    return USMP_OK;
-}
-
-void usmp_replay_update(uint64_t *top, uint64_t *bitmap, int have_top, uint64_t seq)
-{
-    if (!have_top) {
-        *top = seq;
-        *bitmap = 1;
-    } else if (seq > *top) {
-        uint64_t shift = seq - *top;
-        *bitmap = shift >= 64u ? 1u : ((*bitmap << shift) | 1u);
-        *top = seq;
-    } else {
-        *bitmap |= (uint64_t)1 << (*top - seq);
-    }
-}
-#endif /* USMP_DATAGRAM */

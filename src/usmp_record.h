@@ -1,6 +1,6 @@
 /*
- * usmp_record.h - record protection and the datagram replay window
- * (spec/protocol.md sections 6.1, 6.2, 6.5 and 7). Pure functions over
+ * usmp_record.h - record protection (spec/protocol.md sections 6.1, 6.2
+ * and 7; the replay window of 6.5 is usmp_replay.h). Pure functions over
  * caller buffers; internal to the core and used directly by the tests.
  */
 #ifndef USMP_RECORD_H
@@ -11,8 +11,14 @@
 
 #include "usmp_engine.h"
 
-/* Header length of a record in a mode: 3 (stream) or 9 (datagram). */
-size_t usmp_record_header_len(usmp_mode_t mode);
+/* Header length of a record (and of the engine's records) in a mode: 3
+ * (stream) or 9 (datagram). Folds to 3 when datagram mode is compiled out
+ * (usmp_options.h); the record functions then refuse datagram mode. */
+static inline size_t usmp_record_header_len(usmp_mode_t mode)
+{
+    return USMP_DATAGRAM && mode == USMP_MODE_DATAGRAM ? USMP_DATAGRAM_HEADER_BYTES
+                                                       : USMP_STREAM_HEADER_BYTES;
+}
 
 /* AES blocks a record of plaintext_len costs its key: ceil(len/16) + 1. */
 uint64_t usmp_record_blocks(size_t plaintext_len);
@@ -20,7 +26,8 @@ uint64_t usmp_record_blocks(size_t plaintext_len);
 /* Seals a record in place. The plaintext is already at frame +
  * usmp_record_header_len(mode); this writes the header in front of it and
  * the tag after it. session_index is ignored in stream mode. Returns the
- * frame length (plaintext_len + 19 or + 25), or a negative USMP_ERR_*. */
+ * frame length (plaintext_len + 19 or + 25), or a negative USMP_ERR_*
+ * (USMP_ERR_ARG for datagram mode when USMP_DATAGRAM is 0). */
 int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
                      const uint8_t session_index[3], uint64_t counter,
                      const uint8_t key[32], size_t plaintext_len);
@@ -29,15 +36,10 @@ int usmp_record_seal(uint8_t *frame, usmp_mode_t mode, uint8_t type,
  * AAD), counter is the implicit (stream) or explicit (datagram) counter.
  * The plaintext (frame_len - overhead bytes) goes to out, which may be
  * frame + header length (in place). USMP_ERR_BAD_RECORD on a bad tag, and
- * then out is zeroed. */
+ * then out is zeroed; USMP_ERR_ARG for datagram mode when USMP_DATAGRAM is
+ * 0. */
 int usmp_record_open(uint8_t *out, usmp_mode_t mode, const uint8_t *frame,
                      size_t frame_len, uint64_t counter, const uint8_t key[32]);
 
-#if USMP_DATAGRAM
-/* Datagram replay window of 64 records: top is the highest accepted seq,
- * bitmap bit i says top - i was accepted, have_top says whether any was. */
-int usmp_replay_check(uint64_t top, uint64_t bitmap, int have_top, uint64_t seq);
-void usmp_replay_update(uint64_t *top, uint64_t *bitmap, int have_top, uint64_t seq);
-#endif
 
 #endif /* USMP_RECORD_H */

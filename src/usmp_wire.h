@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A datagram handshake frame's header: the type byte alone (spec 4.1; a
+ * stream frame has the type and a u16 length, USMP_STREAM_HEADER_BYTES). */
+#define USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES 1u
+
 /* Handshake bodies (spec section 4). */
 #define USMP_HELLO_BODY_BYTES        44u
 #define USMP_COOKIE_BYTES            16u
@@ -18,6 +22,7 @@
 #define USMP_MAC_BYTES               16u
 #define USMP_NONCE_BYTES             16u
 #define USMP_SESSION_INDEX_BYTES     3u
+#define USMP_COOKIE_SECRET_BYTES     32u
 
 /* HELLO body offsets. */
 #define USMP_HELLO_VERSIONS          0u

@@ -883,6 +883,8 @@ def negative_file(hs):
                 "never delivered; the close is reported as TRANSPORT_CLOSED (not PEER_CLOSED, "
                 "which only an authenticated BYE gives). An empty input means end of stream.")
 
+    late_hello_cases(hs, add, step)
+
     return {
         "description": "Negative vectors. For each case, bring the receiver to 'start' by "
                        "running the named handshake with its fixed inputs (WAIT_HELLO: a fresh "
@@ -895,6 +897,48 @@ def negative_file(hs):
                        "('closed': fatal, 'open': dropped, no state change); 'reply', when "
                        "present, is the exact frame the receiver must send in answer.",
         "cases": cases,
+    }
+
+
+def late_hello_cases(hs, add, step):
+    """Spec 8.4, row 52: a late duplicate HELLO at an ESTABLISHED server changes nothing."""
+    case, s = hs["datagram-basic"]
+    add("datagram-late-hello", "datagram-basic", "server", "ESTABLISHED",
+        [step(s["hello"], "UNEXPECTED", "open"),
+         step(s["hello_ack"], "ok", "open", s["session_ok"])],
+        "The genuine HELLO again after the handshake (a late duplicate, SESSION_OK lost): "
+        "dropped without an answer; the client's resent HELLO_ACK still gets the stored "
+        "SESSION_OK (8.2).")
+
+
+def datagram_file(hs):
+    """Rules of spec 8.4 that a datagram driver follows, where bytes depend on them."""
+    case, s = hs["datagram-cookie"]
+    frames = case["frames"]
+    basic, b = hs["datagram-basic"]
+    flight = [b["hello"], b["challenge"], b["hello_ack"], b["session_ok"]]
+    lines = [cobs_encode(f) + b"\x00" for f in flight]
+    return {
+        "description": "Datagram drivers (spec/protocol.md section 8.4). 'cookie_before_busy': a "
+                       "UDP server with cookie_secret, under load and at its handshake limit, "
+                       "receives each step's input from client_address (IPv4 || u16 port) and "
+                       "must send exactly 'reply'. 'serial_handshake': the datagram-basic "
+                       "handshake on a serial line, each frame as COBS(frame) || 00; no COOKIE "
+                       "is ever sent there.",
+        "cookie_before_busy": {
+            "handshake": "datagram-cookie",
+            "cookie_secret": case["cookie_secret"],
+            "client_address": case["client_address"],
+            "steps": [
+                {"input": frames["hello"], "reply": frames["cookie"]},
+                {"input": frames["hello_with_cookie"], "reply": (bytes([ERROR, ERROR_CODES["BUSY"]])).hex()},
+            ],
+        },
+        "serial_handshake": {
+            "handshake": "datagram-basic",
+            "lines": [line.hex() for line in lines],
+            "wire_bytes": sum(len(line) for line in lines),
+        },
     }
 
 
@@ -912,6 +956,7 @@ def build_all():
         "records.json": records_file(),
         "cobs.json": cobs_file(),
         "negative.json": negative_file(secrets),
+        "datagram.json": datagram_file(secrets),
     }
 
 

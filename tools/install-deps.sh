@@ -21,7 +21,7 @@ packages=(
   picolibc-arm-none-eabi picolibc-riscv64-unknown-elf
   gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
   python3-kconfiglib python3-yaml git
-  python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis
+  python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
   python3-setuptools python3-venv python3-pip
 )
 # Debian source packages the emulated targets compile for the device,

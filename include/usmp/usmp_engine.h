@@ -61,7 +61,9 @@ extern "C" {
     ((max_record) + USMP_DATAGRAM_OVERHEAD > USMP_HANDSHAKE_MAX_FRAME \
          ? (max_record) + USMP_DATAGRAM_OVERHEAD : USMP_HANDSHAKE_MAX_FRAME)
 
-/* Frame types (spec section 2). */
+/* Frame types (spec section 2). Public: a datagram gateway routes each
+ * datagram by its first byte (spec 8.4), and the C gateway and the
+ * emulated-target firmware do. */
 enum {
     USMP_TYPE_HELLO = 0x01,
     USMP_TYPE_CHALLENGE = 0x02,
@@ -190,92 +192,10 @@ typedef struct {
 
 /*
  * The engine. Its size is fixed at compile time so it can live in static
- * memory; the fields are private: use the functions below.
+ * memory; its fields are private (the end of this header shows them for
+ * that size only): use the functions below.
  */
-typedef struct usmp_engine {
-    /* fixed configuration */
-    uint8_t role, mode;
-    uint16_t max_record, max_message;
-    const uint8_t *psk;
-    uint8_t psk_len;
-    uint8_t device_id[USMP_DEVICE_ID_BYTES];
-    uint64_t boot_counter, connection_counter; /* client: spec 5.8 */
-#if USMP_SERVER
-    usmp_psk_lookup_fn psk_lookup;
-    void *psk_lookup_user;
-    uint32_t idle_timeout_ms;
-#endif
-    usmp_random_fn random;
-    void *random_user;
-    uint8_t *rx_buf, *tx_buf, *reassembly_buf;
-    uint32_t rx_cap, tx_cap, reassembly_cap;
-    uint32_t handshake_timeout_ms, keepalive_ms, pong_timeout_ms;
-
-    /* state */
-    uint8_t state;
-    uint8_t peer_code;          /* code of the peer's ERROR or BYE (datagram
-                                 * handshake: of the last ERROR recorded) */
-    uint8_t close_code;         /* code this side sent in ERROR or BYE */
-    uint8_t flags;              /* USMP_F_* in usmp_engine.c */
-    int error;                  /* sticky error once FAILED */
-    uint16_t peer_max_record, peer_max_message;
-    uint8_t session_id[USMP_SESSION_ID_BYTES];
-
-    /* receive side */
-    uint32_t rx_len;            /* bytes of the current stream frame held */
-    uint16_t reassembly_total, reassembly_len;
-    uint64_t recv_counter;      /* stream: next; datagram: highest accepted */
-#if USMP_DATAGRAM
-    uint64_t reassembly_last_seq;
-    uint64_t replay_bitmap;     /* bit i = seq (top - i) seen */
-#endif
-
-    /* send side */
-    uint32_t tx_len, tx_sent;
-    uint16_t fragment_total, fragment_sent;
-    uint64_t send_counter;
-    uint64_t send_usage;        /* AES blocks under the send key (spec 7) */
-    uint8_t pending;            /* control frames waiting for tx space */
-    uint8_t flight;             /* frame type of this side's handshake flight */
-    uint8_t pending_code;
-    uint8_t pong_len;
-    uint8_t pong_payload[USMP_MAX_PING_PAYLOAD];
-
-    /* timers */
-    uint32_t handshake_deadline;
-#if USMP_DATAGRAM
-    uint32_t retransmit_at, retransmit_interval;
-#endif
-    uint32_t last_rx;           /* last authenticated record */
-    uint32_t ping_sent_at;
-
-    uint8_t key_send[32];
-    uint8_t key_recv[32];
-
-    /* handshake material: each phase's fields are wiped when it ends */
-    union {
-        struct { /* client, WAIT_CHALLENGE */
-            uint8_t ephemeral_private[32];
-            uint8_t hello[USMP_HANDSHAKE_MAX_FRAME];
-            uint8_t hello_len;
-        } start;
-        struct { /* client WAIT_SESSION_OK, server WAIT_HELLO_ACK */
-            uint8_t transcript_hash[32];
-            uint8_t confirm_server_key[32];
-            uint8_t hello_ack_mac[16];
-#if USMP_SERVER
-            uint8_t challenge[57];  /* server: its CHALLENGE frame, sent and resent */
-            uint8_t challenge_len;
-#endif
-        } confirm;
-#if USMP_SERVER
-        struct { /* server ESTABLISHED: SESSION_OK to send (datagram: and resend) */
-            uint8_t hello_ack_mac[16];
-            uint8_t session_ok_mac[16];
-        } resend;
-#endif
-    } hs;
-} usmp_engine_t;
+typedef struct usmp_engine usmp_engine_t;
 
 /* Checks cfg and prepares e. Errors: USMP_ERR_ARG (missing callback or
  * buffer, buffer too small, limits out of range), USMP_ERR_PSK (client PSK
@@ -303,7 +223,9 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len,
  * more: pending output is dropped and the record keys are wiped. */
 int usmp_engine_transport_closed(usmp_engine_t *e);
 
-/* Seals the next record of a message into the output. Returns the number
+/* Seals the next record of a message into the output. now_ms is not used
+ * today (sending starts no timer); it is part of the signature so that
+ * one can be added without changing every caller. Returns the number
  * of message bytes taken (the whole message when it fits one record; one
  * fragment's worth otherwise: call again with the rest until all is taken;
  * a 0-byte message returns 0 once), or USMP_ERR_WOULD_BLOCK when output
@@ -363,13 +285,175 @@ uint16_t usmp_engine_peer_max_message(const usmp_engine_t *e);
 size_t usmp_engine_max_single_record(const usmp_engine_t *e);
 
 #if USMP_SERVER && USMP_DATAGRAM
-/* Stateless UDP cookie (spec 8.3): HMAC-SHA256(secret, "usmp-v1 cookie" ||
- * client_address || hello)[0:16], hello being the datagram HELLO frame
- * without a cookie (45 bytes). */
+/* Stateless UDP cookie (spec 8.3; src/usmp_cookie.c): HMAC-SHA256(secret,
+ * "usmp-v1 cookie" || client_address || hello)[0:16], hello being the
+ * datagram HELLO frame without a cookie (45 bytes). Errors: USMP_ERR_ARG (a
+ * NULL pointer, or hello not 45 bytes), USMP_ERR_CRYPTO. */
 int usmp_cookie_compute(uint8_t cookie[16], const uint8_t secret[32],
                         const uint8_t *client_address, size_t address_len,
                         const uint8_t *hello, size_t hello_len);
 #endif
+
+
+/* ==========================================================================
+ * Private: everything below is exposed for its size only, so that an engine
+ * can live in static memory. Do not rely on the size, the names or the
+ * contents of these types; use the functions above. Tests and src/ read
+ * them.
+ * ========================================================================== */
+
+/* Sizes of the engine's own copies (spec sections 4, 5). */
+#define USMP_KEY_BYTES              32u /* X25519 keys, record keys, hashes */
+#define USMP_HANDSHAKE_MAC_BYTES    16u /* HELLO_ACK and SESSION_OK MACs */
+/* The largest CHALLENGE frame: the stream header and the 54-byte body. */
+#define USMP_CHALLENGE_MAX_FRAME    (USMP_STREAM_HEADER_BYTES + 54u)
+
+/* e->flags */
+#define USMP_F_STARTED        0x01u /* usmp_engine_start was called */
+#define USMP_F_PING_OUT       0x04u /* PING sent, PONG deadline running */
+#define USMP_F_RESEND_ALLOWED 0x20u /* server, datagram: SESSION_OK may be resent */
+#define USMP_F_UNKNOWN_DEVICE 0x40u /* server: no PSK for the device; fail at HELLO_ACK */
+#define USMP_F_PEER_ERROR     0x80u /* datagram handshake: an ERROR was recorded (row 25) */
+
+/* e->pending: control frames waiting for the tx buffer, built in this order */
+#define USMP_P_FLIGHT 0x04u /* this side's current handshake flight */
+#define USMP_P_ERROR  0x01u
+#define USMP_P_BYE    0x02u
+#define USMP_P_PONG   0x08u
+#define USMP_P_PING   0x10u
+
+#if USMP_DATAGRAM
+/* The datagram replay window (src/usmp_replay.h, spec 6.5). */
+typedef struct {
+    uint64_t top;    /* the highest seq accepted */
+    uint64_t bitmap; /* bit i: seq top - i accepted; 0: none accepted yet */
+} usmp_replay_t;
+#endif
+
+/* A message being sent in fragments (src/usmp_fragment.h, spec 6.4). */
+typedef struct {
+    uint16_t total; /* 0: none in progress */
+    uint16_t sent;
+} usmp_fragmenter_t;
+
+/* A fragmented message being received (src/usmp_fragment.h, spec 6.4). */
+typedef struct {
+    uint16_t total; /* 0: none in progress */
+    uint16_t len;   /* bytes received, all from offset 0 */
+#if USMP_DATAGRAM
+    uint64_t last_seq; /* the record counter of the last fragment */
+#endif
+} usmp_reassembly_t;
+
+/*
+ * Which secrets may exist when (spec 5.7: secrets die with their phase,
+ * keys with the session). The engine keeps this at the end of every call;
+ * tests/unit/test_engine.c checks it after every step of its fault cases.
+ *
+ *   state                      hs (handshake union)        key_send/key_recv
+ *   START, WAIT_HELLO          zero                        zero
+ *   WAIT_CHALLENGE  (client)   hs.start: e_C, HELLO        zero
+ *   WAIT_SESSION_OK (client)   hs.confirm                  set
+ *   WAIT_HELLO_ACK  (server)   hs.confirm (+ CHALLENGE)    set
+ *   ESTABLISHED                zero, except the server's   set
+ *                              hs.resend while SESSION_OK
+ *                              is owed (USMP_P_FLIGHT) or
+ *                              may be resent (datagram,
+ *                              USMP_F_RESEND_ALLOWED)
+ *   CLOSED, FAILED             zero unless USMP_P_FLIGHT   zero unless USMP_P_BYE
+ *                              is pending (a flight owed   is pending (its seal
+ *                              for an earlier frame)       needs key_send)
+ *
+ * Every ending goes through end_session() in usmp_engine.c (a failure, the
+ * soft usage limit, the peer's BYE, a local close, the transport's end),
+ * which applies the last row; every handshake phase ends through
+ * end_handshake_phase(). After usmp_engine_transport_closed nothing is
+ * pending and nothing secret is left.
+ */
+struct usmp_engine {
+    /* fixed configuration */
+    uint8_t role, mode;
+    uint16_t max_record, max_message;
+    const uint8_t *psk;
+    uint8_t psk_len;
+    uint8_t device_id[USMP_DEVICE_ID_BYTES];
+    uint64_t boot_counter, connection_counter; /* client: spec 5.8 */
+#if USMP_SERVER
+    usmp_psk_lookup_fn psk_lookup;
+    void *psk_lookup_user;
+    uint32_t idle_timeout_ms;
+#endif
+    usmp_random_fn random;
+    void *random_user;
+    uint8_t *rx_buf, *tx_buf, *reassembly_buf;
+    uint32_t rx_cap, tx_cap, reassembly_cap;
+    uint32_t handshake_timeout_ms, keepalive_ms, pong_timeout_ms;
+
+    /* state */
+    uint8_t state;
+    uint8_t peer_code;          /* code of the peer's ERROR or BYE (datagram
+                                 * handshake: of the last ERROR recorded) */
+    uint8_t close_code;         /* code this side sent in ERROR or BYE */
+    uint8_t flags;              /* USMP_F_* above */
+    int error;                  /* sticky error once FAILED */
+    uint16_t peer_max_record, peer_max_message;
+    uint8_t session_id[USMP_SESSION_ID_BYTES];
+
+    /* receive side */
+    uint32_t rx_len;            /* bytes of the current stream frame held */
+    usmp_reassembly_t reassembly;
+    uint64_t recv_next;         /* stream: the counter of the next record */
+#if USMP_DATAGRAM
+    usmp_replay_t replay;       /* datagram: the counters accepted */
+#endif
+
+    /* send side */
+    uint32_t tx_len, tx_sent;
+    usmp_fragmenter_t fragmenter;
+    uint64_t send_counter;
+    uint64_t send_usage;        /* AES blocks under the send key (spec 7) */
+    uint8_t pending;            /* USMP_P_*: control frames waiting for tx space */
+    uint8_t flight;             /* frame type of this side's handshake flight */
+    uint8_t pong_len;
+    uint8_t pong_payload[USMP_MAX_PING_PAYLOAD];
+
+    /* timers */
+    uint32_t handshake_deadline;
+#if USMP_DATAGRAM
+    uint32_t retransmit_at, retransmit_interval;
+#endif
+    uint32_t last_rx;           /* last authenticated record */
+    uint32_t ping_sent_at;
+
+    uint8_t key_send[USMP_KEY_BYTES];
+    uint8_t key_recv[USMP_KEY_BYTES];
+
+    /* handshake material, by phase (the table above says when each is
+     * wiped) */
+    union {
+        struct { /* client, WAIT_CHALLENGE: until the CHALLENGE */
+            uint8_t ephemeral_private[USMP_KEY_BYTES];
+            uint8_t hello[USMP_HANDSHAKE_MAX_FRAME];
+            uint8_t hello_len;
+        } start;
+        struct { /* client WAIT_SESSION_OK, server WAIT_HELLO_ACK: the
+                  * key confirmation */
+            uint8_t transcript_hash[USMP_KEY_BYTES];
+            uint8_t confirm_server_key[USMP_KEY_BYTES];
+            uint8_t hello_ack_mac[USMP_HANDSHAKE_MAC_BYTES];
+#if USMP_SERVER
+            uint8_t challenge[USMP_CHALLENGE_MAX_FRAME]; /* server: sent and resent */
+            uint8_t challenge_len;
+#endif
+        } confirm;
+#if USMP_SERVER
+        struct { /* server ESTABLISHED: SESSION_OK to send (datagram: and resend) */
+            uint8_t hello_ack_mac[USMP_HANDSHAKE_MAC_BYTES];
+            uint8_t session_ok_mac[USMP_HANDSHAKE_MAC_BYTES];
+        } resend;
+#endif
+    } hs;
+};
 
 #ifdef __cplusplus
 }

@@ -20,41 +20,50 @@
 extern "C" {
 #endif
 
+/*
+ * The one list of result codes, X(NAME, value, sentence): the enum below,
+ * usmp_error_name (usmp_error.c) and usmp_strerror (usmp_strerror.c) are
+ * generated from it, so they cannot drift apart. tests/spec/test_errors.py
+ * holds it to the spec's wire codes and to Python's Condition list. NAME is
+ * the spec's condition name; the constant is USMP_ERR_NAME.
+ */
+#define USMP_ERROR_LIST(X)                                                                      \
+    /* local misuse */                                                                          \
+    X(ARG, -1, "invalid argument")                                                              \
+    X(STATE, -2, "call not allowed in the current state")                                       \
+    X(BUFFER, -3, "buffer too small") /* nothing is lost */                                     \
+    X(PSK, -4, "PSK must be 16 to 64 bytes")                                                    \
+    X(MESSAGE_TOO_LARGE, -5, "message larger than the peer accepts") /* not sent */             \
+    X(WOULD_BLOCK, -6, "no message within the timeout, or output pending")                      \
+    /* remote protocol violations: -(16 + wire code), see usmp_error_from_wire */               \
+    X(MALFORMED, -17, "malformed frame from the peer")                                          \
+    X(UNEXPECTED, -18, "frame not allowed in this state")                                       \
+    X(UNSUPPORTED_VERSION, -19, "no common protocol version")                                   \
+    X(UNSUPPORTED_SUITE, -20, "no common cipher suite")                                         \
+    X(AUTH_FAILED, -21, "authentication failed: a MAC this side checked is wrong "              \
+                        "(wrong PSK, unknown device or tampered handshake)")                    \
+    X(BAD_KEY, -22, "peer sent a low-order X25519 key") /* all-zero X25519 result */            \
+    X(BUSY, -23, "server busy")                                                                 \
+    X(TOO_LARGE, -24, "record or message over the announced limit") /* ours */                  \
+    X(BAD_RECORD, -25, "record failed authentication") /* its tag does not verify */            \
+    X(KEY_LIMIT, -26, "key usage limit reached") /* either direction */                         \
+    X(REPLAY, -40, "replayed or too old record") /* datagram */                                 \
+    X(UNKNOWN_SESSION, -41, "record for another session") /* datagram */                        \
+    X(PEER_ERROR, -42, "peer reported an error (unauthenticated; its code: usmp_peer_code)")    \
+    X(PEER_CLOSED, -43, "peer closed the session") /* BYE; see usmp_engine_peer_code */         \
+    /* transport and timers */                                                                  \
+    X(TRANSPORT_CLOSED, -48, "connection closed without BYE") /* possible truncation */         \
+    X(TRANSPORT, -49, "transport failure") /* send/recv/connect failed */                       \
+    X(TIMEOUT, -50, "handshake timed out")                                                      \
+    X(PEER_TIMEOUT, -51, "peer stopped answering") /* no answer to PING in time */              \
+    /* internal */                                                                              \
+    X(CRYPTO, -64, "crypto backend failure")
+
+#define USMP_ERROR_ENUM_ENTRY_(name, value, text) USMP_ERR_##name = value,
+
 enum {
     USMP_OK = 0,
-
-    /* local misuse */
-    USMP_ERR_ARG = -1,              /* NULL pointer, zero or bad length, bad option */
-    USMP_ERR_STATE = -2,            /* call not allowed in the current state */
-    USMP_ERR_BUFFER = -3,           /* caller's buffer too small; nothing is lost */
-    USMP_ERR_PSK = -4,              /* PSK shorter than 16 or longer than 64 bytes */
-    USMP_ERR_MESSAGE_TOO_LARGE = -5,/* message over the peer's max_message; not sent */
-    USMP_ERR_WOULD_BLOCK = -6,      /* no message within the timeout / output pending */
-
-    /* remote protocol violations: -(16 + wire code) */
-    USMP_ERR_MALFORMED = -17,          /* 0x01 */
-    USMP_ERR_UNEXPECTED = -18,         /* 0x02 */
-    USMP_ERR_UNSUPPORTED_VERSION = -19,/* 0x03 */
-    USMP_ERR_UNSUPPORTED_SUITE = -20,  /* 0x04 */
-    USMP_ERR_AUTH_FAILED = -21,        /* 0x05: a MAC this side checked is wrong */
-    USMP_ERR_BAD_KEY = -22,            /* 0x06: all-zero X25519 result */
-    USMP_ERR_BUSY = -23,               /* 0x07 */
-    USMP_ERR_TOO_LARGE = -24,          /* 0x08: over our announced limit */
-    USMP_ERR_BAD_RECORD = -25,         /* 0x09: record tag does not verify */
-    USMP_ERR_KEY_LIMIT = -26,          /* 0x0A: key usage limit, either direction */
-    USMP_ERR_REPLAY = -40,             /* datagram record seen or too old */
-    USMP_ERR_UNKNOWN_SESSION = -41,    /* datagram record for another session */
-    USMP_ERR_PEER_ERROR = -42,         /* the peer sent ERROR; see usmp_peer_code */
-    USMP_ERR_PEER_CLOSED = -43,        /* the peer sent BYE; see usmp_engine_peer_code */
-
-    /* transport and timers */
-    USMP_ERR_TRANSPORT_CLOSED = -48,   /* stream ended without BYE (possible truncation) */
-    USMP_ERR_TRANSPORT = -49,          /* send/recv/connect failed */
-    USMP_ERR_TIMEOUT = -50,            /* handshake did not finish in time */
-    USMP_ERR_PEER_TIMEOUT = -51,       /* no answer to PING within the deadline */
-
-    /* internal */
-    USMP_ERR_CRYPTO = -64              /* the crypto backend failed */
+    USMP_ERROR_LIST(USMP_ERROR_ENUM_ENTRY_)
 };
 
 typedef enum {
@@ -75,6 +84,16 @@ const char *usmp_error_name(int code);
 
 /* Which class a code belongs to. */
 usmp_error_class_t usmp_error_class(int code);
+
+/* The wire code of a result (spec 9.1): -(16 + code) for the conditions
+ * that have one (USMP_ERR_MALFORMED .. USMP_ERR_KEY_LIMIT, codes 0x01 to
+ * 0x0A), else 0 (USMP_CODE_NONE): the result never goes on the wire. */
+unsigned char usmp_error_to_wire(int code);
+
+/* The result a wire code stands for when this side detects it: the
+ * inverse of usmp_error_to_wire for 0x01 .. 0x0A; USMP_OK for every other
+ * code (NONE, the BYE-only reasons 0x0B .. 0x0E, and undefined ones). */
+int usmp_error_from_wire(unsigned char wire_code);
 
 #ifdef __cplusplus
 }

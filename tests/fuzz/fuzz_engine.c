@@ -133,10 +133,7 @@ static void feed_checked(usmp_engine_t *e, const uint8_t *d, size_t n, uint32_t 
         if (e->mode == USMP_MODE_DATAGRAM && is_drop(rc, e)) {
             if (rc == USMP_ERR_UNEXPECTED) {
                 /* allowed: the partial message went */
-                snapshot.flags = e->flags;
-                snapshot.reassembly_total = e->reassembly_total;
-                snapshot.reassembly_len = e->reassembly_len;
-                snapshot.reassembly_last_seq = e->reassembly_last_seq;
+                snapshot.reassembly = e->reassembly;
             }
             if (rc == USMP_ERR_PEER_ERROR) {
                 /* allowed: a datagram ERROR's code is recorded for the

@@ -111,6 +111,85 @@ static void end_init(end_t *x, usmp_role_t role, const pair_cfg_t *pc, uint8_t s
     CHECK_INT_EQ(usmp_engine_init(&x->e, &cfg), USMP_OK);
 }
 
+static int all_zero(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (b[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The invariant written above struct usmp_engine (usmp_engine.h): which
+ * secrets may exist in which state, judged from outside by the engine's
+ * state, its pending frames and its memory. Checked after every step:
+ * every feed, every output taken, every timer and every close. */
+static void check_secrets(const end_t *x, const char *step)
+{
+    const usmp_engine_t *e = &x->e;
+    int hs_zero = all_zero(&e->hs, sizeof e->hs);
+    int keys_zero = all_zero(e->key_send, sizeof e->key_send) &&
+                    all_zero(e->key_recv, sizeof e->key_recv);
+    const char *who = e->role == USMP_ROLE_CLIENT ? "client" : "server";
+
+    switch (e->state) {
+    case USMP_STATE_START:
+    case USMP_STATE_WAIT_HELLO:
+        CHECK_MSG(hs_zero && keys_zero, "%s %s: secrets before the handshake", who, step);
+        break;
+    case USMP_STATE_WAIT_CHALLENGE:
+        CHECK_MSG(keys_zero, "%s %s: record keys before the CHALLENGE", who, step);
+        break;
+    case USMP_STATE_WAIT_SESSION_OK:
+    case USMP_STATE_WAIT_HELLO_ACK:
+        break;
+    case USMP_STATE_ESTABLISHED:
+        CHECK_MSG(hs_zero || (e->role == USMP_ROLE_SERVER &&
+                              ((e->pending & USMP_P_FLIGHT) || (e->flags & USMP_F_RESEND_ALLOWED))),
+                  "%s %s: handshake material left in ESTABLISHED", who, step);
+        break;
+    default: /* CLOSED, FAILED */
+        CHECK_MSG(hs_zero || (e->pending & USMP_P_FLIGHT),
+                  "%s %s: handshake material left after the end with no flight owed", who, step);
+        CHECK_MSG(keys_zero || (e->pending & USMP_P_BYE),
+                  "%s %s: record keys left after the end with no BYE owed", who, step);
+        break;
+    }
+}
+
+/* The engine's calls that are steps of their own, each followed by the
+ * secrets check. */
+static int tick(end_t *x, uint32_t now)
+{
+    int rc = usmp_engine_tick(&x->e, now);
+    check_secrets(x, "after a tick");
+    return rc;
+}
+
+static int close_end(end_t *x, uint8_t code)
+{
+    int rc = usmp_engine_close(&x->e, code);
+    check_secrets(x, "after a close");
+    return rc;
+}
+
+static int transport_closed(end_t *x)
+{
+    int rc = usmp_engine_transport_closed(&x->e);
+    check_secrets(x, "after the transport closed");
+    return rc;
+}
+
+static int send_step(end_t *x, const uint8_t *msg, size_t len, uint32_t now)
+{
+    int rc = usmp_engine_send(&x->e, msg, len, now);
+    check_secrets(x, "after a send");
+    return rc;
+}
+
 /* Collects the engine's output onto its wire. */
 static void collect(end_t *x)
 {
@@ -125,6 +204,7 @@ static void collect(end_t *x)
         x->wire_len += n;
         x->frame_ends[x->frames++] = x->wire_len;
         usmp_engine_output_done(&x->e, n);
+        check_secrets(x, "after output");
     }
 }
 
@@ -153,6 +233,7 @@ static int feed(end_t *to, const uint8_t *d, size_t len, size_t chunk, uint32_t 
         usmp_event_t ev;
         int rc = usmp_engine_feed(&to->e, d, len, now, &used, &ev);
         note_event(to, &ev);
+        check_secrets(to, "after a datagram");
         return rc;
     }
     while (off < len) {
@@ -160,6 +241,7 @@ static int feed(end_t *to, const uint8_t *d, size_t len, size_t chunk, uint32_t 
         usmp_event_t ev;
         int rc = usmp_engine_feed(&to->e, d + off, n, now, &used, &ev);
         note_event(to, &ev);
+        check_secrets(to, "after a read");
         if (rc != USMP_OK) {
             if (first == USMP_OK) {
                 first = rc;
@@ -221,7 +303,7 @@ static int send_message(end_t *from, end_t *to, const uint8_t *msg, size_t len, 
 {
     size_t done = 0;
     for (;;) {
-        int rc = usmp_engine_send(&from->e, msg + done, len - done, now);
+        int rc = send_step(from, msg + done, len - done, now);
         if (rc < 0) {
             return rc;
         }
@@ -264,7 +346,7 @@ static void test_handshake_and_messages(void)
                 CHECK_MSG(server.messages == 1 && server.got_len == n && memcmp(server.got, msg, n) == 0,
                           "mode %d: %zu-byte message client->server", (int)pc->mode, n);
             } else {
-                CHECK_INT_EQ(usmp_engine_send(&client.e, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
+                CHECK_INT_EQ(send_step(&client, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
             }
             if (n <= pc->client_message) {
                 client.messages = 0;
@@ -272,14 +354,14 @@ static void test_handshake_and_messages(void)
                 CHECK_MSG(client.messages == 1 && client.got_len == n && memcmp(client.got, msg, n) == 0,
                           "mode %d: %zu-byte message server->client", (int)pc->mode, n);
             } else {
-                CHECK_INT_EQ(usmp_engine_send(&server.e, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
+                CHECK_INT_EQ(send_step(&server, msg, n, 0), USMP_ERR_MESSAGE_TOO_LARGE);
                 collect(&server);
                 CHECK_INT_EQ(server.wire_len, 0); /* nothing was sent */
             }
         }
         /* Both sides sending at once: records cross on the wire. */
-        CHECK(usmp_engine_send(&client.e, msg, 10, 0) == 10);
-        CHECK(usmp_engine_send(&server.e, msg + 1, 11, 0) == 11);
+        CHECK(send_step(&client, msg, 10, 0) == 10);
+        CHECK(send_step(&server, msg + 1, 11, 0) == 11);
         collect(&client);
         collect(&server);
         client.messages = server.messages = 0;
@@ -287,12 +369,12 @@ static void test_handshake_and_messages(void)
         CHECK_INT_EQ(deliver(&server, &client, 3, 0), USMP_OK);
         CHECK(client.messages == 1 && server.messages == 1);
         /* Clean close. */
-        CHECK_INT_EQ(usmp_engine_close(&client.e, USMP_CODE_NONE), USMP_OK);
+        CHECK_INT_EQ(close_end(&client, USMP_CODE_NONE), USMP_OK);
         CHECK_INT_EQ(deliver(&client, &server, 5, 0), USMP_OK);
         CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_CLOSED);
         CHECK_INT_EQ(server.closed_events, 1);
         CHECK_INT_EQ(usmp_engine_peer_code(&server.e), USMP_CODE_NONE);
-        CHECK_INT_EQ(usmp_engine_send(&server.e, msg, 1, 0), USMP_ERR_STATE);
+        CHECK_INT_EQ(send_step(&server, msg, 1, 0), USMP_ERR_STATE);
     }
 }
 
@@ -330,14 +412,16 @@ static void tamper_run(const pair_cfg_t *pc, int target, size_t offset, int acti
         }
         (void)deliver(from, to, step == target ? 1 : 64, 0);
         if (step == target && action == 3 && pc->mode == USMP_MODE_STREAM) {
-            (void)usmp_engine_transport_closed(&to->e);
+            (void)transport_closed(to);
         }
     }
     /* Let both sides answer whatever is left (ERRORs) and time out. */
     (void)deliver(&client, &server, 64, 0);
     (void)deliver(&server, &client, 64, 0);
-    (void)usmp_engine_tick(&client.e, 60000);
-    (void)usmp_engine_tick(&server.e, 60000);
+    (void)tick(&client, 60000);
+    (void)tick(&server, 60000);
+    check_secrets(&client, "after the timers");
+    check_secrets(&server, "after the timers");
     (*runs)++;
     failed_side = usmp_engine_state(&client.e) != USMP_STATE_ESTABLISHED ||
                   usmp_engine_state(&server.e) != USMP_STATE_ESTABLISHED;
@@ -392,7 +476,7 @@ static void test_record_tampering(void)
                 FAIL("handshake");
                 return;
             }
-            CHECK_INT_EQ(usmp_engine_send(&client.e, (const uint8_t *)"secret!", 7, 0), 7);
+            CHECK_INT_EQ(send_step(&client, (const uint8_t *)"secret!", 7, 0), 7);
             collect(&client);
             record_len = client.wire_len;
             if (offset >= record_len) {
@@ -426,7 +510,7 @@ static void test_stream_replay_and_reflection(void)
     size_t len;
 
     CHECK(handshake(&STREAM_CFG, 100, 0));
-    CHECK(usmp_engine_send(&client.e, (const uint8_t *)"one", 3, 0) == 3);
+    CHECK(send_step(&client, (const uint8_t *)"one", 3, 0) == 3);
     collect(&client);
     len = client.wire_len;
     memcpy(record, client.wire, len);
@@ -436,13 +520,13 @@ static void test_stream_replay_and_reflection(void)
     CHECK_INT_EQ(server.messages, 1);
     /* Sticky: the same error from every later call. */
     CHECK_INT_EQ(feed(&server, record, len, 100, 0), USMP_ERR_BAD_RECORD);
-    CHECK_INT_EQ(usmp_engine_send(&server.e, record, 1, 0), USMP_ERR_BAD_RECORD);
-    CHECK_INT_EQ(usmp_engine_tick(&server.e, 5), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(send_step(&server, record, 1, 0), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(tick(&server, 5), USMP_ERR_BAD_RECORD);
     CHECK_INT_EQ(usmp_engine_error(&server.e), USMP_ERR_BAD_RECORD);
 
     /* Reflection: the server's own record back to it. */
     CHECK(handshake(&STREAM_CFG, 100, 0));
-    CHECK(usmp_engine_send(&server.e, (const uint8_t *)"two", 3, 0) == 3);
+    CHECK(send_step(&server, (const uint8_t *)"two", 3, 0) == 3);
     collect(&server);
     CHECK_INT_EQ(feed(&server, server.wire, server.wire_len, 100, 0), USMP_ERR_BAD_RECORD);
     CHECK_INT_EQ(server.messages, 0);
@@ -464,10 +548,10 @@ static void test_keepalive_and_timers(void)
     pc.idle_ms = 20000;
     CHECK(handshake(&pc, 100, t0));
     CHECK(usmp_engine_next_deadline(&client.e, &deadline) && deadline == t0 + 5000);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 4999), USMP_OK);
+    CHECK_INT_EQ(tick(&client, t0 + 4999), USMP_OK);
     collect(&client);
     CHECK_INT_EQ(client.wire_len, 0);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 5000), USMP_OK); /* past the wrap */
+    CHECK_INT_EQ(tick(&client, t0 + 5000), USMP_OK); /* past the wrap */
     collect(&client);
     CHECK_INT_EQ(client.wire_len, USMP_STREAM_OVERHEAD + 4); /* PING */
     CHECK_INT_EQ(deliver(&client, &server, 100, t0 + 5001), USMP_OK);
@@ -475,24 +559,24 @@ static void test_keepalive_and_timers(void)
     CHECK(usmp_engine_next_deadline(&client.e, &deadline) && deadline == t0 + 5002 + 5000);
 
     /* The server stops answering: dead peer after keepalive + pong timeout. */
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 10002), USMP_OK); /* PING */
+    CHECK_INT_EQ(tick(&client, t0 + 10002), USMP_OK); /* PING */
     collect(&client);
     client.wire_len = 0;
     client.frames = 0;
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 15001), USMP_OK);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, t0 + 15002), USMP_ERR_PEER_TIMEOUT);
+    CHECK_INT_EQ(tick(&client, t0 + 15001), USMP_OK);
+    CHECK_INT_EQ(tick(&client, t0 + 15002), USMP_ERR_PEER_TIMEOUT);
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_FAILED);
 
     /* The server closes a session idle for idle_timeout with BYE(IDLE_TIMEOUT). */
-    CHECK_INT_EQ(usmp_engine_tick(&server.e, t0 + 5001 + 20000), USMP_OK);
+    CHECK_INT_EQ(tick(&server, t0 + 5001 + 20000), USMP_OK);
     CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_CLOSED);
     CHECK_INT_EQ(usmp_engine_close_code(&server.e), USMP_CODE_IDLE_TIMEOUT);
 
     /* Handshake timeout on a server that hears nothing (slow client). */
     end_init(&server, USMP_ROLE_SERVER, &pc, 2);
     usmp_engine_start(&server.e, t0);
-    CHECK_INT_EQ(usmp_engine_tick(&server.e, t0 + 9999), USMP_OK);
-    CHECK_INT_EQ(usmp_engine_tick(&server.e, t0 + 10000), USMP_ERR_TIMEOUT);
+    CHECK_INT_EQ(tick(&server, t0 + 9999), USMP_OK);
+    CHECK_INT_EQ(tick(&server, t0 + 10000), USMP_ERR_TIMEOUT);
     collect(&server);
     CHECK_INT_EQ(server.wire_len, 0); /* a timeout sends nothing */
 }
@@ -507,10 +591,10 @@ static void test_datagram_retransmission(void)
     collect(&client);
     client.wire_len = 0;
     client.frames = 0;
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 999), USMP_OK);
+    CHECK_INT_EQ(tick(&client, 999), USMP_OK);
     collect(&client);
     CHECK_INT_EQ(client.wire_len, 0);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 1000), USMP_OK); /* resent at 1 s */
+    CHECK_INT_EQ(tick(&client, 1000), USMP_OK); /* resent at 1 s */
     CHECK_INT_EQ(deliver(&client, &server, 1, 1000), USMP_OK);
     /* CHALLENGE arrives; HELLO_ACK goes; SESSION_OK lost. */
     CHECK_INT_EQ(deliver(&server, &client, 1, 1001), USMP_OK);
@@ -519,14 +603,14 @@ static void test_datagram_retransmission(void)
     collect(&server);
     server.wire_len = 0;
     server.frames = 0;
-    /* The client retransmits HELLO_ACK at 1000 + 2000; the server resends
-     * SESSION_OK. */
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 3000), USMP_OK);
+    /* The client retransmits HELLO_ACK (due at 1001 + 1000, spec 8.4 rule
+     * 2); the server resends SESSION_OK. */
+    CHECK_INT_EQ(tick(&client, 3000), USMP_OK);
     CHECK_INT_EQ(deliver(&client, &server, 1, 3000), USMP_OK);
     CHECK_INT_EQ(deliver(&server, &client, 1, 3001), USMP_OK);
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
     /* After the first client record, a late HELLO_ACK is dropped. */
-    CHECK(usmp_engine_send(&client.e, (const uint8_t *)"x", 1, 3002) == 1);
+    CHECK(send_step(&client, (const uint8_t *)"x", 1, 3002) == 1);
     CHECK_INT_EQ(deliver(&client, &server, 1, 3002), USMP_OK);
     {
         uint8_t ack[17];
@@ -539,8 +623,95 @@ static void test_datagram_retransmission(void)
     /* The handshake gives up at the handshake timeout. */
     end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
     usmp_engine_start(&client.e, 0);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 9999), USMP_OK);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_TIMEOUT);
+    CHECK_INT_EQ(tick(&client, 9999), USMP_OK);
+    CHECK_INT_EQ(tick(&client, 10000), USMP_ERR_TIMEOUT);
+}
+
+/* Spec 8.4 rule 2: HELLO_ACK replacing HELLO on a CHALLENGE is a new
+ * flight, whose retransmission timeout starts at 1000 ms from then, however
+ * often HELLO was resent; the handshake timeout still counts from the
+ * first HELLO. */
+static void test_datagram_hello_ack_restarts_the_retransmission_timeout_at_1000_ms(void)
+{
+    uint32_t deadline = 0;
+
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    end_init(&server, USMP_ROLE_SERVER, &DGRAM_CFG, 2);
+    usmp_engine_start(&client.e, 0);
+    usmp_engine_start(&server.e, 0);
+    /* HELLO lost twice: resent at 1000 and at 3000, next due at 7000. */
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(tick(&client, 1000), USMP_OK);
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(tick(&client, 3000), USMP_OK);
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 7000);
+    CHECK_INT_EQ(deliver(&client, &server, 1, 3000), USMP_OK);
+    /* The CHALLENGE at 3500: HELLO_ACK goes, and is lost. */
+    CHECK_INT_EQ(deliver(&server, &client, 1, 3500), USMP_OK);
+    CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_WAIT_SESSION_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 4500);
+    CHECK_INT_EQ(tick(&client, 4499), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 0);
+    CHECK_INT_EQ(tick(&client, 4500), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    CHECK_INT_EQ(client.wire[0], USMP_TYPE_HELLO_ACK);
+    client.wire_len = 0;
+    client.frames = 0;
+    /* Resends of the same flight double it: 4500 + 2000, then 6500 + 4000
+     * is past the handshake deadline, 10000 from the first HELLO. */
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 6500);
+    CHECK_INT_EQ(tick(&client, 6500), USMP_OK);
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 10000);
+    CHECK_INT_EQ(tick(&client, 9999), USMP_OK);
+    CHECK_INT_EQ(tick(&client, 10000), USMP_ERR_TIMEOUT);
+}
+
+/* Spec 8.4 rule 2: the HELLO with a cookie replacing the bare HELLO on a
+ * COOKIE is a new flight too. */
+static void test_datagram_cookie_restarts_the_retransmission_timeout_at_1000_ms(void)
+{
+    uint8_t cookie[1 + USMP_COOKIE_BYTES];
+    uint32_t deadline = 0;
+
+    end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
+    usmp_engine_start(&client.e, 0);
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK_INT_EQ(tick(&client, 1000), USMP_OK); /* next due at 3000 */
+    collect(&client);
+    client.wire_len = 0;
+    client.frames = 0;
+    memset(cookie, 0x5a, sizeof cookie);
+    cookie[0] = USMP_TYPE_COOKIE;
+    CHECK_INT_EQ(feed(&client, cookie, sizeof cookie, 1, 1500), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    CHECK_INT_EQ(client.wire_len, 1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+    client.wire_len = 0;
+    client.frames = 0;
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 2500);
+    CHECK_INT_EQ(tick(&client, 2500), USMP_OK);
+    collect(&client);
+    CHECK_INT_EQ(client.frames, 1);
+    CHECK_INT_EQ(client.wire_len, 1u + USMP_HELLO_BODY_BYTES + USMP_COOKIE_BYTES);
+    CHECK(usmp_engine_next_deadline(&client.e, &deadline) == 1);
+    CHECK_INT_EQ(deadline, 4500);
 }
 
 static void test_usage_limits(void)
@@ -549,7 +720,7 @@ static void test_usage_limits(void)
     CHECK(handshake(&STREAM_CFG, 100, 0));
     /* One record short of the soft limit: the record goes, then BYE(REKEY). */
     client.e.send_usage = ((uint64_t)1 << 34) - 1;
-    CHECK_INT_EQ(usmp_engine_send(&client.e, &byte, 1, 0), 1);
+    CHECK_INT_EQ(send_step(&client, &byte, 1, 0), 1);
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_CLOSED);
     CHECK_INT_EQ(usmp_engine_close_code(&client.e), USMP_CODE_REKEY);
     server.messages = 0;
@@ -574,14 +745,14 @@ static void test_usage_limits(void)
     /* The hard limit: the seal is refused and nothing leaves. */
     CHECK(handshake(&STREAM_CFG, 100, 0));
     client.e.send_usage = ((uint64_t)1 << 36) - 1;
-    CHECK_INT_EQ(usmp_engine_send(&client.e, &byte, 1, 0), USMP_ERR_KEY_LIMIT);
+    CHECK_INT_EQ(send_step(&client, &byte, 1, 0), USMP_ERR_KEY_LIMIT);
     collect(&client);
     CHECK_INT_EQ(client.wire_len, 0);
 
     /* The receive counter limit. */
     CHECK(handshake(&STREAM_CFG, 100, 0));
-    server.e.recv_counter = (uint64_t)1 << 36;
-    CHECK(usmp_engine_send(&client.e, &byte, 1, 0) == 1);
+    server.e.recv_next = (uint64_t)1 << 36;
+    CHECK(send_step(&client, &byte, 1, 0) == 1);
     CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_ERR_KEY_LIMIT);
 }
 
@@ -654,32 +825,20 @@ static void test_misuse(void)
         static uint8_t big[2000];
         pc.client_tx = 100;
         CHECK(handshake(&pc, 100, 0));
-        CHECK_INT_EQ(usmp_engine_send(&client.e, big, 1000, 0), USMP_ERR_MESSAGE_TOO_LARGE);
-        CHECK_INT_EQ(usmp_engine_send(&client.e, big, 75, 0), 75);
+        CHECK_INT_EQ(send_step(&client, big, 1000, 0), USMP_ERR_MESSAGE_TOO_LARGE);
+        CHECK_INT_EQ(send_step(&client, big, 75, 0), 75);
         CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
         /* Longer than the server's record: fragments of what tx holds. */
         server.messages = 0;
         CHECK_INT_EQ(send_message(&client, &server, big, 2000, 0), USMP_OK);
         CHECK(server.messages == 1 && server.got_len == 2000);
         /* A continuation that is not the rest of the message. */
-        CHECK(usmp_engine_send(&client.e, big, 2000, 0) > 0);
+        CHECK(send_step(&client, big, 2000, 0) > 0);
         CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
-        CHECK_INT_EQ(usmp_engine_send(&client.e, big, 5, 0), USMP_ERR_STATE);
+        CHECK_INT_EQ(send_step(&client, big, 5, 0), USMP_ERR_STATE);
         /* Output pending: the next send waits. */
         end_init(&client, USMP_ROLE_CLIENT, &pc, 1);
     }
-}
-
-static int all_zero(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        if (b[i] != 0) {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 static void test_wiping(void)
@@ -692,7 +851,7 @@ static void test_wiping(void)
     CHECK(all_zero(&server.e.hs, sizeof server.e.hs));
     CHECK(!all_zero(client.e.key_send, 32));
     /* After a close, once the BYE is out, the record keys are gone too. */
-    CHECK_INT_EQ(usmp_engine_close(&client.e, USMP_CODE_NONE), USMP_OK);
+    CHECK_INT_EQ(close_end(&client, USMP_CODE_NONE), USMP_OK);
     collect(&client);
     CHECK(all_zero(client.e.key_send, 32) && all_zero(client.e.key_recv, 32));
     CHECK_INT_EQ(deliver(&client, &server, 100, 0), USMP_OK);
@@ -726,7 +885,7 @@ static void test_datagram_spoofed_error_is_recorded_and_the_real_challenge_compl
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
     CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_ESTABLISHED);
     CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_NONE); /* forgotten */
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 20000u), USMP_OK);   /* no late failure */
+    CHECK_INT_EQ(tick(&client, 20000u), USMP_OK);   /* no late failure */
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
 }
 
@@ -745,13 +904,13 @@ static void test_datagram_error_without_challenge_fails_at_the_timeout_as_peer_e
     CHECK_INT_EQ(feed(&client, too_long, sizeof too_long, 1, 300), USMP_ERR_MALFORMED);
     CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_AUTH_FAILED);
     /* The client keeps retransmitting its HELLO until the timeout. */
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 1000), USMP_OK);
+    CHECK_INT_EQ(tick(&client, 1000), USMP_OK);
     collect(&client);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 3000), USMP_OK);
+    CHECK_INT_EQ(tick(&client, 3000), USMP_OK);
     collect(&client);
     CHECK_INT_EQ(client.frames, 3u);
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_WAIT_CHALLENGE);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_PEER_ERROR);
+    CHECK_INT_EQ(tick(&client, 10000), USMP_ERR_PEER_ERROR);
     CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_FAILED);
     CHECK_INT_EQ(usmp_engine_error(&client.e), USMP_ERR_PEER_ERROR);
     CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_AUTH_FAILED);
@@ -764,7 +923,7 @@ static void test_datagram_error_without_challenge_fails_at_the_timeout_as_peer_e
     /* Without any ERROR, the same timeout is TIMEOUT. */
     end_init(&client, USMP_ROLE_CLIENT, &DGRAM_CFG, 1);
     CHECK_INT_EQ(usmp_engine_start(&client.e, 0), USMP_OK);
-    CHECK_INT_EQ(usmp_engine_tick(&client.e, 10000), USMP_ERR_TIMEOUT);
+    CHECK_INT_EQ(tick(&client, 10000), USMP_ERR_TIMEOUT);
 }
 
 /* Row 31: one PONG per PING, also when many PINGs arrive in one read. */
@@ -852,9 +1011,9 @@ static void test_transport_closed_wipes_the_record_keys_with_a_bye_pending(void)
 
     /* CLOSED, BYE(NONE) queued but not sent. */
     CHECK(handshake(&STREAM_CFG, 1000, 0));
-    CHECK_INT_EQ(usmp_engine_close(&client.e, USMP_CODE_NONE), USMP_OK);
+    CHECK_INT_EQ(close_end(&client, USMP_CODE_NONE), USMP_OK);
     CHECK(!all_zero(client.e.key_send, 32));
-    CHECK_INT_EQ(usmp_engine_transport_closed(&client.e), USMP_OK);
+    CHECK_INT_EQ(transport_closed(&client), USMP_OK);
     CHECK(all_zero(client.e.key_send, 32) && all_zero(client.e.key_recv, 32));
     usmp_engine_output(&client.e, &d, &n);
     CHECK_INT_EQ(n, 0u);
@@ -865,7 +1024,7 @@ static void test_transport_closed_wipes_the_record_keys_with_a_bye_pending(void)
     CHECK_INT_EQ(feed(&server, record, sizeof record, sizeof record, 0), USMP_ERR_BAD_RECORD);
     CHECK_INT_EQ(usmp_engine_state(&server.e), USMP_STATE_FAILED);
     CHECK(!all_zero(server.e.key_send, 32));
-    CHECK_INT_EQ(usmp_engine_transport_closed(&server.e), USMP_ERR_BAD_RECORD);
+    CHECK_INT_EQ(transport_closed(&server), USMP_ERR_BAD_RECORD);
     CHECK(all_zero(server.e.key_send, 32) && all_zero(server.e.key_recv, 32));
     usmp_engine_output(&server.e, &d, &n);
     CHECK_INT_EQ(n, 0u);
@@ -892,7 +1051,7 @@ static void test_unknown_device_and_busy(void)
     end_init(&client, USMP_ROLE_CLIENT, &pc, 1);
     end_init(&server, USMP_ROLE_SERVER, &pc, 2);
     usmp_engine_start(&client.e, 0);
-    CHECK_INT_EQ(usmp_engine_close(&server.e, USMP_CODE_BUSY), USMP_OK);
+    CHECK_INT_EQ(close_end(&server, USMP_CODE_BUSY), USMP_OK);
     CHECK_INT_EQ(deliver(&server, &client, 100, 0), USMP_ERR_PEER_ERROR);
     CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_BUSY);
 }
@@ -905,6 +1064,8 @@ int main(void)
     test_stream_replay_and_reflection();
     test_keepalive_and_timers();
     test_datagram_retransmission();
+    test_datagram_hello_ack_restarts_the_retransmission_timeout_at_1000_ms();
+    test_datagram_cookie_restarts_the_retransmission_timeout_at_1000_ms();
     test_usage_limits();
     test_misuse();
     test_wiping();

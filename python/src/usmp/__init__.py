@@ -1,4 +1,4 @@
-"""USMP gateway: the sans-I/O protocol engine and asyncio drivers over TCP.
+"""USMP gateway: the sans-I/O protocol engine and asyncio drivers over TCP, UDP and serial lines.
 
 The protocol is specified in ``spec/protocol.md`` of the USMP repository;
 ``docs/python.md`` documents this package.
@@ -6,6 +6,7 @@ The protocol is specified in ``spec/protocol.md`` of the USMP repository;
 
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
+from .datagram import DatagramClient, DatagramSession, LinkStats
 from .engine import (
     ClientEngine,
     CookieCheck,
@@ -31,8 +32,10 @@ from .errors import (
     TransportClosed,
     USMPError,
 )
+from .serial_link import SerialClient, SerialServer
 from .server import USMPServer
 from .session import Session
+from .udp import UDPClient, UDPServer
 from .wire import Limits, Mode
 
 __version__ = "0.1.0"
@@ -44,6 +47,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectionLost",
     "CookieCheck",
+    "DatagramClient",
+    "DatagramSession",
     "EngineConfig",
     "Event",
     "HandshakeComplete",
@@ -51,6 +56,7 @@ __all__ = [
     "HelloReceived",
     "InputDropped",
     "Limits",
+    "LinkStats",
     "LocalProtocolError",
     "MessageReceived",
     "Mode",
@@ -58,11 +64,15 @@ __all__ = [
     "PeerError",
     "PeerTimeout",
     "RemoteProtocolError",
+    "SerialClient",
+    "SerialServer",
     "ServerConfig",
     "ServerEngine",
     "Session",
     "State",
     "TransportClosed",
+    "UDPClient",
+    "UDPServer",
     "USMPClient",
     "USMPError",
     "USMPServer",

@@ -14,15 +14,19 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, Union
 
 from . import __version__
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
-from .errors import Condition, ConfigurationError, PeerClosed, USMPError
+from .datagram import DatagramClient, DatagramSession
+from .errors import Condition, ConfigurationError, ConnectionLost, PeerClosed, USMPError
 from .psk import load_psk_file, parse_device_id, parse_hex_psk
+from .serial_link import SerialClient, SerialServer
 from .server import USMPServer
 from .session import Session
+from .transports import DEFAULT_BAUD, parse_target
+from .udp import UDPClient, UDPServer
 from .wire import MAX_PSK_BYTES, MIN_PSK_BYTES
 
 EXIT_OK = 0
@@ -30,6 +34,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 DEFAULT_PORT = 9000
+
+AnySession = Union[Session, DatagramSession]
 
 
 class _UsageError(Exception):
@@ -39,8 +45,13 @@ class _UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="usmp",
-        description="USMP gateway tools: run a gateway, connect as a device, make keys.",
-        epilog="Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.",
+        description="USMP gateway tools: run a gateway, connect as a device, make keys. "
+        "Transports: TCP (default), UDP and serial lines (datagram mode).",
+        epilog="Examples: usmp serve --psk-file keys; usmp serve --udp --port 9000 --psk-file keys; "
+        "usmp serve --serial /dev/ttyUSB0 --baud 115200 --psk-file keys; "
+        "usmp connect 127.0.0.1:9000 | udp://127.0.0.1:9000 | serial:///dev/ttyUSB0?baud=115200 "
+        "--device-id ID --psk-file keys. "
+        "Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.",
     )
     parser.add_argument("--version", action="version", version=f"usmp {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
@@ -48,13 +59,23 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run an echo or print gateway over TCP",
-        description="Run a USMP gateway over TCP. There is no default PSK: give --psk-file or --psk-env. "
+        help="run an echo or print gateway over TCP, UDP or a serial port",
+        description="Run a USMP gateway over TCP (default), UDP (--udp: one socket, many devices) or a "
+        "serial port (--serial PATH --baud N: COBS framing, one session at a time). "
+        "There is no default PSK: give --psk-file or --psk-env. "
         "Prints one status line when listening and one per session open and close; "
         "SIGINT or SIGTERM stops it gracefully (BYE(SHUTDOWN) to every session).",
     )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 for any (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="TCP or UDP port, 0 for any (default: %(default)s)"
+    )
+    link = serve.add_mutually_exclusive_group()
+    link.add_argument("--udp", action="store_true", help="serve UDP (datagram mode) on --host and --port")
+    link.add_argument("--serial", metavar="PATH", help="serve the serial port PATH (datagram mode, COBS)")
+    serve.add_argument(
+        "--baud", type=int, default=DEFAULT_BAUD, help="serial: the line speed (default: %(default)s)"
+    )
     _add_psk_options(serve, file_help="lines 'device_id_hex psk_hex'; '#' starts a comment")
     serve.add_argument(
         "--mode",
@@ -97,7 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Connect to a USMP gateway as a device. Each line read from stdin is sent as one "
         "message (without its newline); every message received is printed on its own line.",
     )
-    connect.add_argument("address", metavar="HOST:PORT", help="the gateway, e.g. 127.0.0.1:9000 or [::1]:9000")
+    connect.add_argument(
+        "address",
+        metavar="ADDRESS",
+        help="the gateway: HOST:PORT or tcp://HOST:PORT (TCP), udp://HOST:PORT (UDP), "
+        "serial:///dev/ttyUSB0?baud=115200 (serial line, COBS); e.g. 127.0.0.1:9000 or [::1]:9000",
+    )
     connect.add_argument("--device-id", required=True, help="12 hex digits, colons allowed (de:ad:be:ef:00:01)")
     _add_psk_options(connect, file_help="same format as for serve; the line of --device-id is used")
     connect.add_argument(
@@ -167,11 +193,11 @@ async def _serve(args: argparse.Namespace) -> int:
         write_timeout=args.write_timeout,
     )
 
-    async def on_open(session: Session) -> None:
+    async def on_open(session: AnySession) -> None:
         assert session.session_id is not None and session.device_id is not None
         _status(f"open {session.session_id.hex()} device {session.device_id.hex()} from {_address(session.peer)}")
 
-    async def on_close(session: Session, reason: Condition) -> None:
+    async def on_close(session: AnySession, reason: Condition) -> None:
         assert session.session_id is not None
         error = session.error
         if isinstance(error, PeerClosed):
@@ -183,24 +209,36 @@ async def _serve(args: argparse.Namespace) -> int:
             why = reason.value
         _status(f"close {session.session_id.hex()}: {why}")
 
-    async def on_data(session: Session, data: bytes) -> None:
+    async def on_data(session: AnySession, data: bytes) -> None:
         if args.mode == "echo":
             await session.send(data)
         else:
             assert session.session_id is not None
             _status(f"data {session.session_id.hex()} {data!r}")
 
-    server = USMPServer(args.host, args.port, psk, on_data, on_open=on_open, on_close=on_close, config=config)
+    server: USMPServer | UDPServer | SerialServer
+    if args.serial:
+        server = SerialServer(args.serial, args.baud, psk, on_data, on_open=on_open, on_close=on_close, config=config)
+    elif args.udp:
+        server = UDPServer(args.host, args.port, psk, on_data, on_open=on_open, on_close=on_close, config=config)
+    else:
+        server = USMPServer(args.host, args.port, psk, on_data, on_open=on_open, on_close=on_close, config=config)
     try:
         await server.start()
     except OSError as error:
         print(f"usmp serve: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return EXIT_FAILURE
+    except ConnectionLost as error:  # a serial port that cannot be opened
+        print(f"usmp serve: {error.message}", file=sys.stderr)
+        return EXIT_FAILURE
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    listening = ", ".join(_address(a) for a in server.addresses)
+    if isinstance(server, SerialServer):
+        listening = f"serial {args.serial} at {args.baud} baud"
+    else:
+        listening = ", ".join(("udp " if args.udp else "") + _address(a) for a in server.addresses)
     _status(f"listening on {listening} ({args.mode} mode, {keys})")
     await stop.wait()
     _status("stopping")
@@ -218,13 +256,6 @@ def _address(address: object) -> str:
 # --- connect ----------------------------------------------------------------------------------
 
 
-def _split_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _UsageError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[bytes | None]:
     """Lines of stdin, read by a daemon thread so that a terminal never blocks the exit."""
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -239,7 +270,7 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[bytes | None]
 
 
 async def _connect(args: argparse.Namespace) -> int:
-    host, port = _split_address(args.address)
+    target = parse_target(args.address)
     device_id = parse_device_id(args.device_id)
     if args.psk_file:
         table = load_psk_file(args.psk_file)
@@ -250,16 +281,22 @@ async def _connect(args: argparse.Namespace) -> int:
         psk = _psk_from_env(args.psk_env)
     else:
         raise _UsageError("no PSK: give --psk-file FILE or --psk-env VAR")
-    client = USMPClient(
-        host, port, device_id=device_id, psk=psk, config=ClientConfig(handshake_timeout=args.timeout)
-    )
+    client_config = ClientConfig(handshake_timeout=args.timeout)
+    client: USMPClient | DatagramClient
+    if target.transport == "udp":
+        client = UDPClient(target.host, target.port, device_id=device_id, psk=psk, config=client_config)
+    elif target.transport == "serial":
+        client = SerialClient(target.path, target.baud, device_id=device_id, psk=psk, config=client_config)
+    else:
+        client = USMPClient(target.host, target.port, device_id=device_id, psk=psk, config=client_config)
     try:
         await client.connect()
     except USMPError as error:
         print(f"usmp connect: {error}", file=sys.stderr)
         return EXIT_FAILURE
     assert client.session_id is not None
-    print(f"connected to {host}:{port}, session {client.session_id.hex()}", file=sys.stderr)
+    where = _address((target.host, target.port)) if target.transport == "tcp" else str(target)
+    print(f"connected to {where}, session {client.session_id.hex()}", file=sys.stderr)
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
 

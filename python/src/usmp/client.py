@@ -1,4 +1,4 @@
-"""The asyncio USMP client over TCP (stream mode): a device, a test driver, a CLI."""
+"""The asyncio USMP client: TCP (stream mode) here; UDP and serial lines through ``transport=``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from .engine import ClientEngine
 from .crypto import MAX_COUNTER
 from .errors import ConfigurationError, ConnectionLost, HandshakeTimeout, LocalProtocolError, USMPError
 from .psk import check_psk, parse_device_id
+from .datagram import DatagramClient, LinkStats
+from .serial_link import SerialClient
 from .session import Session, SessionHandler
+from .transports import DEFAULT_BAUD, Transport, transport_name
+from .udp import UDPClient
 from .wire import Limits, Mode
 
 log = logging.getLogger("usmp.client")
@@ -42,6 +46,12 @@ class USMPClient:
     Once connected, a background task answers PINGs, sends keepalive PINGs,
     and queues received messages for :meth:`recv`. One client is one
     session; to reconnect, make a new one.
+
+    ``transport``: ``"tcp"`` (default), ``"udp"`` (datagram mode to
+    ``host``/``port``) or ``"serial"`` (datagram mode with COBS: ``host`` is
+    the port's path, ``baud`` its speed, ``port`` is not used). Datagram
+    mode delivers each message at most once and intact, but does not resend
+    a lost one (spec 8.5); ``stats`` counts what was dropped.
     """
 
     def __init__(
@@ -54,7 +64,10 @@ class USMPClient:
         config: ClientConfig | None = None,
         local_addr: tuple[str, int] | None = None,
         boot_counter: int = 0,
+        transport: Transport = "tcp",
+        baud: int = DEFAULT_BAUD,
     ) -> None:
+        self.transport = transport_name(transport)
         self.host = host
         self.port = port
         self.config = config or ClientConfig()
@@ -67,11 +80,25 @@ class USMPClient:
         self._session: Session | None = None
         self._task: asyncio.Task[None] | None = None
         self._inbox: _Inbox | None = None
+        # Datagram transports: the client is theirs; this class forwards to it.
+        self._datagram: DatagramClient | None = None
+        if self.transport == "udp":
+            self._datagram = UDPClient(
+                host, port, device_id=device_id, psk=psk, config=config, local_addr=local_addr,
+                boot_counter=boot_counter,
+            )
+        elif self.transport == "serial":
+            self._datagram = SerialClient(
+                host, baud, device_id=device_id, psk=psk, config=config, boot_counter=boot_counter
+            )
 
     # --- connection ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the TCP connection and complete the handshake."""
+        """Open the TCP connection (or the UDP socket, the serial port) and complete the handshake."""
+        if self._datagram is not None:
+            await self._datagram.connect()
+            return
         if self._session is not None or self._psk is None:
             raise LocalProtocolError("a USMPClient connects once; make a new one to reconnect")
         loop = asyncio.get_running_loop()
@@ -108,12 +135,16 @@ class USMPClient:
 
     async def send(self, data: bytes) -> None:
         """Send one message (fragmented if over the server's ``max_record``)."""
+        if self._datagram is not None:
+            return await self._datagram.send(data)
         await self._established_session().send(data)
 
     async def recv(self, timeout: float | None = None) -> bytes:
         """The next message. Raises ``TimeoutError`` after ``timeout`` seconds, or the session's
         error (:class:`~usmp.PeerClosed`, :class:`~usmp.PeerTimeout`, :class:`~usmp.ConnectionLost`...)
         once it has ended and every queued message has been read."""
+        if self._datagram is not None:
+            return await self._datagram.recv(timeout)
         session = self._established_session()
         assert self._inbox is not None
         async with asyncio.timeout(timeout):
@@ -127,6 +158,8 @@ class USMPClient:
 
         Messages received but not yet read stay readable with :meth:`recv`.
         """
+        if self._datagram is not None:
+            return await self._datagram.close()
         if self._inbox is not None:
             self._inbox.end()  # a session loop waiting for room in a full inbox must not block the close
         if self._session is not None:
@@ -149,23 +182,38 @@ class USMPClient:
 
     @property
     def session_id(self) -> bytes | None:
+        if self._datagram is not None:
+            return self._datagram.session_id
         return self._session.session_id if self._session else None
 
     @property
     def peer(self) -> Any:
+        if self._datagram is not None:
+            return self._datagram.peer
         return self._session.peer if self._session else None
 
     @property
     def connected(self) -> bool:
+        if self._datagram is not None:
+            return self._datagram.connected
         return self._session is not None and self._session.established
 
     @property
     def server_limits(self) -> Limits | None:
+        if self._datagram is not None:
+            return self._datagram.server_limits
         return self._session.peer_limits if self._session else None
 
     @property
     def error(self) -> USMPError | None:
+        if self._datagram is not None:
+            return self._datagram.error
         return self._session.error if self._session else None
+
+    @property
+    def stats(self) -> LinkStats | None:
+        """UDP and serial: what the link dropped and why (:class:`~usmp.datagram.LinkStats`); TCP: ``None``."""
+        return self._datagram.stats if self._datagram is not None else None
 
     def _established_session(self) -> Session:
         if self._session is None:

@@ -1,4 +1,4 @@
-"""The asyncio USMP gateway over TCP (stream mode)."""
+"""The asyncio USMP gateway: TCP (stream mode) here; UDP and serial lines through ``transport=``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ import logging
 import types
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from .config import ServerConfig
 from .engine import ServerEngine
-from .errors import Condition, LocalProtocolError
+from .datagram import CloseCallback as DatagramClose
+from .datagram import DataCallback as DatagramData
+from .datagram import LinkStats
+from .datagram import OpenCallback as DatagramOpen
+from .errors import Condition, ConfigurationError, LocalProtocolError
 from .psk import PskResolver, PskSource
 from .ratelimit import HandshakeRateLimiter
+from .serial_link import SerialServer
 from .session import HelloDecision, Session, SessionHandler
+from .transports import DEFAULT_BAUD, Transport, transport_name
+from .udp import UDPServer
 from .wire import Mode
 
 log = logging.getLogger("usmp.server")
@@ -63,6 +70,13 @@ class USMPServer:
     Callbacks may be sync or async: ``on_data(session, data)``,
     ``on_open(session)``, ``on_close(session, reason)`` where ``reason`` is
     a :class:`~usmp.Condition` (``session.error`` has the exception, if any).
+
+    ``transport``: ``"tcp"`` (default), ``"udp"`` (datagram mode on
+    ``host``/``port``: a :class:`~usmp.udp.UDPServer` does the work) or
+    ``"serial"`` (datagram mode with COBS on ``serial_port`` at ``baud``: a
+    :class:`~usmp.serial_link.SerialServer`). The sessions are then
+    :class:`~usmp.datagram.DatagramSession`, with the same calls plus
+    ``stats``; ``stats`` here has the transport's loss counters.
     """
 
     def __init__(
@@ -75,9 +89,19 @@ class USMPServer:
         on_open: OpenCallback | None = None,
         on_close: CloseCallback | None = None,
         config: ServerConfig | None = None,
+        transport: Transport = "tcp",
+        serial_port: str | None = None,
+        baud: int = DEFAULT_BAUD,
     ) -> None:
         if psk is None:
             raise LocalProtocolError("USMPServer needs a psk: there is no default key")
+        self.transport = transport_name(transport)
+        # Datagram transports: the whole gateway is theirs; this class forwards to it.
+        self._datagram: UDPServer | SerialServer | None = None
+        if self.transport != "tcp":
+            self._datagram = _datagram_server(
+                self.transport, host, port, serial_port, baud, psk, on_data, on_open, on_close, config
+            )
         self.host = host
         self.requested_port = port
         self.config = config or ServerConfig()
@@ -108,6 +132,9 @@ class USMPServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
+        if self._datagram is not None:
+            await self._datagram.start()
+            return
         if self._server is not None:
             raise LocalProtocolError("the server is already started")
         self._stopping = False
@@ -116,6 +143,9 @@ class USMPServer:
             log.info("listening on %s:%d", address[0], address[1])
 
     async def serve_forever(self) -> None:
+        if self._datagram is not None:
+            await self._datagram.serve_forever()
+            return
         if self._server is None:
             await self.start()
         assert self._server is not None
@@ -128,6 +158,9 @@ class USMPServer:
     async def stop(self) -> None:
         """Stop accepting, let running ``on_data`` calls finish (up to ``shutdown_grace``),
         send BYE(SHUTDOWN) to every session, and close every connection."""
+        if self._datagram is not None:
+            await self._datagram.stop()
+            return
         if self._server is None:
             return
         self._stopping = True
@@ -154,11 +187,16 @@ class USMPServer:
     @property
     def sessions(self) -> Mapping[bytes, Session]:
         """Established sessions by session id (read-only view)."""
+        if self._datagram is not None:
+            # DatagramSession has every attribute and call of Session (and stats).
+            return cast(Mapping[bytes, Session], self._datagram.sessions)
         return types.MappingProxyType(self._sessions)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """The bound (host, port) pairs; useful with ``port=0``."""
+        """The bound (host, port) pairs; useful with ``port=0``. A serial port has none."""
+        if self._datagram is not None:
+            return self._datagram.addresses
         if self._server is None:
             return []
         return [tuple(sock.getsockname()[:2]) for sock in self._server.sockets]  # type: ignore[misc]
@@ -184,7 +222,14 @@ class USMPServer:
     @property
     def handshakes_in_progress(self) -> int:
         """Connections past their HELLO whose handshake has not finished (bounded by ``max_handshakes``)."""
+        if self._datagram is not None:
+            return self._datagram.handshakes_in_progress
         return len(self._connections) - len(self._sessions) - len(self._pending)
+
+    @property
+    def stats(self) -> LinkStats | None:
+        """UDP and serial: what the link dropped and why (:class:`~usmp.datagram.LinkStats`); TCP: ``None``."""
+        return self._datagram.stats if self._datagram is not None else None
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -258,6 +303,27 @@ class USMPServer:
         task = asyncio.get_running_loop().create_task(older.close(Condition.REPLACED))
         self._replacements.add(task)
         task.add_done_callback(self._replacements.discard)
+
+
+def _datagram_server(
+    transport: Transport,
+    host: Union[str, None],
+    port: int,
+    serial_port: str | None,
+    baud: int,
+    psk: PskSource,
+    on_data: DataCallback | None,
+    on_open: OpenCallback | None,
+    on_close: CloseCallback | None,
+    config: ServerConfig | None,
+) -> UDPServer | SerialServer:
+    # The callbacks receive a DatagramSession, which has every attribute and call of Session.
+    data, opened, closed = cast(DatagramData, on_data), cast(DatagramOpen, on_open), cast(DatagramClose, on_close)
+    if transport == "udp":
+        return UDPServer(host, port, psk, data, on_open=opened, on_close=closed, config=config)
+    if not serial_port:
+        raise ConfigurationError("transport='serial' needs serial_port (for example '/dev/ttyUSB0')")
+    return SerialServer(serial_port, baud, psk, data, on_open=opened, on_close=closed, config=config)
 
 
 class _ServerHandler(SessionHandler):

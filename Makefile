@@ -7,7 +7,8 @@ PYTHON ?= /usr/bin/python3
 .PHONY: help deps demo test footprint vectors check-vectors clean
 
 help:
-	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway"
+	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway,"
+	@echo "                    then the C gateway over UDP and a serial line with the Python client"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
 	@echo "make footprint      the device's flash, RAM and instructions on emulated Cortex-M4, rv32imc, Xtensa lx106 (targets/run.py)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"

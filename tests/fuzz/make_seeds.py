@@ -62,8 +62,38 @@ def main() -> int:
     for case in cobs["invalid"]:
         with open(os.path.join(out, "cobs", "invalid-" + case["name"].replace(" ", "-")), "wb") as f:
             f.write(bytes.fromhex(case["encoded"]))
+    write_udp_gateway_seeds(os.path.join(out, "udp_gateway"), handshakes)
     print(f"wrote {len(seeds)} engine seeds and {len(cobs['cases']) + len(cobs['invalid'])} COBS seeds")
     return 0
+
+
+def write_udp_gateway_seeds(out: str, handshakes: list) -> None:
+    """fuzz_udp_gateway's operations (see tests/fuzz/fuzz_udp_gateway.c): client messages,
+    replays from other ports, the vectors' datagram handshake frames from strangers."""
+
+    def raw(port_index: int, frame: bytes) -> bytes:
+        return bytes([port_index]) + len(frame).to_bytes(2, "big") + frame
+
+    def message(data: bytes) -> bytes:
+        return bytes([0x80]) + len(data).to_bytes(2, "big") + data
+
+    os.makedirs(out, exist_ok=True)
+    seeds = {
+        "messages": message(b"hello") + message(bytes(3000)) + message(b""),
+        "replay": message(b"once") + bytes([0xC0 | 15, 0xC0 | 3]),
+        "rebind": message(b"a") + bytes([0xC0 | 7]) + message(b"b"),
+        "unknown-index": raw(2, bytes([0x05, 0x7F, 0, 0]) + bytes(30)),
+    }
+    for case in handshakes:
+        if case["mode"] != "datagram":
+            continue
+        frames = case["frames"]
+        hello = bytes.fromhex(frames["hello"])
+        seeds[f"stranger-{case['name']}"] = b"".join(raw(n, hello) for n in range(5)) + raw(15, hello)
+        seeds[f"late-{case['name']}"] = raw(15, hello) + raw(15, bytes.fromhex(frames["hello_ack"]))
+    for name, data in seeds.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":

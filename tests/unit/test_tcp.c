@@ -1,6 +1,6 @@
 /*
  * test_tcp.c - the device API over the real TCP transport against the C
- * gateway loop (ports/posix/usmp_posix_server.c) in a child process, on
+ * gateway loop (tools/c/usmp_gateway.c) in a child process, on
  * loopback. Runs in every configuration, so the socket code is checked
  * under the sanitizers and valgrind with both crypto backends.
  */
@@ -21,7 +21,7 @@
 #include "psk_file.h"
 #include "usmp.h"
 #include "usmp_port_posix.h"
-#include "usmp_posix_server.h"
+#include "usmp_gateway.h"
 #include "usmp_test.h"
 
 static const uint8_t PSK[32] = "tcp-test-psk-0123456789abcdefgh";
@@ -57,6 +57,12 @@ static void child_log(void *user, const char *line)
     }
 }
 
+static void echo_message(void *user, usmp_gateway_session_t *session, const uint8_t *msg, size_t len)
+{
+    (void)user;
+    (void)usmp_gateway_reply(session, msg, len);
+}
+
 static pid_t start_gateway(unsigned *port, size_t max_sessions)
 {
     pid_t pid;
@@ -65,7 +71,7 @@ static pid_t start_gateway(unsigned *port, size_t max_sessions)
     }
     pid = fork();
     if (pid == 0) {
-        usmp_posix_server_config_t cfg;
+        usmp_gateway_config_t cfg;
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = child_on_term;
@@ -76,11 +82,11 @@ static pid_t start_gateway(unsigned *port, size_t max_sessions)
         cfg.max_sessions = max_sessions;
         cfg.max_record = 4096;
         cfg.max_message = 16384;
-        cfg.echo = 1;
+        cfg.on_message = echo_message;
         cfg.psk_lookup = child_lookup;
         cfg.log = child_log;
         cfg.stop = &child_stop;
-        _exit(usmp_posix_server_run(&cfg) == 0 ? 0 : 1);
+        _exit(usmp_gateway_run(&cfg) == 0 ? 0 : 1);
     }
     close(port_pipe[1]);
     if (read(port_pipe[0], port, sizeof *port) != (ssize_t)sizeof *port) {

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
 from usmp import records
 from usmp.cookie import CookieJar, address_bytes
 from usmp.engine import (
+    SECRETS_ALLOWED,
     ClientEngine,
     CookieCheck,
+    Engine,
     EngineConfig,
     HandshakeComplete,
     InputDropped,
     MessageReceived,
     ServerEngine,
     State,
+    check_secrets_invariant,
 )
 from usmp.errors import (
     Condition,
@@ -38,6 +44,40 @@ PSK = bytes(range(32))
 DEVICE = bytes.fromhex("deadbeef0001")
 MODES = [Mode.STREAM, Mode.DATAGRAM]
 
+# Every call that can move an engine; the invariant is checked after each (issue 16, item 3).
+STEPS = ("start", "receive_data", "accept_hello", "refuse_busy", "receive_eof", "handle_timeout",
+         "send_message", "send_ping", "close")
+invariant_checks = 0
+
+
+def assert_secrets_invariant(engine: Engine) -> None:
+    """The secrets an engine holds are those SECRETS_ALLOWED lets it hold in its state (spec 5.7)."""
+    global invariant_checks
+    invariant_checks += 1
+    problems = check_secrets_invariant(engine)
+    assert not problems, f"{type(engine).__name__} in {engine.state.value}: {problems}"
+
+
+def checked(step: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(step)
+    def run(engine: Engine, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(engine, *args, **kwargs)
+        finally:
+            assert_secrets_invariant(engine)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def secrets_invariant_after_every_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test of this file, faults included, checks the secrets invariant after each engine call."""
+    for cls in (Engine, ClientEngine, ServerEngine):
+        for name in STEPS:
+            if name in vars(cls):
+                monkeypatch.setattr(cls, name, checked(vars(cls)[name]))
+    yield
+
 
 def make_pair(
     mode: Mode,
@@ -49,7 +89,8 @@ def make_pair(
 ) -> Pair:
     default = EngineConfig(max_record=1207) if mode is Mode.DATAGRAM else EngineConfig()
     client = ClientEngine(mode=mode, device_id=DEVICE, psk=client_psk, config=client_config or default)
-    server = ServerEngine(mode=mode, now=0.0, config=server_config or default, idle_timeout=idle_timeout)
+    server_config = dataclasses.replace(server_config or default, idle_timeout=idle_timeout)
+    server = ServerEngine(mode=mode, now=0.0, config=server_config)
     return Pair(client, server, {DEVICE: PSK})
 
 
@@ -695,3 +736,34 @@ def test_client_counters_are_checked_at_configuration(counter: object) -> None:
     for name in ("boot_counter", "connection_counter"):
         with pytest.raises(ConfigurationError):
             stuck_client(Mode.STREAM, **{name: counter})
+
+
+def test_the_secrets_invariant_holds_through_a_handshake_and_is_checked_after_every_step() -> None:
+    before = invariant_checks
+    pair = established_pair(Mode.DATAGRAM)
+    pair.client.send_message(b"x", 1.0)
+    pair.client.close()
+    assert invariant_checks - before >= 8  # start, receive_data both ways, accept_hello, send, close
+    assert check_secrets_invariant(pair.client) == check_secrets_invariant(pair.server) == []
+
+
+@pytest.mark.parametrize("state", [State.CLOSED, State.FAILED, State.ESTABLISHED])
+def test_the_secrets_invariant_reports_a_handshake_secret_left_behind(state: State) -> None:
+    pair = established_pair(Mode.STREAM)
+    if state is State.CLOSED:
+        pair.server.close()
+    elif state is State.FAILED:
+        pair.server.receive_eof()
+    assert pair.server.state is state
+    assert SECRETS_ALLOWED[state] == frozenset()
+    pair.server._secrets.transcript = b"left behind"
+    assert check_secrets_invariant(pair.server) == [f"transcript in {state.value}"]
+
+
+def test_the_secrets_invariant_reports_record_keys_outside_established() -> None:
+    pair = established_pair(Mode.STREAM)
+    sender = pair.client._sender
+    pair.client.receive_eof()
+    assert check_secrets_invariant(pair.client) == []
+    pair.client._sender = sender
+    assert check_secrets_invariant(pair.client) == ["record keys present in FAILED"]

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from usmp.engine import (
     ClientEngine,
-    DeterministicInputs,
     EngineConfig,
     Event,
     HandshakeComplete,
     HelloReceived,
     ServerEngine,
 )
-from usmp.wire import Mode
+from usmp.wire import SESSION_INDEX_BYTES, Mode
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VECTORS = os.path.join(REPO, "spec", "vectors")
@@ -39,12 +39,19 @@ def mode_of(case: dict[str, Any]) -> Mode:
 
 
 class ScriptedRandom:
-    """A random source that returns given byte strings in order, each exactly as long as asked for."""
+    """A random source that returns given byte strings in order, each exactly as long as asked for.
 
-    def __init__(self, *outputs: bytes) -> None:
+    ``then``: where requests beyond the script go (e.g. ``os.urandom`` for a
+    server's stand-in PSK); without it such a request fails the test.
+    """
+
+    def __init__(self, *outputs: bytes, then: Callable[[int], bytes] | None = None) -> None:
         self._outputs = list(outputs)
+        self._then = then
 
     def __call__(self, n: int) -> bytes:
+        if not self._outputs and self._then is not None:
+            return self._then(n)
         assert self._outputs, "the random source was asked for more than the script holds"
         output = self._outputs.pop(0)
         assert len(output) == n, (len(output), n)
@@ -68,14 +75,19 @@ def client_for(case: dict[str, Any], **overrides: Any) -> ClientEngine:
 
 def server_for(case: dict[str, Any], now: float = 0.0, **overrides: Any) -> ServerEngine:
     """The server of a handshake vector, with its fixed ephemeral key, nonce and session id."""
+    session_id = bytes.fromhex(case["session_id"])
     kwargs: dict[str, Any] = dict(
         mode=mode_of(case),
         now=now,
         config=EngineConfig(max_record=case["server_max_record"], max_message=case["server_max_message"]),
-        insecure_test_inputs=DeterministicInputs(
-            ephemeral_private=bytes.fromhex(case["server_ephemeral_private"]),
-            nonce=bytes.fromhex(case["server_nonce"]),
-            session_id=bytes.fromhex(case["session_id"]),
+        # A server draws its ephemeral key, its nonce, then its session id (index
+        # first), then, for an unknown device, its stand-in PSK.
+        random=ScriptedRandom(
+            bytes.fromhex(case["server_ephemeral_private"]),
+            bytes.fromhex(case["server_nonce"]),
+            session_id[:SESSION_INDEX_BYTES],
+            session_id[SESSION_INDEX_BYTES:],
+            then=os.urandom,
         ),
     )
     kwargs.update(overrides)

@@ -15,9 +15,11 @@ detects the flip and the matching ERROR code on the other side, and with no appl
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from usmp.engine import (
     ClientEngine,
-    DeterministicInputs,
     EngineConfig,
     HandshakeComplete,
     HelloReceived,
@@ -180,6 +181,21 @@ def _py_outcome(engine: ClientEngine | ServerEngine) -> str:
     return engine.end_condition.value
 
 
+def scripted_server_random() -> Callable[[int], bytes]:
+    """The server's ephemeral key, nonce, session index (3 bytes) and rest of the session id, in the
+    order the engine draws them; then fresh bytes (the stand-in PSK of a device id a flip changed)."""
+    outputs = iter((PY_SERVER_PRIVATE, bytes(range(16)), bytes(range(3)), bytes(range(3, 8))))
+
+    def random(n: int) -> bytes:
+        output = next(outputs, None)
+        if output is None:
+            return os.urandom(n)
+        assert len(output) == n, (len(output), n)
+        return output
+
+    return random
+
+
 def py_pair_run(target: tuple[str, int, int] | None) -> tuple[dict[str, bytes], str, str, bool, bool, int]:
     """One stream handshake between the Python engines, flipping ``target`` = (kind, byte, bit)."""
     client = ClientEngine(
@@ -195,9 +211,7 @@ def py_pair_run(target: tuple[str, int, int] | None) -> tuple[dict[str, bytes], 
         mode=Mode.STREAM,
         now=0.0,
         config=EngineConfig(max_record=4096, max_message=16384),
-        insecure_test_inputs=DeterministicInputs(
-            ephemeral_private=PY_SERVER_PRIVATE, nonce=bytes(range(16)), session_id=bytes(range(8))
-        ),
+        random=scripted_server_random(),
     )
     seen: dict[str, bytes] = {}
     counts = {C2S: 0, S2C: 0}

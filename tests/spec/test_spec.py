@@ -179,13 +179,32 @@ def test_state_table_rows_are_numbered_and_use_defined_states():
 
 
 def c_transition_table():
+    """The C engine's transitions[] as (role, state, frame type, modes, row, handler) rows."""
     with open(os.path.join(ROOT, "src", "usmp_engine.c"), encoding="utf-8") as f:
         source = f.read()
     body = source[source.index("static const transition_t transitions[] = {"):]
     body = body[:body.index("};")]
     rows = re.findall(r"\{ (R_\w+),\s+USMP_STATE_(\w+),\s+USMP_TYPE_(\w+),\s+(M_\w+),\s+(\d+), (\w+) \}", body)
     assert rows, "the transition table of src/usmp_engine.c was not found"
-    return rows
+    role_of = {"R_CLIENT": "client", "R_SERVER": "server", "R_BOTH": "both"}
+    modes_of = {"M_BOTH": "both", "M_DATAGRAM": "datagram", "M_STREAM": "stream"}
+    return [(role_of[roles], state, frame_type, modes_of[modes], int(row), handler)
+            for roles, state, frame_type, modes, row, handler in rows]
+
+
+def python_transition_table():
+    """The Python engine's TRANSITIONS, imported, in the same shape (handler names without their "_")."""
+    sys.path.insert(0, os.path.join(ROOT, "python", "src"))
+    try:
+        from usmp.engine import TRANSITIONS, Role
+        from usmp.wire import Mode
+    finally:
+        sys.path.pop(0)
+    role_of = {Role.CLIENT: "client", Role.SERVER: "server", Role.BOTH: "both"}
+    modes_of = {frozenset({Mode.STREAM, Mode.DATAGRAM}): "both", frozenset({Mode.DATAGRAM}): "datagram",
+                frozenset({Mode.STREAM}): "stream"}
+    return [(role_of[t.roles], t.state.value, t.frame_type.name, modes_of[t.modes], t.row, t.handler)
+            for t in TRANSITIONS]
 
 
 def spec_rows():
@@ -194,26 +213,38 @@ def spec_rows():
             re.findall(r"^\| (\d+) \| (client|server|both) \| ([^|]+) \| ([^|]+) \|", text, re.M)}
 
 
-def test_c_transition_table_matches_the_spec_state_table():
+def check_transition_table_against_spec(name, table):
     spec = spec_rows()
     handshake_states = {"WAIT_HELLO", "WAIT_CHALLENGE", "WAIT_HELLO_ACK", "WAIT_SESSION_OK"}
-    role_of = {"R_CLIENT": "client", "R_SERVER": "server", "R_BOTH": "both"}
     covered = set()
-    for roles, state, frame_type, modes, row, handler in c_transition_table():
-        row = int(row)
+    for role, state, frame_type, modes, row, handler in table:
         covered.add(row)
-        assert row in spec, f"C transition for row {row} names a row the spec lacks"
+        assert row in spec, f"{name} transition for row {row} names a row the spec lacks"
         spec_role, spec_state, spec_event = spec[row]
-        assert spec_role in (role_of[roles], "both"), f"row {row}: C says {roles}, spec says {spec_role}"
+        assert spec_role in (role, "both"), f"row {row}: {name} says {role}, spec says {spec_role}"
         if spec_state == "any handshake state":
             assert state in handshake_states, f"row {row}: {state} is not a handshake state"
         else:
             assert state in [s.strip() for s in spec_state.split(",")], f"row {row}: {state} vs {spec_state}"
-        assert re.search(r"\b" + frame_type + r"\b", spec_event), f"row {row}: the spec's event does not name {frame_type}"
-        if modes == "M_DATAGRAM":
-            assert "datagram" in spec_event, f"row {row}: C limits it to datagram mode, the spec does not"
-    # Every spec row whose event is a received frame is in the C table.
+        assert re.search(r"\b" + frame_type + r"\b", spec_event), \
+            f"row {row}: the spec's event does not name {frame_type}"
+        if modes == "datagram":
+            assert "datagram" in spec_event, f"row {row}: {name} limits it to datagram mode, the spec does not"
+    # Every spec row whose event is a received frame is in the table.
     frame_rows = {n for n, (_, _, event) in spec.items()
                   if re.match(r"(valid |the same |the accepted |ERROR|DATA|PING|PONG|BYE|COOKIE)", event)
                   and not re.search(r"deadline|timer", event)}
-    assert frame_rows <= covered, f"spec rows without a C transition: {sorted(frame_rows - covered)}"
+    assert frame_rows <= covered, f"spec rows without a {name} transition: {sorted(frame_rows - covered)}"
+
+
+def test_c_transition_table_matches_the_spec_state_table():
+    check_transition_table_against_spec("C", c_transition_table())
+
+
+def test_python_transition_table_matches_the_spec_state_table():
+    check_transition_table_against_spec("Python", python_transition_table())
+
+
+def test_c_and_python_engines_have_the_same_transition_table():
+    # Same rows, same handler names, in the same order (C compiles some out by profile; the source has all).
+    assert python_transition_table() == c_transition_table()

@@ -10,7 +10,6 @@ from .datagram import DatagramClient, DatagramSession, LinkStats
 from .engine import (
     ClientEngine,
     CookieCheck,
-    DeterministicInputs,
     EngineConfig,
     Event,
     HandshakeComplete,
@@ -50,7 +49,6 @@ __all__ = [
     "CookieCheck",
     "DatagramClient",
     "DatagramSession",
-    "DeterministicInputs",
     "EngineConfig",
     "Event",
     "HandshakeComplete",

@@ -2,7 +2,8 @@
 
 Times are in seconds. Both classes extend :class:`~usmp.engine.EngineConfig`
 (``max_record``, ``max_message``, ``handshake_timeout``,
-``keepalive_interval``, ``pong_timeout``) and are validated at construction.
+``keepalive_interval``, ``pong_timeout``, ``idle_timeout``) and are validated at
+construction.
 """
 
 from __future__ import annotations

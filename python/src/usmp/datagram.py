@@ -519,7 +519,6 @@ class DatagramGateway(Generic[Address]):
             mode=Mode.DATAGRAM,
             now=now,
             config=self._engine_config,
-            idle_timeout=self.config.idle_timeout,
             cookie=cookie,
             session_index=index,
             random=self._random,

@@ -114,6 +114,11 @@ class ReplayWindow:
             self._bitmap |= 1 << (self.top - seq)
 
 
+def key_limit_error() -> LocalProtocolError:
+    """What sealing past the hard usage limit reports (section 7, row 42)."""
+    return LocalProtocolError("the key usage limit would be passed", Condition.KEY_LIMIT)
+
+
 class RecordSender:
     """One direction's sealing key, counter and usage (sections 6.1 and 7)."""
 
@@ -124,10 +129,14 @@ class RecordSender:
         self.counter = 0
         self.usage = 0
 
+    def has_capacity(self, plaintext_lengths: list[int]) -> bool:
+        """Whether these records can be sealed without passing the hard usage limit (row 42)."""
+        return self.usage + sum(usage_blocks(n) for n in plaintext_lengths) <= USAGE_HARD_LIMIT
+
     def check_capacity(self, plaintext_lengths: list[int]) -> None:
         """Refuse (KEY_LIMIT) before sealing anything if these records would pass the hard limit."""
-        if self.usage + sum(usage_blocks(n) for n in plaintext_lengths) > USAGE_HARD_LIMIT:
-            raise LocalProtocolError("the key usage limit would be passed", Condition.KEY_LIMIT)
+        if not self.has_capacity(plaintext_lengths):
+            raise key_limit_error()
 
     def seal(self, record_type: FrameType, plaintext: bytes) -> bytes:
         self.check_capacity([len(plaintext)])

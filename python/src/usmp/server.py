@@ -246,7 +246,7 @@ class USMPServer:
         assert task is not None
         self._connection_tasks.add(task)
         engine = ServerEngine(
-            mode=Mode.STREAM, now=loop.time(), config=self.config, idle_timeout=self.config.idle_timeout
+            mode=Mode.STREAM, now=loop.time(), config=self.config
         )
         session = Session(engine, reader, writer, self._handler, write_timeout=self.config.write_timeout)
         session._key_binds_device_id = not self._shared_key

@@ -52,6 +52,7 @@ from .crypto import MAX_COUNTER
 from .errors import Condition, ConfigurationError, ConnectionLost, LocalProtocolError, USMPError
 from .psk import PskResolver, PskSource, check_psk, parse_device_id
 from .ratelimit import HandshakeRateLimiter
+from .session import SessionView
 from .wire import (
     COOKIE_BYTES,
     DATAGRAM_RECORD_HEADER_BYTES,
@@ -118,7 +119,7 @@ async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
             await result
 
 
-class DatagramSession:
+class DatagramSession(SessionView):
     """One datagram-mode session: what ``on_data``, ``on_open`` and ``on_close`` receive.
 
     The same attributes as the TCP :class:`~usmp.Session`: ``device_id``,
@@ -142,7 +143,7 @@ class DatagramSession:
         keys_per_device: bool = False,
     ) -> None:
         self._engine = engine
-        self._keys_per_device = keys_per_device
+        self._key_binds_device_id = keys_per_device
         self._send_datagram = send_datagram
         self.peer = peer
         self._on_hello = on_hello
@@ -160,44 +161,7 @@ class DatagramSession:
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
 
-    # --- what the application sees ------------------------------------------------------
-
-    @property
-    def device_id(self) -> bytes | None:
-        return self._engine.device_id if self._opened else None
-
-    @property
-    def session_id(self) -> bytes | None:
-        return self._engine.session_id if self._opened else None
-
-    @property
-    def device_authenticated(self) -> bool:
-        """True when ``device_id`` is bound to a key of that device alone (a gateway with a PSK per device).
-
-        False with one shared key for every device (any holder of it can
-        claim any id), before the handshake is done, and on the device side.
-        """
-        return self._keys_per_device and self._opened
-
-    @property
-    def established(self) -> bool:
-        return self._engine.established
-
-    @property
-    def closed(self) -> bool:
-        return self._engine.finished
-
-    @property
-    def peer_limits(self) -> Limits | None:
-        return self._engine.peer_limits
-
-    @property
-    def close_reason(self) -> Condition | None:
-        return self._engine.end_condition
-
-    @property
-    def error(self) -> USMPError | None:
-        return self._engine.error
+    # --- what the application sees (and SessionView's properties) ------------------------
 
     @property
     def state(self) -> State:

@@ -59,38 +59,17 @@ class SessionHandler:
         pass
 
 
-class Session:
-    """An established (or establishing) USMP session; what ``on_data``, ``on_open`` and ``on_close`` receive.
+class SessionView:
+    """What the application reads of a session, on any transport: the views
+    over its engine that :class:`Session` (a byte stream) and
+    :class:`~usmp.datagram.DatagramSession` share. A driver sets
+    ``_engine``, ``_opened`` (the handshake is done) and
+    ``_key_binds_device_id`` (the gateway found the PSK in a per-device
+    source)."""
 
-    ``device_id`` and ``session_id`` are set once the handshake is done;
-    ``peer`` is the remote socket address.
-    """
-
-    def __init__(
-        self,
-        engine: Union[ClientEngine, ServerEngine],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        handler: SessionHandler,
-        *,
-        write_timeout: float | None = None,
-    ) -> None:
-        self._engine = engine
-        self._reader = reader
-        self._writer = writer
-        self._handler = handler
-        self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[None] | None = None
-        self._ended = asyncio.Event()
-        self._stopping = False  # set by close(): deliver nothing more to the application
-        self._callback_idle = asyncio.Event()  # clear while a handler callback runs
-        self._callback_idle.set()
-        self._opened = False
-        self._write_timeout = write_timeout  # the gateway's write deadline (spec 13); None: none
-        self._key_binds_device_id = False  # set by the gateway: the PSK came from a per-device source
-        self.peer: Any = writer.get_extra_info("peername")
-
-    # --- what the application sees ------------------------------------------------------
+    _engine: Union[ClientEngine, ServerEngine]
+    _opened: bool
+    _key_binds_device_id: bool
 
     @property
     def device_id(self) -> bytes | None:
@@ -138,6 +117,40 @@ class Session:
     def error(self) -> USMPError | None:
         """The exception that ended the session, if it did not end with a BYE sent by this side."""
         return self._engine.error
+
+
+class Session(SessionView):
+    """An established (or establishing) USMP session; what ``on_data``, ``on_open`` and ``on_close`` receive.
+
+    ``device_id`` and ``session_id`` are set once the handshake is done;
+    ``peer`` is the remote socket address.
+    """
+
+    def __init__(
+        self,
+        engine: Union[ClientEngine, ServerEngine],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handler: SessionHandler,
+        *,
+        write_timeout: float | None = None,
+    ) -> None:
+        self._engine = engine
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
+        self._stopping = False  # set by close(): deliver nothing more to the application
+        self._callback_idle = asyncio.Event()  # clear while a handler callback runs
+        self._callback_idle.set()
+        self._opened = False
+        self._write_timeout = write_timeout  # the gateway's write deadline (spec 13); None: none
+        self._key_binds_device_id = False  # set by the gateway: the PSK came from a per-device source
+        self.peer: Any = writer.get_extra_info("peername")
+
+    # --- what the application sees (and SessionView's properties) ------------------------
 
     async def send(self, data: bytes) -> None:
         """Send one message; waits while the socket's write buffer is full.

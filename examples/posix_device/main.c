@@ -49,149 +49,205 @@ static void usage(FILE *out)
                  "  --help\n");
 }
 
-int main(int argc, char **argv)
-{
-    static const char *default_messages[] = { "hello from a USMP device", "temperature=21.5C", "" };
-    static usmp_ctx_t ctx;
-    static psk_table_t table;
-    const char *host = "127.0.0.1", *psk_env = NULL, *psk_file = NULL, *serial = NULL;
-    static char udp_host[256];
-    int udp = 0;
-    unsigned long baud = 115200;
-    const char *const *messages = default_messages;
-    size_t message_count = 3;
-    unsigned long port = 9000, keepalive = 5000, timeout = 3000;
+/* What the command line says. */
+typedef struct {
+    const char *host, *psk_env, *psk_file, *serial;
+    char udp_host[256];
+    int udp, verbose;
+    unsigned long port, baud, keepalive, timeout;
     uint8_t device_id[6];
-    usmp_transport_t transport;
-    usmp_config_t cfg;
-    echo_app_t app;
-    char err[256];
-    int i, verbose = 0;
+    const char *const *messages;
+    size_t message_count;
+} options_t;
 
-    usmp_port_get_device_id(device_id);
+/* Splits "HOST:PORT" of --udp. Returns 0, or -1 with a message. */
+static int parse_udp(options_t *o, const char *v, char **end)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof o->udp_host) {
+        fprintf(stderr, "usmp_device: --udp wants HOST:PORT, not '%s'\n", v);
+        return -1;
+    }
+    memcpy(o->udp_host, v, (size_t)(colon - v));
+    o->udp_host[colon - v] = '\0';
+    o->host = o->udp_host;
+    o->udp = 1;
+    o->port = strtoul(colon + 1, end, 10);
+    return 0;
+}
+
+/* Reads one option and its value. Returns 0, or the exit status 2. */
+static int parse_option(options_t *o, const char *a, const char *v)
+{
+    char *end = NULL;
+    if (strcmp(a, "--psk-env") == 0) {
+        o->psk_env = v;
+    } else if (strcmp(a, "--psk-file") == 0) {
+        o->psk_file = v;
+    } else if (strcmp(a, "--host") == 0) {
+        o->host = v;
+    } else if (strcmp(a, "--device-id") == 0) {
+        if (usmp_posix_parse_device_id(v, o->device_id) != 0) {
+            fprintf(stderr, "usmp_device: --device-id wants 12 hex digits, not '%s'\n", v);
+            return 2;
+        }
+    } else if (strcmp(a, "--port") == 0) {
+        o->port = strtoul(v, &end, 10);
+    } else if (strcmp(a, "--udp") == 0) {
+        if (parse_udp(o, v, &end) != 0) {
+            return 2;
+        }
+    } else if (strcmp(a, "--serial") == 0) {
+        o->serial = v;
+    } else if (strcmp(a, "--baud") == 0) {
+        o->baud = strtoul(v, &end, 10);
+    } else if (strcmp(a, "--keepalive-ms") == 0) {
+        o->keepalive = strtoul(v, &end, 10);
+    } else if (strcmp(a, "--timeout-ms") == 0) {
+        o->timeout = strtoul(v, &end, 10);
+    } else {
+        fprintf(stderr, "usmp_device: unknown option %s\n", a);
+        usage(stderr);
+        return 2;
+    }
+    if (end != NULL && (*end != '\0' || o->port == 0 || o->port > 65535 || o->timeout > 3600000ul ||
+                        o->keepalive > 3600000ul || o->baud == 0 || o->baud > 4000000ul)) {
+        fprintf(stderr, "usmp_device: bad value for %s: %s\n", a, v);
+        return 2;
+    }
+    return 0;
+}
+
+/* Reads the command line. Returns -1 to go on, else the exit status (0
+ * after --help, 2 for a usage error). */
+static int parse_options(int argc, char **argv, options_t *o)
+{
+    int i, rc;
     for (i = 1; i < argc; i += 2) { /* options take one value, flags none */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
         }
         if (strcmp(a, "--verbose") == 0) {
-            verbose = 1;
+            o->verbose = 1;
             i--; /* a flag: no value to skip */
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
-            messages = (const char *const *)&argv[i];
-            message_count = (size_t)(argc - i);
+            o->messages = (const char *const *)&argv[i];
+            o->message_count = (size_t)(argc - i);
             break;
         }
         if (v == NULL) {
             fprintf(stderr, "usmp_device: %s needs a value\n", a);
             return 2;
         }
-        if (strcmp(a, "--psk-env") == 0) {
-            psk_env = v;
-        } else if (strcmp(a, "--psk-file") == 0) {
-            psk_file = v;
-        } else if (strcmp(a, "--host") == 0) {
-            host = v;
-        } else if (strcmp(a, "--device-id") == 0) {
-            if (usmp_posix_parse_device_id(v, device_id) != 0) {
-                fprintf(stderr, "usmp_device: --device-id wants 12 hex digits, not '%s'\n", v);
-                return 2;
-            }
-        } else if (strcmp(a, "--port") == 0) {
-            port = strtoul(v, &end, 10);
-        } else if (strcmp(a, "--udp") == 0) {
-            const char *colon = strrchr(v, ':');
-            if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof udp_host) {
-                fprintf(stderr, "usmp_device: --udp wants HOST:PORT, not '%s'\n", v);
-                return 2;
-            }
-            memcpy(udp_host, v, (size_t)(colon - v));
-            udp_host[colon - v] = '\0';
-            host = udp_host;
-            udp = 1;
-            port = strtoul(colon + 1, &end, 10);
-        } else if (strcmp(a, "--serial") == 0) {
-            serial = v;
-        } else if (strcmp(a, "--baud") == 0) {
-            baud = strtoul(v, &end, 10);
-        } else if (strcmp(a, "--keepalive-ms") == 0) {
-            keepalive = strtoul(v, &end, 10);
-        } else if (strcmp(a, "--timeout-ms") == 0) {
-            timeout = strtoul(v, &end, 10);
-        } else {
-            fprintf(stderr, "usmp_device: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (end != NULL && (*end != '\0' || port == 0 || port > 65535 || timeout > 3600000ul ||
-                            keepalive > 3600000ul || baud == 0 || baud > 4000000ul)) {
-            fprintf(stderr, "usmp_device: bad value for %s: %s\n", a, v);
-            return 2;
+        if ((rc = parse_option(o, a, v)) != 0) {
+            return rc;
         }
     }
-    if (udp && serial != NULL) {
+    if (o->udp && o->serial != NULL) {
         fprintf(stderr, "usmp_device: give at most one of --udp and --serial\n");
         return 2;
     }
-    if ((psk_env == NULL) == (psk_file == NULL)) {
+    if ((o->psk_env == NULL) == (o->psk_file == NULL)) {
         fprintf(
             stderr,
             "usmp_device: give exactly one of --psk-env and --psk-file; there is no default PSK\n");
         return 2;
     }
-    if ((psk_env != NULL ? psk_table_load_env(&table, psk_env, err, sizeof err)
-                         : psk_table_load_file(&table, psk_file, err, sizeof err)) != 0) {
-        fprintf(stderr, "usmp_device: %s\n", err);
-        return 2;
-    }
-    usmp_posix_set_device_id(device_id);
-    usmp_posix_set_log_enabled(verbose);
+    return -1;
+}
 
-    memset(&cfg, 0, sizeof cfg);
-    cfg.psk_len = psk_table_lookup(&table, device_id, table.entries[0].psk);
-    cfg.psk = table.entries[0].psk;
-    if (cfg.psk_len == 0) {
-        fprintf(stderr, "usmp_device: %s has no line for this device id\n", psk_file);
-        return 2;
-    }
-    cfg.keepalive_ms = (uint32_t)keepalive;
-    /* The one line that differs between transports. */
+/* The one call that differs between transports. Returns 0, or the exit
+ * status 2. */
+static int init_transport(usmp_transport_t *transport, const options_t *o)
+{
 #if USMP_DATAGRAM
-    if ((serial != NULL ? usmp_uart_transport_init(&transport, serial, (uint32_t)baud)
-         : udp          ? usmp_udp_transport_init(&transport, host, (uint16_t)port)
-                        : usmp_tcp_transport_init(&transport, host, (uint16_t)port)) != USMP_OK) {
+    if ((o->serial != NULL ? usmp_uart_transport_init(transport, o->serial, (uint32_t)o->baud)
+         : o->udp          ? usmp_udp_transport_init(transport, o->host, (uint16_t)o->port)
+                  : usmp_tcp_transport_init(transport, o->host, (uint16_t)o->port)) != USMP_OK) {
 #else
-    if (udp || serial != NULL) {
+    if (o->udp || o->serial != NULL) {
         fprintf(
             stderr,
             "usmp_device: --udp and --serial need datagram mode; this build has USMP_DATAGRAM=0\n");
         return 2;
     }
-    if (usmp_tcp_transport_init(&transport, host, (uint16_t)port) != USMP_OK) {
+    if (usmp_tcp_transport_init(transport, o->host, (uint16_t)o->port) != USMP_OK) {
 #endif
         fprintf(stderr, "usmp_device: bad gateway address\n");
+        return 2;
+    }
+    return 0;
+}
+
+static void say_where(const options_t *o)
+{
+    int i;
+    if (o->serial != NULL) {
+        printf("device: connecting over serial %s at %lu baud as device ", o->serial, o->baud);
+    } else {
+        printf("device: connecting to %s%s:%lu as device ", o->udp ? "udp://" : "", o->host,
+               o->port);
+    }
+    for (i = 0; i < 6; i++) {
+        printf("%02x", o->device_id[i]);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *default_messages[] = { "hello from a USMP device", "temperature=21.5C", "" };
+    static usmp_ctx_t ctx;
+    static psk_table_t table;
+    static options_t o;
+    usmp_transport_t transport;
+    usmp_config_t cfg;
+    echo_app_t app;
+    char err[256];
+    int rc;
+
+    o.host = "127.0.0.1";
+    o.port = 9000;
+    o.baud = 115200;
+    o.keepalive = 5000;
+    o.timeout = 3000;
+    o.messages = default_messages;
+    o.message_count = 3;
+    usmp_port_get_device_id(o.device_id);
+    if ((rc = parse_options(argc, argv, &o)) >= 0) {
+        return rc;
+    }
+    if ((o.psk_env != NULL ? psk_table_load_env(&table, o.psk_env, err, sizeof err)
+                           : psk_table_load_file(&table, o.psk_file, err, sizeof err)) != 0) {
+        fprintf(stderr, "usmp_device: %s\n", err);
+        return 2;
+    }
+    usmp_posix_set_device_id(o.device_id);
+    usmp_posix_set_log_enabled(o.verbose);
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.psk_len = psk_table_lookup(&table, o.device_id, table.entries[0].psk);
+    cfg.psk = table.entries[0].psk;
+    if (cfg.psk_len == 0) {
+        fprintf(stderr, "usmp_device: %s has no line for this device id\n", o.psk_file);
+        return 2;
+    }
+    cfg.keepalive_ms = (uint32_t)o.keepalive;
+    if (init_transport(&transport, &o) != 0) {
         return 2;
     }
     memset(&app, 0, sizeof app);
     app.transport = &transport;
     app.config = &cfg;
-    app.messages = messages;
-    app.message_count = message_count;
-    app.reply_timeout_ms = (uint32_t)timeout;
+    app.messages = o.messages;
+    app.message_count = o.message_count;
+    app.reply_timeout_ms = (uint32_t)o.timeout;
     app.report = report;
-    if (serial != NULL) {
-        printf("device: connecting over serial %s at %lu baud as device ", serial, baud);
-    } else {
-        printf("device: connecting to %s%s:%lu as device ", udp ? "udp://" : "", host, port);
-    }
-    for (i = 0; i < 6; i++) {
-        printf("%02x", device_id[i]);
-    }
-    printf("\n");
-    fflush(stdout);
+    say_where(&o);
     return echo_app_run(&ctx, &app) == USMP_OK ? 0 : 1;
 }

@@ -29,6 +29,8 @@ uint64_t uart_line_waited;
 
 int usmp_uart_line_open(const char *path, uint32_t baud)
 {
+    uint32_t drained;
+
     if (!uart_line_is_ours(path)) {
         return USMP_ERR_TRANSPORT;
     }
@@ -40,7 +42,8 @@ int usmp_uart_line_open(const char *path, uint32_t baud)
     UART_CTRL = UART_CTRL_TX_EN | UART_CTRL_RX_EN;
     /* Stale input waits in the one-byte buffer and in the host's queue
      * behind it: what arrives while draining is stale too. */
-    while (UART_STATE & UART_STATE_RXFULL) {
+    for (drained = 0; drained < UART_LINE_DRAIN_MAX && (UART_STATE & UART_STATE_RXFULL);
+         drained++) {
         (void)UART_DATA;
     }
     return UART_LINE_NUMBER;

@@ -38,7 +38,7 @@ uint64_t uart_line_waited;
 
 int usmp_uart_line_open(const char *path, uint32_t baud)
 {
-    uint32_t divisor;
+    uint32_t divisor, drained;
 
     if (!uart_line_is_ours(path)) {
         return USMP_ERR_TRANSPORT;
@@ -54,7 +54,7 @@ int usmp_uart_line_open(const char *path, uint32_t baud)
     UART_MCR = MCR_DTR_RTS;
     /* The FIFOs on, and emptied: what waited before this session is stale. */
     UART_FCR = FCR_FIFO_ON | FCR_CLEAR_RX | FCR_CLEAR_TX;
-    while (UART_LSR & LSR_DATA) {
+    for (drained = 0; drained < UART_LINE_DRAIN_MAX && (UART_LSR & LSR_DATA); drained++) {
         (void)UART_RBR;
     }
     return UART_LINE_NUMBER;

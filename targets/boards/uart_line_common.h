@@ -16,6 +16,7 @@
 #ifndef USMP_TARGET_UART_LINE_COMMON_H
 #define USMP_TARGET_UART_LINE_COMMON_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "board.h"
@@ -28,6 +29,10 @@
  * the device only waited for the host. Defined by each line driver. */
 extern uint64_t uart_line_waited;
 
+/* The most stale bytes open() discards: a line that keeps talking cannot
+ * hold it forever. */
+#define UART_LINE_DRAIN_MAX 4096u
+
 /* Milliseconds of virtual time since board_init. */
 static inline uint32_t uart_line_millis(void)
 {
@@ -37,7 +42,7 @@ static inline uint32_t uart_line_millis(void)
 /* 1 when path names this board's USMP line ("0"). */
 static inline int uart_line_is_ours(const char *path)
 {
-    return path != 0 && path[0] == '0' && path[1] == '\0';
+    return path != NULL && path[0] == '0' && path[1] == '\0';
 }
 
 #endif /* USMP_TARGET_UART_LINE_COMMON_H */

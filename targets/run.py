@@ -25,6 +25,14 @@ Images, per target:
                       record, painted stack per API call, heap peak
   count-<provider>    the same, with mbedTLS's allocations counted (the
                       count costs instructions: only that figure is used)
+  uart-<provider>      (Cortex-M4 and rv32imc; lx106's sim machine has no
+                      UART) the device API in datagram mode over the board's
+                      emulated UART (COBS, a QEMU pty) against the Python
+                      gateway's serial transport, `usmp serve --serial`,
+                      started here with a PSK drawn for the run: messages
+                      echoed, BYE; checks the device's result and the
+                      gateway's log (run_uart). The first provider chosen
+                      only (libsodium by default)
 
 X25519 providers (crypto/x25519, docs/crypto.md): "libsodium" (the fast
 profile), "everest" (HACL* from mbedTLS's 3rdparty/everest: the small
@@ -43,6 +51,7 @@ import concurrent.futures
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -74,6 +83,8 @@ PROVIDERS = ["libsodium", "everest", "ecp"]
 
 # The core's feature profiles (include/usmp/usmp_options.h).
 DEVICE_PROFILE = ["-DUSMP_SERVER=0", "-DUSMP_DATAGRAM=0", "-DUSMP_ERROR_TEXT=1"]
+# The "uart" image: a device (client role) in datagram mode, for the UART transport.
+UART_PROFILE = ["-DUSMP_SERVER=0", "-DUSMP_DATAGRAM=1", "-DUSMP_ERROR_TEXT=1"]
 FULL_PROFILE = ["-DUSMP_SERVER=1", "-DUSMP_DATAGRAM=1", "-DUSMP_ERROR_TEXT=1"]
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
@@ -102,6 +113,10 @@ class Target:
     qemu: list[str]
     note: str
     linker_script: bool = False  # derive one from picolibc's (xtensa)
+    # The board's UART line driver (boards/), for the "uart" image; None:
+    # uart_missing says why the board has none.
+    uart_board: str | None = None
+    uart_missing: str = ""
 
 
 def mem(flash: int, flash_size: int, ram: int, ram_size: int) -> list[str]:
@@ -116,19 +131,23 @@ TARGETS = [
            "arm-none-eabi-", ["mps2_an386.c"],
            ["--oslib=semihost", "--crt0=semihost"] + mem(0x0, 0x400000, 0x20000000, 0x400000),
            ["qemu-system-arm", "-M", "mps2-an386", "-semihosting-config", "enable=on,target=native"],
-           "QEMU mps2-an386 (Cortex-M4), arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os, picolibc"),
+           "QEMU mps2-an386 (Cortex-M4), arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os, picolibc",
+           uart_board="mps2_an386_uart.c"),
     Target("rv32imc", ["riscv64-unknown-elf-gcc", "-march=rv32imc", "-mabi=ilp32", "-mcmodel=medany",
                        "--specs=picolibc.specs"],
            "riscv64-unknown-elf-", ["riscv_virt.c"],
            ["--oslib=semihost", "--crt0=semihost"] + mem(0x80000000, 0x200000, 0x80200000, 0x200000),
            ["qemu-system-riscv32", "-M", "virt", "-bios", "none", "-semihosting-config", "enable=on,target=native"],
-           "QEMU virt (rv32imc, the ESP32-C3's ISA), riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32 -Os, picolibc"),
+           "QEMU virt (rv32imc, the ESP32-C3's ISA), riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32 -Os, picolibc",
+           uart_board="riscv_virt_uart.c"),
     Target("xtensa-lx106", ["xtensa-lx106-elf-gcc", "--specs=/usr/lib/xtensa-lx106-elf/picolibc.specs"],
            "xtensa-lx106-elf-", ["xtensa_sim.c", "xtensa_libgcc.c"],
            mem(0x60000000, 0x100000, 0x60100000, 0x100000),
            ["qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-semihosting"],
            "QEMU sim with -cpu lx106 (the ESP8266's Xtensa core, call0 ABI; Debian has no ESP32 LX6/LX7 "
-           "toolchain or machine), xtensa-lx106-elf-gcc -Os, picolibc", linker_script=True),
+           "toolchain or machine), xtensa-lx106-elf-gcc -Os, picolibc", linker_script=True,
+           uart_missing="QEMU's sim machine has no UART: its only byte channel is the semihosting "
+                        "console (SIMCALL), which carries the report, and -serial only redirects that console"),
 ]
 
 
@@ -233,7 +252,8 @@ def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> d
             sodium_inc + ["-DNATIVE_LITTLE_ENDIAN", "-DCONFIGURED=1", "-w"], True)
     add("everest", EVEREST_UNIT, out / "everest" / "Hacl_Curve25519.o",
         everest_inc + ["-I" + str(everest / "library"), "-w", EVEREST_OPT])
-    for profile, flags in (("device", DEVICE_PROFILE), ("full", FULL_PROFILE)):
+    profiles = [("device", DEVICE_PROFILE), ("full", FULL_PROFILE)] + ([("uart", UART_PROFILE)] if t.uart_board else [])
+    for profile, flags in profiles:
         for src in core_sources():
             add(f"core-{profile}", ROOT / src, out / f"core-{profile}" / (Path(src).stem + ".o"),
                 usmp_inc + flags + defines + WARNINGS)
@@ -251,7 +271,15 @@ def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> d
     for b in t.board:
         add("harness", HERE / "boards" / b, out / "harness" / (Path(b).stem + ".o"), fw_flags)
     add("harness", HERE / "firmware" / "target.c", out / "harness" / "target.o", fw_flags)
-    add("harness", HERE / "firmware" / "target_port.c", out / "harness" / "target_port.o", fw_flags)
+    add("port-scripted", HERE / "firmware" / "target_port.c", out / "harness" / "target_port.o", fw_flags)
+    if t.uart_board:
+        uart_flags = fw_flags + ["-I" + str(ROOT / "transports")] + UART_PROFILE + defines
+        add("uart-transport", ROOT / "transports" / "usmp_uart.c", out / "core-uart" / "usmp_uart.o",
+            usmp_inc + ["-I" + str(ROOT / "transports")] + UART_PROFILE + defines + WARNINGS)
+        add("uart-transport", HERE / "boards" / t.uart_board, out / "harness" / (Path(t.uart_board).stem + ".o"),
+            uart_flags)
+        add("main-uart", HERE / "firmware" / "uart_main.c", out / "harness" / "uart_main.o", uart_flags)
+        add("main-uart", HERE / "firmware" / "uart_port.c", out / "harness" / "uart_port.o", uart_flags)
     add("main-vectors", HERE / "firmware" / "vectors_main.c", out / "harness" / "vectors_main.o",
         fw_flags + FULL_PROFILE + defines)
     add("main-device", HERE / "firmware" / "device_main.c", out / "harness" / "device_main.o",
@@ -295,7 +323,7 @@ def xtensa_linker_script(out: Path) -> Path:
 @dataclass
 class Image:
     target: Target
-    kind: str       # vectors | device
+    kind: str       # vectors | device | count | uart
     provider: str   # libsodium | everest | ecp
     elf: Path
     map: Path
@@ -307,14 +335,18 @@ class Image:
 
 
 def link(t: Target, out: Path, groups: dict[str, list[Path]], kind: str, provider: str) -> Image:
-    core = groups["core-full" if kind == "vectors" else "core-device"]
+    core = {"vectors": groups["core-full"], "uart": groups.get("core-uart", []) + groups.get("uart-transport", [])
+            }.get(kind, groups["core-device"])
     # "count": the device image with mbedTLS's allocations counted (only
     # that figure of it is used).
     glue = groups["glue-common"] + (groups["glue-ecp"] if provider == "ecp"
                                     else groups["glue-external"] + groups[f"glue-{provider}"])
     crypto = groups["mbedtls"] + ([] if provider == "ecp" else groups[provider])
-    harness = groups["harness"] + (groups["main-device"] + groups["alloc-count"] if kind == "count"
-                                   else groups[f"main-{kind}"])
+    if kind == "uart":
+        harness = groups["harness"] + groups["main-uart"]  # its own port hooks (uart_port.c)
+    else:
+        harness = groups["harness"] + groups["port-scripted"] + (
+            groups["main-device"] + groups["alloc-count"] if kind == "count" else groups[f"main-{kind}"])
     elf = out / f"{kind}-{provider}.elf"
     mapfile = elf.with_suffix(".map")
     cmd = t.cc + COMMON + t.link + [f"-Wl,-Map={mapfile}", "-Wl,--gc-sections", "-o", str(elf)]
@@ -357,14 +389,157 @@ def run_image(image: Image, timeout: float) -> RunResult:
     return RunResult(image, ok, time.monotonic() - start, output, results)
 
 
-def uart_stage() -> str:
-    """Hook for part 1(b) of issue 11: the device API over the emulated UART
-    (QEMU `-serial pty` or `-serial unix:...`: mps2-an386's CMSDK UART0,
-    virt's NS16550A) in datagram mode with COBS, against the Python
-    gateway's serial transport (pyserial on the host). That transport does
-    not exist yet, so this stage is not run; it reports why instead of
-    passing."""
-    return "uart: not run (needs the Python gateway's serial transport; issue 11 part 1b)"
+UART_BAUD = 115200
+UART_ECHO_MESSAGES = 3  # uart_main.c's ECHO_MESSAGES
+GATEWAY = ["/usr/bin/python3", "-m", "usmp", "-v", "serve"]  # -v: its info log too
+
+
+class ChildLines:
+    """A child's merged stdout and stderr, read as it comes, straight from
+    the pipe (no buffered reader: select() must see every byte that waits),
+    split into lines."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stdout is not None
+        self.fd = child.stdout.fileno()
+        self.lines: list[str] = []
+        self.eof = False
+        self._partial = b""
+
+    def read(self, seconds: float) -> None:
+        """Waits at most seconds for output; takes what is there."""
+        if self.eof:
+            time.sleep(seconds)
+            return
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, seconds))
+        if not ready:
+            return
+        data = os.read(self.fd, 65536)
+        if not data:
+            self.eof = True
+            data, self._partial = self._partial + b"\n" if self._partial else b"", b""
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        self.lines += [line.decode(errors="replace") for line in complete]
+
+    def wait_for(self, pattern: re.Pattern[str], seconds: float) -> re.Match[str] | None:
+        """Reads until a line, read now or before, matches pattern (None:
+        EOF or time out)."""
+        deadline, seen = time.monotonic() + seconds, 0
+        while True:
+            for line in self.lines[seen:]:
+                m = pattern.search(line)
+                if m:
+                    return m
+            seen = len(self.lines)
+            if self.eof or time.monotonic() >= deadline:
+                return None
+            self.read(deadline - time.monotonic())
+
+    def drain(self, seconds: float) -> None:
+        """Reads to EOF (the child has exited), for at most seconds."""
+        deadline = time.monotonic() + seconds
+        while not self.eof and time.monotonic() < deadline:
+            self.read(deadline - time.monotonic())
+
+
+def run_uart(image: Image, timeout: float) -> RunResult:
+    """Issue 11 part 1(b): the "uart" image under QEMU with the board's UART
+    on a pty (`-serial pty`), and the Python gateway's serial transport
+    (`usmp serve --serial PTY --psk-file F`, echo mode) on that pty. The
+    device id, PSK and random seed are drawn here for this run only; the
+    device gets them on the semihosting command line, the gateway the PSK
+    in a file only this user can read.
+
+    Passes when the firmware passes (handshake, every message echoed back
+    byte for byte through the session's keys, which only the gateway holds,
+    and usmp_close) and the gateway's log shows the device's session (the
+    session id the device reports) opened for this device id and closed by
+    the device's BYE. `usmp serve` logs no line per echoed message, so the
+    echoes are judged by what the device received."""
+    t = image.target
+    start = time.monotonic()
+    device_id, psk, seed = os.urandom(6).hex(), os.urandom(32).hex(), os.urandom(32).hex()
+    psk_file = image.elf.with_name("uart-gateway.psk")
+    psk_file.unlink(missing_ok=True)
+    fd = os.open(psk_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# the emulated device of one targets/run.py UART run\n{device_id} {psk}\n")
+    qemu = [a + f",arg={device_id},arg={psk},arg={seed}" if a.startswith("enable=on") else a
+            for a in t.qemu]
+    common = [a if a != "none" or QEMU_COMMON[i - 1] != "-serial" else "pty" for i, a in enumerate(QEMU_COMMON)]
+    problems: list[str] = []
+    gateway: subprocess.Popen[bytes] | None = None
+    gateway_out: ChildLines | None = None
+    status: int | None = None
+    device = subprocess.Popen(qemu + common + ["-kernel", str(image.elf)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    device_out = ChildLines(device)
+    try:
+        found = device_out.wait_for(re.compile(r"char device redirected to (\S+) \(label serial0\)"), 10.0)
+        if not found:
+            problems.append("QEMU did not report its pty")
+        else:
+            env = dict(os.environ, PYTHONPATH=str(ROOT / "python" / "src"))
+            gateway = subprocess.Popen(GATEWAY + ["--serial", found.group(1), "--baud", str(UART_BAUD),
+                                                  "--psk-file", str(psk_file)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+            gateway_out = ChildLines(gateway)
+        # Both outputs are read as they come (a full pipe would stop the
+        # child); a gateway that exits early ends the run at once.
+        deadline = time.monotonic() + timeout
+        while not problems and status is None and time.monotonic() < deadline:
+            if gateway is not None and gateway_out is not None:
+                gateway_out.read(0)
+                if gateway.poll() is not None:
+                    problems.append(f"the gateway exited early (status {gateway.returncode})")
+                    break
+            device_out.read(0.1)
+            status = device.poll()
+        if status is None and not problems:
+            problems.append(f"TIMEOUT after {timeout}s")
+    finally:
+        if device.poll() is None:
+            device.kill()
+        status = device.wait()
+        device_out.drain(5.0)
+        if gateway is not None and gateway_out is not None:
+            # The device's BYE may still be in flight: let the gateway log
+            # the session's end (or give up after a few seconds) before
+            # stopping it, which would close the session itself.
+            if gateway.poll() is None and status == 0:
+                gateway_out.wait_for(re.compile(r"^close "), 10.0)
+            gateway.terminate()
+            try:
+                gateway.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait()
+            gateway_out.drain(5.0)
+        psk_file.unlink(missing_ok=True)
+    output = "\n".join(device_out.lines)
+    results = {}
+    for line in device_out.lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "RESULT":
+            results[parts[1]] = parts[2]
+    if status != 0 or results.get("failures") != "0":
+        problems.append("the firmware failed")
+    if results.get("messages_echoed") != str(UART_ECHO_MESSAGES):
+        problems.append(f"the device saw {results.get('messages_echoed', 0)} of {UART_ECHO_MESSAGES} echoes")
+    sid = results.get("session_id", "?")
+    text = "\n".join(gateway_out.lines if gateway_out else [])
+    checks = [
+        (rf"^open {sid} device {device_id} from ", "the gateway's log shows no session opened for this device"),
+        (rf"^close {sid}: BYE from the device \(NONE\)$", "the gateway's log shows no clean close by BYE"),
+    ]
+    for pattern, problem in checks:
+        if not re.search(pattern, text, re.M):
+            problems.append(problem)
+    full = output + "\n--- gateway\n" + text
+    if problems:
+        full += "\n--- problems\n" + "\n".join(problems)
+    results["problems"] = "; ".join(problems)
+    return RunResult(image, not problems, time.monotonic() - start, full, results)
 
 
 # --- footprint -----------------------------------------------------------------------
@@ -659,6 +834,10 @@ def main() -> int:
             for kind in ("vectors", "device", "count"):
                 for p in providers:
                     images.append(link(t, build / t.name, groups, kind, p))
+            if t.uart_board and providers:
+                # One provider over the UART: the first chosen (the fast
+                # profile's, ESP32-class, unless --providers says otherwise).
+                images.append(link(t, build / t.name, groups, "uart", providers[0]))
     except BuildError as e:
         print(f"targets: BUILD FAILED\n{e}")
         print("targets: FAILED (build)")
@@ -666,7 +845,7 @@ def main() -> int:
     built_s = time.monotonic() - started
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        results = list(pool.map(lambda im: run_image(im, args.timeout), images))
+        results = list(pool.map(lambda im: run_image(im, args.timeout), [im for im in images if im.kind != "uart"]))
     failed = [r for r in results if not r.ok]
     for r in results:
         status = "ok" if r.ok else "FAILED"
@@ -682,7 +861,24 @@ def main() -> int:
         print(f"  {r.image.name:<34} {status:<6} {r.seconds:5.1f}s{extra}")
         if args.verbose or not r.ok:
             print("    " + "\n    ".join(r.output.splitlines()[-40:]))
-    print(uart_stage())
+    uart_images = [im for im in images if im.kind == "uart"]
+    uart_results = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(uart_images))) as pool:
+        uart_results = list(pool.map(lambda im: run_uart(im, args.timeout), uart_images))
+    for r in uart_results:
+        extra = ""
+        if r.ok:
+            extra = (f" {r.results['messages_echoed']} messages echoed by the gateway, BYE;"
+                     f" handshake {int(r.results.get('handshake_instructions', 0)):,} instr,"
+                     f" 64-byte record {int(r.results.get('record64_instructions', 0)):,} instr")
+        print(f"  {r.image.name:<34} {'ok' if r.ok else 'FAILED':<6} {r.seconds:5.1f}s{extra}")
+        if args.verbose or not r.ok:
+            print("    " + "\n    ".join(r.output.splitlines()[-60:]))
+    for t in chosen:
+        if not t.uart_board:
+            print(f"  {t.name + '/uart':<34} not run: {t.uart_missing}")
+    results += uart_results
+    failed += [r for r in uart_results if not r.ok]
 
     if args.footprint:
         rows = footprint_rows([r for r in results if r.image.kind == "device" and r.ok],

@@ -145,9 +145,11 @@ fi
 # (mps2-an386), rv32imc (virt) and Xtensa lx106 (sim; the ESP8266's core:
 # Debian has no ESP32 LX6/LX7 toolchain or machine), each with the three
 # X25519 providers: both engines reproduce spec/vectors, and the device API
-# replays them against a scripted gateway. Any failed run fails the stage.
-# The UART run against the Python gateway waits for its serial transport
-# (targets/run.py: uart_stage).
+# replays them against a scripted gateway; on Cortex-M4 and rv32imc the
+# device API also runs datagram mode over the emulated UART (a QEMU pty)
+# against the Python gateway's serial transport (`usmp serve --serial`),
+# echoing messages and closing with BYE (lx106's sim machine has no UART).
+# Any failed run fails the stage.
 stage "emulated targets (QEMU: cortex-m4, rv32imc, xtensa-lx106)"
 targets_log="$BUILD/targets.log"
 "$PYTHON" targets/run.py --build-dir "$BUILD/targets" 2>&1 | tee "$targets_log"

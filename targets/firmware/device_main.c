@@ -19,9 +19,9 @@
  * X25519 of each kind, painted-stack high-water per API call, mbedTLS's
  * heap peak and its allocations per handshake, and sizeof(usmp_ctx_t).
  *
- * The transport here is a script. Over the emulated UART against the
- * Python gateway's serial transport is a later stage: see the hook in
- * targets/run.py (uart_stage).
+ * The transport here is a script; the device over the emulated UART
+ * against the Python gateway's serial transport is the "uart" image
+ * (uart_main.c).
  */
 #include <stdio.h>
 #include <string.h>

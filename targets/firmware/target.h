@@ -1,5 +1,5 @@
 /*
- * target.h - what the two firmware images share: checks that count
+ * target.h - what the firmware images share: checks that count
  * failures, the port hooks' scripted inputs, the instruction counter around
  * a call, painted-stack and heap high-water marks.
  *
@@ -45,6 +45,11 @@ void target_port_script_random(const uint8_t *bytes, size_t len);
 void target_port_set_device_id(const uint8_t id[6]);
 /* usmp_port_millis returns this; usmp_port_delay_ms advances it. */
 extern uint32_t target_now_ms;
+
+/* --- the "uart" image's port hooks (uart_port.c) ------------------------ */
+/* Random bytes from SHA-256 over this seed and a block counter; the device
+ * id the gateway knows the PSK by. */
+void uart_port_seed(const uint8_t bytes[32], const uint8_t id[6]);
 
 /* --- stack and heap high-water marks -------------------------------------- */
 /* Paints the free stack below the caller; target_stack_used(sp) then gives

@@ -4,12 +4,14 @@
 # python3-* packages (cryptography, pytest, mypy) are installed.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: help deps demo test footprint vectors check-vectors clean
+.PHONY: help deps demo test bench footprint vectors check-vectors clean
 
 help:
 	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway,"
 	@echo "                    then the C gateway over UDP and a serial line with the Python client"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
+	@echo "make bench          Release builds for OpenSSL and mbedTLS, then the engine against its backend's raw"
+	@echo "                    X25519 and AES-256-GCM, and the Python engine against cryptography (bench/README.md)"
 	@echo "make footprint      the device's flash, RAM and instructions on emulated Cortex-M4, rv32imc, Xtensa lx106 (targets/run.py)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
@@ -24,6 +26,19 @@ demo: deps
 
 test: deps
 	@bash tools/run-tests.sh
+
+# Not part of `make test`: the benchmark builds only with -DUSMP_BENCH=ON, in
+# build directories of its own. BENCH_REPS: repetitions per figure.
+BENCH_REPS ?= 15
+bench: deps
+	@for backend in openssl mbedtls; do \
+	    cmake -S . -B build/bench-$$backend -DCMAKE_BUILD_TYPE=Release -DUSMP_BENCH=ON \
+	        -DUSMP_BUILD_TESTS=OFF -DUSMP_WERROR=ON -DUSMP_CRYPTO=$$backend >/dev/null && \
+	    cmake --build build/bench-$$backend -j2 --target usmp_bench >/dev/null || exit 1; \
+	done
+	@build/bench-openssl/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-openssl/results.md
+	@build/bench-mbedtls/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-mbedtls/results.md
+	@$(PYTHON) bench/python_engine.py --repetitions $(BENCH_REPS) --c-results build/bench-openssl/results.md
 
 footprint: deps
 	$(PYTHON) targets/run.py --footprint

@@ -45,6 +45,7 @@ PONG = 0x07
 BYE = 0x08
 DATA_FRAGMENT = 0x09  # new in v1: fragmented messages [6.4]
 COOKIE = 0x0A         # new in v1: stateless cookie, datagram mode only [8.3]
+CONTROL = 0x0B        # new in v1: control channels beside the application's messages [6.7]
 ERROR = 0xFF
 
 ERROR_CODES = {       # [9]
@@ -64,6 +65,8 @@ ERROR_CODES = {       # [9]
     "SHUTDOWN": 0x0D,
     "REPLACED": 0x0E,
 }
+
+CONTROL_CHANNEL_OTA = 0x01  # [6.7]; the channel's messages: spec/ota.md
 
 VERSION_1_BIT = 0x01  # versions bitmap, bit 0 = version 1 [4.1]
 SUITE_1_BIT = 0x01    # suites bitmap, bit 0 = suite 1
@@ -387,6 +390,8 @@ def records_file():
         (BYE, bytes([ERROR_CODES["SHUTDOWN"]])),
         # total length 300, offset 0, then the first 8 bytes of the message
         (DATA_FRAGMENT, u16(300) + u16(0) + b"fragment"),
+        # channel 0x01 (OTA), then its body [6.7]
+        (CONTROL, bytes([CONTROL_CHANNEL_OTA]) + b"\x03control"),
     ]
     out = []
     for mode in ("stream", "datagram"):
@@ -463,7 +468,7 @@ def negative_file(hs):
         cases.append({"name": name, "description": description, "handshake": handshake,
                       "receiver": receiver, "start": start, "steps": steps})
 
-    def step(frame, expect="ok", outcome=None, reply=None, delivers=None, peer_code=None):
+    def step(frame, expect="ok", outcome=None, reply=None, delivers=None, peer_code=None, control=None):
         entry = {"input": frame.hex(), "expect": expect}
         if outcome is not None:
             entry["outcome"] = outcome
@@ -473,6 +478,8 @@ def negative_file(hs):
             entry["delivers"] = delivers.hex()
         if peer_code is not None:
             entry["peer_code"] = ERROR_CODES[peer_code]
+        if control is not None:
+            entry["control"] = {"channel": control[0], "body": control[1].hex()}
         return entry
 
     def handshake_timer_step(expect, peer_code=None):
@@ -855,6 +862,38 @@ def negative_file(hs):
             add(prefix + "two-pings", name, "server", "ESTABLISHED",
                 [step(ping0, "ok", "open", pong0), step(ping1, "ok", "open", pong1)],
                 "Each PING gets its own PONG with its payload.")
+
+        # --- CONTROL records (6.7, rows 61-62): a separate event, never a message
+        def control(counter, body):
+            return s["seal"](s["k_c2s"], counter, CONTROL, body)
+
+        add(prefix + "control-record", name, "server", "ESTABLISHED",
+            [step(control(0, bytes([CONTROL_CHANNEL_OTA]) + b"\x01status"), "ok", "open",
+                  control=(CONTROL_CHANNEL_OTA, b"\x01status"))],
+            "A CONTROL record on channel 0x01: reported as a control event with its channel "
+            "and body, not delivered as a message ('control': the event expected).")
+        add(prefix + "control-empty", name, "server", "ESTABLISHED",
+            [step(control(0, b""), "MALFORMED", drop, established_error("MALFORMED"))],
+            "A CONTROL record with an empty plaintext: no channel byte.")
+        if mode == "stream":
+            add(prefix + "control-over-max-record", name, "server", "ESTABLISHED",
+                [step(bytes([CONTROL]) + u16(case["server_max_record"] + 17), "TOO_LARGE", fatal,
+                      server_bye("TOO_LARGE"))],
+                "A CONTROL record header announcing one byte more than the server's "
+                "max_record: rejected from the header alone, like DATA.")
+            add(prefix + "control-inside-fragmented-message", name, "server", "ESTABLISHED",
+                [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+                 step(control(1, b"\x01\x01"), "ok", "open", control=(CONTROL_CHANNEL_OTA, b"\x01")),
+                 step(fragment(2, 1500, 1000, message[1000:]), "ok", "open", delivers=message)],
+                "A CONTROL record between two fragments leaves the partial message alone.")
+        else:
+            add(prefix + "control-over-max-record", name, "server", "ESTABLISHED",
+                [step(control(0, bytes(case["server_max_record"] + 1)), "TOO_LARGE", "open")],
+                "A CONTROL datagram one byte over the server's max_record (correctly sealed).")
+        add(prefix + "control-in-handshake", name, "server", "WAIT_HELLO_ACK",
+            [step(control(0, b"\x01\x01"), "UNEXPECTED", fatal if mode == "stream" else "open",
+                  error_frame(frame, "UNEXPECTED") if mode == "stream" else None)],
+            "A CONTROL record before the handshake completes, like DATA: UNEXPECTED.")
 
         # --- DATA_FRAGMENT payload shorter than its 4-byte header (6.4)
         add(prefix + "fragment-shorter-than-header", name, "server", "ESTABLISHED",

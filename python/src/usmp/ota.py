@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-OTA_CHANNEL = 0x01  # the CONTROL record channel of OTA (protocol.md 6.3)
+OTA_CHANNEL = 0x01  # the CONTROL record channel of OTA (protocol.md 6.7)
 
 MANIFEST_FORMAT = 1
 MANIFEST_BYTES = 124

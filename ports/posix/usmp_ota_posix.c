@@ -190,9 +190,9 @@ static int hook_save_progress(void *user, const uint8_t manifest[USMP_OTA_MANIFE
     if (manifest == NULL) {
         return replace_file(p, "progress", NULL, 0);
     }
-    /* Only at the start and every USMP_OTA_POSIX_SYNC_BYTES, after the
+    /* Only at the start and every sync_bytes, after the
      * slot is durable up to next_offset (usmp_ota_posix.h). */
-    if (next_offset != 0 && next_offset - p->synced_offset < USMP_OTA_POSIX_SYNC_BYTES) {
+    if (next_offset != 0 && next_offset - p->synced_offset < p->sync_bytes) {
         return 0;
     }
     if (p->slot_fd >= 0 && fdatasync(p->slot_fd) != 0) {
@@ -276,6 +276,7 @@ int usmp_ota_posix_open(usmp_ota_posix_t *p, const char *dir, uint32_t default_v
     p->slot_fd = -1;
     p->running_slot = 'a';
     p->running_version = default_version;
+    p->sync_bytes = USMP_OTA_POSIX_SYNC_BYTES;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         return -1;
     }

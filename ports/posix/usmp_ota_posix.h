@@ -18,7 +18,7 @@
  *    over the old one, and the directory is fsynced. A kill -9 or a power
  *    loss leaves the old record or the new one, never a mix.
  *  - The progress record never names bytes that are not durable in the
- *    slot: it is rewritten only every USMP_OTA_POSIX_SYNC_BYTES of image,
+ *    slot: it is rewritten only every sync_bytes (USMP_OTA_POSIX_SYNC_BYTES) of image,
  *    after an fdatasync of the slot (and at the start of a transfer). A
  *    process killed, or a machine that lost power, in between resumes
  *    from the last such point and writes the bytes after it again.
@@ -48,6 +48,7 @@ typedef struct {
     int slot_fd; /* the receiving slot, open while a transfer runs */
     uint32_t image_size;
     uint32_t synced_offset; /* the slot is durable up to here */
+    uint32_t sync_bytes;    /* USMP_OTA_POSIX_SYNC_BYTES; tests may lower it */
     usmp_ota_flash_t hooks; /* user = this struct */
 } usmp_ota_posix_t;
 

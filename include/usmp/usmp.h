@@ -102,6 +102,10 @@ typedef struct {
 #endif
 } usmp_stats_t;
 
+#if USMP_OTA
+struct usmp_ota; /* usmp_ota.h */
+#endif
+
 typedef struct usmp_ctx {
     usmp_engine_t engine;
     usmp_transport_t *transport;
@@ -127,6 +131,10 @@ typedef struct usmp_ctx {
     /* Datagram transports deliver whole datagrams: one is received here
      * (a UART transport decodes its COBS frame into it as it arrives). */
     uint8_t datagram_buf[USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_LIMIT(USMP_MAX_RECORD))];
+#endif
+#if USMP_OTA
+    /* CONTROL channel 0x01 goes here once usmp_ota_attach set it. */
+    struct usmp_ota *ota;
 #endif
 } usmp_ctx_t;
 

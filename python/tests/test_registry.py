@@ -193,9 +193,14 @@ def test_claim_session_records_the_owner_and_returns_the_previous_gateway(regist
     assert record.online and record.gateway == "gw-b" and record.last_seen is not None
 
 
-def test_claim_session_of_an_unknown_device_raises(registry: Registry) -> None:
+def test_claim_session_of_an_unknown_or_revoked_device_raises(registry: Registry) -> None:
     with pytest.raises(UnknownDevice):
         registry.claim_session(DEVICE, "gw-a", b"\x01" * 8)
+    registry.add_device(DEVICE)
+    registry.revoke(DEVICE)
+    with pytest.raises(UnknownDevice, match="revoked"):
+        registry.claim_session(DEVICE, "gw-a", b"\x01" * 8)
+    assert registry.session_owner(DEVICE) is None
 
 
 def test_release_session_only_by_the_owner_and_sets_last_seen(registry: Registry) -> None:
@@ -320,6 +325,69 @@ def test_wait_for_changes_wakes_on_another_connections_change_and_times_out_othe
         assert watcher.wait_for_changes(5.0)
         assert time.monotonic() - started < 2.0
         timer.join()
+
+
+def test_close_wakes_a_wait_for_changes_at_once(opened: Callable[..., Registry]) -> None:
+    watcher = opened()
+    assert not watcher.wait_for_changes(0.05)  # a PostgreSQL watcher is now LISTENing
+    timer = threading.Timer(0.3, watcher.close)
+    timer.start()
+    started = time.monotonic()
+    assert not watcher.wait_for_changes(30.0)
+    assert time.monotonic() - started < 5.0
+    timer.join()
+
+
+def test_concurrent_enqueues_never_exceed_the_bound(opened: Callable[..., Registry]) -> None:
+    setup = opened()
+    setup.add_device(DEVICE)
+    writers = [opened() for _ in range(4)]
+    accepted: list[int] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(len(writers))
+
+    def enqueue(registry: Registry) -> None:
+        registry.max_queue = 10
+        barrier.wait()
+        for _ in range(8):
+            try:
+                accepted.append(registry.enqueue_downlink(DEVICE, b"x", 60))
+            except QueueFull:
+                refused.append(1)
+
+    threads = [threading.Thread(target=enqueue, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(accepted) == 10 and len(refused) == 22
+    assert setup.queue_depth(DEVICE) == 10
+    assert [i for i, _ in setup.pending_downlinks(DEVICE)] == sorted(accepted)
+
+
+def test_concurrent_claims_from_four_gateways_all_succeed_and_leave_one_of_them_the_owner(
+    opened: Callable[..., Registry],
+) -> None:
+    setup = opened()
+    setup.add_device(DEVICE)
+    gateways = [opened() for _ in range(4)]
+    previous: list[str | None] = []
+    barrier = threading.Barrier(len(gateways))
+
+    def claim(number: int, registry: Registry) -> None:
+        barrier.wait()
+        for round_ in range(5):
+            previous.append(registry.claim_session(DEVICE, f"gw-{number}", bytes([number, round_]) * 4))
+
+    threads = [threading.Thread(target=claim, args=(n, g)) for n, g in enumerate(gateways)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    owner = setup.session_owner(DEVICE)
+    assert owner is not None and owner[0] in {f"gw-{n}" for n in range(4)}
+    assert len(previous) == 20 and set(previous) <= {None, "gw-0", "gw-1", "gw-2", "gw-3"}
+    assert setup.event_counter() == 20  # one event per claim, none lost to a race
 
 
 # --- opening: migrations ------------------------------------------------------------------------
@@ -520,6 +588,28 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a database, just text" * 100)
     with pytest.raises(RegistryError, match="cannot open registry .*not a database"):
         open_registry(str(path))
+
+
+def test_postgres_registry_reconnects_after_its_connection_is_killed(postgres_cluster: PostgresCluster) -> None:
+    import psycopg
+
+    url = postgres_cluster.new_database()
+    with open_registry(url) as registry:
+        psk = registry.add_device(DEVICE)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        # The operation that meets the dead connection fails with a clear error, the next reconnects.
+        try:
+            first = registry.psk_for(DEVICE)
+        except RegistryError as error:
+            assert "registry postgresql://" in str(error)
+            first = registry.psk_for(DEVICE)
+        assert first == psk
+        registry.add_device(OTHER)
+        assert registry.psk_for(OTHER) is not None
 
 
 def test_postgres_errors_never_show_the_password() -> None:

@@ -278,18 +278,27 @@ class Registry:
             raise RegistryError(error.message) from None
         added = 0
         with self._transaction(write=True) as tx:
-            for device_id, psk in table.items():
+            # Every device row first, in id order, then the counters (in
+            # _insert_device): the lock order of every write, so two
+            # transactions never wait on each other in a cycle.
+            existing = {}
+            for device_id in sorted(table):
                 row = self._device_row(tx, device_id)
-                if row is None:
-                    self._insert_device(tx, device_id, None, psk)
-                    added += 1
-                elif row[0]:
-                    raise RegistryError(f"{path}: device {device_id.hex()} is revoked in the registry")
-                elif not hmac.compare_digest(self._load_psk(device_id, bytes(row[1])), psk):
+                if row is not None:
+                    existing[device_id] = row
+            for device_id, row in existing.items():
+                if row[0]:
                     raise RegistryError(
-                        f"{path}: device {device_id.hex()} is registered with another PSK "
-                        "(rotate or revoke it first); nothing imported"
+                        f"{path}: device {device_id.hex()} is revoked in the registry; nothing imported"
                     )
+                if not hmac.compare_digest(self._load_psk(device_id, bytes(row[1])), table[device_id]):
+                    raise RegistryError(
+                        f"{path}: device {device_id.hex()} is registered with another PSK; nothing imported"
+                    )
+            for device_id in sorted(table):
+                if device_id not in existing:
+                    self._insert_device(tx, device_id, None, table[device_id])
+                    added += 1
         return added
 
     def psk_for(self, device_id: bytes) -> bytes | None:
@@ -364,6 +373,9 @@ class Registry:
             row = self._device_row(tx, device_id)
             if row is None:
                 raise UnknownDevice(f"device {device_id.hex()} is not registered")
+            if row[0]:
+                # Revoked between its handshake and this claim: the gateway closes the session.
+                raise UnknownDevice(f"device {device_id.hex()} is revoked")
             previous = row[2]
             tx.execute(
                 "UPDATE devices SET gateway = ?, session_id = ?, session_since = ?, last_seen = ? WHERE device_id = ?",

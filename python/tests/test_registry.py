@@ -282,6 +282,14 @@ def test_enqueue_beyond_max_queue_raises_queue_full_and_queues_nothing(registry:
     assert registry.queue_depth(DEVICE) == 3
 
 
+def test_enqueue_refuses_a_downlink_larger_than_a_usmp_message(registry: Registry) -> None:
+    registry.add_device(DEVICE)
+    registry.enqueue_downlink(DEVICE, b"\x00" * 65535, 60)
+    with pytest.raises(RegistryError, match="65536 bytes is larger than a USMP message can be .65535."):
+        registry.enqueue_downlink(DEVICE, b"\x00" * 65536, 60)
+    assert registry.queue_depth(DEVICE) == 1
+
+
 def test_enqueue_for_an_unknown_or_revoked_device_raises_unknown_device(registry: Registry) -> None:
     with pytest.raises(UnknownDevice):
         registry.enqueue_downlink(DEVICE, b"x", 60)

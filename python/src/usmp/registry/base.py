@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigurationError
 from ..psk import check_psk, load_psk_file, parse_device_id
+from ..wire import MAX_MESSAGE
 from .schema import MIGRATIONS, SCHEMA_VERSION, statements
 from .wrap import WRAP_KEY_ENV, PskWrapper, WrapError
 
@@ -88,6 +89,9 @@ class Registry:
     """
 
     max_queue: int = DEFAULT_MAX_QUEUE
+    # The largest USMP message (spec 4.1): no device could take a larger
+    # downlink, and with max_queue it bounds a device's queue in bytes.
+    max_downlink_bytes: int = MAX_MESSAGE
     dialect: str = ""
     # Appended to the SELECT that reads a device row before changing it:
     # PostgreSQL locks the row (" FOR UPDATE"); SQLite's BEGIN IMMEDIATE
@@ -421,12 +425,17 @@ class Registry:
     def enqueue_downlink(self, device_id: bytes, payload: bytes, ttl_s: float) -> int:
         """Queues ``payload`` for the device for ``ttl_s`` seconds; its id.
 
-        Raises :class:`UnknownDevice` for an unknown or revoked device and
-        :class:`QueueFull` when ``max_queue`` unexpired messages wait already.
+        Raises :class:`UnknownDevice` for an unknown or revoked device,
+        :class:`QueueFull` when ``max_queue`` unexpired messages wait already,
+        and :class:`RegistryError` for a payload over ``max_downlink_bytes``.
         """
         device_id = _device_id(device_id)
         if not ttl_s > 0:
             raise RegistryError(f"a downlink's time to live must be positive, got {ttl_s}")
+        if len(payload) > self.max_downlink_bytes:
+            raise RegistryError(
+                f"a downlink of {len(payload)} bytes is larger than a USMP message can be ({self.max_downlink_bytes})"
+            )
         now = time.time()
         with self._transaction(write=True) as tx:
             row = self._device_row(tx, device_id)

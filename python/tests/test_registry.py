@@ -23,7 +23,7 @@ from usmp.registry import (
     open_registry,
 )
 from usmp.registry.postgres import redact
-from usmp.registry.schema import statements
+from usmp.registry.schema import Migration
 
 DEVICE = bytes.fromhex("deadbeef0001")
 OTHER = bytes.fromhex("deadbeef0002")
@@ -401,29 +401,39 @@ def test_concurrent_claims_from_four_gateways_all_succeed_and_leave_one_of_them_
 # --- opening: migrations ------------------------------------------------------------------------
 
 
+# Version 1 of the schema as released, written out here rather than taken
+# from MIGRATIONS: a later edit of a released step would make databases in
+# the field differ from what the code expects, and this test then fails.
+SCHEMA_V1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "INSERT INTO schema_version (version) VALUES (1)",
+    "CREATE TABLE devices (device_id {blob} PRIMARY KEY, label TEXT, psk {blob} NOT NULL,"
+    " created DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION, revoked INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO counters (name, value) VALUES ('changes', 0)",
+    "CREATE TABLE changes (counter BIGINT PRIMARY KEY, device_id {blob} NOT NULL, kind TEXT NOT NULL,"
+    " at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE settings (name TEXT PRIMARY KEY, value {blob} NOT NULL)",
+    "INSERT INTO settings (name, value) VALUES ('psk_wrapping', 'none')",
+    "INSERT INTO devices (device_id, label, psk, created) VALUES ({device}, 'old', {psk}, 1000.0)",
+)
+
+
 def _make_version_1(location: str) -> None:
     """A registry as the first schema version left it, one device in it, made without the Registry class."""
-    row = (DEVICE, "old", b"\x44" * 32, 1000.0)
-    setting = ("psk_wrapping", b"none")
     if location.startswith("postgresql://"):
         import psycopg
 
+        words = {"blob": "BYTEA", "device": f"'\\x{DEVICE.hex()}'", "psk": f"'\\x{'44' * 32}'"}
         with psycopg.connect(location, autocommit=True) as connection:
-            connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            connection.execute("INSERT INTO schema_version (version) VALUES (1)")
-            for statement in statements(MIGRATIONS[0], "postgresql"):
-                connection.execute(statement)
-            connection.execute("INSERT INTO devices (device_id, label, psk, created) VALUES (%s, %s, %s, %s)", row)
-            connection.execute("INSERT INTO settings (name, value) VALUES (%s, %s)", setting)
+            for statement in SCHEMA_V1:
+                connection.execute(statement.format(**words).replace("'none'", "'none'::bytea"))
         return
+    words = {"blob": "BLOB", "device": f"X'{DEVICE.hex()}'", "psk": f"X'{'44' * 32}'"}
     connection = sqlite3.connect(location)
     with connection:
-        connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        connection.execute("INSERT INTO schema_version (version) VALUES (1)")
-        for statement in statements(MIGRATIONS[0], "sqlite"):
-            connection.execute(statement)
-        connection.execute("INSERT INTO devices (device_id, label, psk, created) VALUES (?, ?, ?, ?)", row)
-        connection.execute("INSERT INTO settings (name, value) VALUES (?, ?)", setting)
+        for statement in SCHEMA_V1:
+            connection.execute(statement.format(**words).replace("'none'", "CAST('none' AS BLOB)"))
     connection.close()
 
 
@@ -455,6 +465,39 @@ def test_open_migrates_a_version_1_database_and_keeps_its_devices(location: str)
     with open_registry(location) as again:  # a second open migrates nothing
         assert again.session_owner(DEVICE) == ("gw-a", b"\x01" * 8)
         assert _schema_version(location) == SCHEMA_VERSION
+
+
+def _has_table(location: str, name: str) -> bool:
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location) as connection:
+            row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+            return bool(row and row[0])
+    with sqlite3.connect(location) as connection:
+        found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    connection.close()
+    return found is not None
+
+
+def test_a_failing_migration_changes_nothing_and_the_next_open_retries_it(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import usmp.registry.base as base
+
+    with open_registry(location) as registry:
+        registry.add_device(DEVICE)
+    broken = Migration(SCHEMA_VERSION + 1, "a step that fails half-way", ("CREATE TABLE extra (x INTEGER)", "NOT SQL"))
+    monkeypatch.setattr(base, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(base, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(RegistryError):
+        open_registry(location)
+    assert _schema_version(location) == SCHEMA_VERSION and not _has_table(location, "extra")
+    fixed = Migration(SCHEMA_VERSION + 1, "the step, fixed", ("CREATE TABLE extra (x INTEGER)",))
+    monkeypatch.setattr(base, "MIGRATIONS", (*MIGRATIONS, fixed))
+    with open_registry(location) as registry:
+        assert registry.psk_for(DEVICE) is not None
+    assert _schema_version(location) == SCHEMA_VERSION + 1 and _has_table(location, "extra")
 
 
 def test_open_refuses_a_database_from_a_newer_version(location: str) -> None:

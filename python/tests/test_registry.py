@@ -595,6 +595,21 @@ def test_opening_a_wrapped_registry_without_the_key_or_with_another_is_a_clear_e
         open_registry(location, wrap_key=b"\x01" * 32)
 
 
+def test_opening_a_registry_with_an_unknown_wrapping_is_refused_not_read_as_plain(location: str) -> None:
+    open_registry(location).close()
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as connection:
+            connection.execute("UPDATE settings SET value = %s WHERE name = 'psk_wrapping'", (b"future-aead",))
+    else:
+        with sqlite3.connect(location) as connection:
+            connection.execute("UPDATE settings SET value = ? WHERE name = 'psk_wrapping'", (b"future-aead",))
+        connection.close()
+    with pytest.raises(RegistryError, match="does not know .'future-aead'."):
+        open_registry(location)
+
+
 def test_opening_an_unwrapped_registry_with_a_key_is_a_clear_error(location: str) -> None:
     open_registry(location).close()
     with pytest.raises(RegistryError, match="created without PSK wrapping"):

@@ -168,6 +168,11 @@ class Registry:
                     (_WRAP_CHECK_SETTING, self._wrapper.check_value()),
                 )
             return
+        if mode not in (_WRAPPING_NONE, _WRAPPING_AES_GCM):
+            raise RegistryError(
+                f"registry {self.location} wraps its PSKs in a way this usmp does not know "
+                f"({mode.decode('ascii', 'replace')!r}): upgrade usmp"
+            )
         if mode == _WRAPPING_AES_GCM:
             if self._wrapper is None:
                 raise RegistryError(

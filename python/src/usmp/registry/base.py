@@ -1,8 +1,8 @@
 """The registry's interface and the logic both back ends share (docs/registry.md).
 
 Conventions:
-* Every public method is one database transaction: it either happens
-  whole or raises :class:`RegistryError` and changes nothing.
+* Every public method that writes is one database transaction: it either
+  happens whole or raises :class:`RegistryError` and changes nothing.
 * Device ids are the 6-byte ids of ``usmp.psk.parse_device_id``; PSKs are
   bytes of 16 to 64 (32 when the registry makes them).
 * SQL is written once, with ``?`` placeholders; a back end translates what
@@ -106,6 +106,11 @@ class Registry:
     # --- what a back end provides ------------------------------------------------------------
 
     def _transaction(self, write: bool) -> AbstractContextManager[Transaction]:
+        """A transaction; with ``write=False`` a back end may run each statement on its own.
+
+        Every read below is one statement, or (``changed_since``) two whose
+        result is consistent without a common snapshot.
+        """
         raise NotImplementedError
 
     def _lock_schema(self, tx: Transaction) -> None:

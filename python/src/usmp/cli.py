@@ -1,4 +1,4 @@
-"""The ``usmp`` command: ``serve``, ``connect``, ``keygen`` and ``ota`` (cli_ota.py).
+"""The ``usmp`` command: ``serve``, ``connect``, ``keygen``, ``device`` (cli_device.py) and ``ota`` (cli_ota.py).
 
 Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.
 """
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn, Union
 
-from . import __version__
+from . import __version__, cli_device
 from .cli_ota import OtaUsageError, add_ota_commands, add_serve_options, run_ota, runner_for_serve
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"key length, {MIN_PSK_BYTES} to {MAX_PSK_BYTES} (default: %(default)s)",
     )
+    cli_device.add_device_commands(commands)
     add_ota_commands(commands)
     return parser
 
@@ -369,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keygen(args)
         if args.command == "serve":
             return asyncio.run(_serve(args))
+        if args.command == "device":
+            return cli_device.run(args)
         if args.command == "ota":
             return run_ota(args)
         return asyncio.run(_connect(args))

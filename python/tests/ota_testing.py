@@ -221,3 +221,51 @@ class LoopLink:
 def lossy(rate: float, seed: int) -> Callable[[str, bytes], bool]:
     generator = random.Random(seed)
     return lambda direction, body: generator.random() < rate
+
+
+class SessionDevice:
+    """A :class:`SimulatedDevice` on a real client session (TCP, UDP or serial): the ota.md 3.1 STATUS
+    at open, every answer as a CONTROL record, and the REQUEST resent after ``retransmit`` seconds."""
+
+    def __init__(self, device: SimulatedDevice, session: object, *, retransmit: float = 0.05) -> None:
+        self.device = device
+        self.session = session
+        self.retransmit = retransmit
+        self.progress = asyncio.Event()
+        self.restarted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.session.control_handler = self._on_control  # type: ignore[attr-defined]
+        await self._send(self.device.status())
+        self._task = asyncio.create_task(self._resend_requests())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _send(self, body: bytes) -> None:
+        await self.session.send_control(ota.OTA_CHANNEL, body)  # type: ignore[attr-defined]
+
+    async def _on_control(self, session: object, channel: int, body: bytes) -> None:
+        if channel != ota.OTA_CHANNEL or self.restarted.is_set():
+            return
+        self.progress.set()
+        for answer in self.device.handle(body):
+            await self._send(answer)
+        if self.device.restart_requested:
+            self.restarted.set()
+
+    async def _resend_requests(self) -> None:
+        while not self.restarted.is_set():
+            self.progress.clear()
+            try:
+                await asyncio.wait_for(self.progress.wait(), self.retransmit)
+            except asyncio.TimeoutError:
+                request = self.device.current_request()
+                if request is not None:
+                    await self._send(request)

@@ -412,3 +412,47 @@ def test_a_damaged_job_file_is_a_clear_error(tmp_path: object) -> None:
         f.write('{"format": 1, "jobs": [{"job_id": 1}]}')
     with pytest.raises(JobStoreError, match="malformed"):
         JobFile(path).list_jobs()
+
+
+def test_a_lost_result_activated_is_confirmed_by_the_next_session(tmp_path: object) -> None:
+    async def main() -> None:
+        store = MemoryJobStore()
+        queue(store, tmp_path)
+        runner = OtaRunner(store, retransmit=0.05)
+        storage = DeviceStorage(running_version=1)
+
+        def drop_result(direction: str, body: bytes) -> bool:
+            return direction == "up" and body[0] in (ota.Op.RESULT, ota.Op.STATUS) and storage.running_version == 2
+
+        await run_to_restart(runner, storage, drop=drop_result)
+        assert storage.boot_image == IMAGE and only_job(store).state == TRANSFERRING
+        link = await session(runner, new_device(storage))
+        await until(lambda: only_job(store).state == CONFIRMED)
+        await asyncio.sleep(0.1)
+        await link.stop()
+        assert link.down == []  # confirmed from STATUS alone, nothing offered again
+
+    asyncio.run(main())
+
+
+def test_a_lost_hash_mismatch_result_is_recovered_by_the_offer_resent_after_silence(tmp_path: object) -> None:
+    async def main() -> None:
+        store = MemoryJobStore()
+        queue(store, tmp_path)
+        runner = CorruptingRunner(store, retransmit=0.05)
+        results: list[bytes] = []
+
+        def drop_first_result(direction: str, body: bytes) -> bool:
+            if direction == "up" and body[0] == ota.Op.RESULT:
+                results.append(body)
+                return len(results) == 1
+            return False
+
+        storage = DeviceStorage(running_version=1)
+        link = await session(runner, new_device(storage), drop=drop_first_result)
+        await until(lambda: only_job(store).state == FAILED)
+        await link.stop()
+        assert only_job(store).result == "HASH_MISMATCH" and len(results) == 2
+        assert storage.boot_image == b"old firmware"
+
+    asyncio.run(main())

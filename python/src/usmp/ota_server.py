@@ -99,7 +99,8 @@ class OtaCounters:
 class _Transfer:
     job: OtaJob
     image: SignedImage
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    heard: asyncio.Event = field(default_factory=asyncio.Event)  # a REQUEST or RESULT since the last look
+    finished: bool = False
     offer_task: asyncio.Task[None] | None = None
     last_progress_write: float = 0.0
 
@@ -233,14 +234,17 @@ class OtaRunner:
         job = await self._store_call(self.store.active_job, device.device_id)
         if job is None:
             return
+        # Only a new session's first STATUS tells which image the device booted
+        # (the STATUS after RESULT ACTIVATED still reports the old one, ota.md 3.5).
+        # A transfer whose RESULT ACTIVATED was lost with the session is confirmed
+        # the same way (ota.md 6).
+        booted = first and status.state == TransferState.IDLE
+        if job.state in (ACTIVATED, TRANSFERRING) and booted and status.fw_version == job.firmware_version:
+            await self._save(replace(job, state=CONFIRMED, offset=job.image_size), force=True)
+            return
         if job.state == ACTIVATED:
-            # Only a new session's first STATUS tells which image the device booted
-            # (the STATUS after RESULT ACTIVATED still reports the old one, ota.md 3.5).
-            if first and status.state == TransferState.IDLE:
-                if status.fw_version == job.firmware_version:
-                    await self._save(replace(job, state=CONFIRMED), force=True)
-                else:
-                    await self._save(replace(job, state=FAILED, result=ROLLED_BACK), force=True)
+            if booted:
+                await self._save(replace(job, state=FAILED, result=ROLLED_BACK), force=True)
             return
         if job.state not in (QUEUED, TRANSFERRING):
             return
@@ -269,29 +273,39 @@ class OtaRunner:
         transfer = _Transfer(job=replace(job, state=TRANSFERRING), image=image)
         device.transfer = transfer
         await self._save(transfer.job, force=True)
-        transfer.offer_task = asyncio.create_task(self._offer_until_answered(device, transfer))
+        transfer.offer_task = asyncio.create_task(self._offer_while_silent(device, transfer))
 
-    async def _offer_until_answered(self, device: _Device, transfer: _Transfer) -> None:
+    async def _offer_while_silent(self, device: _Device, transfer: _Transfer) -> None:
+        """ota.md 3.2: OFFER, and again whenever the device has been silent for the back-off interval.
+
+        Every REQUEST or RESULT resets the interval. A resent OFFER costs the
+        device one REQUEST at its current offset; what it recovers is a lost
+        RESULT, which the device sends once (it answers the OFFER again).
+        """
         body = encode_message(Offer(manifest=transfer.image.manifest.encode()))
         interval = self.retransmit
-        while not transfer.answered.is_set():
+        while not transfer.finished:
             try:
                 await device.link.send_control(OTA_CHANNEL, body)
             except Exception as exc:  # the session ended under us: session_closed follows
                 log.debug("device %s: OFFER not sent: %s", device.device_id.hex(), exc)
                 return
             self.counters.offers_sent += 1
-            try:
-                await asyncio.wait_for(transfer.answered.wait(), interval)
-            except asyncio.TimeoutError:
-                interval = min(interval * 2, self.max_retransmit)
+            while not transfer.finished:
+                transfer.heard.clear()
+                try:
+                    await asyncio.wait_for(transfer.heard.wait(), interval)
+                except asyncio.TimeoutError:
+                    interval = min(interval * 2, self.max_retransmit)
+                    break
+                interval = self.retransmit
 
     async def _on_request(self, device: _Device, request: Request) -> None:
         transfer = device.transfer
         if transfer is None:
             self.counters.unexpected += 1
             return
-        transfer.answered.set()
+        transfer.heard.set()
         size = transfer.job.image_size
         limits = device.link.peer_limits
         max_record = limits.max_record if limits is not None else 0
@@ -322,7 +336,7 @@ class OtaRunner:
         if transfer is None:
             self.counters.unexpected += 1
             return
-        transfer.answered.set()
+        transfer.heard.set()
         if result.code == ResultCode.ACTIVATED:
             job = replace(transfer.job, state=ACTIVATED, offset=transfer.job.image_size, result=result_name(result.code))
         else:
@@ -340,7 +354,8 @@ class OtaRunner:
             return
         device.transfer = None
         self._running -= 1
-        transfer.answered.set()
+        transfer.finished = True
+        transfer.heard.set()
         task = transfer.offer_task
         if task is not None and task is not asyncio.current_task():
             task.cancel()

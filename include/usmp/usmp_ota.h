@@ -26,7 +26,7 @@
  *    module nor its hooks exist and the device API does not grow.
  *  - Functions return USMP_OK or a negative USMP_ERR_*; hooks return 0 for
  *    success and anything else for a failure (reported as FLASH_ERROR).
- *  - RAM: usmp_ota_t (about 300 bytes) and nothing else. A CHUNK's data is
+ *  - RAM: usmp_ota_t (248 bytes on Cortex-M4) and nothing else. A CHUNK's data is
  *    written to flash straight from the engine's receive buffer, where the
  *    record was opened: no chunk is ever copied, so the device holds one
  *    chunk, in the buffer it already has. max_chunk is at most the own

@@ -222,3 +222,48 @@ class Device:
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+
+class GatewayProcess:
+    """``usmp gateway`` as a process of its own (so that it can be killed with SIGKILL)."""
+
+    def __init__(self, name: str, registry: str, broker: Mosquitto, directory: Path,
+                 extra: Sequence[str] = ()) -> None:
+        self.name = name
+        self.argv = [sys.executable, "-m", "usmp", "gateway", "--name", name, "--registry", registry,
+                     "--mqtt", broker.url, "--listen", "tcp://127.0.0.1:0",
+                     "--handshake-rate", "10000", "--handshake-burst", "10000", *extra]
+        self.log_path = directory / f"gateway-{name}.log"
+        self.proc: Optional[subprocess.Popen[str]] = None
+        self.port = 0
+
+    def start(self, timeout: float = 20.0) -> GatewayProcess:
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        log = open(self.log_path, "w", encoding="utf-8")
+        self.proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on tcp 127.0.0.1:" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"gateway {self.name} did not start: {line!r} {self.log_path.read_text()}")
+        self.port = int(line.split("listening on tcp 127.0.0.1:")[1].split(";")[0].split(",")[0])
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def kill(self) -> None:
+        """SIGKILL: no BYE, no goodbye to the broker, no release in the registry."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

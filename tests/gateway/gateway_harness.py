@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -125,7 +126,8 @@ class MqttWatcher:
     """
 
     def __init__(self, port: int, topics: Sequence[str], client_id: str = "", persistent: bool = False,
-                 version: int = paho.MQTTv311) -> None:
+                 version: int = paho.MQTTv311, ca_certs: str | None = None,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.port = port
         self.topics = list(topics)
         self.messages: list[tuple[str, bytes, float]] = []
@@ -136,6 +138,10 @@ class MqttWatcher:
         else:
             self.client = paho.Client(client_id=client_id, clean_session=not persistent, protocol=version)
         self.client.reconnect_delay_set(0.1, 1.0)
+        if ca_certs is not None:
+            self.client.tls_set_context(ssl.create_default_context(cafile=ca_certs))
+        if credentials is not None:
+            self.client.username_pw_set(*credentials)
         self.client.on_connect = self._connected
         self.client.on_disconnect = lambda *args: self.connected.clear()
         self.client.on_message = self._message
@@ -267,3 +273,37 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a broker certificate for 127.0.0.1 signed by it: (ca.crt, broker.crt, broker.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "usmp test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = (directory / "ca.crt", directory / "broker.crt", directory / "broker.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths

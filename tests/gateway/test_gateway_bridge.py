@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import time
+import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gateway_harness import Device, Mosquitto, MqttWatcher, free_port, wait_until_async  # noqa: E402
+from gateway_harness import Mosquitto, MqttWatcher, free_port, make_tls_files, wait_until_async  # noqa: E402
 from interop_harness import CBuild, sanitizer_env  # noqa: E402
 
 import paho.mqtt.client as paho  # noqa: E402
@@ -373,3 +374,41 @@ def test_metrics_endpoint_counts_sessions_handshakes_and_messages(broker: Mosqui
             await wait_until_async(lambda: "usmp_gateway_sessions_open 0.0" in scrape(), 10, "the session closed")
 
     run(test)
+
+
+def test_tls_and_a_password_to_the_broker(tmp_path: Path, sqlite_registry: str) -> None:
+    """mqtts:// with the broker's CA and a username and password; a wrong password gets no connection."""
+    ca, cert, key = make_tls_files(tmp_path)
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "gateway", "right password"], check=True)
+    passwords.chmod(0o600)
+    broker = Mosquitto(tmp_path / "tls-broker", [
+        "allow_anonymous false", f"password_file {passwords}",
+        f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"])
+    broker.start()
+    psk = add_device(sqlite_registry)
+
+    async def test() -> None:
+        for password, works in (("wrong password", False), ("right password", True)):
+            gateway = Gateway(
+                sqlite_registry, [parse_listen("tcp://127.0.0.1:0")],
+                mqtt=MqttSettings("127.0.0.1", broker.port, tls=True, ca_certs=str(ca), username="gateway",
+                                  password=password, reconnect_min=0.1, reconnect_max=0.2),
+                config=GatewayConfig(name="tls-gw"))
+            await gateway.start()
+            try:
+                assert gateway.bridge is not None
+                assert await gateway.bridge.wait_connected(3 if not works else 10) is works, password
+                if works:
+                    async with USMPClient("127.0.0.1", port_of(gateway), device_id=DEVICE, psk=psk) as client:
+                        await client.send(b"over tls")
+                        await wait_until_async(lambda: watcher.on(UP) == [b"over tls"], 10, "the uplink")
+            finally:
+                await gateway.stop()
+
+    watcher = MqttWatcher(broker.port, [UP], ca_certs=str(ca), credentials=("gateway", "right password")).start()
+    try:
+        run(test)
+    finally:
+        watcher.stop()
+        broker.stop()

@@ -412,3 +412,38 @@ def test_tls_and_a_password_to_the_broker(tmp_path: Path, sqlite_registry: str) 
     finally:
         watcher.stop()
         broker.stop()
+
+
+def test_without_the_broker_the_registry_still_replaces_sessions_and_sends_the_queue(sqlite_registry: str) -> None:
+    """Two gateways over one registry and no broker: no presence and no wake messages, only the
+    periodic check against the registry closes the older session and sends a queued downlink."""
+    psk = add_device(sqlite_registry)
+
+    def gateway(name: str) -> Gateway:
+        return Gateway(sqlite_registry, [parse_listen("tcp://127.0.0.1:0")], mqtt=None,
+                       config=GatewayConfig(name=name, reconcile_interval=0.3))
+
+    async def test() -> None:
+        gw1, gw2 = gateway("gw1"), gateway("gw2")
+        await gw1.start()
+        await gw2.start()
+        try:
+            first = USMPClient("127.0.0.1", port_of(gw1), device_id=DEVICE, psk=psk)
+            await first.connect()
+            reg = open_registry(sqlite_registry)
+            try:
+                reg.enqueue_downlink(DEVICE, b"queued while nobody was told", 60)
+            finally:
+                reg.close()
+            assert await first.recv(timeout=5) == b"queued while nobody was told"
+            async with USMPClient("127.0.0.1", port_of(gw2), device_id=DEVICE, psk=psk) as second:
+                with pytest.raises(PeerClosed) as closed:
+                    await first.recv(timeout=5)
+                assert closed.value.reason is Condition.REPLACED
+                await second.send(b"the newer session works")
+            await first.close()
+        finally:
+            await gw1.stop()
+            await gw2.stop()
+
+    run(test)

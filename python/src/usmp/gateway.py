@@ -110,6 +110,9 @@ class GatewayConfig:
     server              ServerConfig()   limits of every listener
     watch_interval      1.0              seconds between registry change checks
                                          (SQLite; PostgreSQL wakes on NOTIFY)
+    reconcile_interval  5.0              seconds between the checks that do not rely
+                                         on the broker: sessions another gateway
+                                         has claimed, downlinks left in the queue
     ==================  ===============  =========================================
     """
 
@@ -119,12 +122,13 @@ class GatewayConfig:
     downlink_ttl: float = 86400.0
     server: ServerConfig = field(default_factory=ServerConfig)
     watch_interval: float = 1.0
+    reconcile_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/+#\0"):
             raise ConfigurationError(f"bad gateway name {self.name!r}: it goes into topics (no / + #)")
-        if self.downlink_ttl <= 0 or self.watch_interval <= 0:
-            raise ConfigurationError("downlink_ttl and watch_interval must be positive")
+        if self.downlink_ttl <= 0 or self.watch_interval <= 0 or self.reconcile_interval <= 0:
+            raise ConfigurationError("downlink_ttl, watch_interval and reconcile_interval must be positive")
 
 
 @dataclass
@@ -291,6 +295,7 @@ class Gateway:
         self._watcher: threading.Thread | None = None
         self._watching = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reconciler: asyncio.Task[None] | None = None
         self.started: float | None = None
         self.on_open: list[Hook] = []
         self.on_message: list[Hook] = []
@@ -328,11 +333,16 @@ class Gateway:
         self._watching.set()
         self._watcher = threading.Thread(target=self._watch, name=f"usmp-watch-{self.name}", daemon=True)
         self._watcher.start()
+        self._reconciler = asyncio.create_task(self._reconcile_forever())
         self.started = time.time()
 
     async def stop(self) -> None:
         """BYE(SHUTDOWN) to every session, then the broker's goodbye, then the registry."""
         self._watching.clear()
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            await asyncio.gather(self._reconciler, return_exceptions=True)
+            self._reconciler = None
         for server in self.servers:
             await server.stop()
         self.servers = []
@@ -558,6 +568,41 @@ class Gateway:
         if owner is not None and (owner[0] != self.name or owner[1] != session_id) and not record.session.closed:
             log.info("device %s: a newer session at gateway %s replaces this one", device_id.hex(), owner[0])
             await record.session.close(Condition.REPLACED)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reconcile_interval)
+            try:
+                await self.reconcile()
+            except RegistryError:
+                log.exception("reconciling with the registry failed; trying again later")
+
+    async def reconcile(self) -> None:
+        """What the broker's messages normally trigger, checked against the registry itself.
+
+        The presence and wake messages are fast but can be missed (the broker
+        was down, a message raced a session opening): every
+        ``reconcile_interval`` the gateway closes with BYE(REPLACED) the
+        sessions whose device the registry says another gateway holds, and
+        sends the queued downlinks of its devices.
+        """
+        if not self._by_device:
+            return
+        records = await self._registry.call(lambda r: r.list_devices())
+        for device in records:
+            record = self._by_device.get(device.device_id)
+            if record is None or device.gateway is None or device.gateway == self.name or record.session.closed:
+                continue
+            # Confirm with the owner's session id: the claim may have moved on meanwhile.
+            owner = await self._registry.call(lambda r: r.session_owner(device.device_id))
+            if owner is not None and owner[0] != self.name and not record.session.closed:
+                log.info("device %s: gateway %s holds a newer session; closing this one", device.device_id.hex(),
+                         owner[0])
+                self._spawn(record.session.close(Condition.REPLACED))
+        waiting = await self._registry.call(lambda r: r.devices_with_downlinks())
+        for device_id in waiting:
+            if device_id in self._by_device:
+                await self._drain(device_id)
 
     def _key_changed(self, device_id: bytes, kind: str) -> None:
         record = self._by_device.get(device_id)

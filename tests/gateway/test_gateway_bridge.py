@@ -23,7 +23,7 @@ from gateway_harness import Mosquitto, MqttWatcher, free_port, make_tls_files, w
 from interop_harness import CBuild, sanitizer_env  # noqa: E402
 
 import paho.mqtt.client as paho  # noqa: E402
-from usmp import PeerClosed, PeerError, ServerConfig, UDPClient, USMPClient  # noqa: E402
+from usmp import ClientConfig, PeerClosed, PeerError, ServerConfig, UDPClient, USMPClient  # noqa: E402
 from usmp.errors import Condition  # noqa: E402
 from usmp.gateway import Gateway, GatewayConfig, parse_listen  # noqa: E402
 from usmp.gateway_metrics import GatewayMetrics  # noqa: E402
@@ -447,3 +447,33 @@ def test_without_the_broker_the_registry_still_replaces_sessions_and_sends_the_q
             await gw2.stop()
 
     run(test)
+
+
+def test_a_downlink_over_the_devices_max_message_is_rejected_and_never_blocks_the_queue(
+        broker: Mosquitto, sqlite_registry: str) -> None:
+    psk = add_device(sqlite_registry)
+    watcher = MqttWatcher(broker.port, []).start()
+    small_limits = ClientConfig(max_record=1000, max_message=1000)
+
+    async def test() -> None:
+        async with running_gateway(sqlite_registry, broker) as gateway:
+            watcher.publish(DOWN, b"x" * 2000)  # queued: the gateway cannot know the limit yet
+            watcher.publish(DOWN, b"queued after it")
+            await wait_until_async(lambda: gateway.downlinks["queued"] == 2, 10, "two queued")
+            async with USMPClient("127.0.0.1", port_of(gateway), device_id=DEVICE, psk=psk,
+                                  config=small_limits) as client:
+                assert await client.recv(timeout=5) == b"queued after it"
+                watcher.publish(DOWN, b"y" * 2000)  # to the session: refused at once
+                watcher.publish(DOWN, b"sent after it")
+                assert await client.recv(timeout=5) == b"sent after it"
+            assert gateway.downlinks["rejected"] == 2
+        reg = open_registry(sqlite_registry)
+        try:
+            assert reg.queue_depth(DEVICE) == 0
+        finally:
+            reg.close()
+
+    try:
+        run(test)
+    finally:
+        watcher.stop()

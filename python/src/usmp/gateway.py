@@ -40,7 +40,7 @@ from typing import Any, Optional, TypeVar, Union
 
 from .config import ServerConfig
 from .datagram import DatagramSession
-from .errors import Condition, ConfigurationError, USMPError
+from .errors import Condition, ConfigurationError, LocalProtocolError, USMPError
 from .gateway_metrics import GatewayMetrics
 from .mqtt_bridge import MqttBridge, MqttSettings, Topics
 from .registry import QueueFull, Registry, RegistryError, UnknownDevice, open_registry
@@ -489,24 +489,33 @@ class Gateway:
 
     # --- downlinks ------------------------------------------------------------------------------
 
-    async def _send(self, record: SessionRecord, payload: bytes) -> bool:
+    async def _send(self, record: SessionRecord, payload: bytes) -> str:
+        """``"sent"``; ``"too large"`` (over the device's ``max_message``: it never fits); ``"failed"``
+        (the session ended: the downlink can wait for the next one)."""
+        device = (record.session.device_id or b"").hex()
         try:
             await record.session.send(payload)
+        except LocalProtocolError as error:
+            if error.condition is not Condition.TOO_LARGE:
+                raise
+            log.warning("downlink for device %s dropped: %s", device, error)
+            return "too large"
         except USMPError as error:
-            log.info("downlink to device %s not sent: %s", record.session.device_id, error)
-            return False
+            log.info("downlink to device %s not sent: %s", device, error)
+            return "failed"
         record.messages_down += 1
         record.bytes_down += len(payload)
         if self.metrics is not None:
             self.metrics.message("down", len(payload))
-        return True
+        return "sent"
 
     async def _on_downlink(self, device_id: bytes, payload: bytes) -> None:
         """One QoS 1 delivery from the broker: sent to the local session, else queued in the registry."""
         record = self._by_device.get(device_id)
         if record is not None and record.session.established and not record.session.closed:
-            if await self._send(record, payload):
-                self._count_downlink("sent")
+            outcome = await self._send(record, payload)
+            if outcome != "failed":
+                self._count_downlink("sent" if outcome == "sent" else "rejected")
                 return
         try:
             await self._registry.call(lambda r: r.enqueue_downlink(device_id, payload, self.config.downlink_ttl))
@@ -544,9 +553,12 @@ class Gateway:
                 if not pending:
                     return
                 for downlink_id, payload in pending:
-                    if not await self._send(record, payload):
-                        return
-                    await self._ack(downlink_id)
+                    outcome = await self._send(record, payload)
+                    if outcome == "failed":
+                        return  # stays queued for the next session
+                    if outcome == "too large":
+                        self._count_downlink("rejected")
+                    await self._ack(downlink_id)  # sent, or never sendable: out of the queue either way
 
     async def _ack(self, downlink_id: int) -> None:
         await self._registry.call(lambda r: r.ack_downlink(downlink_id))

@@ -87,7 +87,8 @@ class PostgresCluster:
     def stop(self) -> None:
         try:
             if os.path.exists(os.path.join(self.data, "postmaster.pid")):
-                self._pg("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+                # Immediate: no shutdown checkpoint, the cluster is thrown away.
+                self._pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
 

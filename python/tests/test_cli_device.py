@@ -104,6 +104,13 @@ def test_device_list_shows_each_device_and_never_a_psk(tmp_path: Path) -> None:
         assert psk not in result.stdout and psk not in result.stderr
 
 
+def test_device_list_shows_a_label_with_control_characters_as_one_escaped_line(tmp_path: Path) -> None:
+    assert usmp("device", "add", "--id", "deadbeef0001", "--label", "evil\x1b[2J\nline", cwd=tmp_path).returncode == 0
+    result = usmp("device", "list", cwd=tmp_path)
+    assert result.returncode == 0 and "\x1b" not in result.stdout
+    assert len(result.stdout.splitlines()) == 2 and "'evil\\x1b[2J\\nline'" in result.stdout
+
+
 def test_device_rotate_prints_a_new_psk_and_revoke_stops_the_device(tmp_path: Path) -> None:
     old = usmp("device", "add", "--id", "deadbeef0001", cwd=tmp_path).stdout.strip()
     rotated = usmp("device", "rotate", "deadbeef0001", cwd=tmp_path)

@@ -23,7 +23,7 @@ from usmp.registry import (
     open_registry,
 )
 from usmp.registry.postgres import redact
-from usmp.registry.schema import statements
+from usmp.registry.schema import Migration
 
 DEVICE = bytes.fromhex("deadbeef0001")
 OTHER = bytes.fromhex("deadbeef0002")
@@ -193,9 +193,14 @@ def test_claim_session_records_the_owner_and_returns_the_previous_gateway(regist
     assert record.online and record.gateway == "gw-b" and record.last_seen is not None
 
 
-def test_claim_session_of_an_unknown_device_raises(registry: Registry) -> None:
+def test_claim_session_of_an_unknown_or_revoked_device_raises(registry: Registry) -> None:
     with pytest.raises(UnknownDevice):
         registry.claim_session(DEVICE, "gw-a", b"\x01" * 8)
+    registry.add_device(DEVICE)
+    registry.revoke(DEVICE)
+    with pytest.raises(UnknownDevice, match="revoked"):
+        registry.claim_session(DEVICE, "gw-a", b"\x01" * 8)
+    assert registry.session_owner(DEVICE) is None
 
 
 def test_release_session_only_by_the_owner_and_sets_last_seen(registry: Registry) -> None:
@@ -277,6 +282,14 @@ def test_enqueue_beyond_max_queue_raises_queue_full_and_queues_nothing(registry:
     assert registry.queue_depth(DEVICE) == 3
 
 
+def test_enqueue_refuses_a_downlink_larger_than_a_usmp_message(registry: Registry) -> None:
+    registry.add_device(DEVICE)
+    registry.enqueue_downlink(DEVICE, b"\x00" * 65535, 60)
+    with pytest.raises(RegistryError, match="65536 bytes is larger than a USMP message can be .65535."):
+        registry.enqueue_downlink(DEVICE, b"\x00" * 65536, 60)
+    assert registry.queue_depth(DEVICE) == 1
+
+
 def test_enqueue_for_an_unknown_or_revoked_device_raises_unknown_device(registry: Registry) -> None:
     with pytest.raises(UnknownDevice):
         registry.enqueue_downlink(DEVICE, b"x", 60)
@@ -322,32 +335,105 @@ def test_wait_for_changes_wakes_on_another_connections_change_and_times_out_othe
         timer.join()
 
 
+def test_close_wakes_a_wait_for_changes_at_once(opened: Callable[..., Registry]) -> None:
+    watcher = opened()
+    assert not watcher.wait_for_changes(0.05)  # a PostgreSQL watcher is now LISTENing
+    timer = threading.Timer(0.3, watcher.close)
+    timer.start()
+    started = time.monotonic()
+    assert not watcher.wait_for_changes(30.0)
+    assert time.monotonic() - started < 5.0
+    timer.join()
+
+
+def test_concurrent_enqueues_never_exceed_the_bound(opened: Callable[..., Registry]) -> None:
+    setup = opened()
+    setup.add_device(DEVICE)
+    writers = [opened() for _ in range(4)]
+    accepted: list[int] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(len(writers))
+
+    def enqueue(registry: Registry) -> None:
+        registry.max_queue = 10
+        barrier.wait()
+        for _ in range(8):
+            try:
+                accepted.append(registry.enqueue_downlink(DEVICE, b"x", 60))
+            except QueueFull:
+                refused.append(1)
+
+    threads = [threading.Thread(target=enqueue, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(accepted) == 10 and len(refused) == 22
+    assert setup.queue_depth(DEVICE) == 10
+    assert [i for i, _ in setup.pending_downlinks(DEVICE)] == sorted(accepted)
+
+
+def test_concurrent_claims_from_four_gateways_all_succeed_and_leave_one_of_them_the_owner(
+    opened: Callable[..., Registry],
+) -> None:
+    setup = opened()
+    setup.add_device(DEVICE)
+    gateways = [opened() for _ in range(4)]
+    previous: list[str | None] = []
+    barrier = threading.Barrier(len(gateways))
+
+    def claim(number: int, registry: Registry) -> None:
+        barrier.wait()
+        for round_ in range(5):
+            previous.append(registry.claim_session(DEVICE, f"gw-{number}", bytes([number, round_]) * 4))
+
+    threads = [threading.Thread(target=claim, args=(n, g)) for n, g in enumerate(gateways)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    owner = setup.session_owner(DEVICE)
+    assert owner is not None and owner[0] in {f"gw-{n}" for n in range(4)}
+    assert len(previous) == 20 and set(previous) <= {None, "gw-0", "gw-1", "gw-2", "gw-3"}
+    assert setup.event_counter() == 20  # one event per claim, none lost to a race
+
+
 # --- opening: migrations ------------------------------------------------------------------------
+
+
+# Version 1 of the schema as released, written out here rather than taken
+# from MIGRATIONS: a later edit of a released step would make databases in
+# the field differ from what the code expects, and this test then fails.
+SCHEMA_V1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "INSERT INTO schema_version (version) VALUES (1)",
+    "CREATE TABLE devices (device_id {blob} PRIMARY KEY, label TEXT, psk {blob} NOT NULL,"
+    " created DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION, revoked INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO counters (name, value) VALUES ('changes', 0)",
+    "CREATE TABLE changes (counter BIGINT PRIMARY KEY, device_id {blob} NOT NULL, kind TEXT NOT NULL,"
+    " at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE settings (name TEXT PRIMARY KEY, value {blob} NOT NULL)",
+    "INSERT INTO settings (name, value) VALUES ('psk_wrapping', 'none')",
+    "INSERT INTO devices (device_id, label, psk, created) VALUES ({device}, 'old', {psk}, 1000.0)",
+)
 
 
 def _make_version_1(location: str) -> None:
     """A registry as the first schema version left it, one device in it, made without the Registry class."""
-    row = (DEVICE, "old", b"\x44" * 32, 1000.0)
-    setting = ("psk_wrapping", b"none")
     if location.startswith("postgresql://"):
         import psycopg
 
+        words = {"blob": "BYTEA", "device": f"'\\x{DEVICE.hex()}'", "psk": f"'\\x{'44' * 32}'"}
         with psycopg.connect(location, autocommit=True) as connection:
-            connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            connection.execute("INSERT INTO schema_version (version) VALUES (1)")
-            for statement in statements(MIGRATIONS[0], "postgresql"):
-                connection.execute(statement)
-            connection.execute("INSERT INTO devices (device_id, label, psk, created) VALUES (%s, %s, %s, %s)", row)
-            connection.execute("INSERT INTO settings (name, value) VALUES (%s, %s)", setting)
+            for statement in SCHEMA_V1:
+                connection.execute(statement.format(**words).replace("'none'", "'none'::bytea"))
         return
+    words = {"blob": "BLOB", "device": f"X'{DEVICE.hex()}'", "psk": f"X'{'44' * 32}'"}
     connection = sqlite3.connect(location)
     with connection:
-        connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        connection.execute("INSERT INTO schema_version (version) VALUES (1)")
-        for statement in statements(MIGRATIONS[0], "sqlite"):
-            connection.execute(statement)
-        connection.execute("INSERT INTO devices (device_id, label, psk, created) VALUES (?, ?, ?, ?)", row)
-        connection.execute("INSERT INTO settings (name, value) VALUES (?, ?)", setting)
+        for statement in SCHEMA_V1:
+            connection.execute(statement.format(**words).replace("'none'", "CAST('none' AS BLOB)"))
     connection.close()
 
 
@@ -379,6 +465,39 @@ def test_open_migrates_a_version_1_database_and_keeps_its_devices(location: str)
     with open_registry(location) as again:  # a second open migrates nothing
         assert again.session_owner(DEVICE) == ("gw-a", b"\x01" * 8)
         assert _schema_version(location) == SCHEMA_VERSION
+
+
+def _has_table(location: str, name: str) -> bool:
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location) as connection:
+            row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+            return bool(row and row[0])
+    with sqlite3.connect(location) as connection:
+        found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    connection.close()
+    return found is not None
+
+
+def test_a_failing_migration_changes_nothing_and_the_next_open_retries_it(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import usmp.registry.base as base
+
+    with open_registry(location) as registry:
+        registry.add_device(DEVICE)
+    broken = Migration(SCHEMA_VERSION + 1, "a step that fails half-way", ("CREATE TABLE extra (x INTEGER)", "NOT SQL"))
+    monkeypatch.setattr(base, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(base, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(RegistryError):
+        open_registry(location)
+    assert _schema_version(location) == SCHEMA_VERSION and not _has_table(location, "extra")
+    fixed = Migration(SCHEMA_VERSION + 1, "the step, fixed", ("CREATE TABLE extra (x INTEGER)",))
+    monkeypatch.setattr(base, "MIGRATIONS", (*MIGRATIONS, fixed))
+    with open_registry(location) as registry:
+        assert registry.psk_for(DEVICE) is not None
+    assert _schema_version(location) == SCHEMA_VERSION + 1 and _has_table(location, "extra")
 
 
 def test_open_refuses_a_database_from_a_newer_version(location: str) -> None:
@@ -476,6 +595,21 @@ def test_opening_a_wrapped_registry_without_the_key_or_with_another_is_a_clear_e
         open_registry(location, wrap_key=b"\x01" * 32)
 
 
+def test_opening_a_registry_with_an_unknown_wrapping_is_refused_not_read_as_plain(location: str) -> None:
+    open_registry(location).close()
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as connection:
+            connection.execute("UPDATE settings SET value = %s WHERE name = 'psk_wrapping'", (b"future-aead",))
+    else:
+        with sqlite3.connect(location) as connection:
+            connection.execute("UPDATE settings SET value = ? WHERE name = 'psk_wrapping'", (b"future-aead",))
+        connection.close()
+    with pytest.raises(RegistryError, match="does not know .'future-aead'."):
+        open_registry(location)
+
+
 def test_opening_an_unwrapped_registry_with_a_key_is_a_clear_error(location: str) -> None:
     open_registry(location).close()
     with pytest.raises(RegistryError, match="created without PSK wrapping"):
@@ -520,6 +654,28 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a database, just text" * 100)
     with pytest.raises(RegistryError, match="cannot open registry .*not a database"):
         open_registry(str(path))
+
+
+def test_postgres_registry_reconnects_after_its_connection_is_killed(postgres_cluster: PostgresCluster) -> None:
+    import psycopg
+
+    url = postgres_cluster.new_database()
+    with open_registry(url) as registry:
+        psk = registry.add_device(DEVICE)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        # The operation that meets the dead connection fails with a clear error, the next reconnects.
+        try:
+            first = registry.psk_for(DEVICE)
+        except RegistryError as error:
+            assert "registry postgresql://" in str(error)
+            first = registry.psk_for(DEVICE)
+        assert first == psk
+        registry.add_device(OTHER)
+        assert registry.psk_for(OTHER) is not None
 
 
 def test_postgres_errors_never_show_the_password() -> None:

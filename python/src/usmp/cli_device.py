@@ -28,7 +28,7 @@ from .registry import (
     Registry,
     RegistryError,
     open_registry,
-    parse_wrap_key,
+    wrap_key_from_environment,
 )
 
 EXIT_OK = 0
@@ -126,13 +126,10 @@ def nvs_csv(psk: bytes) -> str:
 
 def _open(args: argparse.Namespace) -> Registry:
     location = args.registry or os.environ.get(LOCATION_ENV) or DEFAULT_LOCATION
-    wrap_key = None
-    text = os.environ.get(WRAP_KEY_ENV)
-    if text:
-        try:
-            wrap_key = parse_wrap_key(text)
-        except ValueError as error:
-            raise ConfigurationError(str(error)) from None
+    try:
+        wrap_key = wrap_key_from_environment()
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
     return open_registry(location, wrap_key=wrap_key)
 
 
@@ -209,6 +206,13 @@ def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp))
 
 
+def _printable(label: str | None) -> str:
+    """A label as one line of plain text: no terminal escapes or line breaks from the database."""
+    if not label:
+        return "-"
+    return label if label.isprintable() else repr(label)
+
+
 def _list(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         records = registry.list_devices()
@@ -216,7 +220,7 @@ def _list(args: argparse.Namespace) -> int:
     for r in records:
         online = f"yes ({r.gateway})" if r.online else "no"
         revoked = "yes" if r.revoked else "no"
-        rows.append((r.device_id.hex(), r.label or "-", _when(r.created), _when(r.last_seen), online, revoked))
+        rows.append((r.device_id.hex(), _printable(r.label), _when(r.created), _when(r.last_seen), online, revoked))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

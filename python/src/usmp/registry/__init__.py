@@ -16,7 +16,7 @@ from __future__ import annotations
 from .base import DEFAULT_MAX_QUEUE, DeviceRecord, QueueFull, Registry, RegistryError, UnknownDevice
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .sqlite import SqliteRegistry
-from .wrap import WRAP_KEY_ENV, parse_wrap_key
+from .wrap import WRAP_KEY_ENV, parse_wrap_key, wrap_key_from_environment
 
 DEFAULT_LOCATION = "devices.db"
 LOCATION_ENV = "USMP_REGISTRY"
@@ -62,4 +62,5 @@ __all__ = [
     "UnknownDevice",
     "open_registry",
     "parse_wrap_key",
+    "wrap_key_from_environment",
 ]

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigurationError
 from ..psk import check_psk, load_psk_file, parse_device_id
+from ..wire import MAX_MESSAGE
 from .schema import MIGRATIONS, SCHEMA_VERSION, statements
 from .wrap import WRAP_KEY_ENV, PskWrapper, WrapError
 
@@ -88,6 +89,9 @@ class Registry:
     """
 
     max_queue: int = DEFAULT_MAX_QUEUE
+    # The largest USMP message (spec 4.1): no device could take a larger
+    # downlink, and with max_queue it bounds a device's queue in bytes.
+    max_downlink_bytes: int = MAX_MESSAGE
     dialect: str = ""
     # Appended to the SELECT that reads a device row before changing it:
     # PostgreSQL locks the row (" FOR UPDATE"); SQLite's BEGIN IMMEDIATE
@@ -164,6 +168,11 @@ class Registry:
                     (_WRAP_CHECK_SETTING, self._wrapper.check_value()),
                 )
             return
+        if mode not in (_WRAPPING_NONE, _WRAPPING_AES_GCM):
+            raise RegistryError(
+                f"registry {self.location} wraps its PSKs in a way this usmp does not know "
+                f"({mode.decode('ascii', 'replace')!r}): upgrade usmp"
+            )
         if mode == _WRAPPING_AES_GCM:
             if self._wrapper is None:
                 raise RegistryError(
@@ -278,18 +287,27 @@ class Registry:
             raise RegistryError(error.message) from None
         added = 0
         with self._transaction(write=True) as tx:
-            for device_id, psk in table.items():
+            # Every device row first, in id order, then the counters (in
+            # _insert_device): the lock order of every write, so two
+            # transactions never wait on each other in a cycle.
+            existing = {}
+            for device_id in sorted(table):
                 row = self._device_row(tx, device_id)
-                if row is None:
-                    self._insert_device(tx, device_id, None, psk)
-                    added += 1
-                elif row[0]:
-                    raise RegistryError(f"{path}: device {device_id.hex()} is revoked in the registry")
-                elif not hmac.compare_digest(self._load_psk(device_id, bytes(row[1])), psk):
+                if row is not None:
+                    existing[device_id] = row
+            for device_id, row in existing.items():
+                if row[0]:
                     raise RegistryError(
-                        f"{path}: device {device_id.hex()} is registered with another PSK "
-                        "(rotate or revoke it first); nothing imported"
+                        f"{path}: device {device_id.hex()} is revoked in the registry; nothing imported"
                     )
+                if not hmac.compare_digest(self._load_psk(device_id, bytes(row[1])), table[device_id]):
+                    raise RegistryError(
+                        f"{path}: device {device_id.hex()} is registered with another PSK; nothing imported"
+                    )
+            for device_id in sorted(table):
+                if device_id not in existing:
+                    self._insert_device(tx, device_id, None, table[device_id])
+                    added += 1
         return added
 
     def psk_for(self, device_id: bytes) -> bytes | None:
@@ -364,6 +382,9 @@ class Registry:
             row = self._device_row(tx, device_id)
             if row is None:
                 raise UnknownDevice(f"device {device_id.hex()} is not registered")
+            if row[0]:
+                # Revoked between its handshake and this claim: the gateway closes the session.
+                raise UnknownDevice(f"device {device_id.hex()} is revoked")
             previous = row[2]
             tx.execute(
                 "UPDATE devices SET gateway = ?, session_id = ?, session_since = ?, last_seen = ? WHERE device_id = ?",
@@ -409,12 +430,17 @@ class Registry:
     def enqueue_downlink(self, device_id: bytes, payload: bytes, ttl_s: float) -> int:
         """Queues ``payload`` for the device for ``ttl_s`` seconds; its id.
 
-        Raises :class:`UnknownDevice` for an unknown or revoked device and
-        :class:`QueueFull` when ``max_queue`` unexpired messages wait already.
+        Raises :class:`UnknownDevice` for an unknown or revoked device,
+        :class:`QueueFull` when ``max_queue`` unexpired messages wait already,
+        and :class:`RegistryError` for a payload over ``max_downlink_bytes``.
         """
         device_id = _device_id(device_id)
         if not ttl_s > 0:
             raise RegistryError(f"a downlink's time to live must be positive, got {ttl_s}")
+        if len(payload) > self.max_downlink_bytes:
+            raise RegistryError(
+                f"a downlink of {len(payload)} bytes is larger than a USMP message can be ({self.max_downlink_bytes})"
+            )
         now = time.time()
         with self._transaction(write=True) as tx:
             row = self._device_row(tx, device_id)

@@ -17,6 +17,7 @@ Conventions:
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 import time
@@ -67,11 +68,16 @@ class PostgresRegistry(Registry):
         self._lock = threading.RLock()
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
+        # close() writes a byte here to wake a wait_for_changes blocked in select.
+        self._wake_read, self._wake_write = os.pipe()
+        self._closed = False
         self._connection = self._connect()
         try:
             self._open()
         except BaseException:
             self._connection.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
             raise
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -103,10 +109,16 @@ class PostgresRegistry(Registry):
         tx.query("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.write(self._wake_write, b"x")
         with self._listen_lock:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+            os.close(self._wake_read)
+            os.close(self._wake_write)
         with self._lock:
             self._connection.close()
 
@@ -142,8 +154,11 @@ class PostgresRegistry(Registry):
         return False
 
     def wait_for_changes(self, timeout: float) -> bool:
+        """Blocks on the LISTEN connection; False at once after :meth:`close`."""
         deadline = time.monotonic() + timeout
         with self._listen_lock:
+            if self._closed:
+                return False
             listener = self._listening()
             # Notifications sent before LISTEN took effect, or between two
             # calls, are covered by the counters.
@@ -151,7 +166,9 @@ class PostgresRegistry(Registry):
             if self._moved():
                 return True
             while (remaining := deadline - time.monotonic()) > 0:
-                readable, _, _ = select.select([listener.fileno()], [], [], remaining)
+                readable, _, _ = select.select([listener.fileno(), self._wake_read], [], [], remaining)
+                if self._wake_read in readable:
+                    return False
                 if readable and self._drain(listener) and self._moved():
                     return True
                 if listener.closed:

@@ -57,6 +57,7 @@ class SqliteRegistry(Registry):
         super().__init__(path, wrap_key)
         self.path = path
         self._lock = threading.RLock()
+        self._closed = threading.Event()
         _create_private(path)
         mode = os.stat(path).st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -99,12 +100,14 @@ class SqliteRegistry(Registry):
         return bool(tx.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
     def close(self) -> None:
+        self._closed.set()  # wakes wait_for_changes
         with self._lock:
             self._connection.close()
 
     def wait_for_changes(self, timeout: float) -> bool:
+        """Polls the counters every ``poll_interval`` seconds; False at once after :meth:`close`."""
         deadline = time.monotonic() + timeout
-        while True:
+        while not self._closed.is_set():
             with self._transaction(write=False) as tx:
                 current = self._read_counters(tx)
             if current != self._watch_mark:
@@ -113,4 +116,5 @@ class SqliteRegistry(Registry):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(self.poll_interval, remaining))
+            self._closed.wait(min(self.poll_interval, remaining))
+        return False

@@ -11,6 +11,7 @@ the first handshake.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,6 +36,12 @@ def parse_wrap_key(text: str) -> bytes:
     if len(key) != WRAP_KEY_BYTES:
         raise ValueError(f"{WRAP_KEY_ENV} is {len(key)} bytes; it must be {WRAP_KEY_BYTES} (64 hex digits)")
     return key
+
+
+def wrap_key_from_environment(environ: Mapping[str, str] = os.environ) -> bytes | None:
+    """The wrap key from ``USMP_REGISTRY_WRAP_KEY``, None when unset or empty; ValueError when malformed."""
+    text = environ.get(WRAP_KEY_ENV)
+    return parse_wrap_key(text) if text else None
 
 
 class PskWrapper:

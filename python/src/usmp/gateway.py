@@ -43,7 +43,7 @@ from .datagram import DatagramSession
 from .errors import Condition, ConfigurationError, LocalProtocolError, USMPError
 from .gateway_metrics import GatewayMetrics
 from .mqtt_bridge import MqttBridge, MqttSettings, Topics
-from .registry import QueueFull, Registry, RegistryError, UnknownDevice, open_registry
+from .registry import Registry, RegistryError, open_registry
 from .server import USMPServer
 from .session import Session
 from .transports import DEFAULT_BAUD, Transport, parse_target
@@ -519,12 +519,9 @@ class Gateway:
                 return
         try:
             await self._registry.call(lambda r: r.enqueue_downlink(device_id, payload, self.config.downlink_ttl))
-        except QueueFull:
-            log.warning("downlink for device %s rejected: its queue is full", device_id.hex())
-            self._count_downlink("rejected")
-            return
-        except UnknownDevice:
-            log.warning("downlink for device %s rejected: no such device in the registry", device_id.hex())
+        except RegistryError as error:
+            # QueueFull, UnknownDevice (or revoked), over a message's size, or the database failed.
+            log.warning("downlink for device %s rejected: %s", device_id.hex(), error)
             self._count_downlink("rejected")
             return
         self._count_downlink("queued")

@@ -128,13 +128,17 @@ async def soak(args: argparse.Namespace, directory: Path, registry: str, broker:
         until = loop.time() + args.duration
         runners = [asyncio.create_task(device.run(args.interval, until)) for device in devices]
         churned = 0
+        churn_credit = 0.0
         next_rss = 0.0
         churners: set[asyncio.Task[None]] = set()
         while loop.time() < until:
             if loop.time() >= next_rss:
                 rss.append((args.duration - (until - loop.time()), [rss_kib(g.proc.pid) for g in gateways if g.proc]))
                 next_rss = loop.time() + max(args.duration / 20, 5.0)
-            for device in random.sample(devices, k=min(len(devices), round(args.churn * len(devices) / 60))):
+            # args.churn of the devices per minute, spread over the seconds (a fraction carries over).
+            churn_credit += args.churn * len(devices) / 60
+            count, churn_credit = int(churn_credit), churn_credit - int(churn_credit)
+            for device in random.sample(devices, k=min(len(devices), count)):
                 task = asyncio.create_task(device.churn())
                 churners.add(task)
                 task.add_done_callback(churners.discard)

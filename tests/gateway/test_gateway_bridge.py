@@ -376,7 +376,8 @@ def test_metrics_endpoint_counts_sessions_handshakes_and_messages(broker: Mosqui
     run(test)
 
 
-def test_tls_and_a_password_to_the_broker(tmp_path: Path, sqlite_registry: str) -> None:
+@pytest.mark.parametrize("version", ["3.1.1", "5"])
+def test_tls_and_a_password_to_the_broker(tmp_path: Path, sqlite_registry: str, version: str) -> None:
     """mqtts:// with the broker's CA and a username and password; a wrong password gets no connection."""
     ca, cert, key = make_tls_files(tmp_path)
     passwords = tmp_path / "passwd"
@@ -393,7 +394,7 @@ def test_tls_and_a_password_to_the_broker(tmp_path: Path, sqlite_registry: str) 
             gateway = Gateway(
                 sqlite_registry, [parse_listen("tcp://127.0.0.1:0")],
                 mqtt=MqttSettings("127.0.0.1", broker.port, tls=True, ca_certs=str(ca), username="gateway",
-                                  password=password, reconnect_min=0.1, reconnect_max=0.2),
+                                  password=password, version=version, reconnect_min=0.1, reconnect_max=0.2),
                 config=GatewayConfig(name="tls-gw"))
             await gateway.start()
             try:

@@ -309,7 +309,9 @@ class MqttBridge:
 
     def _handle_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, properties: Any = None) -> None:
         if rc != 0:
-            log.warning("broker %s refused the connection: %s", self.settings.describe(), paho.connack_string(rc))
+            # MQTT 3.1.1 gives a CONNACK code, MQTT 5 a reason code object.
+            reason = paho.connack_string(rc) if isinstance(rc, int) else str(rc)
+            log.warning("broker %s refused the connection: %s", self.settings.describe(), reason)
             return
         self.connects += 1
         if self.connects > 1:

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import subprocess
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from gateway_harness import Mosquitto, MqttWatcher, free_port, make_tls_files, wait_until_async  # noqa: E402
+from gateway_harness import REPO, Mosquitto, MqttWatcher, free_port, make_tls_files, wait_until_async  # noqa: E402
 from interop_harness import CBuild, sanitizer_env  # noqa: E402
 
 import paho.mqtt.client as paho  # noqa: E402
-from usmp import ClientConfig, PeerClosed, PeerError, ServerConfig, UDPClient, USMPClient  # noqa: E402
+from usmp import ClientConfig, PeerClosed, PeerError, SerialClient, ServerConfig, UDPClient, USMPClient  # noqa: E402
 from usmp.errors import Condition  # noqa: E402
-from usmp.gateway import Gateway, GatewayConfig, parse_listen  # noqa: E402
+from usmp.gateway import Gateway, GatewayConfig, parse_listen, parse_serial  # noqa: E402
 from usmp.gateway_metrics import GatewayMetrics  # noqa: E402
 from usmp.mqtt_bridge import MqttSettings  # noqa: E402
 from usmp.registry import open_registry  # noqa: E402
@@ -478,3 +479,40 @@ def test_a_downlink_over_the_devices_max_message_is_rejected_and_never_blocks_th
         run(test)
     finally:
         watcher.stop()
+
+
+def test_uplink_and_downlink_over_a_serial_line(broker: Mosquitto, sqlite_registry: str) -> None:
+    """The gateway's --serial listener, joined to the device by tools/lossy_link.py's two ptys."""
+    psk = add_device(sqlite_registry)
+    relay = subprocess.Popen([sys.executable, str(REPO / "tools" / "lossy_link.py"), "pty"],
+                             stdout=subprocess.PIPE, text=True)
+    watcher = MqttWatcher(broker.port, [UP]).start()
+
+    async def test() -> None:
+        assert relay.stdout is not None
+        device_end = relay.stdout.readline().split()[1]
+        gateway_end = relay.stdout.readline().split()[1]
+        gateway = Gateway(sqlite_registry, [parse_serial(f"{gateway_end}?baud=115200")],
+                          mqtt=MqttSettings("127.0.0.1", broker.port), config=GatewayConfig(name="serial-gw"))
+        await gateway.start()
+        try:
+            assert gateway.bridge is not None and await gateway.bridge.wait_connected(10)
+            client = SerialClient(device_end, 115200, device_id=DEVICE, psk=psk)
+            await client.connect()
+            try:
+                await client.send(b"over the line")
+                await wait_until_async(lambda: watcher.on(UP) == [b"over the line"], 10, "the uplink")
+                watcher.publish(DOWN, b"back over the line")
+                assert await client.recv(timeout=10) == b"back over the line"
+                assert gateway.snapshot()["sessions"][0]["transport"] == "serial"
+            finally:
+                await client.close()
+        finally:
+            await gateway.stop()
+
+    try:
+        run(test)
+    finally:
+        watcher.stop()
+        relay.kill()
+        relay.communicate()

@@ -328,11 +328,12 @@ def test_uplinks_beyond_the_buffer_bound_are_dropped_and_counted(broker: Mosquit
                 # The presence goes through the same buffer: let it out first.
                 await wait_until_async(lambda: watcher.count(STATUS) == 1, 10, "the device's presence")
                 broker.stop()
-                await wait_until_async(lambda: not gateway.bridge.connected, 10, "the broker gone")  # type: ignore[union-attr]
+                bridge = gateway.bridge
+                await wait_until_async(lambda: not bridge.connected, 10, "the broker gone")
                 for i in range(8):
                     await client.send(b"%d" % i)
                 await wait_until_async(lambda: gateway.uplinks_dropped == 3, 10, "three drops")
-                assert gateway.bridge.queued == 5
+                assert bridge.queued == 5
                 broker.start()
                 await wait_until_async(lambda: len(set(watcher.on(UP))) == 5, 20, "the five buffered uplinks")
             assert sorted(set(watcher.on(UP))) == [b"%d" % i for i in range(5)]

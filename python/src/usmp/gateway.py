@@ -427,7 +427,11 @@ class Gateway:
             )
         for hook in self.on_open:
             await _call_hook(hook, session)
-        await self._drain(device_id)
+        try:
+            await self._drain(device_id)
+        except RegistryError:
+            # The session stays: its queue is tried again by reconcile().
+            log.exception("sending the queued downlinks of device %s failed", device_id.hex())
 
     async def _on_data(self, session: AnySession, data: bytes) -> None:
         assert session.device_id is not None and session.session_id is not None

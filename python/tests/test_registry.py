@@ -591,7 +591,7 @@ def test_opening_a_wrapped_registry_without_the_key_or_with_another_is_a_clear_e
     open_registry(location, wrap_key=WRAP_KEY).close()
     with pytest.raises(RegistryError, match="wrapped .AES-256-GCM.: set USMP_REGISTRY_WRAP_KEY"):
         open_registry(location)
-    with pytest.raises(RegistryError, match="USMP_REGISTRY_WRAP_KEY is not the key"):
+    with pytest.raises(RegistryError, match="USMP_REGISTRY_WRAP_KEY is not the wrap key"):
         open_registry(location, wrap_key=b"\x01" * 32)
 
 
@@ -612,8 +612,28 @@ def test_opening_a_registry_with_an_unknown_wrapping_is_refused_not_read_as_plai
 
 def test_opening_an_unwrapped_registry_with_a_key_is_a_clear_error(location: str) -> None:
     open_registry(location).close()
-    with pytest.raises(RegistryError, match="created without PSK wrapping"):
+    with pytest.raises(RegistryError, match="does not wrap its PSKs: unset USMP_REGISTRY_WRAP_KEY, or wrap them with `usmp device rewrap`"):
         open_registry(location, wrap_key=WRAP_KEY)
+
+
+@pytest.mark.parametrize(
+    "old_key, new_key",
+    [(None, WRAP_KEY), (WRAP_KEY, b"\x07" * 32), (WRAP_KEY, None)],
+    ids=["wrap", "change-key", "unwrap"],
+)
+def test_rewrap_stores_every_psk_under_the_new_key_and_the_registry_then_needs_it(
+    location: str, old_key: bytes | None, new_key: bytes | None
+) -> None:
+    with open_registry(location, wrap_key=old_key) as registry:
+        psks = {DEVICE: registry.add_device(DEVICE), OTHER: registry.add_device(OTHER)}
+        assert registry.rewrap(new_key) == 2
+        assert registry.psk_for(DEVICE) == psks[DEVICE]  # this object follows the change
+    for device_id, psk in psks.items():
+        assert (_stored_psk(location, device_id) == psk) == (new_key is None)
+    with open_registry(location, wrap_key=new_key) as registry:
+        assert all(registry.psk_for(d) == psk for d, psk in psks.items())
+    with pytest.raises(RegistryError, match="USMP_REGISTRY_WRAP_KEY"):
+        open_registry(location, wrap_key=old_key)
 
 
 # --- back-end specifics -------------------------------------------------------------------------------

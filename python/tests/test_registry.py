@@ -698,6 +698,14 @@ def test_postgres_registry_reconnects_after_its_connection_is_killed(postgres_cl
         assert registry.psk_for(OTHER) is not None
 
 
+def test_a_failed_postgres_connection_leaves_no_file_descriptor_open() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(RegistryError, match="cannot connect"):
+            open_registry("postgresql://usmp@127.0.0.1:1/registry?connect_timeout=2")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_postgres_errors_never_show_the_password() -> None:
     assert redact("postgresql://u:s3cret@db.example:5433/reg") == "postgresql://u:***@db.example:5433/reg"
     assert redact("postgresql://u@db/reg") == "postgresql://u@db/reg"

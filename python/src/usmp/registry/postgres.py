@@ -69,10 +69,10 @@ class PostgresRegistry(Registry):
         self._lock = threading.RLock()
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
-        # close() writes a byte here to wake a wait_for_changes blocked in select.
-        self._wake_read, self._wake_write = os.pipe()
         self._closed = False
         self._connection = self._connect()
+        # close() writes a byte here to wake a wait_for_changes blocked in select.
+        self._wake_read, self._wake_write = os.pipe()
         try:
             self._open()
         except BaseException:

@@ -346,6 +346,18 @@ def test_close_wakes_a_wait_for_changes_at_once(opened: Callable[..., Registry])
     timer.join()
 
 
+def test_a_closed_registry_refuses_every_call(location: str) -> None:
+    registry = open_registry(location)
+    registry.add_device(DEVICE)
+    registry.close()
+    with pytest.raises(RegistryError):
+        registry.psk_for(DEVICE)
+    with pytest.raises(RegistryError):
+        registry.add_device(OTHER)
+    with open_registry(location) as again:
+        assert again.psk_for(OTHER) is None
+
+
 def test_concurrent_enqueues_never_exceed_the_bound(opened: Callable[..., Registry]) -> None:
     setup = opened()
     setup.add_device(DEVICE)

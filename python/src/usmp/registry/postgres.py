@@ -90,6 +90,8 @@ class PostgresRegistry(Registry):
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Transaction]:
         with self._lock:
+            if self._closed:
+                raise RegistryError(f"registry {self.location} is closed")
             if self._connection.broken or self._connection.closed:
                 self._connection = self._connect()
             try:

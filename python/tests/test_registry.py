@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 import threading
@@ -525,6 +526,14 @@ def test_open_refuses_a_database_from_a_newer_version(location: str) -> None:
         connection.close()
     with pytest.raises(RegistryError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
         open_registry(location)
+
+
+def test_docs_list_every_migration_and_the_current_schema_version() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "registry.md").read_text()
+    migrations = text.split("## Migrations", 1)[1].split("\n## ", 1)[0]
+    listed = [int(n) for n in re.findall(r"^\| (\d+) \|", migrations, re.M)]
+    assert listed == [m.version for m in MIGRATIONS]
+    assert f"Version {SCHEMA_VERSION}." in text.split("## Schema", 1)[1]
 
 
 def test_concurrent_first_opens_migrate_once(location: str) -> None:

@@ -7,6 +7,10 @@ Conventions:
   bytes of 16 to 64 (32 when the registry makes them).
 * SQL is written once, with ``?`` placeholders; a back end translates what
   differs (placeholder style, row locks, notifications).
+* Modules of this package that keep more in the registry (tables of a
+  later migration) build on ``_transaction``, ``_device_row``,
+  ``_record_change`` and ``_record_event``: their behaviour, and the
+  lock order (device rows, then counters), stay as described here.
 * Nothing here logs or returns a PSK except :meth:`Registry.psk_for`,
   :meth:`Registry.add_device` and :meth:`Registry.rotate`, whose callers
   asked for it.

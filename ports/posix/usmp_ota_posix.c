@@ -267,6 +267,8 @@ static int read_boot_record(usmp_ota_posix_t *p)
 
 int usmp_ota_posix_open(usmp_ota_posix_t *p, const char *dir, uint32_t default_version)
 {
+    char path[600];
+
     if (p == NULL || dir == NULL || strlen(dir) >= sizeof p->dir) {
         errno = EINVAL;
         return -1;
@@ -282,6 +284,14 @@ int usmp_ota_posix_open(usmp_ota_posix_t *p, const char *dir, uint32_t default_v
     }
     if (read_boot_record(p) != 0) {
         return -1;
+    }
+    /* A process killed between writing a temporary record and renaming it
+     * leaves the temporary file behind; the record itself is intact. */
+    if (path_of(p, "progress.tmp", path, sizeof path) == 0) {
+        (void)unlink(path);
+    }
+    if (path_of(p, "boot.tmp", path, sizeof path) == 0) {
+        (void)unlink(path);
     }
     p->hooks.user = p;
     p->hooks.begin = hook_begin;

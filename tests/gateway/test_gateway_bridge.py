@@ -60,16 +60,20 @@ async def running_gateway(
     buffer: int = 10000,
     metrics: GatewayMetrics | None = None,
     listeners: tuple[str, ...] = ("tcp://127.0.0.1:0",),
+    watch_interval: float = 0.2,
+    before_start: Callable[[Gateway], None] | None = None,
 ) -> AsyncIterator[Gateway]:
     gateway = Gateway(
         registry,
         [parse_listen(text) for text in listeners],
         mqtt=MqttSettings("127.0.0.1", broker.port, version=version, buffer_limit=buffer,
                           reconnect_min=0.1, reconnect_max=0.5),
-        config=GatewayConfig(name=name, downlink_ttl=ttl, watch_interval=0.2,
+        config=GatewayConfig(name=name, downlink_ttl=ttl, watch_interval=watch_interval,
                              server=ServerConfig(handshake_rate=1000.0, handshake_burst=1000)),
         metrics=metrics,
     )
+    if before_start is not None:
+        before_start(gateway)
     await gateway.start()
     assert gateway.bridge is not None
     assert await gateway.bridge.wait_connected(10), "the gateway did not connect to the broker"
@@ -517,3 +521,34 @@ def test_uplink_and_downlink_over_a_serial_line(broker: Mosquitto, sqlite_regist
         watcher.stop()
         relay.kill()
         relay.communicate()
+
+
+def test_a_device_revoked_during_its_handshake_gets_no_session(broker: Mosquitto, sqlite_registry: str) -> None:
+    """Revoked after its key was read, before its session was claimed: the claim fails, the session closes
+    (BYE(REKEY)) at once; the watcher, which would also see it, is set to look only every 60 s."""
+    psk = add_device(sqlite_registry)
+
+    def revoke_after_the_key_lookup(gateway: Gateway) -> None:
+        lookup = gateway._psk_for
+
+        async def lookup_then_revoke(device_id: bytes) -> bytes | None:
+            key = await lookup(device_id)
+            reg = open_registry(sqlite_registry)
+            try:
+                reg.revoke(device_id)
+            finally:
+                reg.close()
+            return key
+
+        gateway._psk_for = lookup_then_revoke  # type: ignore[method-assign]
+
+    async def test() -> None:
+        async with running_gateway(sqlite_registry, broker, watch_interval=60.0,
+                                   before_start=revoke_after_the_key_lookup) as gateway:
+            async with USMPClient("127.0.0.1", port_of(gateway), device_id=DEVICE, psk=psk) as client:
+                with pytest.raises(PeerClosed) as closed:
+                    await client.recv(timeout=5)
+                assert closed.value.reason is Condition.REKEY
+            assert gateway.snapshot()["sessions"] == []
+
+    run(test)

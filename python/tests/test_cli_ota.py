@@ -165,3 +165,21 @@ def test_serve_refuses_a_damaged_job_file(tmp_path: Path) -> None:
     psk_file.write_text(f"deadbeef0001 {KEY_HEX}\n")
     result = usmp("serve", "--port", "0", "--psk-file", str(psk_file), "--ota-jobs", str(jobs))
     assert result.returncode == 2 and "not a job file" in result.stderr
+
+
+def test_push_and_status_on_the_registry(tmp_path: Path) -> None:
+    key_file, _ = keygen(tmp_path)
+    image = tmp_path / "app.bin"
+    image.write_bytes(os.urandom(2000))
+    assert usmp("ota", "sign", "--key", str(key_file), "--version", "9", str(image)).returncode == 0
+    database = str(tmp_path / "devices.db")
+    added = usmp("device", "add", "--id", "deadbeef0001", "--registry", database)
+    assert added.returncode == 0, added.stderr
+    pushed = usmp("ota", "push", "--registry", database, "--device", "deadbeef0001", str(image) + ".signed")
+    assert pushed.returncode == 0 and "queued job 1" in pushed.stdout, pushed.stderr
+    shown = usmp("ota", "status", "--registry", database).stdout
+    assert re.search(r"deadbeef0001\s+1\s+9\s+queued\s+0/2000", shown), shown
+    unknown = usmp("ota", "push", "--registry", database, "--device", "deadbeef0002", str(image) + ".signed")
+    assert unknown.returncode == 2 and "not registered" in unknown.stderr
+    both = usmp("ota", "status", "--registry", database, "--jobs", "x.json")
+    assert both.returncode == 2 and "not allowed with" in both.stderr

@@ -198,3 +198,26 @@ def test_result_names_include_reserved_codes() -> None:
 
 def test_image_hash_in_vectors_is_sha256_of_the_image() -> None:
     assert hashlib.sha256(h(OTA["image"])).hexdigest() == OTA["image_sha256"]
+
+
+def test_random_and_mutated_input_to_every_parser_is_a_value_or_an_ota_format_error() -> None:
+    import random
+
+    generator = random.Random(1414)
+    seeds = [h(m["body"]) for m in OTA["messages"]] + [h(m["body"]) for m in OTA["malformed"]]
+    seeds += [h(m["manifest"]) for m in OTA["manifests"]] + [h(OTA["signed_image"])[:400]]
+    for _ in range(20000):
+        data = bytearray(generator.choice(seeds))
+        for _ in range(generator.randrange(1, 4)):
+            action = generator.randrange(3)
+            if action == 0 and data:
+                data[generator.randrange(len(data))] = generator.randrange(256)
+            elif action == 1:
+                data = data[: generator.randrange(len(data) + 1)]
+            else:
+                data += bytes(generator.randrange(256) for _ in range(generator.randrange(4)))
+        for parse in (ota.parse_message, ota.parse_manifest, ota.parse_signed_image):
+            try:
+                parse(bytes(data))
+            except OtaFormatError:
+                pass

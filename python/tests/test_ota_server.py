@@ -26,6 +26,8 @@ from usmp.ota_jobs import (
     new_job,
 )
 from usmp.ota_server import ROLLED_BACK, OtaRunner, event_payload
+from usmp.registry import Registry, UnknownDevice, open_registry
+from usmp.registry.ota import RegistryJobStore
 
 from ota_testing import DeviceStorage, LoopLink, SimulatedDevice, lossy
 
@@ -46,7 +48,7 @@ def signed_file(tmp_path: object, image: bytes = IMAGE, version: int = 2, hardwa
     return path, signed
 
 
-def queue(store: MemoryJobStore | JobFile, tmp_path: object, device_id: bytes = DEVICE_ID, **kwargs: object) -> OtaJob:
+def queue(store: MemoryJobStore | JobFile | RegistryJobStore, tmp_path: object, device_id: bytes = DEVICE_ID, **kwargs: object) -> OtaJob:
     path, signed = signed_file(tmp_path, **kwargs)  # type: ignore[arg-type]
     return store.add_job(new_job(device_id, path, signed))
 
@@ -69,7 +71,7 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def only_job(store: MemoryJobStore | JobFile) -> OtaJob:
+def only_job(store: MemoryJobStore | JobFile | RegistryJobStore) -> OtaJob:
     jobs = store.list_jobs()
     assert len(jobs) == 1
     return jobs[0]
@@ -454,5 +456,55 @@ def test_a_lost_hash_mismatch_result_is_recovered_by_the_offer_resent_after_sile
         await link.stop()
         assert only_job(store).result == "HASH_MISMATCH" and len(results) == 2
         assert storage.boot_image == b"old firmware"
+
+    asyncio.run(main())
+
+
+# --- the registry's OTA jobs (migration 4) ---------------------------------------------------------------
+
+
+def registry_store(tmp_path: object) -> tuple[RegistryJobStore, Registry]:
+    registry = open_registry(os.path.join(str(tmp_path), "devices.db"))
+    registry.add_device(DEVICE_ID)
+    return RegistryJobStore(registry), registry
+
+
+def test_registry_jobs_follow_the_job_file_rules(tmp_path: object) -> None:
+    store, registry = registry_store(tmp_path)
+    counter = registry.event_counter()
+    first = queue(store, tmp_path)
+    assert registry.event_counter() > counter, "a push is an event gateways notice"
+    second = queue(store, tmp_path, version=3, name="v3.signed")
+    jobs = {j.job_id: j for j in store.list_jobs()}
+    assert (jobs[first.job_id].state, jobs[first.job_id].result) == (FAILED, "REPLACED")
+    assert store.active_job(DEVICE_ID) == second
+    store.update_job(OtaJob(**{**jobs[first.job_id].__dict__, "state": TRANSFERRING}))  # a late write
+    assert {j.job_id: j for j in store.list_jobs()}[first.job_id].state == FAILED
+    store.update_job(OtaJob(**{**second.__dict__, "state": TRANSFERRING, "offset": 4000}))
+    active = store.active_job(DEVICE_ID)
+    assert active is not None and (active.state, active.offset) == (TRANSFERRING, 4000)
+    with pytest.raises(UnknownDevice):
+        queue(store, tmp_path, device_id=bytes.fromhex("0000000000aa"))
+    registry.revoke(DEVICE_ID)
+    with pytest.raises(UnknownDevice, match="revoked"):
+        queue(store, tmp_path)
+    registry.close()
+
+
+def test_runner_on_registry_jobs_updates_a_device(tmp_path: object) -> None:
+    async def main() -> None:
+        store, registry = registry_store(tmp_path)
+        queue(store, tmp_path)
+        runner = OtaRunner(store, retransmit=0.05)
+        storage = DeviceStorage(running_version=1)
+        await run_to_restart(runner, storage)
+        link = await session(runner, new_device(storage))
+        await until(lambda: only_job(store).state == CONFIRMED)  # type: ignore[arg-type]
+        await link.stop()
+        assert storage.boot_image == IMAGE
+        reopened = RegistryJobStore(open_registry(os.path.join(str(tmp_path), "devices.db")))
+        assert reopened.list_jobs()[0].state == CONFIRMED
+        reopened.registry.close()
+        registry.close()
 
     asyncio.run(main())

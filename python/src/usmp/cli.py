@@ -1,4 +1,5 @@
-"""The ``usmp`` command: ``serve``, ``connect``, ``keygen`` and ``ota`` (cli_ota.py).
+"""The ``usmp`` command: ``serve``, ``connect``, ``keygen``, ``device`` (cli_device.py), ``gateway``
+(cli_gateway.py) and ``ota`` (cli_ota.py).
 
 Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.
 """
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn, Union
 
-from . import __version__
+from . import __version__, cli_device, cli_gateway
 from .cli_ota import OtaUsageError, add_ota_commands, add_serve_options, run_ota, runner_for_serve
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
@@ -138,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
         help="after the end of stdin, wait this many quiet seconds for replies before closing (default: %(default)s)",
     )
 
+    cli_gateway.add_parser(commands)
+
     keygen = commands.add_parser(
         "keygen", help="print a new random PSK in hex", description="Print a new random PSK (hex) from the OS CSPRNG."
     )
@@ -149,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"key length, {MIN_PSK_BYTES} to {MAX_PSK_BYTES} (default: %(default)s)",
     )
+    cli_device.add_device_commands(commands)
     add_ota_commands(commands)
     return parser
 
@@ -369,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keygen(args)
         if args.command == "serve":
             return asyncio.run(_serve(args))
+        if args.command == "device":
+            return cli_device.run(args)
+        if args.command == "gateway":
+            return cli_gateway.run(args)
         if args.command == "ota":
             return run_ota(args)
         return asyncio.run(_connect(args))

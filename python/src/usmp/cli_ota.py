@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -34,6 +35,8 @@ from .ota import (
 from .ota_jobs import JobFile, JobStore, JobStoreError, OtaJob, new_job
 from .ota_server import DEFAULT_CONCURRENCY, OtaRunner
 from .psk import parse_device_id
+from .registry import RegistryError, open_registry, wrap_key_from_environment
+from .registry.ota import RegistryJobStore
 
 DEFAULT_KEY_FILE = "usmp-ota.key"
 DEFAULT_JOB_FILE = "ota-jobs.json"
@@ -97,11 +100,18 @@ def add_ota_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--jobs",
         default=DEFAULT_JOB_FILE,
         metavar="FILE",
         help="the job file that usmp serve --ota-jobs reads (default: %(default)s)",
+    )
+    where.add_argument(
+        "--registry",
+        metavar="LOCATION",
+        help="the device registry's OTA jobs instead (a file, sqlite:///PATH or postgresql://...; "
+        "$USMP_REGISTRY_WRAP_KEY as for usmp device)",
     )
 
 
@@ -222,8 +232,25 @@ def _sign(args: argparse.Namespace) -> int:
 # --- push and status --------------------------------------------------------------------------------
 
 
-def _store(args: argparse.Namespace) -> JobStore:
-    return JobFile(args.jobs)
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[JobStore]:
+    if not args.registry:
+        yield JobFile(args.jobs)
+        return
+    try:
+        wrap_key = wrap_key_from_environment()
+    except ValueError as error:
+        raise OtaUsageError(str(error)) from None
+    try:
+        registry = open_registry(args.registry, wrap_key=wrap_key)
+    except RegistryError as error:
+        raise OtaUsageError(str(error)) from None
+    try:
+        yield RegistryJobStore(registry)
+    except RegistryError as error:
+        raise OtaUsageError(str(error)) from None
+    finally:
+        registry.close()
 
 
 def _device_ids(values: list[str]) -> list[bytes]:
@@ -239,13 +266,13 @@ def _device_ids(values: list[str]) -> list[bytes]:
 def _push(args: argparse.Namespace) -> int:
     devices = _device_ids(args.device)
     signed = read_signed_image(args.signed)
-    store = _store(args)
-    for device_id in devices:
-        job = store.add_job(new_job(device_id, args.signed, signed))
-        print(
-            f"queued job {job.job_id}: device {device_id.hex()}, version {job.firmware_version}, "
-            f"{job.image_size} bytes"
-        )
+    with _store(args) as store:
+        for device_id in devices:
+            job = store.add_job(new_job(device_id, args.signed, signed))
+            print(
+                f"queued job {job.job_id}: device {device_id.hex()}, version {job.firmware_version}, "
+                f"{job.image_size} bytes"
+            )
     return 0
 
 
@@ -256,7 +283,8 @@ def _progress(job: OtaJob) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     wanted = set(_device_ids(args.device)) if args.device else None
-    jobs = _store(args).list_jobs()
+    with _store(args) as store:
+        jobs = store.list_jobs()
     if wanted is not None:
         jobs = [j for j in jobs if j.device_id in wanted]
     if not args.all:

@@ -179,7 +179,10 @@ static void on_offer(usmp_ota_t *ota, const uint8_t *manifest)
             return;
         }
         if (ota->next_offset < ota->image_size) {
-            step(ota, "resuming at offset", ota->next_offset);
+            /* A REQUEST already outstanding: the gateway's resent OFFER
+             * crossed it, or our REQUEST was lost (ota.md 3.2). */
+            step(ota, ota->requesting ? "offer repeated, requesting offset" : "resuming at offset",
+                 ota->next_offset);
             request_next(ota);
         }
         return;

@@ -40,7 +40,7 @@ typedef struct {
     uint8_t reassembly[8192];
     uint8_t pending[65536];
     size_t pending_len;
-    int connected;
+    int connected, started;
     /* the job */
     const uint8_t *manifest; /* NULL: none */
     const uint8_t *image;
@@ -217,6 +217,7 @@ static int loop_reconnect(void *ctx)
     }
     gw.pending_len = 0;
     gw.connected = 1;
+    gw.started = 1;
     return USMP_OK;
 }
 
@@ -225,6 +226,9 @@ static usmp_transport_t transport;
 /* A fresh gateway with the job, and the transport to it. */
 static void gateway_reset(const uint8_t *manifest, const uint8_t *image, size_t image_len)
 {
+    if (gw.started) {
+        usmp_engine_wipe(&gw.gw); /* the last session's keys and whatever holds them */
+    }
     memset(&gw, 0, sizeof gw);
     gw.manifest = manifest;
     gw.image = image;
@@ -383,7 +387,9 @@ static void test_a_device_killed_mid_transfer_resumes_from_the_persisted_offset(
     CHECK_INT_EQ(gw.chunks_sent, 3);
     CHECK_INT_EQ(gw.result, -1);
     CHECK(file_exists("progress"));
-    /* Killed: no close, no BYE; the files are all that survive. */
+    /* Killed: no close, no BYE; the files are all that survive (the
+     * process's memory goes with it: wiped here, nothing sent). */
+    usmp_engine_wipe(&device.ctx.engine);
     usmp_ota_posix_close(&device.files);
 
     gateway_reset(valid, image, image_len);
@@ -467,6 +473,7 @@ int main(void)
     test_a_device_killed_mid_transfer_resumes_from_the_persisted_offset();
     test_a_refused_manifest_writes_nothing();
 
+    gateway_reset(NULL, NULL, 0);
     clear_dir();
     rmdir(dir);
     free(image);

@@ -23,6 +23,10 @@ packages=(
   python3-kconfiglib python3-yaml git
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
   python3-setuptools python3-venv python3-pip
+  # The device registry: SQLite comes with Python; PostgreSQL (the server,
+  # whose initdb/pg_ctl the tests run in a temporary directory) and its
+  # Python driver.
+  postgresql python3-psycopg
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.

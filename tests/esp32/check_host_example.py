@@ -42,7 +42,8 @@ Both take the component's defaults (the device profile) and are run like
 the nvs run below.
 
 Runs, each judged by the log lines of the example and of the gateway:
-  nvs          PSK from NVS: every message echoed; the session id the device logs
+  nvs          PSK from NVS, the CSV as `usmp device add --nvs-csv` wrote it: every
+               message echoed; the session id the device logs
                is the one the gateway logs for device 020000e53201
   menuconfig   PSK from menuconfig (the smallest profile): every message echoed
   full         PSK from NVS, every feature compiled in: every message echoed
@@ -64,7 +65,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -397,11 +397,21 @@ def main() -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
 
-    keygen = run([PYTHON, "-m", "usmp", "keygen"], cwd=ROOT / "python" / "src")
-    psk_hex = keygen.stdout.strip()
-    if not check(keygen.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", psk_hex) is not None, "usmp keygen gives 64 hex digits", keygen.stdout):
+    # This device's key comes from the device registry, which also writes
+    # the NVS CSV the nvs run flashes (docs/registry.md); the other
+    # device's key from usmp keygen.
+    registry_csv = (work / "nvs-registry.csv").resolve()
+    registry = (work / "devices.db").resolve()
+    added = subprocess.run([PYTHON, "-m", "usmp", "device", "add", "--id", DEVICE_ID, "--registry", str(registry),
+                            "--nvs-csv", str(registry_csv)], cwd=ROOT / "python" / "src", text=True, capture_output=True)
+    psk_hex = added.stdout.strip()
+    if not check(added.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", psk_hex) is not None and registry_csv.exists(),
+                 "usmp device add prints 64 hex digits and writes the NVS CSV", added.stdout + added.stderr):
         return 1
-    other_hex = secrets.token_hex(32)  # the key of another device: the wrong one here
+    keygen = run([PYTHON, "-m", "usmp", "keygen"], cwd=ROOT / "python" / "src")
+    other_hex = keygen.stdout.strip()  # the key of another device: the wrong one here
+    if not check(keygen.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", other_hex) is not None, "usmp keygen gives 64 hex digits", keygen.stdout):
+        return 1
     keys = [bytes.fromhex(psk_hex), bytes.fromhex(other_hex)]
     psk_file = work / "gateway.psk"
     psk_file.write_text(f"# device_id psk\n{DEVICE_ID} {psk_hex}\n0200000000ff {other_hex}\n")
@@ -436,8 +446,8 @@ def main() -> int:
         check_profile(work / "build-packed-dependency", DEVICE, "packed dependency (defaults)")
         outputs = []
 
-        print("run nvs: PSK from NVS")
-        out = run_example(program, nvs_csv(work / "nvs.csv", psk_hex), work / "run-nvs.log")
+        print("run nvs: PSK from NVS, the CSV written by usmp device add")
+        out = run_example(program, registry_csv, work / "run-nvs.log")
         outputs.append(out)
         check("PSK: 32 bytes from NVS" in out, "the PSK was read from NVS", out)
         check("boot counter: 1\n" in out, "the first boot counter, 1, was stored in NVS and used", out)
@@ -479,7 +489,8 @@ def main() -> int:
         out = run_example(program, None, work / "run-no-psk.log")
         outputs.append(out)
         check("no PSK: this device has no key, and there is no default one" in out, "refuses without a PSK", out)
-        check(f"add the line '{DEVICE_ID} <key>'" in out and "nvs_partition_gen.py" in out and "menuconfig" in out,
+        check(f"usmp device add --id {DEVICE_ID} --nvs-csv" in out and f"add the line '{DEVICE_ID} <key>'" in out
+              and "nvs_partition_gen.py" in out and "menuconfig" in out,
               "says how to provision one, naming this device", out)
         check("connecting to gateway" not in out and "Wi-Fi: connected" not in out, "never joins Wi-Fi or connects", out)
 

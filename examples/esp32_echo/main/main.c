@@ -64,8 +64,10 @@ static int hex_value(char c)
 static void explain_psk_provisioning(const char *device_id)
 {
     ESP_LOGE(TAG, "no PSK: this device has no key, and there is no default one");
-    ESP_LOGE(TAG, "1. make a key and register this device with the gateway:");
-    ESP_LOGE(TAG, "     usmp keygen                      (64 hex digits)");
+    ESP_LOGE(TAG, "1. make a key and register this device with the gateway, either");
+    ESP_LOGE(TAG, "   a) in its device registry (prints the key, writes the CSV of 2a):");
+    ESP_LOGE(TAG, "     usmp device add --id %s --nvs-csv nvs_psk.csv", device_id);
+    ESP_LOGE(TAG, "   b) or: usmp keygen                (64 hex digits)");
     ESP_LOGE(TAG, "     add the line '%s <key>' to the gateway's PSK file", device_id);
     ESP_LOGE(TAG, "2. give the key to the device, either");
     ESP_LOGE(TAG, "   a) in NVS (namespace \"%s\", key \"%s\", 16..64 byte blob): write a CSV",

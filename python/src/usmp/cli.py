@@ -1,4 +1,4 @@
-"""The ``usmp`` command: ``serve``, ``connect`` and ``keygen``.
+"""The ``usmp`` command: ``serve``, ``connect``, ``keygen`` and ``device`` (cli_device.py).
 
 Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.
 """
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn, Union
 
-from . import __version__
+from . import __version__, cli_device
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
 from .datagram import DatagramClient, DatagramSession
@@ -147,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"key length, {MIN_PSK_BYTES} to {MAX_PSK_BYTES} (default: %(default)s)",
     )
+    cli_device.add_device_commands(commands)
     return parser
 
 
@@ -357,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keygen(args)
         if args.command == "serve":
             return asyncio.run(_serve(args))
+        if args.command == "device":
+            return cli_device.run(args)
         return asyncio.run(_connect(args))
     except (_UsageError, ConfigurationError) as error:
         print(f"usmp {args.command}: {error}", file=sys.stderr)

@@ -4,7 +4,7 @@
 # python3-* packages (cryptography, pytest, mypy) are installed.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: help deps demo test bench footprint vectors check-vectors clean
+.PHONY: help deps demo test bench soak footprint vectors check-vectors clean
 
 help:
 	@echo "make demo           install missing Debian packages, build, run a simulated device against the Python gateway,"
@@ -12,6 +12,8 @@ help:
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
 	@echo "make bench          Release builds for OpenSSL and mbedTLS, then the engine against its backend's raw"
 	@echo "                    X25519 and AES-256-GCM, and the Python engine against cryptography (bench/README.md)"
+	@echo "make soak           the MQTT gateway: SOAK_DEVICES devices (1000) for SOAK_SECONDS (600) through two gateways"
+	@echo "                    with churn; messages sent, delivered, duplicated, lost, latency, gateway RSS (docs/gateway.md)"
 	@echo "make footprint      the device's flash, RAM and instructions on emulated Cortex-M4, rv32imc, Xtensa lx106 (targets/run.py)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
@@ -39,6 +41,12 @@ bench: deps
 	@build/bench-openssl/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-openssl/results.md
 	@build/bench-mbedtls/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-mbedtls/results.md
 	@$(PYTHON) bench/python_engine.py --repetitions $(BENCH_REPS) --c-results build/bench-openssl/results.md
+
+# Not part of `make test`: the gateway under load for minutes (tools/gateway_soak.py).
+SOAK_DEVICES ?= 1000
+SOAK_SECONDS ?= 600
+soak: deps
+	$(PYTHON) tools/gateway_soak.py --devices $(SOAK_DEVICES) --duration $(SOAK_SECONDS)
 
 footprint: deps
 	$(PYTHON) targets/run.py --footprint

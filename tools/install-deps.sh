@@ -27,6 +27,9 @@ packages=(
   # whose initdb/pg_ctl the tests run in a temporary directory) and its
   # Python driver.
   postgresql python3-psycopg
+  # The gateway (usmp gateway): its MQTT client and metrics, and the broker
+  # and command-line clients its tests and the README's quick start run.
+  python3-paho-mqtt python3-prometheus-client mosquitto mosquitto-clients
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.

@@ -165,6 +165,8 @@ stage "pytest"
 pytest_log="$BUILD/pytest.log"
 pytest_dirs=(tests/spec tests/docs tests/build python/tests)
 [ -d tests/interop ] && pytest_dirs+=(tests/interop)
+# The gateway against a real mosquitto and PostgreSQL, and the C device.
+[ -d tests/gateway ] && pytest_dirs+=(tests/gateway)
 USMP_C_BUILD="$BUILD/openssl-asan" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"
 status=${PIPESTATUS[0]}

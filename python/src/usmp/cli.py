@@ -1,4 +1,4 @@
-"""The ``usmp`` command: ``serve``, ``connect``, ``keygen`` and ``device`` (cli_device.py).
+"""The ``usmp`` command: ``serve``, ``connect``, ``keygen``, ``device`` and ``gateway``.
 
 Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.
 """
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn, Union
 
-from . import __version__, cli_device
+from . import __version__, cli_device, cli_gateway
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
 from .datagram import DatagramClient, DatagramSession
@@ -135,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="after the end of stdin, wait this many quiet seconds for replies before closing (default: %(default)s)",
     )
+
+    cli_gateway.add_parser(commands)
 
     keygen = commands.add_parser(
         "keygen", help="print a new random PSK in hex", description="Print a new random PSK (hex) from the OS CSPRNG."
@@ -360,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_serve(args))
         if args.command == "device":
             return cli_device.run(args)
+        if args.command == "gateway":
+            return cli_gateway.run(args)
         return asyncio.run(_connect(args))
     except (_UsageError, ConfigurationError) as error:
         print(f"usmp {args.command}: {error}", file=sys.stderr)

@@ -547,3 +547,21 @@ def test_a_lost_opening_status_of_the_new_image_still_confirms_the_job(tmp_path:
         assert link.down and link.down[0][0] == ota.Op.OFFER  # offered without a STATUS, answered NOT_NEWER
 
     asyncio.run(main())
+
+
+def test_a_request_over_the_max_chunk_of_the_devices_status_is_dropped_and_counted(tmp_path: object) -> None:
+    async def main() -> None:
+        store = MemoryJobStore()
+        queue(store, tmp_path)
+        runner = OtaRunner(store, retransmit=0.05)
+        device = new_device(DeviceStorage(running_version=1), max_chunk=500)
+        link = LoopLink(runner.control_received, device, DEVICE_ID)
+        await runner.control_received(link, ota.OTA_CHANNEL, device.status())
+        await until(lambda: any(b[0] == ota.Op.OFFER for b in link.down))
+        await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=501)))
+        assert runner.counters.bad_requests == 1 and not any(b[0] == ota.Op.CHUNK for b in link.down)
+        await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=500)))
+        assert runner.counters.chunks_sent == 1
+        await runner.session_closed(link)
+
+    asyncio.run(main())

@@ -350,9 +350,10 @@ class OtaRunner:
         limits = device.link.peer_limits
         max_record = limits.max_record if limits is not None else 0
         length = min(request.length, size - request.offset)
-        if request.offset >= size or CONTROL_OVERHEAD + length > max_record:
+        max_chunk = device.status.max_chunk if device.status is not None else request.length
+        if request.offset >= size or CONTROL_OVERHEAD + length > max_record or request.length > max_chunk:
             self.counters.bad_requests += 1
-            log.debug("device %s: REQUEST %d+%d outside the image or its max_record", device.device_id.hex(),
+            log.debug("device %s: REQUEST %d+%d outside the image, its max_chunk or its max_record", device.device_id.hex(),
                       request.offset, request.length)
             return
         data = self.chunk_bytes(transfer.job, transfer.image, request.offset, length)

@@ -557,11 +557,14 @@ def test_a_request_over_the_max_chunk_of_the_devices_status_is_dropped_and_count
         device = new_device(DeviceStorage(running_version=1), max_chunk=500)
         link = LoopLink(runner.control_received, device, DEVICE_ID)
         await runner.control_received(link, ota.OTA_CHANNEL, device.status())
-        await until(lambda: any(b[0] == ota.Op.OFFER for b in link.down))
-        await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=501)))
-        assert runner.counters.bad_requests == 1 and not any(b[0] == ota.Op.CHUNK for b in link.down)
-        await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=500)))
-        assert runner.counters.chunks_sent == 1
-        await runner.session_closed(link)
+        try:
+            await until(lambda: any(b[0] == ota.Op.OFFER for b in link.down))
+            await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=501)))
+            assert runner.counters.bad_requests == 1 and not any(b[0] == ota.Op.CHUNK for b in link.down)
+            await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=500)))
+            assert runner.counters.chunks_sent == 1
+        finally:
+            link.open = False
+            await runner.session_closed(link)
 
     asyncio.run(main())

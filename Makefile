@@ -14,6 +14,8 @@ help:
 	@echo "                    X25519 and AES-256-GCM, and the Python engine against cryptography (bench/README.md)"
 	@echo "make soak           the MQTT gateway: SOAK_DEVICES devices (1000) for SOAK_SECONDS (600) through two gateways"
 	@echo "                    with churn; messages sent, delivered, duplicated, lost, latency, gateway RSS (docs/gateway.md)"
+	@echo "make bench-ota      Release builds of the simulated device (512- and 1024-byte records), then a firmware update"
+	@echo "                    over loopback TCP and over a UART paced at 115,200 baud (bench/ota_throughput.py, docs/ota.md)"
 	@echo "make footprint      the device's flash, RAM and instructions on emulated Cortex-M4, rv32imc, Xtensa lx106 (targets/run.py)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
@@ -47,6 +49,15 @@ SOAK_DEVICES ?= 1000
 SOAK_SECONDS ?= 600
 soak: deps
 	$(PYTHON) tools/gateway_soak.py --devices $(SOAK_DEVICES) --duration $(SOAK_SECONDS)
+
+# Not part of `make test` either: firmware update throughput (docs/ota.md).
+bench-ota: deps
+	@cmake -S . -B build/bench-ota -DCMAKE_BUILD_TYPE=Release -DUSMP_BUILD_TESTS=OFF -DUSMP_WERROR=ON \
+	    -DUSMP_CRYPTO=openssl >/dev/null && cmake --build build/bench-ota -j2 --target usmp_device_demo >/dev/null
+	@cmake -S . -B build/bench-ota-1024 -DCMAKE_BUILD_TYPE=Release -DUSMP_BUILD_TESTS=OFF -DUSMP_WERROR=ON \
+	    -DUSMP_CRYPTO=openssl -DCMAKE_C_FLAGS=-DUSMP_MAX_RECORD=1024 >/dev/null && \
+	    cmake --build build/bench-ota-1024 -j2 --target usmp_device_demo >/dev/null
+	@$(PYTHON) bench/ota_throughput.py --c-build build/bench-ota --c-build build/bench-ota-1024 --repetitions 3
 
 footprint: deps
 	$(PYTHON) targets/run.py --footprint

@@ -89,10 +89,11 @@ done
 
 # --- fuzzing: clang + libFuzzer, which also builds everything with clang -----
 # Every parser's target: the engine (both roles, both modes), COBS, the COBS
-# stream deframer of the UART transport, the C gateway's UDP demultiplexer.
+# stream deframer of the UART transport, the C gateway's UDP demultiplexer,
+# the OTA module's manifest checks and message parser.
 FUZZ_SECONDS=${USMP_FUZZ_SECONDS:-20}
 if build_c fuzz-clang -DUSMP_CRYPTO=openssl -DUSMP_FUZZ=ON -DCMAKE_C_COMPILER=clang; then
-  for target in engine cobs cobs_stream udp_gateway; do
+  for target in engine cobs cobs_stream udp_gateway ota_manifest ota_message; do
     stage "fuzz $target (${FUZZ_SECONDS}s)"
     corpus="$BUILD/fuzz-corpus/$target"
     mkdir -p "$corpus"

@@ -8,19 +8,37 @@
  *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --udp 127.0.0.1:9000 "hello"
  *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --serial /dev/ttyUSB0 --baud 115200 "hello"
  *
+ * With --ota-dir it is an updatable device instead (docs/ota.md): it keeps
+ * its session open (reconnecting when it drops), runs the OTA module on
+ * the files of the state directory, prints one line per OTA step on
+ * stderr, and after an activated update re-executes itself, so that the
+ * new session's STATUS reports the new version:
+ *
+ *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --ota-dir state \
+ *       --ota-pubkey <64 hex digits> --hardware-id usmp-posix --fw-version 7
+ *
  * Exit status: 0 when every message came back, 1 on a protocol or network
- * failure, 2 for a usage or configuration error.
+ * failure, 2 for a usage or configuration error, 3 when the re-execution
+ * after an activated update failed (run the program again: it starts the
+ * new version). An updatable device runs until it is stopped.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "echo_app.h"
 #include "psk_file.h"
 #include "usmp.h"
+#include "usmp_ota.h"
+#include "usmp_ota_posix.h"
 #include "usmp_port_posix.h"
+
+/* The slot size of the simulated device: the largest image it accepts. */
+#define OTA_SLOT_BYTES (16u * 1024u * 1024u)
 
 static void report(void *user, const char *line)
 {
@@ -46,6 +64,15 @@ static void usage(FILE *out)
                  "  --keepalive-ms N     PING after N ms idle (default 5000)\n"
                  "  --timeout-ms N       wait for each echo (default 3000)\n"
                  "  --verbose            show the library's own log lines (usmp_port_log)\n"
+#if USMP_OTA
+                 "\n"
+                 "Firmware updates (docs/ota.md); all four make the device updatable:\n"
+                 "  --ota-dir DIR        state directory: two slots, boot and progress records\n"
+                 "  --ota-pubkey HEX     the Ed25519 public key images must be signed with\n"
+                 "  --hardware-id H      this device's hardware id (at most 16 bytes)\n"
+                 "  --fw-version N       the running version while no update was activated\n"
+                 "  --ota-retry-ms N     first REQUEST retry (default 1000; doubles to 8x)\n"
+#endif
                  "  --help\n");
 }
 
@@ -56,6 +83,10 @@ typedef struct {
     int udp, verbose;
     unsigned long port, baud, keepalive, timeout;
     uint8_t device_id[6];
+    /* --ota-*: an updatable device (docs/ota.md) */
+    const char *ota_dir, *ota_pubkey, *hardware_id;
+    unsigned long fw_version, ota_retry;
+    int fw_version_set;
     const char *const *messages;
     size_t message_count;
 } options_t;
@@ -105,6 +136,27 @@ static int parse_option(options_t *o, const char *a, const char *v)
         o->keepalive = strtoul(v, &end, 10);
     } else if (strcmp(a, "--timeout-ms") == 0) {
         o->timeout = strtoul(v, &end, 10);
+#if USMP_OTA
+    } else if (strcmp(a, "--ota-dir") == 0) {
+        o->ota_dir = v;
+    } else if (strcmp(a, "--ota-pubkey") == 0) {
+        o->ota_pubkey = v;
+    } else if (strcmp(a, "--hardware-id") == 0) {
+        o->hardware_id = v;
+    } else if (strcmp(a, "--fw-version") == 0) {
+        o->fw_version = strtoul(v, &end, 10);
+        o->fw_version_set = 1;
+        if (*v == '-' || o->fw_version > 0xFFFFFFFFul) {
+            fprintf(stderr, "usmp_device: --fw-version wants 0 .. 4294967295, not '%s'\n", v);
+            return 2;
+        }
+    } else if (strcmp(a, "--ota-retry-ms") == 0) {
+        o->ota_retry = strtoul(v, &end, 10);
+        if (o->ota_retry == 0) {
+            fprintf(stderr, "usmp_device: --ota-retry-ms must be positive\n");
+            return 2;
+        }
+#endif
     } else {
         fprintf(stderr, "usmp_device: unknown option %s\n", a);
         usage(stderr);
@@ -149,6 +201,14 @@ static int parse_options(int argc, char **argv, options_t *o)
     }
     if (o->udp && o->serial != NULL) {
         fprintf(stderr, "usmp_device: give at most one of --udp and --serial\n");
+        return 2;
+    }
+    if ((o->ota_dir != NULL || o->ota_pubkey != NULL || o->hardware_id != NULL ||
+         o->fw_version_set) &&
+        (o->ota_dir == NULL || o->ota_pubkey == NULL || o->hardware_id == NULL ||
+         !o->fw_version_set)) {
+        fprintf(stderr, "usmp_device: --ota-dir, --ota-pubkey, --hardware-id and --fw-version go "
+                        "together; there is no default OTA key\n");
         return 2;
     }
     if ((o->psk_env == NULL) == (o->psk_file == NULL)) {
@@ -198,6 +258,117 @@ static void say_where(const options_t *o)
     printf("\n");
     fflush(stdout);
 }
+
+#if USMP_OTA
+/* --- an updatable device ------------------------------------------------ */
+
+static void ota_say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ota: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(stderr);
+}
+
+/* One line per OTA step (usmp_ota_config_t.on_step). */
+static void ota_step(void *user, const char *what, uint32_t value)
+{
+    (void)user;
+    ota_say("%s %lu", what, (unsigned long)value);
+}
+
+/* The OTA configuration from the command line. Returns 0, or the exit
+ * status 2. */
+static int ota_configure(const options_t *o, usmp_ota_posix_t *files, usmp_ota_config_t *oc,
+                         uint8_t public_key[USMP_OTA_PUBLIC_KEY_BYTES])
+{
+    size_t id_len = strlen(o->hardware_id);
+
+    if (usmp_posix_parse_hex(o->ota_pubkey, strlen(o->ota_pubkey), public_key,
+                             USMP_OTA_PUBLIC_KEY_BYTES) != (int)USMP_OTA_PUBLIC_KEY_BYTES) {
+        fprintf(stderr, "usmp_device: --ota-pubkey wants 64 hex digits\n");
+        return 2;
+    }
+    if (id_len > USMP_OTA_HARDWARE_ID_BYTES) {
+        fprintf(stderr, "usmp_device: --hardware-id is at most %u bytes\n",
+                (unsigned)USMP_OTA_HARDWARE_ID_BYTES);
+        return 2;
+    }
+    if (usmp_ota_posix_open(files, o->ota_dir, (uint32_t)o->fw_version) != 0) {
+        perror("usmp_device: --ota-dir");
+        return 2;
+    }
+    memset(oc, 0, sizeof *oc);
+    oc->public_key = public_key;
+    memcpy(oc->hardware_id, o->hardware_id, id_len); /* zero-padded (ota.md 2) */
+    oc->slot_size = OTA_SLOT_BYTES;
+    oc->flash = &files->hooks;
+    oc->retry_ms = (uint32_t)o->ota_retry;
+    oc->on_step = ota_step;
+    return 0;
+}
+
+/*
+ * Serves the session until an update is activated: messages from the
+ * gateway are printed, a lost session is reconnected (usmp_keepalive_tick),
+ * the OTA module runs inside both calls. Then closes the session and
+ * re-executes the program, which starts the new version.
+ */
+static int run_updatable(usmp_ctx_t *ctx, usmp_transport_t *transport, const usmp_config_t *cfg,
+                         const options_t *o, char **argv)
+{
+    static usmp_ota_t ota;
+    static usmp_ota_posix_t files;
+    static uint8_t buf[USMP_MAX_MESSAGE];
+    uint8_t public_key[USMP_OTA_PUBLIC_KEY_BYTES];
+    usmp_ota_config_t oc;
+    int rc;
+
+    if (ota_configure(o, &files, &oc, public_key) != 0) {
+        return 2;
+    }
+    ota_say("running version %lu from slot %c of %s", (unsigned long)files.running_version,
+            files.running_slot, o->ota_dir);
+    rc = usmp_connect(ctx, transport, cfg); /* a failure: keepalive_tick retries */
+    if (usmp_ota_attach(ctx, &ota, &oc) != USMP_OK) {
+        fprintf(stderr, "usmp_device: bad OTA configuration\n");
+        return 2;
+    }
+    if (rc == USMP_OK) {
+        ota_say("session open, version %lu", (unsigned long)files.running_version);
+    }
+    while (!usmp_ota_restart_due(&ota)) {
+        int n;
+        if (usmp_state(ctx) != USMP_STATE_ESTABLISHED) {
+            rc = usmp_keepalive_tick(ctx);
+            if (rc == USMP_OK) {
+                ota_say("session open, version %lu", (unsigned long)files.running_version);
+            } else {
+                usmp_port_delay_ms(20);
+            }
+            continue;
+        }
+        n = usmp_recv(ctx, buf, sizeof buf, 200);
+        if (n > 0) {
+            printf("device: message of %d bytes from the gateway\n", n);
+            fflush(stdout);
+        } else if (n < 0 && usmp_state(ctx) == USMP_STATE_ESTABLISHED) {
+            (void)usmp_keepalive_tick(ctx);
+        }
+    }
+    usmp_close(ctx);
+    usmp_ota_posix_close(&files);
+    ota_say("restarting into the new version");
+    fflush(stdout);
+    execv("/proc/self/exe", argv);
+    execv(argv[0], argv);
+    perror("usmp_device: re-executing after the update");
+    return 3;
+}
+#endif
 
 int main(int argc, char **argv)
 {
@@ -249,5 +420,10 @@ int main(int argc, char **argv)
     app.reply_timeout_ms = (uint32_t)o.timeout;
     app.report = report;
     say_where(&o);
+#if USMP_OTA
+    if (o.ota_dir != NULL) {
+        return run_updatable(&ctx, &transport, &cfg, &o, argv);
+    }
+#endif
     return echo_app_run(&ctx, &app) == USMP_OK ? 0 : 1;
 }

@@ -45,6 +45,15 @@
 #define USMP_ERROR_TEXT 1
 #endif
 
+/* The device's firmware-update module (include/usmp/usmp_ota.h,
+ * spec/ota.md): CONTROL channel 0x01, Ed25519-signed images written
+ * through the platform's flash hooks. Off unless the build turns it on
+ * (CMake -DUSMP_OTA=ON, the default on the host; ESP-IDF CONFIG_USMP_OTA),
+ * so a device built without it is exactly as large as before. */
+#ifndef USMP_OTA
+#define USMP_OTA 0
+#endif
+
 /* Handshake deadline, both roles (spec section 11). */
 #ifndef USMP_HANDSHAKE_TIMEOUT_MS
 #define USMP_HANDSHAKE_TIMEOUT_MS 10000u

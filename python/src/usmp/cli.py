@@ -1,4 +1,5 @@
-"""The ``usmp`` command: ``serve``, ``connect``, ``keygen``, ``device`` and ``gateway``.
+"""The ``usmp`` command: ``serve``, ``connect``, ``keygen``, ``device`` (cli_device.py), ``gateway``
+(cli_gateway.py) and ``ota`` (cli_ota.py).
 
 Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Union
 
 from . import __version__, cli_device, cli_gateway
+from .cli_ota import OtaUsageError, add_ota_commands, add_serve_options, run_ota, runner_for_serve
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
 from .datagram import DatagramClient, DatagramSession
@@ -111,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         default=ServerConfig.write_timeout,
         help="seconds output may make no progress before the connection is dropped (default: %(default)s)",
     )
+    add_serve_options(serve)
 
     connect = commands.add_parser(
         "connect",
@@ -150,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"key length, {MIN_PSK_BYTES} to {MAX_PSK_BYTES} (default: %(default)s)",
     )
     cli_device.add_device_commands(commands)
+    add_ota_commands(commands)
     return parser
 
 
@@ -195,13 +199,18 @@ async def _serve(args: argparse.Namespace) -> int:
         max_pending=args.max_pending,
         write_timeout=args.write_timeout,
     )
+    ota = runner_for_serve(args, _status)
 
     async def on_open(session: AnySession) -> None:
         assert session.session_id is not None and session.device_id is not None
+        if ota is not None:
+            session.control_handler = ota.control_received  # spec/ota.md: the device's STATUS starts a job
         _status(f"open {session.session_id.hex()} device {session.device_id.hex()} from {_address(session.peer)}")
 
     async def on_close(session: AnySession, reason: Condition) -> None:
         assert session.session_id is not None
+        if ota is not None:
+            await ota.session_closed(session)
         error = session.error
         if isinstance(error, PeerClosed):
             code = error.reason.value if error.reason is not None else f"code 0x{error.code:02x}"
@@ -242,9 +251,13 @@ async def _serve(args: argparse.Namespace) -> int:
         listening = f"serial {args.serial} at {args.baud} baud"
     else:
         listening = ", ".join(("udp " if args.udp else "") + _address(a) for a in server.addresses)
-    _status(f"listening on {listening} ({args.mode} mode, {keys})")
+    ota_jobs = f", OTA jobs from {args.ota_jobs}" if ota is not None else ""
+    _status(f"listening on {listening} ({args.mode} mode, {keys}{ota_jobs})")
+    poller = asyncio.create_task(ota.run_poller()) if ota is not None else None
     await stop.wait()
     _status("stopping")
+    if poller is not None:
+        poller.cancel()
     await server.stop()
     return EXIT_OK
 
@@ -364,8 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_device.run(args)
         if args.command == "gateway":
             return cli_gateway.run(args)
+        if args.command == "ota":
+            return run_ota(args)
         return asyncio.run(_connect(args))
-    except (_UsageError, ConfigurationError) as error:
+    except (_UsageError, ConfigurationError, OtaUsageError) as error:
         print(f"usmp {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

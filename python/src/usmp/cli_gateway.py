@@ -116,6 +116,15 @@ def add_parser(commands: Any) -> None:
     gateway.add_argument(
         "--handshake-burst", type=int, default=ServerConfig.handshake_burst, metavar="N", help="(default: %(default)s)"
     )
+    gateway.add_argument(
+        "--ota",
+        action="store_true",
+        help="run the registry's OTA jobs (usmp ota push --registry) for the devices whose sessions this "
+        "gateway holds; job changes go to <prefix>/<id>/ota",
+    )
+    gateway.add_argument(
+        "--ota-concurrency", type=int, default=4, metavar="N", help="OTA: at most N transfers at once (default: 4)"
+    )
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -161,6 +170,9 @@ def _settings(args: argparse.Namespace) -> MqttSettings:
 def run(args: argparse.Namespace) -> int:
     from .gateway import GatewayConfig, parse_listen, parse_serial
 
+    if args.ota_concurrency < 1:
+        raise ConfigurationError(f"--ota-concurrency must be at least 1, got {args.ota_concurrency}")
+
     listeners: list[Listener] = [parse_listen(text) for text in args.listen]
     listeners += [parse_serial(text) for text in args.serial]
     if not listeners:
@@ -197,6 +209,15 @@ async def _run(
     metrics = GatewayMetrics() if metrics_at is not None else None
     location = args.registry or os.environ.get(LOCATION_ENV) or DEFAULT_LOCATION
     gateway = Gateway(location, listeners, mqtt=settings, config=config, wrap_key=_wrap_key(), metrics=metrics)
+    ota = None
+    if args.ota:
+        from .gateway_ota import GatewayOta
+
+        try:
+            ota = GatewayOta(gateway, location, _wrap_key(), args.ota_concurrency)
+        except RegistryError as error:
+            print(f"usmp gateway: registry {location}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
     try:
         await gateway.start()
     except OSError as error:
@@ -234,9 +255,14 @@ async def _run(
     serial = [str(listener) for listener in listeners if listener.transport == "serial"]
     where = ", ".join([where] + serial if where else serial)
     extra = f", metrics on http://{_address(*metrics_at)}/metrics" if metrics_at is not None else ""
+    if ota is not None:
+        ota.start()
+        extra += ", OTA jobs from the registry"
     print(f"gateway {config.name} listening on {where}; broker {settings.describe()}{extra}", flush=True)
     await stop.wait()
     print("stopping", flush=True)
+    if ota is not None:
+        await ota.stop()
     await gateway.stop()
     return EXIT_OK
 

@@ -150,6 +150,9 @@ class Topics:
     def status(self, device_id: bytes) -> str:
         return f"{self.prefix}/{device_id.hex()}/status"
 
+    def ota(self, device_id: bytes) -> str:
+        return f"{self.prefix}/{device_id.hex()}/ota"
+
     def gateway_status(self, name: str) -> str:
         return f"{self.prefix}/gateways/{name}/status"
 
@@ -288,6 +291,10 @@ class MqttBridge:
 
     def publish_presence(self, device_id: bytes, status: dict[str, Any]) -> bool:
         return self._publish(self.topics.status(device_id), json.dumps(status, sort_keys=True).encode(), retain=True)
+
+    def publish_ota(self, device_id: bytes, event: bytes) -> bool:
+        """A change of the device's OTA job (spec/ota.md 6; usmp.ota_server.event_payload), retained."""
+        return self._publish(self.topics.ota(device_id), event, retain=True)
 
     def publish_wake(self, gateway: str, device_id: bytes) -> bool:
         return self._publish(self.topics.gateway_wake(gateway), device_id.hex().encode(), retain=False)

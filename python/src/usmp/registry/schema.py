@@ -79,6 +79,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX downlinks_by_device ON downlinks (device_id, id)",
         ),
     ),
+    Migration(
+        4,
+        "OTA jobs (spec/ota.md 6; usmp ota push --registry)",
+        (
+            # One row per job; a device's unfinished one is the job its gateway
+            # runs. image_path is the signed file (manifest || image) on the
+            # gateways' file system; manifest_digest pins its contents.
+            "CREATE TABLE ota_jobs ("
+            " job_id {serial},"
+            " device_id {blob} NOT NULL REFERENCES devices (device_id),"
+            " image_path TEXT NOT NULL,"
+            " firmware_version BIGINT NOT NULL,"
+            " image_size BIGINT NOT NULL,"
+            " manifest_digest {blob} NOT NULL,"
+            " state TEXT NOT NULL,"
+            " acknowledged BIGINT NOT NULL,"
+            " result TEXT,"
+            " created DOUBLE PRECISION NOT NULL,"
+            " updated DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX ota_jobs_by_device ON ota_jobs (device_id, job_id)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,6 +23,9 @@ packages=(
   python3-kconfiglib python3-yaml git
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
   python3-setuptools python3-venv python3-pip
+  # The Wireshark dissector's tests (tests/wireshark): tshark decodes,
+  # dumpcap (wireshark-common) captures the live sessions on lo.
+  tshark
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.
@@ -98,6 +101,9 @@ if [ ${#missing_sources[@]} -gt 0 ]; then
 fi
 $SUDO apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
+  # wireshark-common asks whether non-root users may capture (a setuid
+  # dumpcap); answer no beforehand: the tests capture as root.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ${#missing_sources[@]} -gt 0 ]; then

@@ -157,6 +157,10 @@ static int on_event(usmp_ctx_t *ctx, const usmp_event_t *ev, uint32_t now, int r
     } else if (ev->type == USMP_EVENT_CLOSED) {
         log_event("gateway closed the session", USMP_OK, NULL);
         rc = USMP_ERR_PEER_CLOSED;
+    } else if (ev->type == USMP_EVENT_CONTROL) {
+        /* Spec 6.7: never a message for usmp_recv; a channel nothing
+         * handles is discarded and counted. */
+        ctx->stats.control_discarded++;
     }
     return rc;
 }

@@ -53,12 +53,12 @@ static int is_handshake_state(uint8_t state)
 
 static int is_defined_type(uint8_t type)
 {
-    return (type >= USMP_TYPE_HELLO && type <= USMP_TYPE_COOKIE) || type == USMP_TYPE_ERROR;
+    return (type >= USMP_TYPE_HELLO && type <= USMP_TYPE_CONTROL) || type == USMP_TYPE_ERROR;
 }
 
 static int is_record_type(uint8_t type)
 {
-    return type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT;
+    return (type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT) || type == USMP_TYPE_CONTROL;
 }
 
 /* Where each handshake phase's material dies (the table above struct
@@ -819,7 +819,7 @@ static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uin
     return USMP_OK;
 }
 
-/* Rows 29-33: an authenticated record's payload. */
+/* Rows 29-33 and 61: an authenticated record's payload. */
 static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payload, size_t len,
                              uint64_t seq, usmp_event_t *ev)
 {
@@ -853,6 +853,17 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
         ev->type = USMP_EVENT_PONG;
         ev->data = payload;
         ev->len = len;
+        return USMP_OK;
+    case USMP_TYPE_CONTROL:
+        /* Row 61, spec 6.7: a channel byte, then the body; reported apart
+         * from messages, and a partial message is left as it is. */
+        if (len == 0u) {
+            return violation(e, USMP_ERR_MALFORMED);
+        }
+        ev->type = USMP_EVENT_CONTROL;
+        ev->channel = payload[0];
+        ev->data = payload + 1;
+        ev->len = len - 1u;
         return USMP_OK;
     default: /* USMP_TYPE_BYE */
         if (len != 1u) {
@@ -948,7 +959,7 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
 
 #endif /* USMP_DATAGRAM */
 
-/* Rows 29-33: any record in ESTABLISHED. */
+/* Rows 29-33 and 61: any record in ESTABLISHED. */
 static int on_record(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                      uint32_t now, usmp_event_t *ev)
 {
@@ -1020,6 +1031,7 @@ static const transition_t transitions[] = {
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PING,          M_BOTH,     31, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PONG,          M_BOTH,     32, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_BYE,           M_BOTH,     33, on_record },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_CONTROL,       M_BOTH,     61, on_record },
 };
 /* clang-format on */
 
@@ -1148,7 +1160,7 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t
                      size_t *consumed, usmp_event_t *event)
 {
     size_t used = 0;
-    usmp_event_t none = { USMP_EVENT_NONE, NULL, 0 };
+    usmp_event_t none = { USMP_EVENT_NONE, NULL, 0, 0 };
     int rc;
 
     if (event != NULL) {
@@ -1255,6 +1267,40 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
         check_soft_limit(e);
     }
     return (int)chunk;
+}
+
+int usmp_engine_send_control(usmp_engine_t *e, uint8_t channel, const uint8_t *body, size_t len,
+                             uint32_t now_ms)
+{
+    size_t h, room;
+    int rc;
+
+    (void)now_ms;
+    if (e == NULL || (body == NULL && len > 0)) {
+        return USMP_ERR_ARG;
+    }
+    if (e->state == USMP_STATE_FAILED) {
+        return e->error;
+    }
+    if (e->state != USMP_STATE_ESTABLISHED) {
+        return USMP_ERR_STATE;
+    }
+    /* Spec 6.7: not between the fragments of a message (6.4). */
+    if (tx_busy(e) || e->pending != 0 || usmp_fragmenter_remaining(&e->fragmenter) != 0) {
+        return USMP_ERR_WOULD_BLOCK;
+    }
+    h = header_len(e);
+    room = e->tx_cap - h - USMP_TAG_BYTES;
+    /* Row 63: a control message is never fragmented. */
+    if (len >= e->peer_max_record || len >= room) {
+        return USMP_ERR_MESSAGE_TOO_LARGE;
+    }
+    e->tx_buf[h] = channel;
+    if (len > 0) {
+        memcpy(e->tx_buf + h + 1, body, len);
+    }
+    rc = seal_tx(e, USMP_TYPE_CONTROL, 1u + len);
+    return rc == USMP_OK ? USMP_OK : fail(e, rc);
 }
 
 int usmp_engine_close(usmp_engine_t *e, uint8_t code)

@@ -86,6 +86,8 @@ typedef struct {
     uint32_t last_send_wire_bytes;       /* what the last usmp_send put on the wire */
     uint32_t last_rtt_ms;                /* last PING/PONG round trip; 0 if none yet */
     uint32_t reconnects;                 /* sessions re-established by keepalive_tick */
+    /* CONTROL records on a channel nothing handles (spec 6.7) */
+    uint32_t control_discarded;
 #if USMP_DATAGRAM
     /* Datagram transports only (stream errors end the session instead). */
     /* received, then dropped by the engine: a

@@ -515,6 +515,9 @@ void usmp_gw_handle_event(usmp_gateway_session_t *c, const usmp_event_t *ev)
         if (gw->cfg.on_message != NULL) {
             gw->cfg.on_message(gw->cfg.on_message_user, c, ev->data, ev->len);
         }
+    } else if (ev->type == USMP_EVENT_CONTROL) {
+        /* Spec 6.7: this gateway handles no channel; discarded, counted. */
+        gw->stats.control_discarded++;
     }
 }
 

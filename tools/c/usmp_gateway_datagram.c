@@ -436,7 +436,8 @@ static void datagram_input(usmp_gateway_t *gw, const uint8_t *d, size_t len,
     gw->stats.datagrams_in++;
     if (len == 0) {
         gw->stats.handshake_dropped++;
-    } else if (d[0] >= USMP_TYPE_DATA && d[0] <= USMP_TYPE_DATA_FRAGMENT) {
+    } else if ((d[0] >= USMP_TYPE_DATA && d[0] <= USMP_TYPE_DATA_FRAGMENT) ||
+               d[0] == USMP_TYPE_CONTROL) {
         record_input(gw, d, len, from, from_len);
     } else if (d[0] == USMP_TYPE_HELLO || d[0] == USMP_TYPE_HELLO_ACK || d[0] == USMP_TYPE_ERROR) {
         handshake_input(gw, d, len, from, from_len);

@@ -188,6 +188,16 @@ def test_datagram_cookie_handshake_and_records_over_udp(tmp_path: os.PathLike[st
     assert flat(rows, "_ws.expert.message") == []
 
 
+def expected_experts(record: dict[str, Any]) -> list[str]:
+    """records.json's CONTROL records carry "control" after channel 0x01 and
+    op 0x03: an OTA REQUEST of the wrong length, which the dissector flags."""
+    if record["type"] != 0x0B:
+        return []
+    plaintext = bytes.fromhex(record["plaintext"])
+    assert plaintext[:2] == b"\x01\x03"
+    return [f"OTA REQUEST body of {len(plaintext) - 1} bytes, expected 7"]
+
+
 def test_every_record_vector_opens_to_its_plaintext(tmp_path: os.PathLike[str]) -> None:
     """records.json: all four counters (0, 1, 2^32-1, 2^32) in datagram mode,
     counter 0 in stream mode, through the dissector's own AES-256-GCM."""
@@ -204,7 +214,7 @@ def test_every_record_vector_opens_to_its_plaintext(tmp_path: os.PathLike[str]) 
     rows = tshark_fields(udp, ["usmp.seq", "usmp.plaintext", "_ws.expert.message"], prefs=[keylog_pref(keys)])
     assert flat(rows, "usmp.seq") == [str(r["counter"]) for r in datagram]
     assert [row["usmp.plaintext"] for row in rows] == [[r["plaintext"] or "<MISSING>"] for r in datagram]
-    assert flat(rows, "_ws.expert.message") == []
+    assert [row["_ws.expert.message"] for row in rows] == [expected_experts(r) for r in datagram]
 
     capture = Capture(LINKTYPE_RAW)
     for number, record in enumerate(stream):
@@ -216,7 +226,7 @@ def test_every_record_vector_opens_to_its_plaintext(tmp_path: os.PathLike[str]) 
     rows = tshark_fields(path, ["usmp.plaintext", "_ws.expert.message"], prefs=[keylog_pref(keys)],
                          display_filter="usmp.record.counter")
     assert [row["usmp.plaintext"] for row in rows] == [[r["plaintext"] or "<MISSING>"] for r in stream]
-    assert flat(rows, "_ws.expert.message") == []
+    assert [row["_ws.expert.message"] for row in rows] == [expected_experts(r) for r in stream]
 
 
 # --- datagram mode over a serial line (COBS) ---------------------------------------
@@ -326,3 +336,67 @@ def test_malformed_serial_frames_get_expert_info(tmp_path: os.PathLike[str]) -> 
         ["Empty datagram"],
         ["COBS frame without its 00 delimiter"],  # decoded anyway: ERROR(UNEXPECTED)
     ]
+
+
+# --- CONTROL records and the OTA channel (spec 6.7, spec/ota.md) -------------------
+
+
+def sealed_control(tmp_path: os.PathLike[str], plaintexts: list[bytes], name: str) -> tuple[str, str]:
+    """Each plaintext as a datagram CONTROL record from the device, and the key log that opens them."""
+    key, session_id = bytes(range(32, 64)), bytes.fromhex("0b0b0b0102030405")
+    frames = []
+    for seq, plaintext in enumerate(plaintexts):
+        header = bytes([0x0B]) + session_id[:3] + seq.to_bytes(5, "big")
+        nonce = bytes(4) + seq.to_bytes(8, "big")
+        frames.append(("c", header + AESGCM(key).encrypt(nonce, plaintext, header)))
+    keys = keylog_file(tmp_path, [(session_id.hex(), key.hex(), bytes(32).hex())])
+    return datagram_capture(tmp_path, frames, name), keylog_pref(keys)
+
+
+def test_ota_messages_are_named_with_their_fields(tmp_path: os.PathLike[str]) -> None:
+    ota = load("ota.json")
+    messages = ota["messages"]
+    pcap, pref = sealed_control(tmp_path, [bytes.fromhex(m["control_plaintext"]) for m in messages], "ota.pcap")
+    rows = tshark_fields(pcap, ["usmp.control.channel", "usmp.ota.op", "usmp.ota.fw_version", "usmp.ota.state",
+                                "usmp.ota.manifest_digest", "usmp.ota.offset", "usmp.ota.length", "usmp.ota.data",
+                                "usmp.ota.result", "usmp.ota.manifest.firmware_version",
+                                "usmp.ota.manifest.image_sha256", "_ws.col.Info", "_ws.expert.message"],
+                         prefs=[pref])
+    assert len(rows) == len(messages)
+    ops = {"STATUS": 1, "OFFER": 2, "REQUEST": 3, "CHUNK": 4, "RESULT": 5}
+    for row, message in zip(rows, messages):
+        fields = message["fields"]
+        assert row["usmp.control.channel"] == ["0x01"]
+        assert row["usmp.ota.op"] == [f"0x{ops[fields['op']]:02x}"], message["name"]
+        assert row["_ws.expert.message"] == [], message["name"]
+        info = row["_ws.col.Info"][0]
+        if fields["op"] == "STATUS":
+            assert row["usmp.ota.fw_version"] == [str(fields["fw_version"])]
+            assert row["usmp.ota.state"] == [str(fields["state"])]
+            assert row["usmp.ota.manifest_digest"] == [fields["manifest_digest"]]
+        elif fields["op"] == "OFFER":
+            manifest = bytes.fromhex(fields["manifest"])
+            assert row["usmp.ota.manifest.firmware_version"] == [str(int.from_bytes(manifest[8:12], "big"))]
+            assert row["usmp.ota.manifest.image_sha256"] == [manifest[28:60].hex()]
+        elif fields["op"] == "REQUEST":
+            assert (row["usmp.ota.offset"], row["usmp.ota.length"]) == ([str(fields["offset"])], [str(fields["length"])])
+        elif fields["op"] == "CHUNK":
+            assert (row["usmp.ota.offset"], row["usmp.ota.data"]) == ([str(fields["offset"])], [fields["data"]])
+        else:
+            assert row["usmp.ota.result"] == [f"0x{fields['code']:02x}"]
+            names = {code: name for name, code in ota["result_codes"].items()}
+            assert info.endswith("OTA RESULT " + names[fields["code"]] + ")"), info
+
+
+def test_malformed_ota_messages_get_expert_info(tmp_path: os.PathLike[str]) -> None:
+    malformed = load("ota.json")["malformed"]
+    plaintexts = [b"\x01" + bytes.fromhex(m["body"]) for m in malformed] + [b""]
+    pcap, pref = sealed_control(tmp_path, plaintexts, "ota-bad.pcap")
+    rows = tshark_fields(pcap, ["_ws.expert.message"], prefs=[pref])
+    assert len(rows) == len(plaintexts)
+    for row, case in zip(rows, malformed):
+        assert len(row["_ws.expert.message"]) == 1, case["name"]
+        message = row["_ws.expert.message"][0]
+        assert message.startswith(("OTA ", "Unknown OTA op", "Empty OTA", "STATUS state", "REQUEST of length 0")), (
+            case["name"], message)
+    assert rows[-1]["_ws.expert.message"] == ["CONTROL record with an empty plaintext"]

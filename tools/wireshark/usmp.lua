@@ -11,7 +11,8 @@ Three entry points, one per capture form (docs/wireshark.md):
               the line's bytes, COBS(frame) || 00 each, in a pcap of link
               type USER0 (DLT 147) mapped with the user_dlts table
 
-Records (types 0x05-0x09) are AES-256-GCM protected (section 6.1). With a
+Records (types 0x05-0x09 and CONTROL 0x0B, whose OTA channel is decoded
+after spec/ota.md) are AES-256-GCM protected (section 6.1). With a
 key log (preference "keylog_file", or the USMP_KEYLOG_FILE environment
 variable) the dissector opens them and shows their plaintext. Wireshark 4.0's
 Lua has no cipher binding (GcryptCipher arrived in later releases), so the
@@ -37,14 +38,14 @@ local usmp_cobs = Proto("usmp_cobs", "USMP v1 serial line (COBS)")
 
 local T_HELLO, T_CHALLENGE, T_HELLO_ACK, T_SESSION_OK = 0x01, 0x02, 0x03, 0x04
 local T_DATA, T_PING, T_PONG, T_BYE, T_DATA_FRAGMENT = 0x05, 0x06, 0x07, 0x08, 0x09
-local T_COOKIE, T_ERROR = 0x0A, 0xFF
+local T_COOKIE, T_CONTROL, T_ERROR = 0x0A, 0x0B, 0xFF
 
 -- Section 2, frame types.
 local type_names = {
     [T_HELLO] = "HELLO", [T_CHALLENGE] = "CHALLENGE", [T_HELLO_ACK] = "HELLO_ACK",
     [T_SESSION_OK] = "SESSION_OK", [T_DATA] = "DATA", [T_PING] = "PING", [T_PONG] = "PONG",
     [T_BYE] = "BYE", [T_DATA_FRAGMENT] = "DATA_FRAGMENT", [T_COOKIE] = "COOKIE",
-    [T_ERROR] = "ERROR",
+    [T_CONTROL] = "CONTROL", [T_ERROR] = "ERROR",
 }
 
 -- Section 9.1, the codes carried by ERROR and BYE.
@@ -68,7 +69,25 @@ local handshake_body = {
 }
 local HELLO_WITH_COOKIE_BODY = 60
 
-local function is_record(t) return t >= T_DATA and t <= T_DATA_FRAGMENT end
+-- Section 6.7: CONTROL records and their channels.
+local CHANNEL_OTA = 0x01
+local channel_names = { [0x00] = "reserved", [CHANNEL_OTA] = "OTA" }
+
+-- spec/ota.md section 3: the OTA channel's messages, their body lengths
+-- (op included; CHUNK: at least) and RESULT codes.
+local OTA_STATUS, OTA_OFFER, OTA_REQUEST, OTA_CHUNK, OTA_RESULT = 0x01, 0x02, 0x03, 0x04, 0x05
+local ota_op_names = {
+    [OTA_STATUS] = "STATUS", [OTA_OFFER] = "OFFER", [OTA_REQUEST] = "REQUEST",
+    [OTA_CHUNK] = "CHUNK", [OTA_RESULT] = "RESULT",
+}
+local ota_body_len = { [OTA_STATUS] = 60, [OTA_OFFER] = 125, [OTA_REQUEST] = 7, [OTA_CHUNK] = 6, [OTA_RESULT] = 6 }
+local ota_result_names = {
+    [0x00] = "ACTIVATED", [0x01] = "BAD_SIGNATURE", [0x02] = "WRONG_HARDWARE", [0x03] = "NOT_NEWER",
+    [0x04] = "HASH_MISMATCH", [0x05] = "FLASH_ERROR", [0x06] = "TOO_LARGE", [0x07] = "MALFORMED",
+}
+local ota_state_names = { [0] = "idle", [1] = "receiving" }
+
+local function is_record(t) return (t >= T_DATA and t <= T_DATA_FRAGMENT) or t == T_CONTROL end
 
 --------------------------------------------------------------------------
 -- Fields
@@ -113,6 +132,27 @@ local f = {
     fragment_total = ProtoField.uint16("usmp.fragment.total", "Message total length", base.DEC),
     fragment_offset = ProtoField.uint16("usmp.fragment.offset", "Chunk offset", base.DEC),
     fragment_chunk = ProtoField.bytes("usmp.fragment.chunk", "Chunk"),
+    control_channel = ProtoField.uint8("usmp.control.channel", "Control channel", base.HEX, channel_names),
+    control_body = ProtoField.bytes("usmp.control.body", "Control body"),
+    -- OTA channel (spec/ota.md)
+    ota_op = ProtoField.uint8("usmp.ota.op", "OTA op", base.HEX, ota_op_names),
+    ota_fw_version = ProtoField.uint32("usmp.ota.fw_version", "Running firmware version", base.DEC),
+    ota_hardware_id = ProtoField.bytes("usmp.ota.hardware_id", "Hardware id"),
+    ota_state = ProtoField.uint8("usmp.ota.state", "State", base.DEC, ota_state_names),
+    ota_manifest_digest = ProtoField.bytes("usmp.ota.manifest_digest", "Manifest digest"),
+    ota_next_offset = ProtoField.uint32("usmp.ota.next_offset", "Next offset", base.DEC),
+    ota_max_chunk = ProtoField.uint16("usmp.ota.max_chunk", "Largest chunk", base.DEC),
+    ota_offset = ProtoField.uint32("usmp.ota.offset", "Offset", base.DEC),
+    ota_length = ProtoField.uint16("usmp.ota.length", "Length", base.DEC),
+    ota_data = ProtoField.bytes("usmp.ota.data", "Image bytes"),
+    ota_result = ProtoField.uint8("usmp.ota.result", "Result", base.HEX, ota_result_names),
+    manifest = ProtoField.bytes("usmp.ota.manifest", "Manifest"),
+    manifest_format = ProtoField.uint8("usmp.ota.manifest.format", "Format", base.DEC),
+    manifest_image_size = ProtoField.uint32("usmp.ota.manifest.image_size", "Image size", base.DEC),
+    manifest_version = ProtoField.uint32("usmp.ota.manifest.firmware_version", "Firmware version", base.DEC),
+    manifest_hardware_id = ProtoField.bytes("usmp.ota.manifest.hardware_id", "Hardware id"),
+    manifest_sha256 = ProtoField.bytes("usmp.ota.manifest.image_sha256", "Image SHA-256"),
+    manifest_signature = ProtoField.bytes("usmp.ota.manifest.signature", "Ed25519 signature"),
     -- COBS (10)
     cobs_encoded = ProtoField.bytes("usmp_cobs.encoded", "COBS-encoded frame"),
     cobs_length = ProtoField.uint16("usmp_cobs.decoded_length", "Decoded length", base.DEC),
@@ -130,6 +170,8 @@ local e = {
                                expert.group.PROTOCOL, expert.severity.ERROR),
     bad_payload = ProtoExpert.new("usmp.bad_payload", "Record payload invalid for its type",
                                   expert.group.MALFORMED, expert.severity.ERROR),
+    bad_ota = ProtoExpert.new("usmp.ota.malformed", "Malformed OTA message (spec/ota.md 3.6)",
+                              expert.group.MALFORMED, expert.severity.WARN),
     bad_tag = ProtoExpert.new("usmp.bad_tag", "Record does not decrypt with the logged keys",
                               expert.group.DECRYPTION, expert.severity.WARN),
     no_key = ProtoExpert.new("usmp.no_key", "Record not decrypted: no key for its session",
@@ -430,6 +472,59 @@ local function handshake_length_ok(t, len, datagram)
     return handshake_body[t] == len
 end
 
+-- An OTA message (spec/ota.md section 3); `b` is the Tvb of the body
+-- (op and fields). Returns the Info summary.
+local function dissect_ota(b, tree)
+    local n = b:len()
+    local op = b(0, 1):uint()
+    tree:add(f.ota_op, b(0, 1))
+    local name = ota_op_names[op]
+    if name == nil then
+        tree:add_proto_expert_info(e.bad_ota, string.format("Unknown OTA op 0x%02x", op))
+        return string.format("OTA op 0x%02x", op)
+    end
+    local want = ota_body_len[op]
+    if (op == OTA_CHUNK and n < want) or (op ~= OTA_CHUNK and n ~= want) then
+        tree:add_proto_expert_info(e.bad_ota, string.format("OTA %s body of %d bytes, expected %s%d",
+                                                            name, n, op == OTA_CHUNK and "at least " or "", want))
+        return "OTA " .. name .. " (malformed)"
+    end
+    if op == OTA_STATUS then
+        tree:add(f.ota_fw_version, b(1, 4))
+        tree:add(f.ota_hardware_id, b(5, 16))
+        local state = tree:add(f.ota_state, b(21, 1))
+        if b(21, 1):uint() > 1 then state:add_proto_expert_info(e.bad_ota, "STATUS state other than 0 or 1") end
+        tree:add(f.ota_manifest_digest, b(22, 32))
+        tree:add(f.ota_next_offset, b(54, 4))
+        tree:add(f.ota_max_chunk, b(58, 2))
+        return string.format("OTA STATUS version %d, %s", b(1, 4):uint(),
+                             ota_state_names[b(21, 1):uint()] or "bad state")
+    elseif op == OTA_OFFER then
+        local m = tree:add(f.manifest, b(1, 124))
+        m:add(f.manifest_format, b(1, 1))
+        m:add(f.manifest_image_size, b(5, 4))
+        m:add(f.manifest_version, b(9, 4))
+        m:add(f.manifest_hardware_id, b(13, 16))
+        m:add(f.manifest_sha256, b(29, 32))
+        m:add(f.manifest_signature, b(61, 64))
+        return string.format("OTA OFFER version %d, %d bytes", b(9, 4):uint(), b(5, 4):uint())
+    elseif op == OTA_REQUEST then
+        tree:add(f.ota_offset, b(1, 4))
+        local length = tree:add(f.ota_length, b(5, 2))
+        if b(5, 2):uint() == 0 then length:add_proto_expert_info(e.bad_ota, "REQUEST of length 0") end
+        return string.format("OTA REQUEST offset %d length %d", b(1, 4):uint(), b(5, 2):uint())
+    elseif op == OTA_CHUNK then
+        tree:add(f.ota_offset, b(1, 4))
+        tree:add(f.ota_data, b(5))
+        return string.format("OTA CHUNK offset %d, %d bytes", b(1, 4):uint(), n - 5)
+    else
+        tree:add(f.ota_result, b(1, 1))
+        tree:add(f.ota_fw_version, b(2, 4))
+        local code = b(1, 1):uint()
+        return "OTA RESULT " .. (ota_result_names[code] or string.format("0x%02x (reserved)", code))
+    end
+end
+
 -- The plaintext of an opened record (section 6.3, 6.4).
 local function dissect_plaintext(t, plaintext, tree, pinfo)
     local ptvb = ByteArray.new(plaintext, true):tvb("USMP plaintext")
@@ -458,6 +553,23 @@ local function dissect_plaintext(t, plaintext, tree, pinfo)
             pt:add_proto_expert_info(e.bad_payload, "DATA_FRAGMENT with an empty chunk")
         end
         return string.format("offset %d of %d", ptvb(2, 2):uint(), ptvb(0, 2):uint())
+    elseif t == T_CONTROL then
+        -- Section 6.7: channel || body, 1 ... max_record bytes.
+        if n < 1 then
+            pt:add_proto_expert_info(e.bad_payload, "CONTROL record with an empty plaintext")
+            return nil
+        end
+        pt:add(f.control_channel, ptvb(0, 1))
+        local channel = ptvb(0, 1):uint()
+        if n > 1 then pt:add(f.control_body, ptvb(1)) end
+        if channel == CHANNEL_OTA then
+            if n == 1 then
+                pt:add_proto_expert_info(e.bad_ota, "Empty OTA message")
+                return "OTA (empty)"
+            end
+            return dissect_ota(ptvb(1):tvb(), pt)
+        end
+        return string.format("channel 0x%02x, %d bytes", channel, n - 1)
     end
     return nil
 end

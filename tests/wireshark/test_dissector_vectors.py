@@ -132,6 +132,23 @@ def test_stream_records_decrypt_with_the_key_log(tmp_path: os.PathLike[str], cut
     assert flat(rows, "_ws.expert.message") == []
 
 
+def test_other_ports_decode_through_decode_as_or_the_port_preferences(tmp_path: os.PathLike[str]) -> None:
+    stream_case, datagram_case = handshake("stream-basic"), handshake("datagram-basic")
+    capture = Capture(LINKTYPE_RAW)
+    flow = TcpFlow(capture, CLIENT, ("10.0.0.1", 7000)).open()
+    flow.send("c", bytes.fromhex(stream_case["frames"]["hello"]))
+    capture.add(udp_packet(CLIENT, ("10.0.0.1", 7001), bytes.fromhex(datagram_case["frames"]["hello"])))
+    path = os.path.join(tmp_path, "ports.pcap")
+    capture.write(path)
+    fields = ["usmp.hello.e_c"]
+    assert tshark_fields(path, fields, display_filter="usmp.type") == []  # not on 9000: not USMP
+    expected = [stream_case["client_ephemeral_public"], datagram_case["client_ephemeral_public"]]
+    rows = tshark_fields(path, fields, decode_as=["tcp.port==7000,usmp", "udp.port==7001,usmp_dgram"])
+    assert flat(rows, "usmp.hello.e_c") == expected
+    rows = tshark_fields(path, fields, prefs=["usmp.tcp_port:7000", "usmp.udp_port:7001"])
+    assert flat(rows, "usmp.hello.e_c") == expected
+
+
 def test_stream_record_with_a_flipped_bit_is_flagged(tmp_path: os.PathLike[str]) -> None:
     case = dict(handshake("stream-basic"))
     records = [dict(r) for r in case["records"]]

@@ -102,6 +102,7 @@ def udp_packet(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> by
 
 def tshark_fields(pcap: str, fields: list[str], *, prefs: list[str] | None = None,
                   display_filter: str | None = None, two_pass: bool = True,
+                  decode_as: list[str] | None = None,
                   env: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
     """Dissects `pcap` with usmp.lua and returns, per packet shown, each
     field's values (all occurrences, in order)."""
@@ -113,6 +114,8 @@ def tshark_fields(pcap: str, fields: list[str], *, prefs: list[str] | None = Non
         command.append("-2")
     for preference in prefs or []:
         command += ["-o", preference]
+    for rule in decode_as or []:
+        command += ["-d", rule]
     if display_filter:
         command += ["-Y", display_filter]
     for name in fields:

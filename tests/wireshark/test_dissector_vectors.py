@@ -417,3 +417,45 @@ def test_malformed_ota_messages_get_expert_info(tmp_path: os.PathLike[str]) -> N
         assert message.startswith(("OTA ", "Unknown OTA op", "Empty OTA", "STATUS state", "REQUEST of length 0")), (
             case["name"], message)
     assert rows[-1]["_ws.expert.message"] == ["CONTROL record with an empty plaintext"]
+
+
+# --- robustness ----------------------------------------------------------------------
+
+
+def test_random_input_never_raises_a_lua_error(tmp_path: os.PathLike[str]) -> None:
+    """Seeded random frames of every type byte and length, on UDP, TCP and a
+    serial line, with a key log whose session index they carry: the
+    dissector flags them; none makes the script fail."""
+    import random
+
+    rng = random.Random(15)
+    types = list(range(0x00, 0x0D)) + [0x42, 0xFF]
+    keys = keylog_file(tmp_path, [("a1b2c3" + "00" * 5, "11" * 32, "22" * 32)])
+
+    def frame() -> bytes:
+        body = bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 2, 8, 16, 24, 25, 40, 43, 44, 54, 60, 70])))
+        if rng.random() < 0.5 and len(body) >= 3:
+            body = bytes.fromhex("a1b2c3") + body[3:]
+        return bytes([rng.choice(types)]) + body
+
+    udp = Capture(LINKTYPE_RAW)
+    for _ in range(150):
+        udp.add(udp_packet(CLIENT, GATEWAY, frame()))
+    tcp = Capture(LINKTYPE_RAW)
+    flow = TcpFlow(tcp, CLIENT, GATEWAY).open()
+    flow.send("s", bytes.fromhex("040018a1b2c30000000000") + bytes(16))
+    for _ in range(150):
+        data = frame()
+        stream = data[:1] + len(data[1:]).to_bytes(2, "big") + data[1:] if rng.random() < 0.7 else data
+        flow.send(rng.choice("cs"), stream)
+    serial = Capture(LINKTYPE_USER0)
+    for _ in range(150):
+        serial.add(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
+
+    for name, capture, prefs in (("udp", udp, []), ("tcp", tcp, ["tcp.desegment_tcp_streams:FALSE"]),
+                                 ("tcp-reassembled", tcp, []), ("serial", serial, [USER0_PREFERENCE])):
+        path = os.path.join(tmp_path, f"random-{name}.pcap")
+        capture.write(path)
+        rows = tshark_fields(path, ["_ws.expert.message"], prefs=[keylog_pref(keys), *prefs])
+        errors = [m for m in flat(rows, "_ws.expert.message") if "Lua" in m]
+        assert errors == [], (name, errors[:3])

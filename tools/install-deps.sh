@@ -30,6 +30,9 @@ packages=(
   # The gateway (usmp gateway): its MQTT client and metrics, and the broker
   # and command-line clients its tests and the README's quick start run.
   python3-paho-mqtt python3-prometheus-client mosquitto mosquitto-clients
+  # The Wireshark dissector's tests (tests/wireshark): tshark decodes,
+  # dumpcap (wireshark-common) captures the live sessions on lo.
+  tshark
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.
@@ -105,6 +108,9 @@ if [ ${#missing_sources[@]} -gt 0 ]; then
 fi
 $SUDO apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
+  # wireshark-common asks whether non-root users may capture (a setuid
+  # dumpcap); answer no beforehand: the tests capture as root.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ${#missing_sources[@]} -gt 0 ]; then

@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from . import cli_discovery
 from .config import ServerConfig
 from .errors import ConfigurationError, ConnectionLost
 from .registry import DEFAULT_LOCATION, LOCATION_ENV, WRAP_KEY_ENV, RegistryError, parse_wrap_key
@@ -98,6 +99,7 @@ def add_parser(commands: Any) -> None:
     gateway.add_argument(
         "--handshake-burst", type=int, default=ServerConfig.handshake_burst, help="(default: %(default)s)"
     )
+    cli_discovery.add_announce_options(gateway)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -212,13 +214,21 @@ async def _run(
             os.replace(path + ".tmp", path)
 
         loop.add_signal_handler(signal.SIGUSR1, write_snapshot)
+    try:
+        announcements = await cli_discovery.start_announcements(args, config.name, gateway.addresses(), gateway.snapshot)
+    except (OSError, ConfigurationError) as error:
+        print(f"usmp gateway: {error}", file=sys.stderr)
+        await gateway.stop()
+        return EXIT_FAILURE
     where = ", ".join(f"{transport} {_address(host, port)}" for transport, host, port in gateway.addresses())
     serial = [str(listener) for listener in listeners if listener.transport == "serial"]
     where = ", ".join([where] + serial if where else serial)
     extra = f", metrics on http://{_address(*metrics_at)}/metrics" if metrics_at is not None else ""
-    print(f"gateway {config.name} listening on {where}; broker {settings.describe()}{extra}", flush=True)
+    print(f"gateway {config.name} listening on {where}; broker {settings.describe()}{extra}"
+          f"{announcements.describe()}", flush=True)
     await stop.wait()
     print("stopping", flush=True)
+    await announcements.stop()
     await gateway.stop()
     return EXIT_OK
 

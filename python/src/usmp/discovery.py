@@ -80,7 +80,11 @@ def _local_ipv4_addresses() -> list[str]:
 
 def _advertised_addresses(host: str) -> list[str]:
     if host in ("", "0.0.0.0", "::"):
-        return _local_ipv4_addresses()
+        # A loopback address in an answer sent to the LAN would point a device
+        # at itself: it is left out unless the host has nothing else.
+        every = _local_ipv4_addresses()
+        routable = [address for address in every if not ipaddress.ip_address(address).is_loopback]
+        return routable or every
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

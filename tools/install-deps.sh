@@ -30,6 +30,12 @@ packages=(
   # The gateway (usmp gateway): its MQTT client and metrics, and the broker
   # and command-line clients its tests and the README's quick start run.
   python3-paho-mqtt python3-prometheus-client mosquitto mosquitto-clients
+  # Discovery and the monitor: mDNS advertising and `usmp scan`
+  # (python3-zeroconf), `usmp monitor` (python3-rich); usmp_device resolves
+  # through avahi-daemon (libavahi-client-dev, the daemon and its D-Bus and
+  # avahi-browse for the tests); the tests build a LAN of network namespaces
+  # (iproute2) and drive the monitor in tmux.
+  python3-zeroconf python3-rich libavahi-client-dev avahi-daemon avahi-utils dbus iproute2 tmux
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.

@@ -161,6 +161,23 @@ def test_device_commands_with_a_wrap_key_and_without_it(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "must be 32 (64 hex digits)" in bad.stderr and "42" * 16 not in bad.stderr
 
 
+def test_device_rewrap_turns_wrapping_on_and_the_registry_then_needs_the_key(tmp_path: Path) -> None:
+    psk = usmp("device", "add", "--id", "deadbeef0001", cwd=tmp_path).stdout.strip()
+    unset = usmp("device", "rewrap", "--new-key-env", "NEW_KEY", cwd=tmp_path)
+    assert unset.returncode == 2 and "NEW_KEY is not set" in unset.stderr
+    result = usmp("device", "rewrap", "--new-key-env", "NEW_KEY", cwd=tmp_path, env={"NEW_KEY": WRAP_KEY_HEX})
+    assert result.returncode == 0, result.stderr
+    assert "1 PSK(s) of devices.db now wrapped under the key in $NEW_KEY" in result.stderr
+    assert WRAP_KEY_HEX not in result.stdout + result.stderr
+    assert bytes.fromhex(psk) not in (tmp_path / "devices.db").read_bytes()
+    without = usmp("device", "list", cwd=tmp_path)
+    assert without.returncode == 1 and "set USMP_REGISTRY_WRAP_KEY" in without.stderr
+    with open_registry(str(tmp_path / "devices.db"), wrap_key=bytes.fromhex(WRAP_KEY_HEX)) as registry:
+        assert registry.psk_for(DEVICE) == bytes.fromhex(psk)
+    plain = usmp("device", "rewrap", "--plain", cwd=tmp_path, env={"USMP_REGISTRY_WRAP_KEY": WRAP_KEY_HEX})
+    assert plain.returncode == 0 and usmp("device", "list", cwd=tmp_path).returncode == 0
+
+
 def test_device_add_and_list_on_postgresql(tmp_path: Path, postgres_cluster: PostgresCluster) -> None:
     url = postgres_cluster.new_database()
     added = usmp("device", "add", "--id", "deadbeef0001", "--label", "pg", "--registry", url, cwd=tmp_path)
@@ -172,7 +189,7 @@ def test_device_add_and_list_on_postgresql(tmp_path: Path, postgres_cluster: Pos
     assert not list(tmp_path.iterdir()), "no SQLite file made on the side"
 
 
-@pytest.mark.parametrize("action", [["list"], ["revoke", "deadbeef0001"], ["rotate", "deadbeef0001"], ["import", "f"]])
+@pytest.mark.parametrize("action", [["list"], ["revoke"], ["rotate"], ["import"], ["rewrap"]])
 def test_device_help_of_every_action(tmp_path: Path, action: list[str]) -> None:
     result = usmp("device", action[0], "--help", cwd=tmp_path)
     assert result.returncode == 0 and "--registry" in result.stdout

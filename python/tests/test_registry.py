@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 import threading
@@ -346,6 +347,18 @@ def test_close_wakes_a_wait_for_changes_at_once(opened: Callable[..., Registry])
     timer.join()
 
 
+def test_a_closed_registry_refuses_every_call(location: str) -> None:
+    registry = open_registry(location)
+    registry.add_device(DEVICE)
+    registry.close()
+    with pytest.raises(RegistryError):
+        registry.psk_for(DEVICE)
+    with pytest.raises(RegistryError):
+        registry.add_device(OTHER)
+    with open_registry(location) as again:
+        assert again.psk_for(OTHER) is None
+
+
 def test_concurrent_enqueues_never_exceed_the_bound(opened: Callable[..., Registry]) -> None:
     setup = opened()
     setup.add_device(DEVICE)
@@ -515,6 +528,14 @@ def test_open_refuses_a_database_from_a_newer_version(location: str) -> None:
         open_registry(location)
 
 
+def test_docs_list_every_migration_and_the_current_schema_version() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "registry.md").read_text()
+    migrations = text.split("## Migrations", 1)[1].split("\n## ", 1)[0]
+    listed = [int(n) for n in re.findall(r"^\| (\d+) \|", migrations, re.M)]
+    assert listed == [m.version for m in MIGRATIONS]
+    assert f"Version {SCHEMA_VERSION}." in text.split("## Schema", 1)[1]
+
+
 def test_concurrent_first_opens_migrate_once(location: str) -> None:
     errors: list[BaseException] = []
     registries: list[Registry] = []
@@ -591,7 +612,7 @@ def test_opening_a_wrapped_registry_without_the_key_or_with_another_is_a_clear_e
     open_registry(location, wrap_key=WRAP_KEY).close()
     with pytest.raises(RegistryError, match="wrapped .AES-256-GCM.: set USMP_REGISTRY_WRAP_KEY"):
         open_registry(location)
-    with pytest.raises(RegistryError, match="USMP_REGISTRY_WRAP_KEY is not the key"):
+    with pytest.raises(RegistryError, match="USMP_REGISTRY_WRAP_KEY is not the wrap key"):
         open_registry(location, wrap_key=b"\x01" * 32)
 
 
@@ -612,8 +633,28 @@ def test_opening_a_registry_with_an_unknown_wrapping_is_refused_not_read_as_plai
 
 def test_opening_an_unwrapped_registry_with_a_key_is_a_clear_error(location: str) -> None:
     open_registry(location).close()
-    with pytest.raises(RegistryError, match="created without PSK wrapping"):
+    with pytest.raises(RegistryError, match="does not wrap its PSKs: unset USMP_REGISTRY_WRAP_KEY, or wrap them with `usmp device rewrap`"):
         open_registry(location, wrap_key=WRAP_KEY)
+
+
+@pytest.mark.parametrize(
+    "old_key, new_key",
+    [(None, WRAP_KEY), (WRAP_KEY, b"\x07" * 32), (WRAP_KEY, None)],
+    ids=["wrap", "change-key", "unwrap"],
+)
+def test_rewrap_stores_every_psk_under_the_new_key_and_the_registry_then_needs_it(
+    location: str, old_key: bytes | None, new_key: bytes | None
+) -> None:
+    with open_registry(location, wrap_key=old_key) as registry:
+        psks = {DEVICE: registry.add_device(DEVICE), OTHER: registry.add_device(OTHER)}
+        assert registry.rewrap(new_key) == 2
+        assert registry.psk_for(DEVICE) == psks[DEVICE]  # this object follows the change
+    for device_id, psk in psks.items():
+        assert (_stored_psk(location, device_id) == psk) == (new_key is None)
+    with open_registry(location, wrap_key=new_key) as registry:
+        assert all(registry.psk_for(d) == psk for d, psk in psks.items())
+    with pytest.raises(RegistryError, match="USMP_REGISTRY_WRAP_KEY"):
+        open_registry(location, wrap_key=old_key)
 
 
 # --- back-end specifics -------------------------------------------------------------------------------
@@ -676,6 +717,14 @@ def test_postgres_registry_reconnects_after_its_connection_is_killed(postgres_cl
         assert first == psk
         registry.add_device(OTHER)
         assert registry.psk_for(OTHER) is not None
+
+
+def test_a_failed_postgres_connection_leaves_no_file_descriptor_open() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(RegistryError, match="cannot connect"):
+            open_registry("postgresql://usmp@127.0.0.1:1/registry?connect_timeout=2")
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_postgres_errors_never_show_the_password() -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import subprocess
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from gateway_harness import Mosquitto, MqttWatcher, free_port, make_tls_files, wait_until_async  # noqa: E402
+from gateway_harness import REPO, Mosquitto, MqttWatcher, free_port, make_tls_files, wait_until_async  # noqa: E402
 from interop_harness import CBuild, sanitizer_env  # noqa: E402
 
 import paho.mqtt.client as paho  # noqa: E402
-from usmp import ClientConfig, PeerClosed, PeerError, ServerConfig, UDPClient, USMPClient  # noqa: E402
+from usmp import ClientConfig, PeerClosed, PeerError, SerialClient, ServerConfig, UDPClient, USMPClient  # noqa: E402
 from usmp.errors import Condition  # noqa: E402
-from usmp.gateway import Gateway, GatewayConfig, parse_listen  # noqa: E402
+from usmp.gateway import Gateway, GatewayConfig, parse_listen, parse_serial  # noqa: E402
 from usmp.gateway_metrics import GatewayMetrics  # noqa: E402
 from usmp.mqtt_bridge import MqttSettings  # noqa: E402
 from usmp.registry import open_registry  # noqa: E402
@@ -59,16 +60,20 @@ async def running_gateway(
     buffer: int = 10000,
     metrics: GatewayMetrics | None = None,
     listeners: tuple[str, ...] = ("tcp://127.0.0.1:0",),
+    watch_interval: float = 0.2,
+    before_start: Callable[[Gateway], None] | None = None,
 ) -> AsyncIterator[Gateway]:
     gateway = Gateway(
         registry,
         [parse_listen(text) for text in listeners],
         mqtt=MqttSettings("127.0.0.1", broker.port, version=version, buffer_limit=buffer,
                           reconnect_min=0.1, reconnect_max=0.5),
-        config=GatewayConfig(name=name, downlink_ttl=ttl, watch_interval=0.2,
+        config=GatewayConfig(name=name, downlink_ttl=ttl, watch_interval=watch_interval,
                              server=ServerConfig(handshake_rate=1000.0, handshake_burst=1000)),
         metrics=metrics,
     )
+    if before_start is not None:
+        before_start(gateway)
     await gateway.start()
     assert gateway.bridge is not None
     assert await gateway.bridge.wait_connected(10), "the gateway did not connect to the broker"
@@ -327,11 +332,12 @@ def test_uplinks_beyond_the_buffer_bound_are_dropped_and_counted(broker: Mosquit
                 # The presence goes through the same buffer: let it out first.
                 await wait_until_async(lambda: watcher.count(STATUS) == 1, 10, "the device's presence")
                 broker.stop()
-                await wait_until_async(lambda: not gateway.bridge.connected, 10, "the broker gone")  # type: ignore[union-attr]
+                bridge = gateway.bridge
+                await wait_until_async(lambda: not bridge.connected, 10, "the broker gone")
                 for i in range(8):
                     await client.send(b"%d" % i)
                 await wait_until_async(lambda: gateway.uplinks_dropped == 3, 10, "three drops")
-                assert gateway.bridge.queued == 5
+                assert bridge.queued == 5
                 broker.start()
                 await wait_until_async(lambda: len(set(watcher.on(UP))) == 5, 20, "the five buffered uplinks")
             assert sorted(set(watcher.on(UP))) == [b"%d" % i for i in range(5)]
@@ -478,3 +484,71 @@ def test_a_downlink_over_the_devices_max_message_is_rejected_and_never_blocks_th
         run(test)
     finally:
         watcher.stop()
+
+
+def test_uplink_and_downlink_over_a_serial_line(broker: Mosquitto, sqlite_registry: str) -> None:
+    """The gateway's --serial listener, joined to the device by tools/lossy_link.py's two ptys."""
+    psk = add_device(sqlite_registry)
+    relay = subprocess.Popen([sys.executable, str(REPO / "tools" / "lossy_link.py"), "pty"],
+                             stdout=subprocess.PIPE, text=True)
+    watcher = MqttWatcher(broker.port, [UP]).start()
+
+    async def test() -> None:
+        assert relay.stdout is not None
+        device_end = relay.stdout.readline().split()[1]
+        gateway_end = relay.stdout.readline().split()[1]
+        gateway = Gateway(sqlite_registry, [parse_serial(f"{gateway_end}?baud=115200")],
+                          mqtt=MqttSettings("127.0.0.1", broker.port), config=GatewayConfig(name="serial-gw"))
+        await gateway.start()
+        try:
+            assert gateway.bridge is not None and await gateway.bridge.wait_connected(10)
+            client = SerialClient(device_end, 115200, device_id=DEVICE, psk=psk)
+            await client.connect()
+            try:
+                await client.send(b"over the line")
+                await wait_until_async(lambda: watcher.on(UP) == [b"over the line"], 10, "the uplink")
+                watcher.publish(DOWN, b"back over the line")
+                assert await client.recv(timeout=10) == b"back over the line"
+                assert gateway.snapshot()["sessions"][0]["transport"] == "serial"
+            finally:
+                await client.close()
+        finally:
+            await gateway.stop()
+
+    try:
+        run(test)
+    finally:
+        watcher.stop()
+        relay.kill()
+        relay.communicate()
+
+
+def test_a_device_revoked_during_its_handshake_gets_no_session(broker: Mosquitto, sqlite_registry: str) -> None:
+    """Revoked after its key was read, before its session was claimed: the claim fails, the session closes
+    (BYE(REKEY)) at once; the watcher, which would also see it, is set to look only every 60 s."""
+    psk = add_device(sqlite_registry)
+
+    def revoke_after_the_key_lookup(gateway: Gateway) -> None:
+        lookup = gateway._psk_for
+
+        async def lookup_then_revoke(device_id: bytes) -> bytes | None:
+            key = await lookup(device_id)
+            reg = open_registry(sqlite_registry)
+            try:
+                reg.revoke(device_id)
+            finally:
+                reg.close()
+            return key
+
+        gateway._psk_for = lookup_then_revoke  # type: ignore[method-assign]
+
+    async def test() -> None:
+        async with running_gateway(sqlite_registry, broker, watch_interval=60.0,
+                                   before_start=revoke_after_the_key_lookup) as gateway:
+            async with USMPClient("127.0.0.1", port_of(gateway), device_id=DEVICE, psk=psk) as client:
+                with pytest.raises(PeerClosed) as closed:
+                    await client.recv(timeout=5)
+                assert closed.value.reason is Condition.REKEY
+            assert gateway.snapshot()["sessions"] == []
+
+    run(test)

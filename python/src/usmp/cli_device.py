@@ -1,4 +1,4 @@
-"""``usmp device``: add, list, revoke, rotate and import devices of a registry (docs/registry.md).
+"""``usmp device``: add, list, revoke, rotate, import and rewrap devices of a registry (docs/registry.md).
 
 Conventions:
 * The registry is ``--registry LOCATION``, else ``$USMP_REGISTRY``, else
@@ -28,6 +28,7 @@ from .registry import (
     Registry,
     RegistryError,
     open_registry,
+    parse_wrap_key,
     wrap_key_from_environment,
 )
 
@@ -108,6 +109,20 @@ def add_device_commands(commands: Any) -> None:
     )
     importing.add_argument("file", metavar="FILE")
     importing.set_defaults(run=_import)
+
+    rewrap = actions.add_parser(
+        "rewrap",
+        parents=[where],
+        help="wrap the stored PSKs under a new key, or unwrap them",
+        description=f"Store every PSK again: wrapped under the key in the environment variable named by "
+        f"--new-key-env (turning wrapping on, or changing the wrap key), or unwrapped (--plain). The current "
+        f"key, if any, comes from {WRAP_KEY_ENV} as for every action. Stop the gateways first and start them "
+        "with the new key after: a gateway on the old key fails every handshake.",
+    )
+    target = rewrap.add_mutually_exclusive_group(required=True)
+    target.add_argument("--new-key-env", metavar="VAR", help="name of a variable holding the new key (64 hex digits)")
+    target.add_argument("--plain", action="store_true", help="store the PSKs unwrapped")
+    rewrap.set_defaults(run=_rewrap)
 
 
 def _add_nvs_option(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +212,23 @@ def _import(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         added = registry.import_psk_file(args.file)
     print(f"{added} device(s) added from {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _rewrap(args: argparse.Namespace) -> int:
+    new_key = None
+    if args.new_key_env:
+        text = os.environ.get(args.new_key_env)
+        if not text:
+            raise ConfigurationError(f"environment variable {args.new_key_env} is not set")
+        try:
+            new_key = parse_wrap_key(text)
+        except ValueError as error:
+            raise ConfigurationError(str(error).replace(WRAP_KEY_ENV, args.new_key_env)) from None
+    with _open(args) as registry:
+        count = registry.rewrap(new_key)
+    how = f"wrapped under the key in ${args.new_key_env}" if new_key is not None else "unwrapped"
+    print(f"{count} PSK(s) of {registry.location} now {how}; set {WRAP_KEY_ENV} accordingly", file=sys.stderr)
     return EXIT_OK
 
 

@@ -54,7 +54,9 @@ def add_parser(commands: Any) -> None:
     gateway.add_argument("--mqtt-version", choices=("3.1.1", "5"), default="3.1.1", help="(default: %(default)s)")
     gateway.add_argument("--mqtt-username", metavar="NAME", help="MQTT username (or USER@ in the URL)")
     gateway.add_argument("--mqtt-password-env", metavar="VAR", help="environment variable holding the MQTT password")
-    gateway.add_argument("--mqtt-ca", metavar="FILE", help="TLS: CA certificates for the broker (default: the system's)")
+    gateway.add_argument(
+        "--mqtt-ca", metavar="FILE", help="TLS: CA certificates for the broker (default: the system's)"
+    )
     gateway.add_argument("--mqtt-cert", metavar="FILE", help="TLS: client certificate")
     gateway.add_argument("--mqtt-key", metavar="FILE", help="TLS: client certificate's key")
     gateway.add_argument(
@@ -71,7 +73,9 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help="tcp://HOST:PORT or udp://HOST:PORT, repeatable (default: tcp://0.0.0.0:9000)",
     )
-    gateway.add_argument("--serial", action="append", default=[], metavar="PATH[?baud=N]", help="a serial port, repeatable")
+    gateway.add_argument(
+        "--serial", action="append", default=[], metavar="PATH[?baud=N]", help="a serial port, repeatable"
+    )
     gateway.add_argument("--name", help="this gateway's name, unique in the cluster (default: the host name)")
     gateway.add_argument("--topic-prefix", default="usmp", help="(default: %(default)s)")
     gateway.add_argument(

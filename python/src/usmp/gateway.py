@@ -43,7 +43,7 @@ from .datagram import DatagramSession
 from .errors import Condition, ConfigurationError, LocalProtocolError, USMPError
 from .gateway_metrics import GatewayMetrics
 from .mqtt_bridge import MqttBridge, MqttSettings, Topics
-from .registry import Registry, RegistryError, open_registry
+from .registry import Registry, RegistryError, UnknownDevice, open_registry
 from .server import USMPServer
 from .session import Session
 from .transports import DEFAULT_BAUD, Transport, parse_target
@@ -415,6 +415,11 @@ class Gateway:
             self._spawn(older.session.close(Condition.REPLACED))
         try:
             previous = await self._registry.call(lambda r: r.claim_session(device_id, self.name, session_id))
+        except UnknownDevice as error:
+            # Revoked (or removed) between its key lookup and now: the key is withdrawn (spec 13).
+            log.info("device %s: %s; closing its new session", device_id.hex(), error)
+            self._spawn(session.close(KEY_CHANGED))
+            return
         except RegistryError:
             log.exception("claiming the session of device %s failed", device_id.hex())
             previous = None
@@ -427,7 +432,11 @@ class Gateway:
             )
         for hook in self.on_open:
             await _call_hook(hook, session)
-        await self._drain(device_id)
+        try:
+            await self._drain(device_id)
+        except RegistryError:
+            # The session stays: its queue is tried again by reconcile().
+            log.exception("sending the queued downlinks of device %s failed", device_id.hex())
 
     async def _on_data(self, session: AnySession, data: bytes) -> None:
         assert session.device_id is not None and session.session_id is not None

@@ -245,7 +245,9 @@ class MqttBridge:
         self._presence = on_presence
         self._wake = on_wake
         if self.settings.version == "5":
-            self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive, clean_start=True)
+            self._client.connect_async(
+                self.settings.host, self.settings.port, self.settings.keepalive, clean_start=True
+            )
         else:
             self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
         self._client.loop_start()
@@ -353,7 +355,7 @@ class MqttBridge:
             except (ConfigurationError, UnicodeDecodeError, ValueError):
                 log.warning("ignored a wake with a bad device id")
                 return
-            asyncio.run_coroutine_threadsafe(self._wake(woken), loop)
+            asyncio.run_coroutine_threadsafe(self._wake(woken), loop).add_done_callback(_log_failure)
             return
         target = self.topics.device_of(topic, "down")
         if target is not None:
@@ -362,6 +364,8 @@ class MqttBridge:
                 future.result(DOWNLINK_HANDLER_TIMEOUT)
             except concurrent.futures.TimeoutError:
                 log.error("downlink for %s not handled within %.0f s", target.hex(), DOWNLINK_HANDLER_TIMEOUT)
+            except Exception:
+                log.exception("downlink for %s failed", target.hex())
             return
         about = self.topics.device_of(topic, "status")
         if about is not None and payload:
@@ -370,7 +374,14 @@ class MqttBridge:
             except ValueError:
                 return
             if isinstance(status, dict):
-                asyncio.run_coroutine_threadsafe(self._presence(about, status), loop)
+                future = asyncio.run_coroutine_threadsafe(self._presence(about, status), loop)
+                future.add_done_callback(_log_failure)
             return
         if topic.endswith("/down"):
             log.warning("ignored a downlink on %s: not <prefix>/<12 hex digits>/down", topic)
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    """A handler whose result nobody waits for: its exception is logged, not lost."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("handling a broker message failed", exc_info=future.exception())

@@ -29,7 +29,8 @@ def open_registry(location: str, *, wrap_key: bytes | None = None) -> Registry:
     """Opens (creating and migrating as needed) the registry at ``location``.
 
     ``wrap_key`` (32 bytes) wraps PSKs at rest with AES-256-GCM; a registry
-    created with one cannot be opened without it (:class:`RegistryError`).
+    that wraps them cannot be opened without its key, nor one that does not
+    with a key (:class:`RegistryError`; ``Registry.rewrap`` changes it).
     """
     if location.startswith(_POSTGRESQL_SCHEMES):
         from .postgres import PostgresRegistry

@@ -1,12 +1,16 @@
 """The registry's interface and the logic both back ends share (docs/registry.md).
 
 Conventions:
-* Every public method is one database transaction: it either happens
-  whole or raises :class:`RegistryError` and changes nothing.
+* Every public method that writes is one database transaction: it either
+  happens whole or raises :class:`RegistryError` and changes nothing.
 * Device ids are the 6-byte ids of ``usmp.psk.parse_device_id``; PSKs are
   bytes of 16 to 64 (32 when the registry makes them).
 * SQL is written once, with ``?`` placeholders; a back end translates what
   differs (placeholder style, row locks, notifications).
+* Modules of this package that keep more in the registry (tables of a
+  later migration) build on ``_transaction``, ``_device_row``,
+  ``_record_change`` and ``_record_event``: their behaviour, and the
+  lock order (device rows, then counters), stay as described here.
 * Nothing here logs or returns a PSK except :meth:`Registry.psk_for`,
   :meth:`Registry.add_device` and :meth:`Registry.rotate`, whose callers
   asked for it.
@@ -106,6 +110,11 @@ class Registry:
     # --- what a back end provides ------------------------------------------------------------
 
     def _transaction(self, write: bool) -> AbstractContextManager[Transaction]:
+        """A transaction; with ``write=False`` a back end may run each statement on its own.
+
+        Every read below is one statement, or (``changed_since``) two whose
+        result is consistent without a common snapshot.
+        """
         raise NotImplementedError
 
     def _lock_schema(self, tx: Transaction) -> None:
@@ -177,14 +186,14 @@ class Registry:
             if self._wrapper is None:
                 raise RegistryError(
                     f"registry {self.location} keeps its PSKs wrapped (AES-256-GCM): "
-                    f"set {WRAP_KEY_ENV} to the key it was created with"
+                    f"set {WRAP_KEY_ENV} to its wrap key"
                 )
             if not self._wrapper.matches(settings.get(_WRAP_CHECK_SETTING, b"")):
-                raise RegistryError(f"{WRAP_KEY_ENV} is not the key registry {self.location} was created with")
+                raise RegistryError(f"{WRAP_KEY_ENV} is not the wrap key of registry {self.location}")
         elif self._wrapper is not None:
             raise RegistryError(
-                f"registry {self.location} was created without PSK wrapping: unset {WRAP_KEY_ENV}, "
-                "or create a new registry with it set (docs/registry.md)"
+                f"registry {self.location} does not wrap its PSKs: unset {WRAP_KEY_ENV}, "
+                "or wrap them with `usmp device rewrap` (docs/registry.md)"
             )
 
     def _store_psk(self, device_id: bytes, psk: bytes) -> bytes:
@@ -197,6 +206,31 @@ class Registry:
             return self._wrapper.unwrap(device_id, stored)
         except WrapError as error:
             raise RegistryError(f"registry {self.location}: {error}") from None
+
+    def rewrap(self, new_key: bytes | None) -> int:
+        """Stores every PSK again under ``new_key`` (None: unwrapped); the number of keys rewritten.
+
+        Turns wrapping on, changes the wrap key, or turns wrapping off, in
+        one transaction. Other processes keep the key they opened the
+        registry with: stop the gateways first, start them with the new key
+        after (a gateway on the old key fails every handshake).
+        """
+        new_wrapper = PskWrapper(new_key) if new_key is not None else None
+        with self._transaction(write=True) as tx:
+            rows = tx.query("SELECT device_id, psk FROM devices WHERE revoked = 0 ORDER BY device_id" + self._row_lock)
+            for device_id, stored in rows:
+                psk = self._load_psk(bytes(device_id), bytes(stored))
+                again = new_wrapper.wrap(bytes(device_id), psk) if new_wrapper is not None else psk
+                tx.execute("UPDATE devices SET psk = ? WHERE device_id = ?", (again, bytes(device_id)))
+            tx.execute("DELETE FROM settings WHERE name IN (?, ?)", (_WRAPPING_SETTING, _WRAP_CHECK_SETTING))
+            mode = _WRAPPING_AES_GCM if new_wrapper is not None else _WRAPPING_NONE
+            tx.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (_WRAPPING_SETTING, mode))
+            if new_wrapper is not None:
+                tx.execute(
+                    "INSERT INTO settings (name, value) VALUES (?, ?)", (_WRAP_CHECK_SETTING, new_wrapper.check_value())
+                )
+        self._wrapper = new_wrapper
+        return len(rows)
 
     # --- counters -------------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The PostgreSQL back end: one registry shared by several gateways (docs/registry.md).
 
 Conventions:
-* The connection is in autocommit mode; every operation is one explicit
-  transaction (READ COMMITTED). A read that a write depends on locks its
+* The connection is in autocommit mode; every write is one explicit
+  transaction (READ COMMITTED), every read one or two autocommitted
+  statements (see ``Registry._transaction``). A read that a write depends on locks its
   device row (``SELECT ... FOR UPDATE``); counters are bumped with
   ``UPDATE ... RETURNING`` and so commit in order.
 * Migrations run under a transaction-scoped advisory lock: gateways
@@ -68,10 +69,10 @@ class PostgresRegistry(Registry):
         self._lock = threading.RLock()
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
-        # close() writes a byte here to wake a wait_for_changes blocked in select.
-        self._wake_read, self._wake_write = os.pipe()
         self._closed = False
         self._connection = self._connect()
+        # close() writes a byte here to wake a wait_for_changes blocked in select.
+        self._wake_read, self._wake_write = os.pipe()
         try:
             self._open()
         except BaseException:
@@ -89,10 +90,18 @@ class PostgresRegistry(Registry):
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Transaction]:
         with self._lock:
+            if self._closed:
+                raise RegistryError(f"registry {self.location} is closed")
             if self._connection.broken or self._connection.closed:
                 self._connection = self._connect()
             try:
-                with self._connection.transaction():
+                if write:
+                    with self._connection.transaction():
+                        yield _PostgresTransaction(self._connection)
+                else:
+                    # Reads run each statement on its own in autocommit: one
+                    # round trip instead of three (BEGIN, SELECT, COMMIT)
+                    # for psk_for, which every handshake waits on.
                     yield _PostgresTransaction(self._connection)
             except psycopg.errors.UniqueViolation:
                 raise RegistryError(f"registry {self.location}: the record exists already") from None

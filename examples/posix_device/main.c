@@ -174,6 +174,11 @@ static int parse_options(int argc, char **argv, options_t *o)
             return rc;
         }
     }
+    if (o->discover && !usmp_posix_discovery_available()) {
+        fprintf(stderr, "usmp_device: --discover needs mDNS discovery, and this build has none "
+                        "(configured without libavahi-client, or with -DUSMP_AVAHI=OFF)\n");
+        return 2;
+    }
     if (o->discover && o->address_given) {
         fprintf(stderr, "usmp_device: --discover finds the address: give no --host, --port, --udp "
                         "or --serial with it\n");

@@ -184,7 +184,8 @@ int usmp_posix_discover(const char *transport, unsigned timeout_ms, usmp_posix_g
     (void)transport;
     (void)timeout_ms;
     (void)out;
-    snprintf(err, err_len, "this build has no mDNS discovery (libavahi-client was not found)");
+    snprintf(err, err_len,
+             "this build has no mDNS discovery (no libavahi-client, or -DUSMP_AVAHI=OFF)");
     return -1;
 }
 

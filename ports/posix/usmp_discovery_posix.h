@@ -1,6 +1,6 @@
 /*
  * usmp_discovery_posix.h - finding a gateway on the LAN without its address:
- * DNS-SD over mDNS (_usmp._tcp, _usmp._udp; docs/bring-up.md, "TXT record")
+ * DNS-SD over mDNS (_usmp._tcp, _usmp._udp; docs/bring-up.md, "What is advertised")
  * resolved by the system's avahi-daemon through libavahi-client.
  *
  * Conventions:

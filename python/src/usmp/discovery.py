@@ -1,10 +1,10 @@
-"""mDNS/DNS-SD: gateways advertise ``_usmp._tcp`` and ``_usmp._udp``; ``usmp scan`` finds them (docs/discovery.md).
+"""mDNS/DNS-SD: gateways advertise ``_usmp._tcp`` and ``_usmp._udp``; ``usmp scan`` finds them (docs/bring-up.md).
 
 Conventions:
 
 - One DNS-SD service per transport a gateway listens on: instance name
   ``<gateway name>._usmp._tcp.local.`` (and ``._udp``), port the listener's,
-  TXT keys (docs/discovery.md, "TXT record"): ``v`` protocol version
+  TXT keys (docs/bring-up.md, "What is advertised"): ``v`` protocol version
   (spec 4), ``suites`` the cipher suites (spec 4, comma separated),
   ``name`` the gateway name, ``transports`` every transport this gateway
   advertises (comma separated), so that one answer tells a scanner the
@@ -57,7 +57,7 @@ class FoundGateway:
 
 
 def txt_record(gateway_name: str, transports: Iterable[str]) -> dict[str, str]:
-    """The TXT keys every service of one gateway carries (docs/discovery.md)."""
+    """The TXT keys every service of one gateway carries (docs/bring-up.md)."""
     return {
         "v": str(PROTOCOL_VERSION),
         "suites": str(SUITE),

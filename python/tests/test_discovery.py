@@ -6,6 +6,7 @@ are tested end to end in tests/discovery.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -18,7 +19,8 @@ import pytest
 from rich.console import Console
 
 from usmp.admin import AdminServer, read_snapshot
-from usmp.cli_discovery import render
+from usmp import discovery
+from usmp.cli_discovery import render, start_announcements
 from usmp.discovery import SERVICE_TYPES, service_infos, txt_record
 from usmp.errors import ConfigurationError
 
@@ -170,3 +172,25 @@ def test_monitor_view_shows_each_session_and_the_failures_by_reason() -> None:
     console = Console(width=160, record=True)
     console.print(render(dict(SNAPSHOT, sessions=[]), now=1100.0))
     assert "deadbeef0001" not in console.export_text()
+
+
+def test_a_host_where_mdns_cannot_run_still_serves_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def refuse(self: discovery.Advertiser) -> None:
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(discovery.Advertiser, "start", refuse)
+    args = argparse.Namespace(no_mdns=False, admin=str(tmp_path / "admin.sock"))
+
+    async def run() -> tuple[str, dict[str, Any]]:
+        announcements = await start_announcements(args, "gw1", [("tcp", "127.0.0.1", 9000)], lambda: {"ok": 1})
+        try:
+            snapshot = await asyncio.get_running_loop().run_in_executor(None, read_snapshot, args.admin)
+            return announcements.describe(), snapshot
+        finally:
+            await announcements.stop()
+
+    described, snapshot = asyncio.run(run())
+    assert described == f"; admin {args.admin}" and snapshot == {"ok": 1}
+    assert "warning: not advertised on mDNS: [Errno 19] No such device" in capsys.readouterr().err

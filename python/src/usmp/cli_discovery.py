@@ -80,11 +80,19 @@ async def start_announcements(
         await admin.start()
     advertiser = None
     if not args.no_mdns:
+        from zeroconf import Error as ZeroconfError
+
         from .discovery import Advertiser
 
         advertiser = Advertiser(gateway_name, listeners)
         try:
             await advertiser.start()
+        except (OSError, ZeroconfError) as error:
+            # mDNS is a convenience: a host where it cannot run (no multicast
+            # interface, port 5353 refused) still serves its devices.
+            print(f"warning: not advertised on mDNS: {error or type(error).__name__}", file=sys.stderr)
+            await advertiser.stop()
+            advertiser = None
         except BaseException:
             if admin is not None:
                 await admin.stop()

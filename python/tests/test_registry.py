@@ -336,6 +336,38 @@ def test_wait_for_changes_wakes_on_another_connections_change_and_times_out_othe
         timer.join()
 
 
+def test_listen_delivers_every_notification_on_postgresql_and_is_refused_on_sqlite(
+    opened: Callable[..., Registry], location: str
+) -> None:
+    listener, writer = opened(), opened()
+    if not location.startswith("postgresql://"):
+        with pytest.raises(RegistryError, match="sends no notifications: use wait_for_changes"):
+            listener.listen(lambda payload: None)
+        return
+    received: list[str] = []
+    listener.listen(received.append)  # listening when it returns
+    writer.add_device(DEVICE)
+    writer.claim_session(DEVICE, "gw-a", b"\x01" * 8)
+    writer.enqueue_downlink(DEVICE, b"x", 60)
+    writer.release_session(DEVICE, "gw-a", b"\x01" * 8)
+    writer.rotate(DEVICE)
+    writer.revoke(DEVICE)
+    expected = [
+        f"added:{DEVICE.hex()}",
+        f"session:{DEVICE.hex()}:gw-a",
+        f"downlink:{DEVICE.hex()}",
+        f"release:{DEVICE.hex()}:gw-a",
+        f"rotated:{DEVICE.hex()}",
+        f"revoked:{DEVICE.hex()}",
+    ]
+    deadline = time.monotonic() + 10
+    while len(received) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert received == expected
+    listener.close()
+    assert not any(t.name == "usmp-registry-listen" and t.is_alive() for t in threading.enumerate())
+
+
 def test_close_wakes_a_wait_for_changes_at_once(opened: Callable[..., Registry]) -> None:
     watcher = opened()
     assert not watcher.wait_for_changes(0.05)  # a PostgreSQL watcher is now LISTENing

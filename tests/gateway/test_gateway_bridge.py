@@ -12,6 +12,7 @@ import os
 import time
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +30,7 @@ from usmp.errors import Condition  # noqa: E402
 from usmp.gateway import Gateway, GatewayConfig, parse_listen, parse_serial  # noqa: E402
 from usmp.gateway_metrics import GatewayMetrics  # noqa: E402
 from usmp.mqtt_bridge import MqttSettings  # noqa: E402
-from usmp.registry import open_registry  # noqa: E402
+from usmp.registry import RegistryError, open_registry  # noqa: E402
 
 DEVICE = bytes.fromhex("020000000001")
 UP = f"usmp/{DEVICE.hex()}/up"
@@ -550,5 +551,48 @@ def test_a_device_revoked_during_its_handshake_gets_no_session(broker: Mosquitto
                     await client.recv(timeout=5)
                 assert closed.value.reason is Condition.REKEY
             assert gateway.snapshot()["sessions"] == []
+
+    run(test)
+
+
+def test_a_revocation_while_the_watcher_reconnects_is_not_missed(broker: Mosquitto, sqlite_registry: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher's registry fails once, and the device is revoked before the watcher has it again:
+    the watcher goes on from the counter it had, so the revocation still closes the session."""
+    import usmp.gateway
+
+    psk = add_device(sqlite_registry)
+    failed = []
+
+    class FailingOnce:
+        def __init__(self, registry: Any) -> None:
+            self._registry = registry
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._registry, name)
+
+        def wait_for_changes(self, timeout: float) -> bool:
+            if not failed and connected.is_set():
+                failed.append(True)
+                other = open_registry(sqlite_registry)
+                try:
+                    other.revoke(DEVICE)
+                finally:
+                    other.close()
+                raise RegistryError("the database went away")
+            return bool(self._registry.wait_for_changes(timeout))
+
+    opener = usmp.gateway.open_registry
+    monkeypatch.setattr(usmp.gateway, "open_registry", lambda *a, **k: FailingOnce(opener(*a, **k)))
+    connected = threading.Event()
+
+    async def test() -> None:
+        async with running_gateway(sqlite_registry, broker) as gateway:
+            async with USMPClient("127.0.0.1", port_of(gateway), device_id=DEVICE, psk=psk) as client:
+                connected.set()
+                with pytest.raises(PeerClosed) as closed:
+                    await client.recv(timeout=5)
+                assert closed.value.reason is Condition.REKEY
+            assert failed
 
     run(test)

@@ -634,11 +634,13 @@ class Gateway:
         loop = self._loop
         assert loop is not None
         registry: Registry | None = None
-        counter = 0
+        counter: int | None = None  # kept across a reopen, so changes made meanwhile are not skipped
+        depth_read = 0.0
         while self._watching.is_set():
             try:
                 if registry is None:
                     registry = open_registry(self._registry_location, wrap_key=self._wrap_key)
+                if counter is None:
                     counter = registry.change_counter()
                 registry.wait_for_changes(self.config.watch_interval)
                 counter, changes = registry.changed_since(counter)
@@ -652,7 +654,9 @@ class Gateway:
             for device_id, kind in changes:
                 if kind in ("revoked", "rotated"):
                     loop.call_soon_threadsafe(self._key_changed, device_id, kind)
-            if self.metrics is not None:
+            # PostgreSQL wakes the watcher on every claim and downlink: count the queue once a second at most.
+            if self.metrics is not None and time.monotonic() - depth_read >= 1.0:
+                depth_read = time.monotonic()
                 try:
                     depth = registry.queue_depth()
                 except Exception:

@@ -22,7 +22,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,6 +137,13 @@ class Registry:
         downlink queued. The first call compares with the counters at open.
         """
         raise NotImplementedError
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """PostgreSQL only: ``callback(payload)`` for every notification (docs/registry.md), until close.
+
+        SQLite has no notifications: watch with :meth:`wait_for_changes`.
+        """
+        raise RegistryError(f"registry {self.location} sends no notifications: use wait_for_changes")
 
     # --- opening: migrations and the wrapping mode ------------------------------------------------
 

@@ -22,14 +22,14 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from .base import Registry, RegistryError, Transaction
+from .base import Registry, RegistryError, Transaction, log
 
 NOTIFY_CHANNEL = "usmp_registry"
 # pg_advisory_xact_lock key for migrations: "usmp" in ASCII.
@@ -70,6 +70,7 @@ class PostgresRegistry(Registry):
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
         self._closed = False
+        self._dispatchers: list[threading.Thread] = []
         self._connection = self._connect()
         # close() writes a byte here to wake a wait_for_changes blocked in select.
         self._wake_read, self._wake_write = os.pipe()
@@ -121,7 +122,9 @@ class PostgresRegistry(Registry):
         if self._closed:
             return
         self._closed = True
-        os.write(self._wake_write, b"x")
+        os.write(self._wake_write, b"x")  # never read: stays readable for every waiter
+        for thread in self._dispatchers:
+            thread.join(timeout=5)
         with self._listen_lock:
             if self._listener is not None:
                 self._listener.close()
@@ -131,15 +134,59 @@ class PostgresRegistry(Registry):
         with self._lock:
             self._connection.close()
 
-    def _listening(self) -> psycopg.Connection[Any]:
-        if self._listener is None or self._listener.broken or self._listener.closed:
-            listener = self._connect()
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """Calls ``callback(payload)`` for every notification, on a thread of its own, until :meth:`close`.
+
+        Payloads as in docs/registry.md (``rotated:<id hex>``,
+        ``session:<id hex>:<gateway>``, ...). Listening has begun when this
+        returns. A lost connection is replaced (notifications sent meanwhile
+        are missed: the counters are not).
+        """
+        connection = self._listening_connection()
+        thread = threading.Thread(
+            target=self._dispatch, args=(callback, connection), name="usmp-registry-listen", daemon=True
+        )
+        self._dispatchers.append(thread)
+        thread.start()
+
+    def _dispatch(self, callback: Callable[[str], None], connection: psycopg.Connection[Any] | None) -> None:
+        while not self._closed:
             try:
-                listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            except psycopg.Error as error:
-                listener.close()
-                raise RegistryError(f"registry {self.location}: LISTEN failed: {_first_line(error)}") from None
-            self._listener = listener
+                if connection is None or connection.closed or connection.broken:
+                    connection = self._listening_connection()
+                readable, _, _ = select.select([connection.fileno(), self._wake_read], [], [])
+                if self._wake_read in readable:
+                    break
+                connection.pgconn.consume_input()
+                while (notice := connection.pgconn.notifies()) is not None:
+                    try:
+                        callback(notice.extra.decode("utf-8", "replace"))
+                    except Exception:
+                        log.exception("registry %s: a notification callback failed", self.location)
+            except (RegistryError, psycopg.Error, OSError, ValueError) as error:
+                if connection is not None:
+                    connection.close()
+                if self._closed:
+                    break
+                log.warning("registry %s: notifications interrupted (%s); reconnecting", self.location, error)
+                select.select([self._wake_read], [], [], 1.0)
+        if connection is not None:
+            connection.close()
+
+    def _listening_connection(self) -> psycopg.Connection[Any]:
+        """A new connection that LISTENs on the registry's channel."""
+        connection = self._connect()
+        try:
+            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error as error:
+            connection.close()
+            raise RegistryError(f"registry {self.location}: LISTEN failed: {_first_line(error)}") from None
+        return connection
+
+    def _listening(self) -> psycopg.Connection[Any]:
+        """wait_for_changes's LISTEN connection, made or replaced as needed."""
+        if self._listener is None or self._listener.broken or self._listener.closed:
+            self._listener = self._listening_connection()
         return self._listener
 
     def _drain(self, listener: psycopg.Connection[Any]) -> bool:

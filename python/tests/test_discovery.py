@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from usmp.admin import AdminServer, read_snapshot
-from usmp import discovery
+from usmp import cli_discovery, discovery
 from usmp.cli_discovery import render, start_announcements
 from usmp.discovery import SERVICE_TYPES, service_infos, txt_record
 from usmp.errors import ConfigurationError
@@ -194,3 +195,20 @@ def test_a_host_where_mdns_cannot_run_still_serves_with_a_warning(
     described, snapshot = asyncio.run(run())
     assert described == f"; admin {args.admin}" and snapshot == {"ok": 1}
     assert "warning: not advertised on mDNS: [Errno 19] No such device" in capsys.readouterr().err
+
+
+def test_without_zeroconf_the_gateway_serves_and_scan_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "zeroconf", None)  # import zeroconf raises ImportError
+    args = argparse.Namespace(no_mdns=False, admin=None)
+
+    async def run() -> str:
+        announcements = await start_announcements(args, "gw1", [("tcp", "127.0.0.1", 9000)], lambda: {})
+        await announcements.stop()
+        return announcements.describe()
+
+    assert asyncio.run(run()) == ""
+    assert "warning: not advertised on mDNS: python3-zeroconf is not installed" in capsys.readouterr().err
+    assert cli_discovery.run(argparse.Namespace(command="scan", timeout=1.0, json=True)) == 1
+    assert "usmp scan: python3-zeroconf is not installed" in capsys.readouterr().err

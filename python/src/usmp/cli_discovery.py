@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 COMMANDS = ("scan", "monitor")
+# What to install when an optional module is missing (Debian, then pip).
+MISSING = {
+    "zeroconf": "python3-zeroconf is not installed (pip: usmp-gateway[discovery])",
+    "rich": "python3-rich is not installed (pip: usmp-gateway[discovery])",
+}
 
 
 # --- options of the commands that serve devices ---------------------------------------------------
@@ -80,8 +85,11 @@ async def start_announcements(
         await admin.start()
     advertiser = None
     if not args.no_mdns:
-        from zeroconf import Error as ZeroconfError
-
+        try:
+            from zeroconf import Error as ZeroconfError
+        except ImportError:
+            print(f"warning: not advertised on mDNS: {MISSING['zeroconf']}", file=sys.stderr)
+            return Announcements(None, admin)
         from .discovery import Advertiser
 
         advertiser = Advertiser(gateway_name, listeners)
@@ -176,6 +184,12 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    needs = "zeroconf" if args.command == "scan" else "rich"
+    try:
+        __import__(needs)
+    except ImportError:
+        print(f"usmp {args.command}: {MISSING[needs]}", file=sys.stderr)
+        return EXIT_FAILURE
     if args.command == "scan":
         return _scan(args)
     return _monitor(args)

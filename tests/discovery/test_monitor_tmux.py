@@ -3,7 +3,7 @@
 A ``usmp gateway --admin PATH`` (mosquitto on loopback, mDNS off: nothing
 to find here) and ``usmp monitor --admin PATH`` in a detached tmux session;
 Python devices connect, send and leave; a device with a wrong key fails its
-handshake. Each step waits until the pane shows it.
+handshake; the gateway stops. Each step waits until the pane shows it.
 """
 
 from __future__ import annotations
@@ -113,6 +113,10 @@ def test_monitor_shows_devices_come_and_go_and_failed_handshakes(tmp_path: Path,
         line = next(line for line in pane.splitlines() if "auth_failed" in line.lower())
         assert [cell.strip() for cell in line.strip().strip("│").split("│")][1] == "1", line
         print(pane)
+        gateway.stop()  # the socket goes with it: the monitor says so and keeps trying
+        pane = _wait_for_pane(tmux_session, lambda p: f"gateway at {admin} not reachable" in p.replace("\n", ""),
+                              "the monitor to notice the gateway is gone")
+        assert "retrying" in pane
     finally:
         gateway.stop()
         broker.stop()

@@ -77,12 +77,19 @@ def add_parser(commands: Any) -> None:
         "--serial", action="append", default=[], metavar="PATH[?baud=N]", help="a serial port, repeatable"
     )
     gateway.add_argument("--name", help="this gateway's name, unique in the cluster (default: the host name)")
-    gateway.add_argument("--topic-prefix", default="usmp", help="(default: %(default)s)")
+    gateway.add_argument("--topic-prefix", default="usmp", metavar="PREFIX", help="(default: %(default)s)")
     gateway.add_argument(
-        "--share-group", default="usmp-gateways", help="MQTT shared subscription group (default: %(default)s)"
+        "--share-group",
+        default="usmp-gateways",
+        metavar="GROUP",
+        help="MQTT shared subscription group (default: %(default)s)",
     )
     gateway.add_argument(
-        "--downlink-ttl", type=float, default=86400.0, help="seconds a queued downlink is kept (default: %(default)s)"
+        "--downlink-ttl",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long a queued downlink is kept (default: %(default)s)",
     )
     gateway.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     gateway.add_argument(
@@ -90,18 +97,25 @@ def add_parser(commands: Any) -> None:
         metavar="FILE",
         help="write snapshot() as JSON to FILE on SIGUSR1 (sessions, counters)",
     )
-    gateway.add_argument("--max-sessions", type=int, default=ServerConfig.max_sessions, help="(default: %(default)s)")
     gateway.add_argument(
-        "--idle-timeout", type=float, default=ServerConfig.idle_timeout, help="seconds (default: %(default)s)"
+        "--max-sessions", type=int, default=ServerConfig.max_sessions, metavar="N", help="(default: %(default)s)"
+    )
+    gateway.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=ServerConfig.idle_timeout,
+        metavar="SECONDS",
+        help="(default: %(default)s)",
     )
     gateway.add_argument(
         "--handshake-rate",
         type=float,
+        metavar="PER_SECOND",
         default=ServerConfig.handshake_rate,
         help="new connections per second per source address (default: %(default)s)",
     )
     gateway.add_argument(
-        "--handshake-burst", type=int, default=ServerConfig.handshake_burst, help="(default: %(default)s)"
+        "--handshake-burst", type=int, default=ServerConfig.handshake_burst, metavar="N", help="(default: %(default)s)"
     )
     cli_discovery.add_announce_options(gateway)
 

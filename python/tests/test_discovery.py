@@ -212,3 +212,25 @@ def test_without_zeroconf_the_gateway_serves_and_scan_says_what_to_install(
     assert "warning: not advertised on mDNS: python3-zeroconf is not installed" in capsys.readouterr().err
     assert cli_discovery.run(argparse.Namespace(command="scan", timeout=1.0, json=True)) == 1
     assert "usmp scan: python3-zeroconf is not installed" in capsys.readouterr().err
+
+
+def test_a_snapshot_that_fails_closes_that_connection_and_the_socket_serves_the_next(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "admin.sock")
+    answers = iter([RuntimeError("half-open session"), {"gateway": "gw1"}])
+
+    def snapshot() -> dict[str, Any]:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def body(server: AdminServer) -> Any:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(ValueError):  # nothing but EOF: not JSON
+            await loop.run_in_executor(None, read_snapshot, path)
+        return await loop.run_in_executor(None, read_snapshot, path)
+
+    assert _serve(path, snapshot, body) == {"gateway": "gw1"}
+    assert "cannot serve the snapshot" in caplog.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import stat
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigurationError
+
+log = logging.getLogger("usmp.admin")
 
 SOCKET_MODE = 0o600
 DRAIN_SECONDS = 1.0
@@ -87,6 +90,8 @@ class AdminServer:
             await asyncio.wait_for(self._discard(reader), DRAIN_SECONDS)
         except (ConnectionError, OSError, asyncio.TimeoutError):
             pass  # the client left first or lingered: nothing to report
+        except Exception:  # a snapshot that cannot be made must not end the gateway
+            log.exception("admin socket %s: cannot serve the snapshot", self.path)
         finally:
             writer.close()
 

@@ -83,6 +83,13 @@ def test_scan_finds_the_advertised_gateway_and_the_c_device_connects_through_ava
         "addresses": [lan.gateway_address],  # the loopback address is not announced to the LAN
     }]
 
+    table = lan.run(lan.device_ns, _usmp("scan", "--timeout", "2"), env=_env())
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines() == [
+        "NAME    VERSION  TRANSPORTS          ADDRESSES",
+        f"lab-gw  1        tcp 9000, udp 9001  {lan.gateway_address}",
+    ], table.stdout
+
     env = dict(lan.start_avahi(), DEVICE_PSK=psk.hex(), ASAN_OPTIONS="detect_leaks=1")
     for flags, transport in (([], "tcp"), (["--discover-udp"], "udp")):
         run = lan.run(lan.device_ns, [str(device), "--psk-env", "DEVICE_PSK", "--device-id", DEVICE.hex(),
@@ -96,8 +103,11 @@ def test_scan_finds_the_advertised_gateway_and_the_c_device_connects_through_ava
         assert '"found without an address"' in output  # the echo came back through the broker
 
 
-def test_the_c_device_says_so_when_no_gateway_answers(lan: Lan, c_build: CBuild) -> None:
+def test_scan_and_the_c_device_say_so_when_no_gateway_answers(lan: Lan, c_build: CBuild) -> None:
     device = c_build.program("device")
+    for args, expected in ((["--json"], "[]\n"), ([], "no gateway answered within 1 s\n")):
+        scan = lan.run(lan.device_ns, _usmp("scan", "--timeout", "1", *args), env=_env())
+        assert (scan.returncode, scan.stdout) == (0, expected), scan.stdout + scan.stderr
     env = dict(lan.start_avahi(), DEVICE_PSK="00" * 32)
     started = time.monotonic()
     run = lan.run(lan.device_ns, [str(device), "--psk-env", "DEVICE_PSK", "--discover"], env=env)

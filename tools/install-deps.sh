@@ -33,6 +33,12 @@ packages=(
   # The Wireshark dissector's tests (tests/wireshark): tshark decodes,
   # dumpcap (wireshark-common) captures the live sessions on lo.
   tshark
+  # Discovery and the monitor: mDNS advertising and `usmp scan`
+  # (python3-zeroconf), `usmp monitor` (python3-rich); usmp_device resolves
+  # through avahi-daemon (libavahi-client-dev, the daemon and its D-Bus and
+  # avahi-browse for the tests); the tests build a LAN of network namespaces
+  # (iproute2) and drive the monitor in tmux.
+  python3-zeroconf python3-rich libavahi-client-dev avahi-daemon avahi-utils dbus iproute2 tmux
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.

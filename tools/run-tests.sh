@@ -170,6 +170,9 @@ pytest_dirs=(tests/spec tests/docs tests/build python/tests tests/wireshark)
 [ -d tests/interop ] && pytest_dirs+=(tests/interop)
 # The gateway against a real mosquitto and PostgreSQL, and the C device.
 [ -d tests/gateway ] && pytest_dirs+=(tests/gateway)
+# mDNS discovery on a LAN of two network namespaces (root; skipped, saying
+# why, where namespaces are not permitted) and usmp monitor under tmux.
+[ -d tests/discovery ] && pytest_dirs+=(tests/discovery)
 USMP_C_BUILD="$BUILD/openssl-asan" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"
 status=${PIPESTATUS[0]}

@@ -684,7 +684,10 @@ void usmp_gw_refuse_busy(usmp_gateway_t *gw, int fd, const char *peer, const str
 
 usmp_gateway_session_t *usmp_gw_free_slot(usmp_gateway_t *gw)
 {
-    return gw->free_count > 0 ? &gw->sessions[gw->free_slots[gw->free_count - 1]] : NULL;
+    if (gw->free_count > 0) {
+        return &gw->sessions[gw->free_slots[gw->free_count - 1]];
+    }
+    return gw->used_slots < gw->slots ? &gw->sessions[gw->used_slots] : NULL;
 }
 
 /* Starts an engine in slot c. The handshake timer runs from started_ms
@@ -697,6 +700,9 @@ int usmp_gw_session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const c
     usmp_engine_config_t ec;
     int fragmented = gw->cfg.max_message > gw->cfg.max_record;
 
+    /* A slot's first use writes it: slots never used cost no memory. */
+    c->gw = gw;
+    c->slot = (size_t)(c - gw->sessions);
     memset(&ec, 0, sizeof ec);
     ec.role = USMP_ROLE_SERVER;
     ec.mode = usmp_gw_is_datagram(gw) ? USMP_MODE_DATAGRAM : USMP_MODE_STREAM;
@@ -714,12 +720,15 @@ int usmp_gw_session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const c
     ec.tx_cap = gw->tx_cap;
     ec.reassembly_buf = fragmented ? gw->reassembly + c->slot * gw->cfg.max_message : NULL;
     ec.reassembly_cap = fragmented ? gw->cfg.max_message : 0;
-    if (gw->free_count == 0 || gw->free_slots[gw->free_count - 1] != c->slot ||
-        usmp_engine_init(&c->engine, &ec) != USMP_OK ||
+    if (c != usmp_gw_free_slot(gw) || usmp_engine_init(&c->engine, &ec) != USMP_OK ||
         usmp_engine_start(&c->engine, started_ms) != USMP_OK) {
         return -1;
     }
-    gw->free_count--;
+    if (gw->free_count > 0) {
+        gw->free_count--;
+    } else {
+        gw->used_slots++; /* a slot used for the first time */
+    }
     c->in_use = 1;
     c->fd = -1;
     c->established = 0;
@@ -769,7 +778,7 @@ static void replace_older_session(usmp_gateway_t *gw, usmp_gateway_session_t *ne
     size_t i;
 
     if (gw->cfg.transport == USMP_GATEWAY_SERIAL) {
-        for (i = 0; i < gw->slots; i++) {
+        for (i = 0; i < gw->used_slots; i++) {
             usmp_gateway_session_t *o = &gw->sessions[i];
             if (o != newer && o->in_use &&
                 usmp_engine_state(&o->engine) == USMP_STATE_ESTABLISHED) {
@@ -972,7 +981,7 @@ static void free_gateway(usmp_gateway_t *gw)
 {
     size_t i;
     if (gw->sessions != NULL) {
-        for (i = 0; i < gw->slots; i++) {
+        for (i = 0; i < gw->used_slots; i++) {
             free(gw->sessions[i].reply);
             usmp_gw_bytes_free(&gw->sessions[i].held);
             usmp_gw_bytes_free(&gw->sessions[i].out);
@@ -1104,15 +1113,12 @@ static int allocate(usmp_gateway_t *gw)
         gw->pending[i].fd = -1;
         gw->free_pending[gw->max_pending - 1 - i] = &gw->pending[i];
     }
-    gw->free_count = gw->slots;
-    for (i = 0; i < gw->slots; i++) {
-        usmp_gateway_session_t *c = &gw->sessions[i];
-        c->gw = gw;
-        c->slot = i;
-        c->fd = -1;
-        c->heap_pos = NOT_IN_HEAP;
-        gw->free_slots[gw->slots - 1 - i] = i; /* slot 0 is taken first */
-    }
+    /* The slots are not written here: usmp_gw_free_slot hands out slot
+     * used_slots, then used_slots + 1, ..., and ended ones again first
+     * (the free_slots stack), so an idle gateway for 10,000 sessions has
+     * touched none of their pages. */
+    gw->free_count = 0;
+    gw->used_slots = 0;
     return 0;
 }
 
@@ -1185,7 +1191,7 @@ void usmp_gateway_shutdown(usmp_gateway_t *gw)
         return;
     }
     /* BYE(SHUTDOWN) to every session, best effort. */
-    for (i = 0; i < gw->slots; i++) {
+    for (i = 0; i < gw->used_slots; i++) {
         usmp_gateway_session_t *c = &gw->sessions[i];
         if (c->in_use) {
             (void)usmp_engine_close(&c->engine, USMP_CODE_SHUTDOWN);

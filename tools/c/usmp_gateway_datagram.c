@@ -207,7 +207,7 @@ static usmp_gateway_session_t *find_by_address(usmp_gateway_t *gw, const struct 
                                                socklen_t from_len, int handshake)
 {
     size_t i;
-    for (i = 0; i < gw->slots; i++) {
+    for (i = 0; i < gw->used_slots; i++) {
         usmp_gateway_session_t *c = &gw->sessions[i];
         if (c->in_use && in_handshake(c) == handshake && same_address(c, from, from_len)) {
             return c;
@@ -219,7 +219,7 @@ static usmp_gateway_session_t *find_by_address(usmp_gateway_t *gw, const struct 
 static size_t handshakes_in_progress(const usmp_gateway_t *gw)
 {
     size_t i, n = 0;
-    for (i = 0; i < gw->slots; i++) {
+    for (i = 0; i < gw->used_slots; i++) {
         if (gw->sessions[i].in_use && in_handshake(&gw->sessions[i])) {
             n++;
         }

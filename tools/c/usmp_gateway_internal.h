@@ -140,9 +140,10 @@ struct usmp_gateway {
     usmp_gateway_config_t cfg;
     usmp_gateway_session_t *sessions;
     size_t slots, active;
-    size_t *free_slots; /* a stack of free slot numbers */
+    size_t *free_slots; /* a stack of the slots that ended, taken first */
     size_t free_count;
-    int fd; /* TCP listener, UDP socket or serial line; -1 without one */
+    size_t used_slots; /* slots [used_slots, slots) have never been used */
+    int fd;            /* TCP listener, UDP socket or serial line; -1 without one */
     uint16_t port;
     usmp_gw_tag_t fd_tag;
     /* every engine's receive and send buffer (see the top of this file) */

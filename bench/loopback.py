@@ -63,12 +63,13 @@ class Settings:
     concurrency: int
     echo_messages: dict[int, int]
     idle_sessions: list[int]
+    warmup_sessions: int
 
 
 FULL = Settings(repetitions=5, seconds=2.0, concurrency=32,
-                echo_messages={1: 5000, 100: 40000}, idle_sessions=[1000, 10000])
-QUICK = Settings(repetitions=1, seconds=0.3, concurrency=4,
-                 echo_messages={1: 50, 100: 500}, idle_sessions=[50])
+                echo_messages={1: 5000, 100: 40000}, idle_sessions=[1000, 10000], warmup_sessions=20)
+QUICK = Settings(repetitions=1, seconds=0.2, concurrency=4,
+                 echo_messages={1: 20, 100: 200}, idle_sessions=[20], warmup_sessions=2)
 
 
 @dataclass
@@ -210,14 +211,15 @@ def measure_echo(server: Server, running: Running, s: Settings, gen: Path, env: 
                 server.name].samples.append(float(fig["p99_us"]))
 
 
-def measure_idle(server: Server, sessions: int, gen: Path, env: dict[str, str], workdir: Path,
-                 results: Results) -> None:
+def measure_idle(server: Server, sessions: int, s: Settings, gen: Path, env: dict[str, str],
+                 workdir: Path, results: Results) -> None:
     running = start(server, env, workdir)
     try:
         # A warm-up first: the code of a handshake (libcrypto's, the
         # interpreter's) is paged in, and counts in RSS, on first use;
         # then the baseline, with no session open.
-        warm = subprocess.run([str(gen), "idle", "--port", str(running.port), "--sessions", "20"]
+        warm = subprocess.run([str(gen), "idle", "--port", str(running.port), "--sessions",
+                               str(s.warmup_sessions)]
                               + (["--tls"] if server.tls else []), env=env, input="",
                               capture_output=True, text=True, timeout=120)
         if warm.returncode != 0:
@@ -379,7 +381,7 @@ def main() -> int:
             if sv.holds_sessions:
                 for n in s.idle_sessions:
                     print(f"loopback: {sv.name}: {n} idle sessions", file=sys.stderr, flush=True)
-                    measure_idle(sv, n, gen, env, workdir, results)
+                    measure_idle(sv, n, s, gen, env, workdir, results)
     print_table(results, names, engine_bytes, command)
     return 0
 

@@ -21,6 +21,8 @@ packages=(
   picolibc-arm-none-eabi picolibc-riscv64-unknown-elf
   gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
   python3-kconfiglib python3-yaml git
+  # bench/loopback.py (make bench): openssl s_server and its throwaway certificate.
+  openssl
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
   python3-setuptools python3-venv python3-pip
   # The device registry: SQLite comes with Python; PostgreSQL (the server,

@@ -11,7 +11,8 @@ help:
 	@echo "                    then the C gateway over UDP and a serial line with the Python client"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
 	@echo "make bench          Release builds for OpenSSL and mbedTLS, then the engine against its backend's raw"
-	@echo "                    X25519 and AES-256-GCM, and the Python engine against cryptography (bench/README.md)"
+	@echo "                    X25519 and AES-256-GCM, the Python engine against cryptography, and both gateways"
+	@echo "                    against TLS 1.3 servers over loopback (bench/README.md)"
 	@echo "make soak           the MQTT gateway: SOAK_DEVICES devices (1000) for SOAK_SECONDS (600) through two gateways"
 	@echo "                    with churn; messages sent, delivered, duplicated, lost, latency, gateway RSS (docs/gateway.md)"
 	@echo "make bench-ota      Release builds of the simulated device (512- and 1024-byte records), then a firmware update"
@@ -34,15 +35,20 @@ test: deps
 # Not part of `make test`: the benchmark builds only with -DUSMP_BENCH=ON, in
 # build directories of its own. BENCH_REPS: repetitions per figure.
 BENCH_REPS ?= 15
+# bench/loopback.py: repetitions per loopback figure (each a few seconds);
+# LOOPBACK_ARGS: more of its options, e.g. --c-server-before PATH.
+LOOPBACK_REPS ?= 5
 bench: deps
 	@for backend in openssl mbedtls; do \
 	    cmake -S . -B build/bench-$$backend -DCMAKE_BUILD_TYPE=Release -DUSMP_BENCH=ON \
 	        -DUSMP_BUILD_TESTS=OFF -DUSMP_WERROR=ON -DUSMP_CRYPTO=$$backend >/dev/null && \
 	    cmake --build build/bench-$$backend -j2 --target usmp_bench >/dev/null || exit 1; \
 	done
+	@cmake --build build/bench-openssl -j2 --target usmp_server usmp_loadgen >/dev/null
 	@build/bench-openssl/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-openssl/results.md
 	@build/bench-mbedtls/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-mbedtls/results.md
 	@$(PYTHON) bench/python_engine.py --repetitions $(BENCH_REPS) --c-results build/bench-openssl/results.md
+	@$(PYTHON) bench/loopback.py --repetitions $(LOOPBACK_REPS) $(LOOPBACK_ARGS) | tee build/bench-openssl/loopback.md
 
 # Not part of `make test`: the gateway under load for minutes (tools/gateway_soak.py).
 SOAK_DEVICES ?= 1000

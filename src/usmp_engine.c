@@ -17,6 +17,7 @@
 #include "usmp_fragment.h"
 #include "usmp_handshake.h"
 #include "usmp_hello.h"
+#include "usmp_keylog.h"
 #include "usmp_record.h"
 #include "usmp_replay.h"
 #include "usmp_wire.h"
@@ -612,6 +613,15 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 #endif
     e->last_rx = now;
     ev->type = USMP_EVENT_ESTABLISHED;
+#if USMP_KEYLOG
+    /* Opt-in debugging export of host builds, a no-op unless
+     * USMP_KEYLOG_FILE is set (usmp_keylog.h). */
+    if (IS_CLIENT(e)) {
+        usmp_keylog_session(e->session_id, e->key_send, e->key_recv);
+    } else {
+        usmp_keylog_session(e->session_id, e->key_recv, e->key_send);
+    }
+#endif
 }
 
 #if USMP_SERVER

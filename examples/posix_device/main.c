@@ -7,6 +7,13 @@
  *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --port 9000 "hello" "temp=21.5"
  *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --udp 127.0.0.1:9000 "hello"
  *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --serial /dev/ttyUSB0 --baud 115200 "hello"
+ *   USMP_PSK=<hex> usmp_device --psk-env USMP_PSK --discover "hello"
+ *
+ * Without any of --host, --port, --udp and --serial, or with --discover
+ * (--discover-udp), the gateway is found on mDNS (_usmp._tcp, _usmp._udp)
+ * through avahi-daemon when the build has libavahi-client
+ * (ports/posix/usmp_discovery_posix.h); a build without it connects to
+ * 127.0.0.1:9000 as before, and refuses --discover.
  *
  * With --ota-dir it is an updatable device instead (docs/ota.md): it keeps
  * its session open (reconnecting when it drops), runs the OTA module on
@@ -33,12 +40,18 @@
 #include "echo_app.h"
 #include "psk_file.h"
 #include "usmp.h"
+#include "usmp_discovery_posix.h"
 #include "usmp_ota.h"
 #include "usmp_ota_posix.h"
 #include "usmp_port_posix.h"
 
 /* The slot size of the simulated device: the largest image it accepts. */
 #define OTA_SLOT_BYTES (16u * 1024u * 1024u)
+
+/* How long --discover browses before it gives up: an mDNS responder answers
+ * a query within about 120 ms (RFC 6762 6), a second query follows after
+ * one second; five seconds leaves room for a slow LAN. */
+#define DISCOVERY_TIMEOUT_MS 5000u
 
 static void report(void *user, const char *line)
 {
@@ -60,6 +73,10 @@ static void usage(FILE *out)
                  "  --port N             TCP gateway port (default 9000)\n"
                  "  --udp HOST:PORT      UDP gateway instead of TCP (datagram mode)\n"
                  "  --serial PATH        serial line instead of TCP (COBS frames, datagram mode)\n"
+                 "  --discover           find the TCP gateway on mDNS (_usmp._tcp, avahi-daemon);\n"
+                 "                       the default when no address option is given and the\n"
+                 "                       build has avahi\n"
+                 "  --discover-udp       find the UDP gateway on mDNS (_usmp._udp, datagram mode)\n"
                  "  --baud N             serial line speed (default 115200)\n"
                  "  --keepalive-ms N     PING after N ms idle (default 5000)\n"
                  "  --timeout-ms N       wait for each echo (default 3000)\n"
@@ -80,7 +97,7 @@ static void usage(FILE *out)
 typedef struct {
     const char *host, *psk_env, *psk_file, *serial;
     char udp_host[256];
-    int udp, verbose;
+    int udp, verbose, discover, address_given;
     unsigned long port, baud, keepalive, timeout;
     uint8_t device_id[6];
     /* --ota-*: an updatable device (docs/ota.md) */
@@ -117,6 +134,7 @@ static int parse_option(options_t *o, const char *a, const char *v)
         o->psk_file = v;
     } else if (strcmp(a, "--host") == 0) {
         o->host = v;
+        o->address_given = 1;
     } else if (strcmp(a, "--device-id") == 0) {
         if (usmp_posix_parse_device_id(v, o->device_id) != 0) {
             fprintf(stderr, "usmp_device: --device-id wants 12 hex digits, not '%s'\n", v);
@@ -124,12 +142,15 @@ static int parse_option(options_t *o, const char *a, const char *v)
         }
     } else if (strcmp(a, "--port") == 0) {
         o->port = strtoul(v, &end, 10);
+        o->address_given = 1;
     } else if (strcmp(a, "--udp") == 0) {
         if (parse_udp(o, v, &end) != 0) {
             return 2;
         }
+        o->address_given = 1;
     } else if (strcmp(a, "--serial") == 0) {
         o->serial = v;
+        o->address_given = 1;
     } else if (strcmp(a, "--baud") == 0) {
         o->baud = strtoul(v, &end, 10);
     } else if (strcmp(a, "--keepalive-ms") == 0) {
@@ -186,6 +207,12 @@ static int parse_options(int argc, char **argv, options_t *o)
             i--; /* a flag: no value to skip */
             continue;
         }
+        if (strcmp(a, "--discover") == 0 || strcmp(a, "--discover-udp") == 0) {
+            o->discover = 1;
+            o->udp = strcmp(a, "--discover-udp") == 0;
+            i--; /* a flag: no value to skip */
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0) {
             o->messages = (const char *const *)&argv[i];
             o->message_count = (size_t)(argc - i);
@@ -198,6 +225,16 @@ static int parse_options(int argc, char **argv, options_t *o)
         if ((rc = parse_option(o, a, v)) != 0) {
             return rc;
         }
+    }
+    if (o->discover && !usmp_posix_discovery_available()) {
+        fprintf(stderr, "usmp_device: --discover needs mDNS discovery, and this build has none "
+                        "(configured without libavahi-client, or with -DUSMP_AVAHI=OFF)\n");
+        return 2;
+    }
+    if (o->discover && o->address_given) {
+        fprintf(stderr, "usmp_device: --discover finds the address: give no --host, --port, --udp "
+                        "or --serial with it\n");
+        return 2;
     }
     if (o->udp && o->serial != NULL) {
         fprintf(stderr, "usmp_device: give at most one of --udp and --serial\n");
@@ -240,6 +277,28 @@ static int init_transport(usmp_transport_t *transport, const options_t *o)
         fprintf(stderr, "usmp_device: bad gateway address\n");
         return 2;
     }
+    return 0;
+}
+
+/* Fills o->host and o->port from mDNS when asked to, or when no address was
+ * given and this build can. Returns 0, or the exit status 1 (nothing found:
+ * a network condition, like a gateway that does not answer). */
+static int discover(options_t *o, usmp_posix_gateway_t *found)
+{
+    char err[256];
+    if (!o->discover && (o->address_given || !usmp_posix_discovery_available())) {
+        return 0;
+    }
+    printf("device: looking for a gateway on mDNS (_usmp._%s)\n", o->udp ? "udp" : "tcp");
+    fflush(stdout);
+    if (usmp_posix_discover(o->udp ? "udp" : "tcp", DISCOVERY_TIMEOUT_MS, found, err, sizeof err) !=
+        0) {
+        fprintf(stderr, "usmp_device: %s\n", err);
+        return 1;
+    }
+    printf("device: found %s at %s:%u\n", found->name, found->host, (unsigned)found->port);
+    o->host = found->host;
+    o->port = found->port;
     return 0;
 }
 
@@ -376,6 +435,7 @@ int main(int argc, char **argv)
     static usmp_ctx_t ctx;
     static psk_table_t table;
     static options_t o;
+    static usmp_posix_gateway_t found;
     usmp_transport_t transport;
     usmp_config_t cfg;
     echo_app_t app;
@@ -409,6 +469,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.keepalive_ms = (uint32_t)o.keepalive;
+    if ((rc = discover(&o, &found)) != 0) {
+        return rc;
+    }
     if (init_transport(&transport, &o) != 0) {
         return 2;
     }

@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from . import cli_discovery
 from .config import ServerConfig
 from .errors import ConfigurationError, ConnectionLost
 from .registry import DEFAULT_LOCATION, LOCATION_ENV, WRAP_KEY_ENV, RegistryError, parse_wrap_key
@@ -125,6 +126,7 @@ def add_parser(commands: Any) -> None:
     gateway.add_argument(
         "--ota-concurrency", type=int, default=4, metavar="N", help="OTA: at most N transfers at once (default: 4)"
     )
+    cli_discovery.add_announce_options(gateway)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -251,6 +253,12 @@ async def _run(
             os.replace(path + ".tmp", path)
 
         loop.add_signal_handler(signal.SIGUSR1, write_snapshot)
+    try:
+        announcements = await cli_discovery.start_announcements(args, config.name, gateway.addresses(), gateway.snapshot)
+    except (OSError, ConfigurationError) as error:
+        print(f"usmp gateway: {error}", file=sys.stderr)
+        await gateway.stop()
+        return EXIT_FAILURE
     where = ", ".join(f"{transport} {_address(host, port)}" for transport, host, port in gateway.addresses())
     serial = [str(listener) for listener in listeners if listener.transport == "serial"]
     where = ", ".join([where] + serial if where else serial)
@@ -258,11 +266,13 @@ async def _run(
     if ota is not None:
         ota.start()
         extra += ", OTA jobs from the registry"
-    print(f"gateway {config.name} listening on {where}; broker {settings.describe()}{extra}", flush=True)
+    print(f"gateway {config.name} listening on {where}; broker {settings.describe()}{extra}"
+          f"{announcements.describe()}", flush=True)
     await stop.wait()
     print("stopping", flush=True)
     if ota is not None:
         await ota.stop()
+    await announcements.stop()
     await gateway.stop()
     return EXIT_OK
 

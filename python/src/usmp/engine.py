@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
-from . import crypto
+from . import crypto, keylog
 from .cookie import CookieJar
 from .errors import (
     Condition,
@@ -660,6 +660,11 @@ class Engine:
         """Rows 8 and 20: install the record keys and forget the handshake."""
         assert self._secrets.record_keys is not None and self.device_id is not None and self.peer_limits is not None
         send_key, receive_key = self._secrets.record_keys
+        # Opt-in debugging export, off unless USMP_KEYLOG_FILE is set (keylog.py).
+        if self.role is Role.CLIENT:
+            keylog.log_session_keys(session_id, send_key, receive_key)
+        else:
+            keylog.log_session_keys(session_id, receive_key, send_key)
         index = session_id[:SESSION_INDEX_BYTES] if self.mode is Mode.DATAGRAM else b""
         self._sender = RecordSender(send_key, self.mode, index)
         self._receiver = RecordReceiver(receive_key, self.mode, self.config.max_record, index)

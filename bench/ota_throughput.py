@@ -92,17 +92,20 @@ class Run:
                 self.offered = now
             await runner.control_received(session, channel, body)
 
+        async def on_open(session: Any) -> None:
+            await runner.session_opened(session)
+
         async def on_close(session: Any, reason: Condition) -> None:
             await runner.session_closed(session)
 
         relay = None
         config = ServerConfig(handshake_burst=100, handshake_rate=100.0)
         if self.link == "tcp":
-            server = USMPServer("127.0.0.1", 0, {DEVICE: PSK}, on_control=on_control, on_close=on_close, config=config)
+            server = USMPServer("127.0.0.1", 0, {DEVICE: PSK}, on_control=on_control, on_open=on_open, on_close=on_close, config=config)
         else:
             relay = lossy_link.PtyRelay(lossy_link.Impairment(baud=self.baud))
             await relay.start()
-            server = USMPServer(psk={DEVICE: PSK}, on_control=on_control, on_close=on_close, config=config,
+            server = USMPServer(psk={DEVICE: PSK}, on_control=on_control, on_open=on_open, on_close=on_close, config=config,
                                 transport="serial", serial_port=relay.gateway_path, baud=self.baud)
         await server.start()
         link = ["--port", str(server.port)] if relay is None else ["--serial", relay.device_path, "--baud",

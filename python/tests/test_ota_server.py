@@ -212,10 +212,9 @@ def test_a_corrupted_chunk_is_a_hash_mismatch_and_nothing_is_activated(tmp_path:
     [
         ({"key": Ed25519PrivateKey.generate()}, "BAD_SIGNATURE"),
         ({"hardware_id": ota.hardware_id_from_text("other-board")}, "WRONG_HARDWARE"),
-        ({"version": 1}, "NOT_NEWER"),
         ({"version": 0}, "NOT_NEWER"),
     ],
-    ids=["bad-signature", "wrong-hardware", "same-version", "older-version"],
+    ids=["bad-signature", "wrong-hardware", "older-version"],
 )
 def test_a_refused_manifest_fails_the_job_with_the_devices_code(
     tmp_path: object, kwargs: dict[str, object], result: str
@@ -506,5 +505,66 @@ def test_runner_on_registry_jobs_updates_a_device(tmp_path: object) -> None:
         assert reopened.list_jobs()[0].state == CONFIRMED
         reopened.registry.close()
         registry.close()
+
+    asyncio.run(main())
+
+
+def test_a_job_for_the_version_the_device_runs_is_confirmed_without_writing(tmp_path: object) -> None:
+    async def main() -> None:
+        store = MemoryJobStore()
+        queue(store, tmp_path, version=1)
+        runner = OtaRunner(store, retransmit=0.05)
+        storage = DeviceStorage(running_version=1)
+        link = await session(runner, new_device(storage))
+        await until(lambda: only_job(store).state == CONFIRMED)
+        await link.stop()
+        assert only_job(store).result == "NOT_NEWER"  # the device's answer, kept for the record
+        assert storage.boot_image == b"old firmware" and not any(b[0] == ota.Op.CHUNK for b in link.down)
+
+    asyncio.run(main())
+
+
+def test_a_lost_opening_status_of_the_new_image_still_confirms_the_job(tmp_path: object) -> None:
+    async def main() -> None:
+        store = MemoryJobStore()
+        queue(store, tmp_path)
+        runner = OtaRunner(store, retransmit=0.05, status_grace=0.2)
+        storage = DeviceStorage(running_version=1)
+        await run_to_restart(runner, storage)
+        assert only_job(store).state == ACTIVATED
+
+        def lose_the_first_status(direction: str, body: bytes) -> bool:
+            lost.append(body)
+            return len(lost) == 1 and body[0] == ota.Op.STATUS
+
+        lost: list[bytes] = []
+        link = LoopLink(runner.control_received, new_device(storage), DEVICE_ID, drop=lose_the_first_status)
+        await runner.session_opened(link)
+        link.start()
+        await until(lambda: only_job(store).state == CONFIRMED)
+        await link.stop()
+        await runner.session_closed(link)
+        assert link.down and link.down[0][0] == ota.Op.OFFER  # offered without a STATUS, answered NOT_NEWER
+
+    asyncio.run(main())
+
+
+def test_a_request_over_the_max_chunk_of_the_devices_status_is_dropped_and_counted(tmp_path: object) -> None:
+    async def main() -> None:
+        store = MemoryJobStore()
+        queue(store, tmp_path)
+        runner = OtaRunner(store, retransmit=0.05)
+        device = new_device(DeviceStorage(running_version=1), max_chunk=500)
+        link = LoopLink(runner.control_received, device, DEVICE_ID)
+        await runner.control_received(link, ota.OTA_CHANNEL, device.status())
+        try:
+            await until(lambda: any(b[0] == ota.Op.OFFER for b in link.down))
+            await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=501)))
+            assert runner.counters.bad_requests == 1 and not any(b[0] == ota.Op.CHUNK for b in link.down)
+            await runner.control_received(link, ota.OTA_CHANNEL, ota.encode_message(Request(offset=0, length=500)))
+            assert runner.counters.chunks_sent == 1
+        finally:
+            link.open = False
+            await runner.session_closed(link)
 
     asyncio.run(main())

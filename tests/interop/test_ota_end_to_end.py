@@ -99,7 +99,7 @@ class Gateway:
 @asynccontextmanager
 async def ota_gateway(store: MemoryJobStore, *, runner_class: type[OtaRunner] = OtaRunner,
                       **server_kwargs: Any) -> AsyncIterator[Gateway]:
-    runner = runner_class(store, retransmit=0.1, max_retransmit=0.8, progress_interval=0.05)
+    runner = runner_class(store, retransmit=0.1, max_retransmit=0.8, progress_interval=0.05, status_grace=1.0)
     gateway: Gateway
 
     async def on_control(session: Any, channel: int, body: bytes) -> None:
@@ -115,6 +115,7 @@ async def ota_gateway(store: MemoryJobStore, *, runner_class: type[OtaRunner] = 
 
     async def on_open(session: Any) -> None:
         gateway.sessions.append(session)
+        await runner.session_opened(session)
 
     async def on_close(session: Any, reason: Condition) -> None:
         await runner.session_closed(session)

@@ -210,6 +210,7 @@ async def _serve(args: argparse.Namespace) -> int:
         assert session.session_id is not None and session.device_id is not None
         if ota is not None:
             session.control_handler = ota.control_received  # spec/ota.md: the device's STATUS starts a job
+            await ota.session_opened(session)
         counters.opened(session)
         _status(f"open {session.session_id.hex()} device {session.device_id.hex()} from {_address(session.peer)}")
 

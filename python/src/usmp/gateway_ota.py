@@ -29,8 +29,9 @@ def ota_topic(prefix: str, device_id: bytes) -> str:
 def attach_ota(gateway: Gateway, runner: OtaRunner) -> None:
     """Runs ``runner`` on ``gateway``'s sessions and publishes its jobs' changes."""
 
-    def opened(session: Any) -> None:
+    async def opened(session: Any) -> None:
         session.control_handler = runner.control_received  # the device's STATUS starts its job
+        await runner.session_opened(session)
 
     async def closed(session: Any, reason: Condition) -> None:
         await runner.session_closed(session)

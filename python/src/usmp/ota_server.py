@@ -47,6 +47,7 @@ DEFAULT_MAX_RETRANSMIT = 8.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the store
 DEFAULT_POLL_INTERVAL = 1.0  # seconds between looks for jobs pushed while a device is online
+DEFAULT_STATUS_GRACE = 2.0  # seconds after a session opens before a lost STATUS is assumed (ota.md 6)
 
 ROLLED_BACK = "ROLLED_BACK"  # activated, but the next session reports another version
 
@@ -113,6 +114,7 @@ class _Device:
     transfer: _Transfer | None = None
     waiting: bool = False
     considering: bool = False
+    nudge: asyncio.Task[None] | None = None  # session_opened's look for a lost STATUS
 
 
 class OtaRunner:
@@ -133,6 +135,7 @@ class OtaRunner:
         retransmit: float = DEFAULT_RETRANSMIT,
         max_retransmit: float = DEFAULT_MAX_RETRANSMIT,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        status_grace: float = DEFAULT_STATUS_GRACE,
         on_event: EventCallback | None = None,
     ) -> None:
         if concurrency < 1:
@@ -144,6 +147,7 @@ class OtaRunner:
         self.retransmit = retransmit
         self.max_retransmit = max_retransmit
         self.progress_interval = progress_interval
+        self.status_grace = status_grace
         self.on_event = on_event
         self.counters = OtaCounters()
         self._devices: dict[bytes, _Device] = {}
@@ -180,6 +184,42 @@ class OtaRunner:
             await self._on_result(device, message)
         else:  # OFFER and CHUNK go to devices, not to us
             self.counters.unexpected += 1
+
+    async def session_opened(self, link: ControlLink) -> None:
+        """A session opened (optional; the first STATUS also registers it).
+
+        On datagram transports the device's opening STATUS can be lost, and
+        the device sends it once (ota.md 6): for a device whose job is
+        transferring or activated (it spoke OTA in an earlier session) the
+        runner offers the job anyway when no STATUS has come within
+        ``status_grace`` seconds.
+        """
+        device_id = link.device_id
+        if device_id is None:
+            return
+        previous = self._devices.get(device_id)
+        if previous is not None and previous.link is not link:
+            await self._end_session(previous)
+        device = _Device(link=link, device_id=device_id)
+        self._devices[device_id] = device
+        device.nudge = asyncio.create_task(self._offer_without_status(device))
+
+    async def _offer_without_status(self, device: _Device) -> None:
+        await asyncio.sleep(self.status_grace)
+        if device.status is not None or self._devices.get(device.device_id) is not device:
+            return
+        if device.transfer is not None or device.considering:
+            return
+        job = await self._store_call(self.store.active_job, device.device_id)
+        if job is None or job.state not in (TRANSFERRING, ACTIVATED) or self._running >= self.concurrency:
+            return
+        log.info("device %s: no STATUS since its session opened; offering job %d anyway", device.device_id.hex(),
+                 job.job_id)
+        device.considering = True
+        try:
+            await self._start(device, job, keep_state=True)
+        finally:
+            device.considering = False
 
     async def session_closed(self, link: ControlLink) -> None:
         """The session ended: its transfer stops where it is and resumes in the next session."""
@@ -257,7 +297,7 @@ class OtaRunner:
             return
         await self._start(device, job)
 
-    async def _start(self, device: _Device, job: OtaJob) -> None:
+    async def _start(self, device: _Device, job: OtaJob, *, keep_state: bool = False) -> None:
         self._running += 1  # taken before the first await, so the bound holds for every device
         try:
             image = await asyncio.to_thread(job.load_image)
@@ -270,7 +310,7 @@ class OtaRunner:
             self._running -= 1
             await self._start_waiting()
             return
-        transfer = _Transfer(job=replace(job, state=TRANSFERRING), image=image)
+        transfer = _Transfer(job=job if keep_state else replace(job, state=TRANSFERRING), image=image)
         device.transfer = transfer
         await self._save(transfer.job, force=True)
         transfer.offer_task = asyncio.create_task(self._offer_while_silent(device, transfer))
@@ -310,9 +350,10 @@ class OtaRunner:
         limits = device.link.peer_limits
         max_record = limits.max_record if limits is not None else 0
         length = min(request.length, size - request.offset)
-        if request.offset >= size or CONTROL_OVERHEAD + length > max_record:
+        max_chunk = device.status.max_chunk if device.status is not None else request.length
+        if request.offset >= size or CONTROL_OVERHEAD + length > max_record or request.length > max_chunk:
             self.counters.bad_requests += 1
-            log.debug("device %s: REQUEST %d+%d outside the image or its max_record", device.device_id.hex(),
+            log.debug("device %s: REQUEST %d+%d outside the image, its max_chunk or its max_record", device.device_id.hex(),
                       request.offset, request.length)
             return
         data = self.chunk_bytes(transfer.job, transfer.image, request.offset, length)
@@ -339,6 +380,10 @@ class OtaRunner:
         transfer.heard.set()
         if result.code == ResultCode.ACTIVATED:
             job = replace(transfer.job, state=ACTIVATED, offset=transfer.job.image_size, result=result_name(result.code))
+        elif result.code == ResultCode.NOT_NEWER and result.fw_version == transfer.job.firmware_version:
+            # ota.md 6: the device already runs the job's version (its RESULT ACTIVATED and
+            # the STATUS of its new image may both have been lost): done, not failed.
+            job = replace(transfer.job, state=CONFIRMED, offset=transfer.job.image_size, result=result_name(result.code))
         else:
             job = replace(transfer.job, state=FAILED, result=result_name(result.code))
         transfer.job = job
@@ -365,6 +410,8 @@ class OtaRunner:
                 pass
 
     async def _end_session(self, device: _Device) -> None:
+        if device.nudge is not None and device.nudge is not asyncio.current_task():
+            device.nudge.cancel()
         if device.waiting:
             device.waiting = False
             if device.device_id in self._waiting:

@@ -51,6 +51,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from . import crypto
 from .cookie import CookieJar
 from .errors import (
@@ -185,6 +187,27 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Role.BOTH, State.ESTABLISHED, FrameType.BYE, STREAM_AND_DATAGRAM, 33, "on_record"),
 )
 
+TransitionRows = dict[State, dict[int, Transition]]
+
+
+def index_transitions(role: Role, mode: Mode) -> TransitionRows:
+    """The rows of :data:`TRANSITIONS` for one role and mode, by state and frame type.
+
+    Built once per (role, mode) from the one table, so that the lookup of
+    every frame is two dict lookups instead of a scan of the table with
+    enum arithmetic; the first matching row wins, as in a scan.
+    """
+    rows: TransitionRows = {state: {} for state in State}
+    for transition in TRANSITIONS:
+        if transition.roles & role and mode in transition.modes:
+            rows[transition.state].setdefault(int(transition.frame_type), transition)
+    return rows
+
+
+TRANSITION_ROWS: dict[tuple[Role, Mode], TransitionRows] = {
+    (role, mode): index_transitions(role, mode) for role in (Role.CLIENT, Role.SERVER) for mode in Mode
+}
+
 # Section 4: the stream body length of each handshake frame and ERROR (records: section 6.2).
 STREAM_BODY_BYTES = {
     FrameType.HELLO: HELLO_BODY_BYTES,
@@ -253,7 +276,7 @@ class HandshakeSecrets:
     """
 
     psk: bytes | None = None
-    ephemeral_private: bytes | None = None
+    ephemeral_private: X25519PrivateKey | None = None  # imported once (crypto.x25519_key)
     transcript: bytes | None = None
     confirm_server: bytes | None = None
     expected_client_mac: bytes | None = None
@@ -351,6 +374,7 @@ class Engine:
         self.mode = mode
         self.config = config
         self.state = state
+        self._rows = TRANSITION_ROWS[(self.role, mode)]
         self.error: USMPError | None = None
         self.end_condition: Condition | None = None
         self.session_id: bytes | None = None
@@ -392,7 +416,8 @@ class Engine:
 
     @property
     def finished(self) -> bool:
-        return self.state in TERMINAL_STATES
+        state = self.state  # identity tests: an Enum's hash runs Python code on every frame
+        return state is State.CLOSED or state is State.FAILED
 
     @property
     def established(self) -> bool:
@@ -551,15 +576,7 @@ class Engine:
 
     def _find_transition(self, frame_type: int) -> Transition | None:
         """The one lookup of the transition table: this role, state and mode's row for ``frame_type``."""
-        for transition in TRANSITIONS:
-            if (
-                transition.roles & self.role
-                and transition.state is self.state
-                and transition.frame_type == frame_type
-                and self.mode in transition.modes
-            ):
-                return transition
-        return None
+        return self._rows[self.state].get(frame_type)
 
     def _no_transition(self, frame_type: int) -> RemoteProtocolError:
         """Rows 27 and 28: a frame this state has no transition for."""
@@ -948,8 +965,8 @@ class ClientEngine(Engine):
         if len(random_output) != crypto.CLIENT_RANDOM_BYTES:
             raise ConfigurationError(f"the random source returned {len(random_output)} bytes, not 32")
         # Row 1, section 5.8: the random output alone does not decide e_C.
-        private = crypto.client_ephemeral_private(
-            psk, self.boot_counter, self.connection_counter, random_output
+        private = crypto.x25519_key(
+            crypto.client_ephemeral_private(psk, self.boot_counter, self.connection_counter, random_output)
         )
         self._secrets.ephemeral_private = private
         hello = Hello(VERSION_BIT, SUITE_BIT, self.device_id, crypto.x25519_public(private), self.config.limits)
@@ -1008,7 +1025,7 @@ class ServerEngine(Engine):
         self._hello_pending = False
         assert self._hello is not None
         events: list[Event] = []
-        private = self._random(PRIVATE_KEY_BYTES)
+        private = self._ephemeral_key()
         nonce = self._random(NONCE_BYTES)
         session_id = self._new_session_id()
         key = check_psk(psk) if psk is not None else self._random(STAND_IN_PSK_BYTES)
@@ -1037,6 +1054,18 @@ class ServerEngine(Engine):
         if self.mode is Mode.STREAM:
             self._process_stream(events, now)
         return events
+
+    def _ephemeral_key(self) -> X25519PrivateKey:
+        """Section 5.8: the server's ephemeral key is 32 random bytes.
+
+        With the operating system's random source (the default) OpenSSL draws
+        them inside a new key object, which avoids importing raw bytes (see
+        crypto.x25519_key); a random source given to the engine is used as
+        given, first of the draws of accept_hello.
+        """
+        if self._random is os.urandom:
+            return crypto.x25519_generate()
+        return crypto.x25519_key(self._random(PRIVATE_KEY_BYTES))
 
     def refuse_busy(self) -> None:
         """Row 18: answer the pending HELLO with ERROR(BUSY), before any X25519."""

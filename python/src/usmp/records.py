@@ -20,6 +20,7 @@ from .wire import (
     SESSION_INDEX_BYTES,
     STREAM_HEADER_BYTES,
     TAG_BYTES,
+    FRAME_TYPES,
     FrameType,
     Mode,
     frame_type_condition,
@@ -183,7 +184,7 @@ class RecordReceiver:
         if self._mode is Mode.DATAGRAM:
             self._window.check(counter)
         plaintext = open_record(self._aead, frame, header_len, counter)
-        return OpenedRecord(FrameType(frame[0]), counter, plaintext)
+        return OpenedRecord(FRAME_TYPES[frame[0]], counter, plaintext)
 
     def accept(self, record: OpenedRecord) -> None:
         """Commit a record that passed every check: move the counter or the window."""

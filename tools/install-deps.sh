@@ -22,6 +22,8 @@ packages=(
   gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
   python3-kconfiglib python3-yaml git
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
+  # The Python record layer keeps one OpenSSL AES-GCM context per key through cffi (python/src/usmp/aead.py).
+  python3-cffi
   python3-setuptools python3-venv python3-pip
 )
 # Debian source packages the emulated targets compile for the device,

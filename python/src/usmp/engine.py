@@ -746,7 +746,11 @@ class Engine:
         self.state = state
         self.end_condition = condition
         self.error = error
-        # Record keys go with the session (spec 5.7); see crypto.py about wiping.
+        # Record keys go with the session (spec 5.7); see crypto.py and aead.py about wiping.
+        if self._sender is not None:
+            self._sender.release()
+        if self._receiver is not None:
+            self._receiver.release()
         self._sender = self._receiver = None
         self._stream_buffer.clear()
         self._input_held = False

@@ -35,6 +35,8 @@ _EVP_CTRL_GCM_SET_TAG = 0x11
 _ENCRYPT = 1
 _DECRYPT = 0
 
+# The inputs are declared `const char *` (the same ABI as OpenSSL's `const unsigned
+# char *`) so that cffi passes a bytes object's own buffer, without a conversion call.
 _CDEF = """
 typedef struct evp_cipher_st EVP_CIPHER;
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
@@ -43,8 +45,8 @@ const EVP_CIPHER *EVP_aes_256_gcm(void);
 EVP_CIPHER_CTX *EVP_CIPHER_CTX_new(void);
 void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx);
 int EVP_CipherInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,
-                      const unsigned char *key, const unsigned char *iv, int enc);
-int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in, int inl);
+                      const char *key, const char *iv, int enc);
+int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const char *in, int inl);
 int EVP_CipherFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *outm, int *outl);
 int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr);
 void ERR_clear_error(void);
@@ -87,7 +89,7 @@ class KeptAesGcm:
     its own (records.RecordSender, records.RecordReceiver).
     """
 
-    __slots__ = ("_ffi", "_lib", "_ctx", "_outlen")
+    __slots__ = ("_ffi", "_lib", "_ctx", "_outlen", "_bytes_type")
 
     def __init__(self, key: bytes) -> None:
         if _LIBCRYPTO is None:
@@ -102,17 +104,20 @@ class KeptAesGcm:
         # Freed (and its key schedule cleared) at release(), or when the object goes.
         self._ctx = ffi.gc(ctx, lib.EVP_CIPHER_CTX_free)
         # The key schedule is made here, once; the direction is set again per record.
-        if lib.EVP_CipherInit_ex(self._ctx, lib.EVP_aes_256_gcm(), ffi.NULL, ffi.from_buffer(key), ffi.NULL, _ENCRYPT) != 1:
+        if lib.EVP_CipherInit_ex(self._ctx, lib.EVP_aes_256_gcm(), ffi.NULL, bytes(key), ffi.NULL, _ENCRYPT) != 1:
             lib.ERR_clear_error()
             raise ValueError("OpenSSL refused the AES-256-GCM key")
         self._outlen = ffi.new("int *")
+        self._bytes_type = ffi.typeof("unsigned char[]")
 
     def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
         """``ciphertext || tag``, as ``AESGCM.encrypt``."""
         ffi, lib, ctx, outlen = self._ffi, self._lib, self._ctx, self._outlen
+        if type(data) is not bytes:
+            data = bytes(data)
         self._start(nonce, _ENCRYPT, associated_data)
-        out = ffi.new("unsigned char[]", len(data) + TAG_BYTES)
-        if data and lib.EVP_CipherUpdate(ctx, out, outlen, ffi.from_buffer(data), len(data)) != 1:
+        out = ffi.new(self._bytes_type, len(data) + TAG_BYTES)
+        if data and lib.EVP_CipherUpdate(ctx, out, outlen, data, len(data)) != 1:
             self._fail("EVP_CipherUpdate")
         if lib.EVP_CipherFinal_ex(ctx, out + len(data), outlen) != 1:
             self._fail("EVP_CipherFinal_ex")
@@ -125,13 +130,15 @@ class KeptAesGcm:
         if len(data) < TAG_BYTES:
             raise InvalidTag
         ffi, lib, ctx, outlen = self._ffi, self._lib, self._ctx, self._outlen
+        if type(data) is not bytes:
+            data = bytes(data)
         body_len = len(data) - TAG_BYTES
-        source = ffi.from_buffer(data)
         self._start(nonce, _DECRYPT, associated_data)
-        if lib.EVP_CIPHER_CTX_ctrl(ctx, _EVP_CTRL_GCM_SET_TAG, TAG_BYTES, source + body_len) != 1:
+        tag = ffi.new(self._bytes_type, data[body_len:])  # a copy: OpenSSL's ctrl takes a writable pointer
+        if lib.EVP_CIPHER_CTX_ctrl(ctx, _EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) != 1:
             self._fail("EVP_CTRL_GCM_SET_TAG")
-        out = ffi.new("unsigned char[]", max(body_len, 1))
-        if body_len and lib.EVP_CipherUpdate(ctx, out, outlen, source, body_len) != 1:
+        out = ffi.new(self._bytes_type, max(body_len, 1))
+        if body_len and lib.EVP_CipherUpdate(ctx, out, outlen, data, body_len) != 1:
             self._fail("EVP_CipherUpdate")
         if lib.EVP_CipherFinal_ex(ctx, out + body_len, outlen) != 1:
             # A bad tag. OpenSSL may leave an error on this thread's queue, where
@@ -153,11 +160,10 @@ class KeptAesGcm:
             raise ValueError("the key was released")
         ffi, lib, ctx = self._ffi, self._lib, self._ctx
         # A new nonce on the kept key: no key schedule, no allocation (spec 6.1 gives the nonce).
-        if lib.EVP_CipherInit_ex(ctx, ffi.NULL, ffi.NULL, ffi.NULL, ffi.from_buffer(nonce), direction) != 1:
+        if lib.EVP_CipherInit_ex(ctx, ffi.NULL, ffi.NULL, ffi.NULL, bytes(nonce), direction) != 1:
             self._fail("EVP_CipherInit_ex")
         if associated_data:
-            aad = ffi.from_buffer(associated_data)
-            if lib.EVP_CipherUpdate(ctx, ffi.NULL, self._outlen, aad, len(associated_data)) != 1:
+            if lib.EVP_CipherUpdate(ctx, ffi.NULL, self._outlen, bytes(associated_data), len(associated_data)) != 1:
                 self._fail("EVP_CipherUpdate (associated data)")
 
     def _fail(self, call: str) -> None:

@@ -209,7 +209,7 @@ TRANSITION_ROWS: dict[tuple[Role, Mode], TransitionRows] = {
 }
 
 # Section 4: the stream body length of each handshake frame and ERROR (records: section 6.2).
-STREAM_BODY_BYTES = {
+STREAM_BODY_BYTES: dict[int, int] = {
     FrameType.HELLO: HELLO_BODY_BYTES,
     FrameType.CHALLENGE: CHALLENGE_BODY_BYTES,
     FrameType.HELLO_ACK: HELLO_ACK_BODY_BYTES,
@@ -591,7 +591,7 @@ class Engine:
                 self._receiver.check_stream_header(frame_type, length)
             except RemoteProtocolError as error:
                 return error
-        elif length != STREAM_BODY_BYTES[FrameType(frame_type)]:
+        elif length != STREAM_BODY_BYTES[frame_type]:  # IntEnum keys: an int finds them
             return RemoteProtocolError(Condition.MALFORMED, f"{_type_name(frame_type)} of wrong length")
         return None
 

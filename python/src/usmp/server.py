@@ -140,7 +140,7 @@ class USMPServer:
         self._stopping = False
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: SessionProtocol(self._accept), self.host, self.requested_port
+            lambda: SessionProtocol(self._accept, loop), self.host, self.requested_port
         )
         for address in self.addresses:
             log.info("listening on %s:%d", address[0], address[1])
@@ -242,7 +242,7 @@ class USMPServer:
         assert transport is not None
         peer = transport.get_extra_info("peername")
         source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        loop = asyncio.get_running_loop()
+        loop = protocol.loop
         if self._stopping or not self._rate_limiter.allow(source, loop.time()):
             # Section 13: excess connections are closed before any X25519 work.
             log.info("connection from %s refused: %s", source, "stopping" if self._stopping else "rate limit")
@@ -254,8 +254,9 @@ class USMPServer:
         session = Session(engine, protocol, self._handler, write_timeout=self.config.write_timeout)
         session._key_binds_device_id = not self._shared_key
         self._connections.add(session)
-        self._add_pending(session)
+        self._add_pending(session, loop)
         task = loop.create_task(self._run_connection(session))
+        session._task = task
         self._connection_tasks.add(task)
         task.add_done_callback(self._connection_tasks.discard)
 
@@ -268,7 +269,7 @@ class USMPServer:
 
     # --- pending connections (spec 13): not yet a complete HELLO ---------------------------------
 
-    def _add_pending(self, session: Session) -> None:
+    def _add_pending(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
         """Queue a new connection until its HELLO; at ``max_pending`` the oldest one makes room.
 
         A connection that has sent nothing costs no handshake slot: it holds a
@@ -281,7 +282,6 @@ class USMPServer:
             timer.cancel()
             log.info("connection from %s evicted: %d connections without a HELLO", oldest.peer, len(self._pending) + 1)
             oldest.abort()
-        loop = asyncio.get_running_loop()
         self._pending[session] = loop.call_later(self.config.hello_timeout, self._hello_timed_out, session)
 
     def _hello_timed_out(self, session: Session) -> None:

@@ -61,12 +61,18 @@ class SessionProtocol(asyncio.BufferedProtocol):
     """The socket side of one :class:`Session`: buffers input, tracks write pauses and the end.
 
     ``on_connected``: called from ``connection_made`` (the server starts the
-    session there). Nothing here touches the engine; the session's task
-    takes the input with :meth:`take` and waits with :meth:`wait_input`.
+    session there). ``loop``: the running loop, when the caller has it (on
+    Python 3.11 each lookup of the running loop is a getpid system call).
+    Nothing here touches the engine; the session's task takes the input with
+    :meth:`take` and waits with :meth:`wait_input`.
     """
 
-    def __init__(self, on_connected: Callable[[SessionProtocol], None] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
+    def __init__(
+        self,
+        on_connected: Callable[[SessionProtocol], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.loop = self._loop = loop or asyncio.get_running_loop()
         self._on_connected = on_connected
         self.transport: asyncio.Transport | None = None
         self._input = bytearray()
@@ -295,8 +301,8 @@ class Session(SessionView):
         self._protocol = protocol
         self._transport: asyncio.Transport = protocol.transport
         self._handler = handler
-        self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = protocol.loop
+        self._task: asyncio.Task[None] | None = None  # run()'s, set by whoever starts it
         self._ended = asyncio.Event()
         self._stopping = False  # set by close(): deliver nothing more to the application
         self._callback_idle = asyncio.Event()  # clear while a handler callback runs
@@ -346,7 +352,8 @@ class Session(SessionView):
 
     async def run(self) -> None:
         """The session's loop; returns when the session has ended and the connection is closed."""
-        self._task = asyncio.current_task()
+        if self._task is None:
+            self._task = asyncio.current_task()
         try:
             await self._flush()  # a client's HELLO
             while not self._engine.finished:

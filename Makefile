@@ -11,7 +11,8 @@ help:
 	@echo "                    then the C gateway over UDP and a serial line with the Python client"
 	@echo "make test           install missing Debian packages, build every configuration, run every test"
 	@echo "make bench          Release builds for OpenSSL and mbedTLS, then the engine against its backend's raw"
-	@echo "                    X25519 and AES-256-GCM, and the Python engine against cryptography (bench/README.md)"
+	@echo "                    X25519 and AES-256-GCM, the Python engine against cryptography, and both gateways"
+	@echo "                    against TLS 1.3 servers over loopback (bench/README.md)"
 	@echo "make footprint      the device's flash, RAM and instructions on emulated Cortex-M4, rv32imc, Xtensa lx106 (targets/run.py)"
 	@echo "make vectors        regenerate spec/vectors/*.json from tools/gen_vectors.py"
 	@echo "make check-vectors  fail if spec/vectors differ from the generator's output"
@@ -30,15 +31,20 @@ test: deps
 # Not part of `make test`: the benchmark builds only with -DUSMP_BENCH=ON, in
 # build directories of its own. BENCH_REPS: repetitions per figure.
 BENCH_REPS ?= 15
+# bench/loopback.py: repetitions per loopback figure (each a few seconds);
+# LOOPBACK_ARGS: more of its options, e.g. --c-server-before PATH.
+LOOPBACK_REPS ?= 5
 bench: deps
 	@for backend in openssl mbedtls; do \
 	    cmake -S . -B build/bench-$$backend -DCMAKE_BUILD_TYPE=Release -DUSMP_BENCH=ON \
 	        -DUSMP_BUILD_TESTS=OFF -DUSMP_WERROR=ON -DUSMP_CRYPTO=$$backend >/dev/null && \
 	    cmake --build build/bench-$$backend -j2 --target usmp_bench >/dev/null || exit 1; \
 	done
+	@cmake --build build/bench-openssl -j2 --target usmp_server usmp_loadgen >/dev/null
 	@build/bench-openssl/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-openssl/results.md
 	@build/bench-mbedtls/bench/c/usmp_bench $(BENCH_REPS) | tee build/bench-mbedtls/results.md
 	@$(PYTHON) bench/python_engine.py --repetitions $(BENCH_REPS) --c-results build/bench-openssl/results.md
+	@$(PYTHON) bench/loopback.py --repetitions $(LOOPBACK_REPS) $(LOOPBACK_ARGS) | tee build/bench-openssl/loopback.md
 
 footprint: deps
 	$(PYTHON) targets/run.py --footprint

@@ -92,6 +92,8 @@ class OpenedRecord:
 class ReplayWindow:
     """Section 6.5: the highest accepted ``seq`` and a 64-bit bitmap of ``top - 63 … top``."""
 
+    __slots__ = ("top", "_bitmap")  # one per session: no dict (issue 12)
+
     def __init__(self) -> None:
         self.top: int | None = None
         self._bitmap = 0  # bit i set: seq top - i was accepted
@@ -122,6 +124,8 @@ def key_limit_error() -> LocalProtocolError:
 
 class RecordSender:
     """One direction's sealing key, counter and usage (sections 6.1 and 7)."""
+
+    __slots__ = ("_aead", "_mode", "_session_index", "counter", "usage")
 
     def __init__(self, key: bytes, mode: Mode, session_index: bytes = b"") -> None:
         self._aead = new_aes_gcm(key)  # one context for the key's life (aead.py)
@@ -158,6 +162,8 @@ class RecordSender:
 
 class RecordReceiver:
     """One direction's opening key and replay state (implicit counter or replay window)."""
+
+    __slots__ = ("_aead", "_mode", "_max_record", "_session_index", "_next_counter", "_window")
 
     def __init__(self, key: bytes, mode: Mode, max_record: int, session_index: bytes = b"") -> None:
         self._aead = new_aes_gcm(key)
@@ -230,6 +236,8 @@ class Reassembler:
     ``check_*`` validate without changing anything; ``apply_*`` and
     ``discard`` run only once the engine has decided the record's fate.
     """
+
+    __slots__ = ("_mode", "_max_record", "_max_message", "_buffer", "_total", "_next_seq")
 
     def __init__(self, mode: Mode, max_record: int, max_message: int) -> None:
         self._mode = mode

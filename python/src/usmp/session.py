@@ -303,10 +303,12 @@ class Session(SessionView):
         self._handler = handler
         self._loop = protocol.loop
         self._task: asyncio.Task[None] | None = None  # run()'s, set by whoever starts it
-        self._ended = asyncio.Event()
+        # Futures rather than asyncio.Events: an Event holds a deque (about 600 bytes)
+        # from birth, and an idle gateway holds one session per device (issue 12).
+        self._ended: asyncio.Future[None] = self._loop.create_future()
         self._stopping = False  # set by close(): deliver nothing more to the application
-        self._callback_idle = asyncio.Event()  # clear while a handler callback runs
-        self._callback_idle.set()
+        self._in_callback = False  # a handler callback is running
+        self._callback_done: asyncio.Future[None] | None = None  # made by shutdown() to wait for it
         self._opened = False
         self._write_timeout = write_timeout  # the gateway's write deadline (spec 13); None: none
         self._key_binds_device_id = False  # set by the gateway: the PSK came from a per-device source
@@ -334,7 +336,7 @@ class Session(SessionView):
         await self._flush()
         self._transport.close()
         if self._task is not None and self._task is not asyncio.current_task():
-            await self._ended.wait()
+            await asyncio.shield(self._ended)  # shielded: a cancelled waiter leaves it for the others
 
     def abort(self) -> None:
         """Drop the connection at once, without a word (a gateway evicting a connection that sent no HELLO)."""
@@ -342,7 +344,7 @@ class Session(SessionView):
         self._transport.abort()
 
     async def wait_closed(self) -> None:
-        await self._ended.wait()
+        await asyncio.shield(self._ended)  # shielded: a cancelled waiter leaves it for the others
 
     def __repr__(self) -> str:
         sid = self.session_id.hex() if self.session_id else "-"
@@ -370,7 +372,8 @@ class Session(SessionView):
         finally:
             self._transport.close()
             self._protocol.cancel_timer()
-            self._ended.set()
+            if not self._ended.done():
+                self._ended.set_result(None)
             try:
                 await self._callback(self._handler.on_close(self))
             finally:
@@ -381,7 +384,10 @@ class Session(SessionView):
         self._stopping = True
         try:
             async with asyncio.timeout(grace):
-                await self._callback_idle.wait()
+                while self._in_callback:
+                    if self._callback_done is None or self._callback_done.done():
+                        self._callback_done = self._loop.create_future()
+                    await asyncio.shield(self._callback_done)
         except TimeoutError:
             log.warning("%r: on_data still running after %.1f s, cancelled", self, grace)
             if self._task is not None:
@@ -441,7 +447,7 @@ class Session(SessionView):
 
     async def _callback(self, call: Awaitable[None]) -> None:
         """Run an application callback; its exception is logged and does not end the session."""
-        self._callback_idle.clear()
+        self._in_callback = True
         try:
             await call
         except USMPError as error:
@@ -455,7 +461,9 @@ class Session(SessionView):
         except Exception:
             log.exception("%r: application callback raised", self)
         finally:
-            self._callback_idle.set()
+            self._in_callback = False
+            if self._callback_done is not None and not self._callback_done.done():
+                self._callback_done.set_result(None)
 
     async def _flush(self) -> None:
         frames = self._engine.frames_to_send()

@@ -17,12 +17,13 @@ schedule it holds; the engine calls it where the session's record keys die.
 
 from __future__ import annotations
 
-import ctypes.util
 import logging
-from typing import Any, Protocol, Union
+from typing import Protocol, Union
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .libcrypto import LIBCRYPTO
 
 log = logging.getLogger("usmp.aead")
 
@@ -35,43 +36,7 @@ _EVP_CTRL_GCM_SET_TAG = 0x11
 _ENCRYPT = 1
 _DECRYPT = 0
 
-# The inputs are declared `const char *` (the same ABI as OpenSSL's `const unsigned
-# char *`) so that cffi passes a bytes object's own buffer, without a conversion call.
-_CDEF = """
-typedef struct evp_cipher_st EVP_CIPHER;
-typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
-typedef struct engine_st ENGINE;
-const EVP_CIPHER *EVP_aes_256_gcm(void);
-EVP_CIPHER_CTX *EVP_CIPHER_CTX_new(void);
-void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx);
-int EVP_CipherInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,
-                      const char *key, const char *iv, int enc);
-int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const char *in, int inl);
-int EVP_CipherFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *outm, int *outl);
-int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr);
-void ERR_clear_error(void);
-"""
-
-
-def _load_libcrypto() -> tuple[Any, Any] | None:
-    """(ffi, lib) for libcrypto through cffi's ABI mode (no compiler), or None where either is missing."""
-    try:
-        import cffi  # type: ignore[import]  # Debian's python3-cffi; no type stubs
-    except ImportError:
-        return None
-    ffi = cffi.FFI()
-    ffi.cdef(_CDEF)
-    for name in ("libcrypto.so.3", "libcrypto.so.1.1", ctypes.util.find_library("crypto")):
-        if not name:
-            continue
-        try:
-            return ffi, ffi.dlopen(name)
-        except OSError:
-            continue
-    return None
-
-
-_LIBCRYPTO = _load_libcrypto()
+_LIBCRYPTO = LIBCRYPTO
 
 
 class Aead(Protocol):

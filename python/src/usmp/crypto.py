@@ -19,8 +19,10 @@ from typing import Union
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from . import x25519
 from .errors import Condition, RemoteProtocolError
 from .wire import MAC_BYTES, Mode
+from .x25519 import OpenSslX25519Key
 
 TRANSCRIPT_LABEL = b"usmp-v1 transcript"
 KEY_SCHEDULE_INFO = b"usmp-v1"
@@ -51,35 +53,45 @@ def client_ephemeral_private(psk: bytes, boot_counter: int, connection_counter: 
 # The u-coordinate 9 of RFC 7748 section 4.1: X25519(k, 9) is the public key of k.
 _BASE_POINT = X25519PublicKey.from_public_bytes(b"\x09" + bytes(31))
 
-# A private key as 32 bytes, or as the key object made from them once and kept (see x25519_key).
-PrivateKey = Union[bytes, X25519PrivateKey]
+# Whether keys are made by x25519.py (OpenSSL through cffi) rather than by cryptography:
+# where it is available. Module-level so that the tests can run both paths.
+X25519_OPENSSL = x25519.available()
+
+# A private key object (made once and kept, see x25519_key), or 32 bytes to make one from.
+KeyObject = Union[OpenSslX25519Key, X25519PrivateKey]
+PrivateKey = Union[bytes, OpenSslX25519Key, X25519PrivateKey]
 
 
-def x25519_key(private: PrivateKey) -> X25519PrivateKey:
-    """The key object of a private key given as 32 bytes.
+def x25519_key(private: PrivateKey) -> KeyObject:
+    """The key object of a private key given as 32 bytes (an object is returned as it is).
 
     ``cryptography`` 38 on OpenSSL 3 imports raw private bytes through
-    OpenSSL's decoders, which costs about ten X25519 operations; callers
-    import a key once and pass the object around, or (the server, spec 5.8)
-    take :func:`x25519_generate`'s, which needs no import at all.
+    OpenSSL's decoders, which costs about ten X25519 operations; x25519.py
+    imports them with one. Callers import a key once and pass the object
+    around, or (the server, spec 5.8) take :func:`x25519_generate`'s.
     """
-    if isinstance(private, X25519PrivateKey):
+    if isinstance(private, (OpenSslX25519Key, X25519PrivateKey)):
         return private
+    if X25519_OPENSSL:
+        return OpenSslX25519Key(private)
     return X25519PrivateKey.from_private_bytes(private)
 
 
-def x25519_generate() -> X25519PrivateKey:
+def x25519_generate() -> KeyObject:
     """A fresh key from OpenSSL's CSPRNG: the "32 random bytes" of a server's ephemeral key (5.8)."""
-    return X25519PrivateKey.generate()
+    return OpenSslX25519Key() if X25519_OPENSSL else X25519PrivateKey.generate()
 
 
 def x25519_public(private: PrivateKey) -> bytes:
-    """The public key, as ``X25519(private, 9)``.
+    """The public key: read from OpenSSL's key (x25519.py), or ``X25519(private, 9)``.
 
-    One scalar multiplication; ``public_key().public_bytes()`` would instead
-    go through a DER encoding and OpenSSL's decoders, several times slower.
+    ``cryptography``'s ``public_key().public_bytes()`` would go through a DER
+    encoding and OpenSSL's decoders, several times slower than either.
     """
-    return x25519_key(private).exchange(_BASE_POINT)
+    key = x25519_key(private)
+    if isinstance(key, OpenSslX25519Key):
+        return key.public
+    return key.exchange(_BASE_POINT)
 
 
 def x25519_shared(private: PrivateKey, peer_public: bytes) -> bytes:
@@ -88,8 +100,12 @@ def x25519_shared(private: PrivateKey, peer_public: bytes) -> bytes:
     OpenSSL itself refuses to return an all-zero secret (it raises), so both
     paths lead to the same condition.
     """
+    key = x25519_key(private)
     try:
-        shared = x25519_key(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
+        if isinstance(key, OpenSslX25519Key):
+            shared = key.exchange(peer_public)
+        else:
+            shared = key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:
         shared = bytes(32)
     if not any(shared):

@@ -51,8 +51,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from . import crypto
 from .cookie import CookieJar
 from .errors import (
@@ -276,7 +274,7 @@ class HandshakeSecrets:
     """
 
     psk: bytes | None = None
-    ephemeral_private: X25519PrivateKey | None = None  # imported once (crypto.x25519_key)
+    ephemeral_private: crypto.KeyObject | None = None  # imported once (crypto.x25519_key)
     transcript: bytes | None = None
     confirm_server: bytes | None = None
     expected_client_mac: bytes | None = None
@@ -1103,13 +1101,14 @@ class ServerEngine(Engine):
             self._process_stream(events, now)
         return events
 
-    def _ephemeral_key(self) -> X25519PrivateKey:
+    def _ephemeral_key(self) -> crypto.KeyObject:
         """Section 5.8: the server's ephemeral key is 32 random bytes.
 
         With the operating system's random source (the default) OpenSSL draws
-        them inside a new key object, which avoids importing raw bytes (see
-        crypto.x25519_key); a random source given to the engine is used as
-        given, first of the draws of accept_hello.
+        them inside a new key object, which avoids importing raw bytes and
+        computes the public key with the key (crypto.x25519_generate); a
+        random source given to the engine is used as given, first of the
+        draws of accept_hello.
         """
         if self._random is os.urandom:
             return crypto.x25519_generate()

@@ -3,15 +3,17 @@
 The loop is the only reader of the socket. It feeds the engine, writes what
 the engine queues, runs the engine's timers at ``engine.next_deadline()``,
 and hands events to a :class:`SessionHandler` (the server's or the
-client's). The socket side is an :class:`asyncio.BufferedProtocol`
-(:class:`SessionProtocol`), not asyncio streams: a read costs one wake-up
-of the session's task and no timeout context, the engine's deadline is one
-timer re-armed only when it fires early or must move earlier, and a write
-waits only when the transport has paused writing (issue 12). The engine stops after each delivered message; the loop lets the
+client's). The engine stops after each delivered message; the loop lets the
 handler answer it before the engine goes on with the rest of the same read
 (spec section 1: the answer goes out first). Application calls (``send``, ``close``) go straight to the engine
 and write at once; because an engine call and the write that follows it
 never await in between, frames of concurrent senders never interleave.
+
+The socket side is an :class:`asyncio.BufferedProtocol`
+(:class:`SessionProtocol`), not asyncio streams: a read costs one wake-up of
+the session's task and no timeout context, the engine's deadline is one timer
+re-armed only when it fires early or must move earlier, and a write waits
+only when the transport has paused writing (issue 12).
 """
 
 from __future__ import annotations
@@ -109,7 +111,10 @@ class SessionProtocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         self._ended = True
         self._wake_reader()
-        return False  # close the transport
+        # Keep our half open, as asyncio streams do: the answer to what came
+        # before the EOF still goes out (spec section 1); the session closes
+        # the transport when it ends.
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended = True

@@ -24,6 +24,8 @@ packages=(
   # bench/loopback.py (make bench): openssl s_server and its throwaway certificate.
   openssl
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
+  # The Python record layer keeps one OpenSSL AES-GCM context per key through cffi (python/src/usmp/aead.py).
+  python3-cffi
   python3-setuptools python3-venv python3-pip
   # The device registry: SQLite comes with Python; PostgreSQL (the server,
   # whose initdb/pg_ctl the tests run in a temporary directory) and its

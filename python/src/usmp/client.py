@@ -14,7 +14,7 @@ from .errors import ConfigurationError, ConnectionLost, HandshakeTimeout, LocalP
 from .psk import check_psk, parse_device_id
 from .datagram import DatagramClient, DatagramSession, LinkStats
 from .serial_link import SerialClient
-from .session import Session, SessionHandler
+from .session import Session, SessionHandler, SessionProtocol
 from .transports import DEFAULT_BAUD, Transport, transport_name
 from .udp import UDPClient
 from .wire import Limits, Mode
@@ -105,7 +105,9 @@ class USMPClient:
         started = loop.time()
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                reader, writer = await asyncio.open_connection(self.host, self.port, local_addr=self._local_addr)
+                _, protocol = await loop.create_connection(
+                    SessionProtocol, self.host, self.port, local_addr=self._local_addr
+                )
         except TimeoutError:
             raise HandshakeTimeout(f"could not connect to {self.host}:{self.port} in time") from None
         except OSError as error:
@@ -123,7 +125,7 @@ class USMPClient:
         inbox = _Inbox(self.config.receive_queue)
         handler = _ClientHandler(inbox, loop.create_future())
         self._inbox = inbox
-        self._session = Session(engine, reader, writer, handler)
+        self._session = Session(engine, protocol, handler)
         self._task = asyncio.create_task(self._session.run())
         try:
             await asyncio.shield(handler.opened)

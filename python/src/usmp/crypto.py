@@ -15,12 +15,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from typing import Union
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from . import x25519
 from .errors import Condition, RemoteProtocolError
 from .wire import MAC_BYTES, Mode
+from .x25519 import OpenSslX25519Key
 
 TRANSCRIPT_LABEL = b"usmp-v1 transcript"
 KEY_SCHEDULE_INFO = b"usmp-v1"
@@ -31,6 +33,7 @@ CLIENT_EPHEMERAL_LABEL = b"usmp-v1 client ephemeral"
 CLIENT_RANDOM_BYTES = 32
 MAX_COUNTER = (1 << 64) - 1  # the counters of section 5.8 are u64
 OKM_BYTES = 128
+SHA256_BYTES = 32
 
 
 def client_ephemeral_private(psk: bytes, boot_counter: int, connection_counter: int, random_output: bytes) -> bytes:
@@ -47,21 +50,62 @@ def client_ephemeral_private(psk: bytes, boot_counter: int, connection_counter: 
     return hmac.new(psk, message + random_output, hashlib.sha256).digest()
 
 
-def x25519_public(private: bytes) -> bytes:
-    public = X25519PrivateKey.from_private_bytes(private).public_key()
-    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+# The u-coordinate 9 of RFC 7748 section 4.1: X25519(k, 9) is the public key of k.
+_BASE_POINT = X25519PublicKey.from_public_bytes(b"\x09" + bytes(31))
+
+# Whether keys are made by x25519.py (OpenSSL through cffi) rather than by cryptography:
+# where it is available. Module-level so that the tests can run both paths.
+X25519_OPENSSL = x25519.available()
+
+# A private key object (made once and kept, see x25519_key), or 32 bytes to make one from.
+KeyObject = Union[OpenSslX25519Key, X25519PrivateKey]
+PrivateKey = Union[bytes, OpenSslX25519Key, X25519PrivateKey]
 
 
-def x25519_shared(private: bytes, peer_public: bytes) -> bytes:
+def x25519_key(private: PrivateKey) -> KeyObject:
+    """The key object of a private key given as 32 bytes (an object is returned as it is).
+
+    ``cryptography`` 38 on OpenSSL 3 imports raw private bytes through
+    OpenSSL's decoders, which costs about ten X25519 operations; x25519.py
+    imports them with one. Callers import a key once and pass the object
+    around, or (the server, spec 5.8) take :func:`x25519_generate`'s.
+    """
+    if isinstance(private, (OpenSslX25519Key, X25519PrivateKey)):
+        return private
+    if X25519_OPENSSL:
+        return OpenSslX25519Key(private)
+    return X25519PrivateKey.from_private_bytes(private)
+
+
+def x25519_generate() -> KeyObject:
+    """A fresh key from OpenSSL's CSPRNG: the "32 random bytes" of a server's ephemeral key (5.8)."""
+    return OpenSslX25519Key() if X25519_OPENSSL else X25519PrivateKey.generate()
+
+
+def x25519_public(private: PrivateKey) -> bytes:
+    """The public key: read from OpenSSL's key (x25519.py), or ``X25519(private, 9)``.
+
+    ``cryptography``'s ``public_key().public_bytes()`` would go through a DER
+    encoding and OpenSSL's decoders, several times slower than either.
+    """
+    key = x25519_key(private)
+    if isinstance(key, OpenSslX25519Key):
+        return key.public
+    return key.exchange(_BASE_POINT)
+
+
+def x25519_shared(private: PrivateKey, peer_public: bytes) -> bytes:
     """``X25519(private, peer_public)``; an all-zero result (a low-order peer key) fails with BAD_KEY.
 
     OpenSSL itself refuses to return an all-zero secret (it raises), so both
     paths lead to the same condition.
     """
+    key = x25519_key(private)
     try:
-        shared = X25519PrivateKey.from_private_bytes(private).exchange(
-            X25519PublicKey.from_public_bytes(peer_public)
-        )
+        if isinstance(key, OpenSslX25519Key):
+            shared = key.exchange(peer_public)
+        else:
+            shared = key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:
         shared = bytes(32)
     if not any(shared):
@@ -92,7 +136,20 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
 
 
 def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
-    return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
+    """HKDF-Expand of RFC 5869 section 2.3 with HMAC-SHA256.
+
+    Written out with :mod:`hmac` (C code in the standard library): the
+    ``cryptography`` object costs several times more for the four blocks
+    of section 5.4.
+    """
+    if not 0 <= length <= 255 * SHA256_BYTES:
+        raise ValueError(f"HKDF-SHA256 expands to at most {255 * SHA256_BYTES} bytes, not {length}")
+    okm = b""
+    block = b""
+    for counter in range(1, -(-length // SHA256_BYTES) + 1):
+        block = hmac.new(prk, block + info + bytes((counter,)), hashlib.sha256).digest()
+        okm += block
+    return okm[:length]
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,29 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Role.BOTH, State.ESTABLISHED, FrameType.CONTROL, STREAM_AND_DATAGRAM, 61, "on_record"),
 )
 
+TransitionRows = dict[State, dict[int, Transition]]
+
+
+def index_transitions(role: Role, mode: Mode) -> TransitionRows:
+    """The rows of :data:`TRANSITIONS` for one role and mode, by state and frame type.
+
+    Built once per (role, mode) from the one table, so that the lookup of
+    every frame is two dict lookups instead of a scan of the table with
+    enum arithmetic; the first matching row wins, as in a scan.
+    """
+    rows: TransitionRows = {state: {} for state in State}
+    for transition in TRANSITIONS:
+        if transition.roles & role and mode in transition.modes:
+            rows[transition.state].setdefault(int(transition.frame_type), transition)
+    return rows
+
+
+TRANSITION_ROWS: dict[tuple[Role, Mode], TransitionRows] = {
+    (role, mode): index_transitions(role, mode) for role in (Role.CLIENT, Role.SERVER) for mode in Mode
+}
+
 # Section 4: the stream body length of each handshake frame and ERROR (records: section 6.2).
-STREAM_BODY_BYTES = {
+STREAM_BODY_BYTES: dict[int, int] = {
     FrameType.HELLO: HELLO_BODY_BYTES,
     FrameType.CHALLENGE: CHALLENGE_BODY_BYTES,
     FrameType.HELLO_ACK: HELLO_ACK_BODY_BYTES,
@@ -254,7 +275,7 @@ class HandshakeSecrets:
     """
 
     psk: bytes | None = None
-    ephemeral_private: bytes | None = None
+    ephemeral_private: crypto.KeyObject | None = None  # imported once (crypto.x25519_key)
     transcript: bytes | None = None
     confirm_server: bytes | None = None
     expected_client_mac: bytes | None = None
@@ -349,6 +370,45 @@ class Engine:
 
     role: Role
 
+    # Slots: an idle gateway holds one engine per device, and a dict of these ~40
+    # attributes costs about 1 KiB more than slots (issue 12).
+    __slots__ = (
+        "_accepted_hello_ack",
+        "_challenge_frame",
+        "_cookie",
+        "_flight",
+        "_handshake_deadline",
+        "_hello",
+        "_hello_ack_frame",
+        "_hello_frame",
+        "_hello_pending",
+        "_idle_timeout",
+        "_input_held",
+        "_last_authenticated",
+        "_outgoing",
+        "_peer_error",
+        "_pong_deadline",
+        "_random",
+        "_reassembler",
+        "_receiver",
+        "_retransmit_at",
+        "_retransmit_interval",
+        "_rows",
+        "_secrets",
+        "_sender",
+        "_session_index",
+        "_session_ok_frame",
+        "_stream_buffer",
+        "config",
+        "device_id",
+        "end_condition",
+        "error",
+        "mode",
+        "peer_limits",
+        "session_id",
+        "state",
+    )
+
     def __init__(
         self,
         mode: Mode,
@@ -364,6 +424,7 @@ class Engine:
         self.mode = mode
         self.config = config
         self.state = state
+        self._rows = TRANSITION_ROWS[(self.role, mode)]
         self.error: USMPError | None = None
         self.end_condition: Condition | None = None
         self.session_id: bytes | None = None
@@ -405,7 +466,8 @@ class Engine:
 
     @property
     def finished(self) -> bool:
-        return self.state in TERMINAL_STATES
+        state = self.state  # identity tests: an Enum's hash runs Python code on every frame
+        return state is State.CLOSED or state is State.FAILED
 
     @property
     def established(self) -> bool:
@@ -584,15 +646,7 @@ class Engine:
 
     def _find_transition(self, frame_type: int) -> Transition | None:
         """The one lookup of the transition table: this role, state and mode's row for ``frame_type``."""
-        for transition in TRANSITIONS:
-            if (
-                transition.roles & self.role
-                and transition.state is self.state
-                and transition.frame_type == frame_type
-                and self.mode in transition.modes
-            ):
-                return transition
-        return None
+        return self._rows[self.state].get(frame_type)
 
     def _no_transition(self, frame_type: int) -> RemoteProtocolError:
         """Rows 27 and 28: a frame this state has no transition for."""
@@ -607,7 +661,7 @@ class Engine:
                 self._receiver.check_stream_header(frame_type, length)
             except RemoteProtocolError as error:
                 return error
-        elif length != STREAM_BODY_BYTES[FrameType(frame_type)]:
+        elif length != STREAM_BODY_BYTES[frame_type]:  # IntEnum keys: an int finds them
             return RemoteProtocolError(Condition.MALFORMED, f"{_type_name(frame_type)} of wrong length")
         return None
 
@@ -680,6 +734,9 @@ class Engine:
         """The one place handshake secrets die: at ESTABLISHED and at every ending (spec 5.7)."""
         self._secrets = HandshakeSecrets()
         self._flight = self._retransmit_at = None
+        # The handshake frames are not needed once it is over (a datagram server's
+        # answers to a lost SESSION_OK are kept apart: _session_ok_frame).
+        self._hello_frame = self._challenge_frame = self._hello_ack_frame = b""
         self._hello = None
         self._hello_pending = False
 
@@ -773,7 +830,11 @@ class Engine:
         self.state = state
         self.end_condition = condition
         self.error = error
-        # Record keys go with the session (spec 5.7); see crypto.py about wiping.
+        # Record keys go with the session (spec 5.7); see crypto.py and aead.py about wiping.
+        if self._sender is not None:
+            self._sender.release()
+        if self._receiver is not None:
+            self._receiver.release()
         self._sender = self._receiver = None
         self._stream_buffer.clear()
         self._input_held = False
@@ -956,6 +1017,7 @@ class ClientEngine(Engine):
     """
 
     role = Role.CLIENT
+    __slots__ = ("boot_counter", "connection_counter")
 
     def __init__(
         self,
@@ -992,8 +1054,8 @@ class ClientEngine(Engine):
         if len(random_output) != crypto.CLIENT_RANDOM_BYTES:
             raise ConfigurationError(f"the random source returned {len(random_output)} bytes, not 32")
         # Row 1, section 5.8: the random output alone does not decide e_C.
-        private = crypto.client_ephemeral_private(
-            psk, self.boot_counter, self.connection_counter, random_output
+        private = crypto.x25519_key(
+            crypto.client_ephemeral_private(psk, self.boot_counter, self.connection_counter, random_output)
         )
         self._secrets.ephemeral_private = private
         hello = Hello(VERSION_BIT, SUITE_BIT, self.device_id, crypto.x25519_public(private), self.config.limits)
@@ -1012,6 +1074,7 @@ class ServerEngine(Engine):
     """
 
     role = Role.SERVER
+    __slots__ = ()
 
     def __init__(
         self,
@@ -1052,7 +1115,7 @@ class ServerEngine(Engine):
         self._hello_pending = False
         assert self._hello is not None
         events: list[Event] = []
-        private = self._random(PRIVATE_KEY_BYTES)
+        private = self._ephemeral_key()
         nonce = self._random(NONCE_BYTES)
         session_id = self._new_session_id()
         key = check_psk(psk) if psk is not None else self._random(STAND_IN_PSK_BYTES)
@@ -1081,6 +1144,19 @@ class ServerEngine(Engine):
         if self.mode is Mode.STREAM:
             self._process_stream(events, now)
         return events
+
+    def _ephemeral_key(self) -> crypto.KeyObject:
+        """Section 5.8: the server's ephemeral key is 32 random bytes.
+
+        With the operating system's random source (the default) OpenSSL draws
+        them inside a new key object, which avoids importing raw bytes and
+        computes the public key with the key (crypto.x25519_generate); a
+        random source given to the engine is used as given, first of the
+        draws of accept_hello.
+        """
+        if self._random is os.urandom:
+            return crypto.x25519_generate()
+        return crypto.x25519_key(self._random(PRIVATE_KEY_BYTES))
 
     def refuse_busy(self) -> None:
         """Row 18: answer the pending HELLO with ERROR(BUSY), before any X25519."""

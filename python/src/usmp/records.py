@@ -12,14 +12,15 @@ import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .aead import Aead, new_aes_gcm
 from .errors import Condition, LocalProtocolError, RemoteProtocolError
 from .wire import (
     DATAGRAM_RECORD_HEADER_BYTES,
     SESSION_INDEX_BYTES,
     STREAM_HEADER_BYTES,
     TAG_BYTES,
+    FRAME_TYPES,
     FrameType,
     Mode,
     frame_type_condition,
@@ -54,14 +55,14 @@ def record_header(mode: Mode, record_type: int, plaintext_len: int, counter: int
 
 
 def seal_record(
-    aead: AESGCM, mode: Mode, record_type: int, plaintext: bytes, counter: int, session_index: bytes = b""
+    aead: Aead, mode: Mode, record_type: int, plaintext: bytes, counter: int, session_index: bytes = b""
 ) -> bytes:
     """One record with an explicit counter. Callers that keep state use :class:`RecordSender`."""
     header = record_header(mode, record_type, len(plaintext), counter, session_index)
     return header + aead.encrypt(record_nonce(counter), plaintext, header)
 
 
-def open_record(aead: AESGCM, frame: bytes, header_len: int, counter: int) -> bytes:
+def open_record(aead: Aead, frame: bytes, header_len: int, counter: int) -> bytes:
     """Check 7 of section 6.2 alone: the tag of one record with an explicit counter (BAD_RECORD)."""
     try:
         return aead.decrypt(record_nonce(counter), frame[header_len:], frame[:header_len])
@@ -90,6 +91,8 @@ class OpenedRecord:
 
 class ReplayWindow:
     """Section 6.5: the highest accepted ``seq`` and a 64-bit bitmap of ``top - 63 … top``."""
+
+    __slots__ = ("top", "_bitmap")  # one per session: no dict (issue 12)
 
     def __init__(self) -> None:
         self.top: int | None = None
@@ -122,8 +125,10 @@ def key_limit_error() -> LocalProtocolError:
 class RecordSender:
     """One direction's sealing key, counter and usage (sections 6.1 and 7)."""
 
+    __slots__ = ("_aead", "_mode", "_session_index", "counter", "usage")
+
     def __init__(self, key: bytes, mode: Mode, session_index: bytes = b"") -> None:
-        self._aead = AESGCM(key)
+        self._aead = new_aes_gcm(key)  # one context for the key's life (aead.py)
         self._mode = mode
         self._session_index = session_index
         self.counter = 0
@@ -150,12 +155,18 @@ class RecordSender:
     def soft_limit_reached(self) -> bool:
         return self.usage >= USAGE_SOFT_LIMIT
 
+    def release(self) -> None:
+        """The key dies with the session (spec 5.7): free its cipher context now."""
+        self._aead.release()
+
 
 class RecordReceiver:
     """One direction's opening key and replay state (implicit counter or replay window)."""
 
+    __slots__ = ("_aead", "_mode", "_max_record", "_session_index", "_next_counter", "_window")
+
     def __init__(self, key: bytes, mode: Mode, max_record: int, session_index: bytes = b"") -> None:
-        self._aead = AESGCM(key)
+        self._aead = new_aes_gcm(key)
         self._mode = mode
         self._max_record = max_record
         self._session_index = session_index
@@ -183,7 +194,7 @@ class RecordReceiver:
         if self._mode is Mode.DATAGRAM:
             self._window.check(counter)
         plaintext = open_record(self._aead, frame, header_len, counter)
-        return OpenedRecord(FrameType(frame[0]), counter, plaintext)
+        return OpenedRecord(FRAME_TYPES[frame[0]], counter, plaintext)
 
     def accept(self, record: OpenedRecord) -> None:
         """Commit a record that passed every check: move the counter or the window."""
@@ -191,6 +202,10 @@ class RecordReceiver:
             self._next_counter += 1
         else:
             self._window.accept(record.counter)
+
+    def release(self) -> None:
+        """The key dies with the session (spec 5.7): free its cipher context now."""
+        self._aead.release()
 
 
 def split_message(data: bytes, record_limit: int) -> list[tuple[FrameType, bytes]]:
@@ -221,6 +236,8 @@ class Reassembler:
     ``check_*`` validate without changing anything; ``apply_*`` and
     ``discard`` run only once the engine has decided the record's fate.
     """
+
+    __slots__ = ("_mode", "_max_record", "_max_message", "_buffer", "_total", "_next_seq")
 
     def __init__(self, mode: Mode, max_record: int, max_message: int) -> None:
         self._mode = mode

@@ -20,7 +20,7 @@ from .errors import Condition, ConfigurationError, LocalProtocolError
 from .psk import PskResolver, PskSource
 from .ratelimit import HandshakeRateLimiter
 from .serial_link import SerialServer
-from .session import ControlHandler, HelloDecision, Session, SessionHandler
+from .session import ControlHandler, HelloDecision, Session, SessionHandler, SessionProtocol
 from .transports import DEFAULT_BAUD, Transport, transport_name
 from .udp import UDPServer
 from .wire import Mode
@@ -144,7 +144,10 @@ class USMPServer:
         if self._server is not None:
             raise LocalProtocolError("the server is already started")
         self._stopping = False
-        self._server = await asyncio.start_server(self._accept, self.host, self.requested_port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SessionProtocol(self._accept, loop), self.host, self.requested_port
+        )
         for address in self.addresses:
             log.info("listening on %s:%d", address[0], address[1])
 
@@ -239,35 +242,40 @@ class USMPServer:
 
     # --- connections ----------------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
+    def _accept(self, protocol: SessionProtocol) -> None:
+        """A new connection (called from ``connection_made``): refuse it, or start its session's task."""
+        transport = protocol.transport
+        assert transport is not None
+        peer = transport.get_extra_info("peername")
         source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        loop = asyncio.get_running_loop()
+        loop = protocol.loop
         if self._stopping or not self._rate_limiter.allow(source, loop.time()):
             # Section 13: excess connections are closed before any X25519 work.
             log.info("connection from %s refused: %s", source, "stopping" if self._stopping else "rate limit")
-            writer.transport.abort()
+            transport.abort()
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._connection_tasks.add(task)
         engine = ServerEngine(
             mode=Mode.STREAM, now=loop.time(), config=self.config
         )
-        session = Session(engine, reader, writer, self._handler, write_timeout=self.config.write_timeout)
+        session = Session(engine, protocol, self._handler, write_timeout=self.config.write_timeout)
         session._key_binds_device_id = not self._shared_key
         self._connections.add(session)
-        self._add_pending(session, writer)
+        self._add_pending(session, loop)
+        task = loop.create_task(self._run_connection(session))
+        session._task = task
+        self._connection_tasks.add(task)
+        task.add_done_callback(self._connection_tasks.discard)
+
+    async def _run_connection(self, session: Session) -> None:
         try:
             await session.run()
         finally:
             self._hello_received(session)
             self._connections.discard(session)
-            self._connection_tasks.discard(task)
 
     # --- pending connections (spec 13): not yet a complete HELLO ---------------------------------
 
-    def _add_pending(self, session: Session, writer: asyncio.StreamWriter) -> None:
+    def _add_pending(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
         """Queue a new connection until its HELLO; at ``max_pending`` the oldest one makes room.
 
         A connection that has sent nothing costs no handshake slot: it holds a
@@ -280,7 +288,6 @@ class USMPServer:
             timer.cancel()
             log.info("connection from %s evicted: %d connections without a HELLO", oldest.peer, len(self._pending) + 1)
             oldest.abort()
-        loop = asyncio.get_running_loop()
         self._pending[session] = loop.call_later(self.config.hello_timeout, self._hello_timed_out, session)
 
     def _hello_timed_out(self, session: Session) -> None:

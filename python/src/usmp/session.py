@@ -8,6 +8,12 @@ handler answer it before the engine goes on with the rest of the same read
 (spec section 1: the answer goes out first). Application calls (``send``, ``close``) go straight to the engine
 and write at once; because an engine call and the write that follows it
 never await in between, frames of concurrent senders never interleave.
+
+The socket side is an :class:`asyncio.BufferedProtocol`
+(:class:`SessionProtocol`), not asyncio streams: a read costs one wake-up of
+the session's task and no timeout context, the engine's deadline is one timer
+re-armed only when it fires early or must move earlier, and a write waits
+only when the transport has paused writing (issue 12).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -34,7 +41,167 @@ from .wire import Limits
 
 log = logging.getLogger("usmp.session")
 
-READ_SIZE = 65536
+READ_SIZE = 65536  # at most this much input is given to the engine per step
+READ_LIMIT = 2 * READ_SIZE  # buffered input beyond this pauses reading the socket (backpressure)
+
+
+class _ReceiveArea(threading.local):
+    """One receive buffer per thread, lent to every connection's socket read in turn.
+
+    asyncio calls ``get_buffer``, reads into it and calls ``buffer_updated`` in
+    one go for one transport, so the connections of a loop can share it: a read
+    allocates nothing (``recv`` into a fresh 256 KiB object costs an mmap and a
+    munmap per read with glibc), and an idle connection holds no read buffer.
+    """
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(READ_SIZE))
+
+
+_RECEIVE_AREA = _ReceiveArea()
+
+
+class SessionProtocol(asyncio.BufferedProtocol):
+    """The socket side of one :class:`Session`: buffers input, tracks write pauses and the end.
+
+    ``on_connected``: called from ``connection_made`` (the server starts the
+    session there). ``loop``: the running loop, when the caller has it (on
+    Python 3.11 each lookup of the running loop is a getpid system call).
+    Nothing here touches the engine; the session's task takes the input with
+    :meth:`take` and waits with :meth:`wait_input`.
+    """
+
+    def __init__(
+        self,
+        on_connected: Callable[[SessionProtocol], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.loop = self._loop = loop or asyncio.get_running_loop()
+        self._on_connected = on_connected
+        self.transport: asyncio.Transport | None = None
+        self._input = bytearray()
+        self._ended = False  # EOF, reset or closed: nothing more will arrive
+        self._reading_paused = False
+        self._input_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        # The engine's deadline: one timer, armed at the earliest deadline asked for and
+        # not moved later (a wake before the deadline just waits again), so that the idle
+        # timer, which moves with every record, costs no timer per read.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+
+    # --- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _RECEIVE_AREA.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._input += _RECEIVE_AREA.view[:nbytes]
+        if len(self._input) > READ_LIMIT and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._ended = True
+        self._wake_reader()
+        # Keep our half open, as asyncio streams do: the answer to what came
+        # before the EOF still goes out (spec section 1); the session closes
+        # the transport when it ends.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        self.cancel_timer()
+        self._wake_reader()
+        self._writing_paused = False
+        self._wake_writers()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writers()
+
+    # --- what the session calls --------------------------------------------------------------
+
+    @property
+    def writing_paused(self) -> bool:
+        """The transport holds more than its high-water mark: a writer should wait (:meth:`drained`)."""
+        return self._writing_paused
+
+    @property
+    def has_input(self) -> bool:
+        """Bytes to take, or the end of the input."""
+        return bool(self._input) or self._ended
+
+    def take(self) -> bytes:
+        """Up to READ_SIZE buffered bytes; ``b""`` once the input has ended and nothing is left."""
+        data = bytes(self._input[:READ_SIZE])
+        del self._input[:READ_SIZE]
+        if self._reading_paused and len(self._input) <= READ_LIMIT and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def wait_input(self, deadline: float | None) -> None:
+        """Until input or its end arrives, or until ``deadline`` (loop time; ``None``: no deadline)."""
+        if deadline is not None and (self._timer is None or self._timer_at > deadline):
+            self.cancel_timer()
+            self._timer = self._loop.call_at(deadline, self._deadline_reached)
+            self._timer_at = deadline
+        waiter = self._loop.create_future()
+        self._input_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._input_waiter = None
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _deadline_reached(self) -> None:
+        self._timer = None
+        self._wake_reader()
+
+    async def drained(self) -> None:
+        """Until the transport resumes writing or the connection is lost."""
+        if not self._writing_paused:
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
+
+    def _wake_reader(self) -> None:
+        if self._input_waiter is not None:
+            _wake(self._input_waiter)
+
+    def _wake_writers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            _wake(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -160,26 +327,28 @@ class Session(SessionView):
     def __init__(
         self,
         engine: Union[ClientEngine, ServerEngine],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        protocol: SessionProtocol,
         handler: SessionHandler,
         *,
         write_timeout: float | None = None,
     ) -> None:
+        assert protocol.transport is not None, "a session starts on a connected protocol"
         self._engine = engine
-        self._reader = reader
-        self._writer = writer
+        self._protocol = protocol
+        self._transport: asyncio.Transport = protocol.transport
         self._handler = handler
-        self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[None] | None = None
-        self._ended = asyncio.Event()
+        self._loop = protocol.loop
+        self._task: asyncio.Task[None] | None = None  # run()'s, set by whoever starts it
+        # Futures rather than asyncio.Events: an Event holds a deque (about 600 bytes)
+        # from birth, and an idle gateway holds one session per device (issue 12).
+        self._ended: asyncio.Future[None] = self._loop.create_future()
         self._stopping = False  # set by close(): deliver nothing more to the application
-        self._callback_idle = asyncio.Event()  # clear while a handler callback runs
-        self._callback_idle.set()
+        self._in_callback = False  # a handler callback is running
+        self._callback_done: asyncio.Future[None] | None = None  # made by shutdown() to wait for it
         self._opened = False
         self._write_timeout = write_timeout  # the gateway's write deadline (spec 13); None: none
         self._key_binds_device_id = False  # set by the gateway: the PSK came from a per-device source
-        self.peer: Any = writer.get_extra_info("peername")
+        self.peer: Any = self._transport.get_extra_info("peername")
 
     # --- what the application sees (and SessionView's properties) ------------------------
 
@@ -194,31 +363,31 @@ class Session(SessionView):
         self._engine.send_message(bytes(data), self._loop.time())
         await self._flush()
         if self._engine.finished:  # the usage limit made it send BYE(REKEY)
-            self._writer.close()
+            self._transport.close()
 
     async def send_control(self, channel: int, body: bytes) -> None:
         """Send one CONTROL record (protocol.md 6.7); waits while the socket's write buffer is full."""
         self._seal_control(channel, body)
         await self._flush()
         if self._engine.finished:
-            self._writer.close()
+            self._transport.close()
 
     async def close(self, reason: Condition = Condition.NONE) -> None:
         """Send BYE(reason) (nothing during the handshake), close the connection, and wait for the end."""
         self._stopping = True
         self._engine.close(reason)
         await self._flush()
-        self._writer.close()
+        self._transport.close()
         if self._task is not None and self._task is not asyncio.current_task():
-            await self._ended.wait()
+            await asyncio.shield(self._ended)  # shielded: a cancelled waiter leaves it for the others
 
     def abort(self) -> None:
         """Drop the connection at once, without a word (a gateway evicting a connection that sent no HELLO)."""
         self._stopping = True
-        self._writer.transport.abort()
+        self._transport.abort()
 
     async def wait_closed(self) -> None:
-        await self._ended.wait()
+        await asyncio.shield(self._ended)  # shielded: a cancelled waiter leaves it for the others
 
     def __repr__(self) -> str:
         sid = self.session_id.hex() if self.session_id else "-"
@@ -228,7 +397,8 @@ class Session(SessionView):
 
     async def run(self) -> None:
         """The session's loop; returns when the session has ended and the connection is closed."""
-        self._task = asyncio.current_task()
+        if self._task is None:
+            self._task = asyncio.current_task()
         try:
             await self._flush()  # a client's HELLO
             while not self._engine.finished:
@@ -243,8 +413,10 @@ class Session(SessionView):
                     await self._dispatch(event)
             await self._flush()
         finally:
-            self._writer.close()
-            self._ended.set()
+            self._transport.close()
+            self._protocol.cancel_timer()
+            if not self._ended.done():
+                self._ended.set_result(None)
             try:
                 await self._callback(self._handler.on_close(self))
             finally:
@@ -255,7 +427,10 @@ class Session(SessionView):
         self._stopping = True
         try:
             async with asyncio.timeout(grace):
-                await self._callback_idle.wait()
+                while self._in_callback:
+                    if self._callback_done is None or self._callback_done.done():
+                        self._callback_done = self._loop.create_future()
+                    await asyncio.shield(self._callback_done)
         except TimeoutError:
             log.warning("%r: on_data still running after %.1f s, cancelled", self, grace)
             if self._task is not None:
@@ -266,18 +441,19 @@ class Session(SessionView):
             await self.close()
 
     async def _next_input(self) -> list[Event]:
-        try:
-            async with asyncio.timeout_at(self._engine.next_deadline()):
-                data = await self._reader.read(READ_SIZE)
-        except TimeoutError:
-            self._engine.handle_timeout(self._loop.time())
+        """The engine's events for the next input, or after its timers ran (the deadline came first)."""
+        engine, protocol = self._engine, self._protocol
+        while not protocol.has_input:
+            deadline = engine.next_deadline()
+            if deadline is not None and self._loop.time() >= deadline:
+                engine.handle_timeout(self._loop.time())
+                return []
+            await protocol.wait_input(deadline)
+        data = protocol.take()
+        if not data:  # EOF, reset, unreachable: the stream is gone
+            engine.receive_eof()
             return []
-        except OSError:  # reset, unreachable: the stream is gone
-            data = b""
-        if not data:
-            self._engine.receive_eof()
-            return []
-        return self._engine.receive_data(data, self._loop.time())
+        return engine.receive_data(data, self._loop.time())
 
     async def _dispatch(self, event: Event) -> None:
         if isinstance(event, HelloReceived):
@@ -317,7 +493,7 @@ class Session(SessionView):
 
     async def _callback(self, call: Awaitable[None]) -> None:
         """Run an application callback; its exception is logged and does not end the session."""
-        self._callback_idle.clear()
+        self._in_callback = True
         try:
             await call
         except USMPError as error:
@@ -331,16 +507,18 @@ class Session(SessionView):
         except Exception:
             log.exception("%r: application callback raised", self)
         finally:
-            self._callback_idle.set()
+            self._in_callback = False
+            if self._callback_done is not None and not self._callback_done.done():
+                self._callback_done.set_result(None)
 
     async def _flush(self) -> None:
         frames = self._engine.frames_to_send()
-        if not frames or self._writer.is_closing():
+        if not frames or self._transport.is_closing():
             return
-        self._writer.write(b"".join(frames))
-        try:
+        self._transport.write(b"".join(frames))
+        if self._protocol.writing_paused:
             await self._drain()
-        except OSError:
+        if self._protocol.closed.done():  # reset while writing: the stream is gone
             self._engine.receive_eof()
 
     async def _drain(self) -> None:
@@ -352,9 +530,9 @@ class Session(SessionView):
         once, without a BYE (none could be written).
         """
         if self._write_timeout is None:
-            await self._writer.drain()
+            await self._protocol.drained()
             return
-        transport = self._writer.transport
+        transport = self._transport
         backlog = transport.get_write_buffer_size()
         stall_deadline = self._loop.time() + self._write_timeout
         while True:
@@ -363,7 +541,7 @@ class Session(SessionView):
             wake = max(wake, self._loop.time() + 0.001)  # a timer already due never makes this spin
             try:
                 async with asyncio.timeout_at(wake):
-                    await self._writer.drain()
+                    await self._protocol.drained()
                 return
             except TimeoutError:
                 pass
@@ -371,8 +549,8 @@ class Session(SessionView):
             if timer is not None and now >= timer:
                 self._engine.handle_timeout(now)
                 frames = self._engine.frames_to_send()
-                if frames and not self._writer.is_closing():
-                    self._writer.write(b"".join(frames))
+                if frames and not transport.is_closing():
+                    transport.write(b"".join(frames))
             size = transport.get_write_buffer_size()
             if size < backlog:  # the peer took some: progress, the deadline starts again
                 stall_deadline = now + self._write_timeout
@@ -390,8 +568,8 @@ class Session(SessionView):
         gets them dropped after ``write_timeout`` without progress (spec 13),
         so a closed session never lingers and counts as a connection.
         """
-        closed = self._loop.create_task(self._writer.wait_closed())
-        transport = self._writer.transport
+        closed = self._protocol.closed
+        transport = self._transport
         backlog = transport.get_write_buffer_size()
         while self._write_timeout is not None:
             done, _ = await asyncio.wait({closed}, timeout=self._write_timeout)
@@ -403,7 +581,4 @@ class Session(SessionView):
                 transport.abort()
                 break
             backlog = size
-        try:
-            await closed
-        except OSError:
-            pass  # the connection is gone either way
+        await closed

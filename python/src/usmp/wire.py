@@ -62,6 +62,9 @@ class FrameType(enum.IntEnum):
 
 
 DEFINED_TYPES = frozenset(int(t) for t in FrameType)
+# The member for a type byte: a dict lookup, where FrameType(byte) runs the enum machinery
+# on every record.
+FRAME_TYPES: dict[int, FrameType] = {int(t): t for t in FrameType}
 
 
 def is_record_type(frame_type: int) -> bool:

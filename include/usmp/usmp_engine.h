@@ -6,6 +6,9 @@
  * engine struct and its buffers, passes the time in, feeds what the
  * transport received, and sends what the engine produced. The blocking
  * device API (usmp.h) and the POSIX server tool are small loops around it.
+ * (The crypto library it is linked with may allocate for a session's
+ * record keys: OpenSSL keeps their contexts on its heap, mbedTLS its AES
+ * contexts; usmp_engine_wipe and every session end release them.)
  *
  * Conventions
  *  - Every function returns USMP_OK or a negative USMP_ERR_* (usmp_errors.h).

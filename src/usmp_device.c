@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "usmp_wire.h"
+#if USMP_OTA
+#include "usmp_ota.h"
+#endif
 
 /* A transport that accepts nothing for this long is treated as broken. */
 #define SEND_STALL_LIMIT_MS 10000u
@@ -133,6 +136,17 @@ static uint32_t wait_budget(const usmp_ctx_t *ctx, uint32_t now, uint32_t budget
             budget = deadline - now;
         }
     }
+#if USMP_OTA
+    /* The OTA module's REQUEST retry (spec/ota.md 5). */
+    if (ctx->ota != NULL && usmp_ota_next_deadline(ctx->ota, &deadline)) {
+        if (usmp_time_reached(now, deadline)) {
+            return 0;
+        }
+        if (deadline - now < budget) {
+            budget = deadline - now;
+        }
+    }
+#endif
     return budget;
 }
 
@@ -154,9 +168,24 @@ static int on_event(usmp_ctx_t *ctx, const usmp_event_t *ev, uint32_t now, int r
         ctx->stats.last_rtt_ms = now - (uint32_t)usmp_get_be(ev->data, 4);
     } else if (ev->type == USMP_EVENT_ESTABLISHED) {
         log_event("session established", USMP_OK, usmp_engine_session_id(&ctx->engine));
+#if USMP_OTA
+        if (ctx->ota != NULL) {
+            usmp_ota_session_opened(ctx->ota, ctx->engine.max_record); /* STATUS first */
+        }
+#endif
     } else if (ev->type == USMP_EVENT_CLOSED) {
         log_event("gateway closed the session", USMP_OK, NULL);
         rc = USMP_ERR_PEER_CLOSED;
+    } else if (ev->type == USMP_EVENT_CONTROL) {
+        /* Spec 6.7: never a message for usmp_recv; a channel nothing
+         * handles is discarded and counted. */
+#if USMP_OTA
+        if (ev->channel == USMP_CONTROL_CHANNEL_OTA && ctx->ota != NULL) {
+            usmp_ota_input(ctx->ota, ev->data, ev->len, now);
+            return rc;
+        }
+#endif
+        ctx->stats.control_discarded++;
     }
     return rc;
 }
@@ -260,6 +289,38 @@ static int pump_stream(usmp_ctx_t *ctx, uint32_t wait_ms, int *read_failed)
     return rc;
 }
 
+#if USMP_OTA
+/* Runs the OTA module's timer and hands its messages to the session, one
+ * CONTROL record at a time (the engine holds one record to send). */
+static int ota_service(usmp_ctx_t *ctx)
+{
+    uint8_t body[64];
+    size_t len;
+    uint32_t now = usmp_port_millis();
+    int rc = USMP_OK;
+
+    if (ctx->ota == NULL || usmp_engine_state(&ctx->engine) != USMP_STATE_ESTABLISHED) {
+        return USMP_OK;
+    }
+    usmp_ota_tick(ctx->ota, now);
+    while ((len = usmp_ota_next_output(ctx->ota, body)) > 0) {
+        rc = flush_output(ctx);
+        if (rc != USMP_OK) {
+            return rc;
+        }
+        rc = usmp_engine_send_control(&ctx->engine, USMP_CONTROL_CHANNEL_OTA, body, len, now);
+        if (rc == USMP_ERR_MESSAGE_TOO_LARGE) {
+            /* The gateway's max_record cannot carry it: nothing to resend. */
+            ctx->ota->stats.send_failures++;
+        } else if (rc != USMP_OK) {
+            return rc == USMP_ERR_WOULD_BLOCK ? USMP_OK : rc; /* a message being sent: next pump */
+        }
+        usmp_ota_sent(ctx->ota, now);
+    }
+    return USMP_OK;
+}
+#endif
+
 /*
  * Reads what the transport has (waiting at most wait_ms), feeds it to the
  * engine and handles the events, then runs the timers and sends what the
@@ -284,6 +345,11 @@ static int pump(usmp_ctx_t *ctx, uint32_t wait_ms)
     if (rc == USMP_OK) {
         rc = usmp_engine_tick(&ctx->engine, usmp_port_millis());
     }
+#if USMP_OTA
+    if (rc == USMP_OK) {
+        rc = ota_service(ctx);
+    }
+#endif
     /* Send what the engine queued, also after a failure: its ERROR or BYE. */
     if (flush_output(ctx) != USMP_OK && rc == USMP_OK) {
         rc = USMP_ERR_TRANSPORT;

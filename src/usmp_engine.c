@@ -17,6 +17,7 @@
 #include "usmp_fragment.h"
 #include "usmp_handshake.h"
 #include "usmp_hello.h"
+#include "usmp_keylog.h"
 #include "usmp_record.h"
 #include "usmp_replay.h"
 #include "usmp_wire.h"
@@ -52,12 +53,12 @@ static int is_handshake_state(uint8_t state)
 
 static int is_defined_type(uint8_t type)
 {
-    return (type >= USMP_TYPE_HELLO && type <= USMP_TYPE_COOKIE) || type == USMP_TYPE_ERROR;
+    return (type >= USMP_TYPE_HELLO && type <= USMP_TYPE_CONTROL) || type == USMP_TYPE_ERROR;
 }
 
 static int is_record_type(uint8_t type)
 {
-    return type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT;
+    return (type >= USMP_TYPE_DATA && type <= USMP_TYPE_DATA_FRAGMENT) || type == USMP_TYPE_CONTROL;
 }
 
 /* Where each handshake phase's material dies (the table above struct
@@ -78,6 +79,10 @@ static void wipe_keys(usmp_engine_t *e)
 {
     usmp_crypto_aead_wipe(&e->aead_send);
     usmp_crypto_aead_wipe(&e->aead_recv);
+#if USMP_KEYLOG
+    usmp_crypto_wipe(e->keylog_send, sizeof e->keylog_send);
+    usmp_crypto_wipe(e->keylog_recv, sizeof e->keylog_recv);
+#endif
 }
 
 /* The record keys of a new session (spec 5.5), each set up once into its
@@ -90,6 +95,10 @@ static int set_record_keys(usmp_engine_t *e, const uint8_t send_key[USMP_KEY_BYT
         wipe_keys(e);
         return USMP_ERR_CRYPTO;
     }
+#if USMP_KEYLOG
+    memcpy(e->keylog_send, send_key, sizeof e->keylog_send);
+    memcpy(e->keylog_recv, recv_key, sizeof e->keylog_recv);
+#endif
     return USMP_OK;
 }
 
@@ -636,6 +645,15 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
 #endif
     e->last_rx = now;
     ev->type = USMP_EVENT_ESTABLISHED;
+#if USMP_KEYLOG
+    /* Opt-in debugging export of host builds, a no-op unless
+     * USMP_KEYLOG_FILE is set (usmp_keylog.h). */
+    if (IS_CLIENT(e)) {
+        usmp_keylog_session(e->session_id, e->keylog_send, e->keylog_recv);
+    } else {
+        usmp_keylog_session(e->session_id, e->keylog_recv, e->keylog_send);
+    }
+#endif
 }
 
 #if USMP_SERVER
@@ -833,7 +851,7 @@ static int on_fragment(usmp_engine_t *e, const uint8_t *payload, size_t len, uin
     return USMP_OK;
 }
 
-/* Rows 29-33: an authenticated record's payload. */
+/* Rows 29-33 and 61: an authenticated record's payload. */
 static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payload, size_t len,
                              uint64_t seq, usmp_event_t *ev)
 {
@@ -867,6 +885,17 @@ static int on_record_payload(usmp_engine_t *e, uint8_t type, const uint8_t *payl
         ev->type = USMP_EVENT_PONG;
         ev->data = payload;
         ev->len = len;
+        return USMP_OK;
+    case USMP_TYPE_CONTROL:
+        /* Row 61, spec 6.7: a channel byte, then the body; reported apart
+         * from messages, and a partial message is left as it is. */
+        if (len == 0u) {
+            return violation(e, USMP_ERR_MALFORMED);
+        }
+        ev->type = USMP_EVENT_CONTROL;
+        ev->channel = payload[0];
+        ev->data = payload + 1;
+        ev->len = len - 1u;
         return USMP_OK;
     default: /* USMP_TYPE_BYE */
         if (len != 1u) {
@@ -965,7 +994,7 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
 
 #endif /* USMP_DATAGRAM */
 
-/* Rows 29-33: any record in ESTABLISHED. */
+/* Rows 29-33 and 61: any record in ESTABLISHED. */
 static int on_record(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, size_t h,
                      uint32_t now, usmp_event_t *ev)
 {
@@ -1037,6 +1066,7 @@ static const transition_t transitions[] = {
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PING,          M_BOTH,     31, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_PONG,          M_BOTH,     32, on_record },
     { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_BYE,           M_BOTH,     33, on_record },
+    { R_BOTH,   USMP_STATE_ESTABLISHED,     USMP_TYPE_CONTROL,       M_BOTH,     61, on_record },
 };
 /* clang-format on */
 
@@ -1165,7 +1195,7 @@ int usmp_engine_feed(usmp_engine_t *e, const uint8_t *data, size_t len, uint32_t
                      size_t *consumed, usmp_event_t *event)
 {
     size_t used = 0;
-    usmp_event_t none = { USMP_EVENT_NONE, NULL, 0 };
+    usmp_event_t none = { USMP_EVENT_NONE, NULL, 0, 0 };
     int rc;
 
     if (event != NULL) {
@@ -1272,6 +1302,40 @@ int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t 
         check_soft_limit(e);
     }
     return (int)chunk;
+}
+
+int usmp_engine_send_control(usmp_engine_t *e, uint8_t channel, const uint8_t *body, size_t len,
+                             uint32_t now_ms)
+{
+    size_t h, room;
+    int rc;
+
+    (void)now_ms;
+    if (e == NULL || (body == NULL && len > 0)) {
+        return USMP_ERR_ARG;
+    }
+    if (e->state == USMP_STATE_FAILED) {
+        return e->error;
+    }
+    if (e->state != USMP_STATE_ESTABLISHED) {
+        return USMP_ERR_STATE;
+    }
+    /* Spec 6.7: not between the fragments of a message (6.4). */
+    if (tx_busy(e) || e->pending != 0 || usmp_fragmenter_remaining(&e->fragmenter) != 0) {
+        return USMP_ERR_WOULD_BLOCK;
+    }
+    h = header_len(e);
+    room = e->tx_cap - h - USMP_TAG_BYTES;
+    /* Row 63: a control message is never fragmented. */
+    if (len >= e->peer_max_record || len >= room) {
+        return USMP_ERR_MESSAGE_TOO_LARGE;
+    }
+    e->tx_buf[h] = channel;
+    if (len > 0) {
+        memcpy(e->tx_buf + h + 1, body, len);
+    }
+    rc = seal_tx(e, USMP_TYPE_CONTROL, 1u + len);
+    return rc == USMP_OK ? USMP_OK : fail(e, rc);
 }
 
 int usmp_engine_close(usmp_engine_t *e, uint8_t code)

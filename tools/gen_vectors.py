@@ -13,7 +13,8 @@ Usage:
     /usr/bin/python3 tools/gen_vectors.py --out DIR  # write elsewhere
 
 Primitives: hashlib/hmac from the standard library for SHA-256, HMAC and
-HKDF; python3-cryptography for X25519 and AES-256-GCM.
+HKDF; python3-cryptography for X25519, AES-256-GCM and Ed25519 (the OTA
+manifests of spec/ota.md).
 """
 
 import argparse
@@ -23,6 +24,7 @@ import json
 import os
 import sys
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
@@ -43,6 +45,7 @@ PONG = 0x07
 BYE = 0x08
 DATA_FRAGMENT = 0x09  # new in v1: fragmented messages [6.4]
 COOKIE = 0x0A         # new in v1: stateless cookie, datagram mode only [8.3]
+CONTROL = 0x0B        # new in v1: control channels beside the application's messages [6.7]
 ERROR = 0xFF
 
 ERROR_CODES = {       # [9]
@@ -62,6 +65,8 @@ ERROR_CODES = {       # [9]
     "SHUTDOWN": 0x0D,
     "REPLACED": 0x0E,
 }
+
+CONTROL_CHANNEL_OTA = 0x01  # [6.7]; the channel's messages: spec/ota.md
 
 VERSION_1_BIT = 0x01  # versions bitmap, bit 0 = version 1 [4.1]
 SUITE_1_BIT = 0x01    # suites bitmap, bit 0 = suite 1
@@ -385,6 +390,8 @@ def records_file():
         (BYE, bytes([ERROR_CODES["SHUTDOWN"]])),
         # total length 300, offset 0, then the first 8 bytes of the message
         (DATA_FRAGMENT, u16(300) + u16(0) + b"fragment"),
+        # channel 0x01 (OTA), then its body [6.7]
+        (CONTROL, bytes([CONTROL_CHANNEL_OTA]) + b"\x03control"),
     ]
     out = []
     for mode in ("stream", "datagram"):
@@ -461,7 +468,7 @@ def negative_file(hs):
         cases.append({"name": name, "description": description, "handshake": handshake,
                       "receiver": receiver, "start": start, "steps": steps})
 
-    def step(frame, expect="ok", outcome=None, reply=None, delivers=None, peer_code=None):
+    def step(frame, expect="ok", outcome=None, reply=None, delivers=None, peer_code=None, control=None):
         entry = {"input": frame.hex(), "expect": expect}
         if outcome is not None:
             entry["outcome"] = outcome
@@ -471,6 +478,8 @@ def negative_file(hs):
             entry["delivers"] = delivers.hex()
         if peer_code is not None:
             entry["peer_code"] = ERROR_CODES[peer_code]
+        if control is not None:
+            entry["control"] = {"channel": control[0], "body": control[1].hex()}
         return entry
 
     def handshake_timer_step(expect, peer_code=None):
@@ -854,6 +863,38 @@ def negative_file(hs):
                 [step(ping0, "ok", "open", pong0), step(ping1, "ok", "open", pong1)],
                 "Each PING gets its own PONG with its payload.")
 
+        # --- CONTROL records (6.7, rows 61-62): a separate event, never a message
+        def control(counter, body):
+            return s["seal"](s["k_c2s"], counter, CONTROL, body)
+
+        add(prefix + "control-record", name, "server", "ESTABLISHED",
+            [step(control(0, bytes([CONTROL_CHANNEL_OTA]) + b"\x01status"), "ok", "open",
+                  control=(CONTROL_CHANNEL_OTA, b"\x01status"))],
+            "A CONTROL record on channel 0x01: reported as a control event with its channel "
+            "and body, not delivered as a message ('control': the event expected).")
+        add(prefix + "control-empty", name, "server", "ESTABLISHED",
+            [step(control(0, b""), "MALFORMED", drop, established_error("MALFORMED"))],
+            "A CONTROL record with an empty plaintext: no channel byte.")
+        if mode == "stream":
+            add(prefix + "control-over-max-record", name, "server", "ESTABLISHED",
+                [step(bytes([CONTROL]) + u16(case["server_max_record"] + 17), "TOO_LARGE", fatal,
+                      server_bye("TOO_LARGE"))],
+                "A CONTROL record header announcing one byte more than the server's "
+                "max_record: rejected from the header alone, like DATA.")
+            add(prefix + "control-inside-fragmented-message", name, "server", "ESTABLISHED",
+                [step(fragment(0, 1500, 0, message[:1000]), "ok", "open"),
+                 step(control(1, b"\x01\x01"), "ok", "open", control=(CONTROL_CHANNEL_OTA, b"\x01")),
+                 step(fragment(2, 1500, 1000, message[1000:]), "ok", "open", delivers=message)],
+                "A CONTROL record between two fragments leaves the partial message alone.")
+        else:
+            add(prefix + "control-over-max-record", name, "server", "ESTABLISHED",
+                [step(control(0, bytes(case["server_max_record"] + 1)), "TOO_LARGE", "open")],
+                "A CONTROL datagram one byte over the server's max_record (correctly sealed).")
+        add(prefix + "control-in-handshake", name, "server", "WAIT_HELLO_ACK",
+            [step(control(0, b"\x01\x01"), "UNEXPECTED", fatal if mode == "stream" else "open",
+                  error_frame(frame, "UNEXPECTED") if mode == "stream" else None)],
+            "A CONTROL record before the handshake completes, like DATA: UNEXPECTED.")
+
         # --- DATA_FRAGMENT payload shorter than its 4-byte header (6.4)
         add(prefix + "fragment-shorter-than-header", name, "server", "ESTABLISHED",
             [step(s["seal"](s["k_c2s"], 0, DATA_FRAGMENT, u16(1500) + b"\x00"), "MALFORMED", drop,
@@ -942,6 +983,166 @@ def datagram_file(hs):
     }
 
 
+# ---------------------------------------------------------------- OTA (spec/ota.md)
+
+OTA_CHANNEL = 0x01
+OTA_STATUS, OTA_OFFER, OTA_REQUEST, OTA_CHUNK, OTA_RESULT = 1, 2, 3, 4, 5
+OTA_SIGNATURE_LABEL = b"usmp-v1 ota manifest"
+OTA_RESULT_CODES = {
+    "ACTIVATED": 0x00,
+    "BAD_SIGNATURE": 0x01,
+    "WRONG_HARDWARE": 0x02,
+    "NOT_NEWER": 0x03,
+    "HASH_MISMATCH": 0x04,
+    "FLASH_ERROR": 0x05,
+    "TOO_LARGE": 0x06,
+    "MALFORMED": 0x07,
+}
+
+
+def u32(n):
+    return n.to_bytes(4, "big")
+
+
+def ota_hardware_id(text):
+    return text.encode().ljust(16, b"\x00")
+
+
+def ota_manifest(key, fmt, reserved, image_size, version, hardware_id, image_hash):
+    """[ota.md 2]: the 60 signed bytes, then Ed25519 over the label || them."""
+    signed = bytes([fmt]) + reserved + u32(image_size) + u32(version) + hardware_id + image_hash
+    assert len(signed) == 60
+    signature = key.sign(OTA_SIGNATURE_LABEL + signed)
+    return signed + signature
+
+
+def ota_file():
+    signing_key = Ed25519PrivateKey.from_private_bytes(fixed("ota signing key", 32))
+    other_key = Ed25519PrivateKey.from_private_bytes(fixed("ota other signing key", 32))
+    public = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    image = fixed("ota image", 3000)
+    image_hash = hashlib.sha256(image).digest()
+    device = {
+        "public_key": public.hex(),
+        "hardware_id": ota_hardware_id("usmp-posix").hex(),
+        "running_version": 7,
+        "slot_size": 4096,
+    }
+    own_hw = ota_hardware_id("usmp-posix")
+    any_hw = bytes(16)
+    good = ota_manifest(signing_key, 1, b"\x00\x00\x00", len(image), 8, own_hw, image_hash)
+
+    def flip(data, index):
+        return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+
+    manifests = []
+
+    def add(name, manifest, expect, description):
+        manifests.append({
+            "name": name,
+            "description": description,
+            "manifest": manifest.hex(),
+            "digest": hashlib.sha256(manifest).digest().hex(),
+            "expect": expect,
+        })
+
+    add("valid", good, "ACCEPT", "Signed by the device's key, version 8 > 7, its own hardware id, fits the slot.")
+    add("valid-any-hardware", ota_manifest(signing_key, 1, b"\x00\x00\x00", len(image), 8, any_hw, image_hash),
+        "ACCEPT", "Hardware id all zeros: any hardware.")
+    add("bad-signature", flip(good, 60 + 10), "BAD_SIGNATURE", "The valid manifest with one signature bit flipped.")
+    add("tampered-version", flip(good, 11), "BAD_SIGNATURE",
+        "The valid manifest with firmware_version changed after signing (8 -> 9).")
+    add("other-key", ota_manifest(other_key, 1, b"\x00\x00\x00", len(image), 8, own_hw, image_hash),
+        "BAD_SIGNATURE", "Well formed, signed by a key the device does not hold.")
+    add("reserved-set", ota_manifest(signing_key, 1, b"\x00\x01\x00", len(image), 8, own_hw, image_hash),
+        "MALFORMED", "Signed, but a reserved byte is not zero.")
+    add("format-2", ota_manifest(signing_key, 2, b"\x00\x00\x00", len(image), 8, own_hw, image_hash),
+        "MALFORMED", "Signed, format 2: unknown to a format-1 device.")
+    add("empty-image", ota_manifest(signing_key, 1, b"\x00\x00\x00", 0, 8, own_hw, hashlib.sha256(b"").digest()),
+        "MALFORMED", "Signed, image_size 0.")
+    add("same-version", ota_manifest(signing_key, 1, b"\x00\x00\x00", len(image), 7, own_hw, image_hash),
+        "NOT_NEWER", "Signed, version 7 = the running version.")
+    add("older-version", ota_manifest(signing_key, 1, b"\x00\x00\x00", len(image), 6, own_hw, image_hash),
+        "NOT_NEWER", "Signed, version 6 < the running version.")
+    add("wrong-hardware", ota_manifest(signing_key, 1, b"\x00\x00\x00", len(image), 8,
+                                       ota_hardware_id("usmp-esp32c3"), image_hash),
+        "WRONG_HARDWARE", "Signed, for hardware 'usmp-esp32c3'.")
+    add("too-large", ota_manifest(signing_key, 1, b"\x00\x00\x00", 4097, 8, own_hw, image_hash),
+        "TOO_LARGE", "Signed, image_size 4097 > slot_size 4096.")
+    add("older-wrong-hardware", ota_manifest(signing_key, 1, b"\x00\x00\x00", len(image), 6,
+                                             ota_hardware_id("usmp-esp32c3"), image_hash),
+        "NOT_NEWER", "Signed, older and for other hardware: the version check (step 4) comes first.")
+    add("bad-signature-format-2", flip(ota_manifest(signing_key, 2, b"\x00\x00\x00", len(image), 8, own_hw,
+                                                    image_hash), 70),
+        "BAD_SIGNATURE", "Format 2 and a bad signature: the signature (step 2) comes first.")
+
+    def message(name, body, fields):
+        return {"name": name, "fields": fields, "body": body.hex(),
+                "control_plaintext": (bytes([OTA_CHANNEL]) + body).hex()}
+
+    digest = hashlib.sha256(good).digest()
+    chunk_data = image[1024:1024 + 1000]
+    messages = [
+        message("status-idle", bytes([OTA_STATUS]) + u32(7) + own_hw + b"\x00" + bytes(32) + u32(0) + u16(1000),
+                {"op": "STATUS", "fw_version": 7, "hardware_id": own_hw.hex(), "state": 0,
+                 "manifest_digest": bytes(32).hex(), "next_offset": 0, "max_chunk": 1000}),
+        message("status-receiving", bytes([OTA_STATUS]) + u32(7) + own_hw + b"\x01" + digest + u32(2048) + u16(1000),
+                {"op": "STATUS", "fw_version": 7, "hardware_id": own_hw.hex(), "state": 1,
+                 "manifest_digest": digest.hex(), "next_offset": 2048, "max_chunk": 1000}),
+        message("offer", bytes([OTA_OFFER]) + good, {"op": "OFFER", "manifest": good.hex()}),
+        message("request", bytes([OTA_REQUEST]) + u32(1024) + u16(1000),
+                {"op": "REQUEST", "offset": 1024, "length": 1000}),
+        message("chunk", bytes([OTA_CHUNK]) + u32(1024) + chunk_data,
+                {"op": "CHUNK", "offset": 1024, "data": chunk_data.hex()}),
+        message("chunk-last", bytes([OTA_CHUNK]) + u32(3000 - 1) + image[-1:],
+                {"op": "CHUNK", "offset": 2999, "data": image[-1:].hex()}),
+    ]
+    for code_name, code in OTA_RESULT_CODES.items():
+        messages.append(message("result-" + code_name.lower().replace("_", "-"), bytes([OTA_RESULT, code]) + u32(7),
+                                {"op": "RESULT", "code": code, "fw_version": 7}))
+
+    status_idle = bytes.fromhex(messages[0]["body"])
+    malformed = [
+        {"name": "empty", "body": ""},
+        {"name": "unknown-op-0", "body": "00"},
+        {"name": "unknown-op-6", "body": "06" + u32(0).hex()},
+        {"name": "status-short", "body": status_idle[:-1].hex()},
+        {"name": "status-long", "body": (status_idle + b"\x00").hex()},
+        {"name": "status-state-2", "body": (status_idle[:21] + b"\x02" + status_idle[22:]).hex()},
+        {"name": "offer-short", "body": (bytes([OTA_OFFER]) + good[:-1]).hex()},
+        {"name": "offer-long", "body": (bytes([OTA_OFFER]) + good + b"\x00").hex()},
+        {"name": "request-short", "body": (bytes([OTA_REQUEST]) + u32(0) + b"\x10").hex()},
+        {"name": "request-long", "body": (bytes([OTA_REQUEST]) + u32(0) + u16(16) + b"\x00").hex()},
+        {"name": "request-length-0", "body": (bytes([OTA_REQUEST]) + u32(0) + u16(0)).hex()},
+        {"name": "chunk-no-data", "body": (bytes([OTA_CHUNK]) + u32(0)).hex()},
+        {"name": "chunk-short-header", "body": (bytes([OTA_CHUNK]) + b"\x00\x00").hex()},
+        {"name": "result-short", "body": (bytes([OTA_RESULT, 0]) + b"\x00\x00\x07").hex()},
+        {"name": "result-long", "body": (bytes([OTA_RESULT, 0]) + u32(7) + b"\x00").hex()},
+    ]
+    signed_image = good + image
+    return {
+        "description": "OTA channel 0x01 of CONTROL records (spec/ota.md). 'signing_key_seed' is the "
+                       "fixed Ed25519 test key (RFC 8032 seed); 'device' is the receiving device: "
+                       "its public key, hardware id, running version and slot size. Each of "
+                       "'manifests' must get 'expect' from that device's checks of ota.md 4.1 "
+                       "(ACCEPT = begin the slot and REQUEST offset 0; otherwise the RESULT code). "
+                       "'messages': each OTA message, 'body' = op || fields and "
+                       "'control_plaintext' = channel 0x01 || body. 'malformed': bodies that must "
+                       "be dropped and counted (ota.md 3.6). 'image' is the image the 'valid' "
+                       "manifest signs; 'signed_image' = manifest || image (usmp ota sign's file).",
+        "signature_label": OTA_SIGNATURE_LABEL.hex(),
+        "signing_key_seed": fixed("ota signing key", 32).hex(),
+        "device": device,
+        "result_codes": OTA_RESULT_CODES,
+        "image": image.hex(),
+        "image_sha256": image_hash.hex(),
+        "signed_image": signed_image.hex(),
+        "manifests": manifests,
+        "messages": messages,
+        "malformed": malformed,
+    }
+
+
 def build_all():
     cases, secrets = handshake_cases()
     handshake = {
@@ -957,6 +1158,7 @@ def build_all():
         "cobs.json": cobs_file(),
         "negative.json": negative_file(secrets),
         "datagram.json": datagram_file(secrets),
+        "ota.json": ota_file(),
     }
 
 

@@ -21,8 +21,26 @@ packages=(
   picolibc-arm-none-eabi picolibc-riscv64-unknown-elf
   gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
   python3-kconfiglib python3-yaml git
+  # bench/loopback.py (make bench): openssl s_server and its throwaway certificate.
+  openssl
   python3 python3-cryptography python3-pytest python3-mypy python3-hypothesis python3-serial
   python3-setuptools python3-venv python3-pip
+  # The device registry: SQLite comes with Python; PostgreSQL (the server,
+  # whose initdb/pg_ctl the tests run in a temporary directory) and its
+  # Python driver.
+  postgresql python3-psycopg
+  # The gateway (usmp gateway): its MQTT client and metrics, and the broker
+  # and command-line clients its tests and the README's quick start run.
+  python3-paho-mqtt python3-prometheus-client mosquitto mosquitto-clients
+  # The Wireshark dissector's tests (tests/wireshark): tshark decodes,
+  # dumpcap (wireshark-common) captures the live sessions on lo.
+  tshark
+  # Discovery and the monitor: mDNS advertising and `usmp scan`
+  # (python3-zeroconf), `usmp monitor` (python3-rich); usmp_device resolves
+  # through avahi-daemon (libavahi-client-dev, the daemon and its D-Bus and
+  # avahi-browse for the tests); the tests build a LAN of network namespaces
+  # (iproute2) and drive the monitor in tmux.
+  python3-zeroconf python3-rich libavahi-client-dev avahi-daemon avahi-utils dbus iproute2 tmux
 )
 # Debian source packages the emulated targets compile for the device,
 # unpacked under build/deps/src/<package>-<version>.
@@ -98,6 +116,9 @@ if [ ${#missing_sources[@]} -gt 0 ]; then
 fi
 $SUDO apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
+  # wireshark-common asks whether non-root users may capture (a setuid
+  # dumpcap); answer no beforehand: the tests capture as root.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ${#missing_sources[@]} -gt 0 ]; then

@@ -11,6 +11,8 @@ As a command::
         # a device connects to 127.0.0.1:9001; the gateway listens on 9000
     tools/lossy_link.py pty --loss 0.2 --bit-error 0.001 --seed 1
         # prints two pseudo-terminal paths: give one to each end
+    tools/lossy_link.py pty --baud 115200
+        # a clean line paced like a 115,200-baud UART (8N1: 10 bits per byte)
 
 As a library (tests)::
 
@@ -23,7 +25,10 @@ UDP: one upstream socket per device address, so the gateway sees each
 device at its own address; :meth:`UdpRelay.rebind` gives a device a new
 upstream socket (a NAT rebinding). Serial: the relay cuts the byte stream
 at the COBS delimiter and applies loss, duplication and reordering per
-frame, bit errors per byte, like a noisy UART. Both record what they
+frame, bit errors per byte, like a noisy UART; with ``baud`` set, each
+direction is also paced like a UART at that speed (8N1, 10 bits a byte:
+a frame arrives when its last byte would have, and frames queue behind
+each other on the line), which a pty pair alone does not do. Both record what they
 forwarded (``captured``) and can inject datagrams or bytes, for replay,
 reflection and spoofing tests. Nothing here is part of the protocol.
 """
@@ -58,6 +63,7 @@ class Impairment:
     reorder_delay: float = 0.02
     bit_error: float = 0.0
     seed: int = 0
+    baud: int = 0  # serial only: pace each direction at this line rate (8N1); 0 = as fast as the pty goes
 
 
 @dataclass
@@ -276,6 +282,8 @@ class PtyRelay:
         self._ends: dict[str, tuple[int, int]] = {}  # name -> (master, slave)
         self._partial = {"up": bytearray(), "down": bytearray()}
         self._written = {"up": bytearray(), "down": bytearray()}
+        self._line_free = {"up": 0.0, "down": 0.0}  # when each direction's paced line is idle again
+        self._baud = impairment.baud
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -334,7 +342,18 @@ class PtyRelay:
             impaired = self.to_gateway if direction == "up" else self.to_device
             assert self._loop is not None
             for delay, out in impaired.plan(frame):
+                delay = self._paced(direction, delay, len(out))
                 _schedule(self._loop, delay, lambda out=out: self._write(direction, out))  # type: ignore[misc]
+
+    def _paced(self, direction: str, delay: float, length: int) -> float:
+        """With ``baud``: the delay after which the frame's last byte has crossed the line."""
+        if not self._baud:
+            return delay
+        assert self._loop is not None
+        now = self._loop.time()
+        start = max(now + delay, self._line_free[direction])
+        self._line_free[direction] = start + length * 10 / self._baud
+        return self._line_free[direction] - now
 
     def _write(self, direction: str, data: bytes) -> None:
         target = self._ends.get("gateway" if direction == "up" else "device")
@@ -363,7 +382,7 @@ def _address(text: str) -> Address:
 def _impairment(args: argparse.Namespace) -> Impairment:
     return Impairment(
         loss=args.loss, duplicate=args.duplicate, reorder=args.reorder, delay=args.delay / 1000,
-        jitter=args.jitter / 1000, bit_error=args.bit_error, seed=args.seed,
+        jitter=args.jitter / 1000, bit_error=args.bit_error, seed=args.seed, baud=args.baud,
     )
 
 
@@ -394,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0, help="up to this many more milliseconds")
     parser.add_argument("--bit-error", type=float, default=0.0, help="probability a byte gets a bit flipped")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baud", type=int, default=0, help="pty: pace each direction like a UART at this rate")
     args = parser.parse_args(argv)
     try:
         asyncio.run(_run(args))

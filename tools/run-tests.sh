@@ -89,10 +89,11 @@ done
 
 # --- fuzzing: clang + libFuzzer, which also builds everything with clang -----
 # Every parser's target: the engine (both roles, both modes), COBS, the COBS
-# stream deframer of the UART transport, the C gateway's UDP demultiplexer.
+# stream deframer of the UART transport, the C gateway's UDP demultiplexer,
+# the OTA module's manifest checks and message parser.
 FUZZ_SECONDS=${USMP_FUZZ_SECONDS:-20}
 if build_c fuzz-clang -DUSMP_CRYPTO=openssl -DUSMP_FUZZ=ON -DCMAKE_C_COMPILER=clang; then
-  for target in engine cobs cobs_stream udp_gateway; do
+  for target in engine cobs cobs_stream udp_gateway ota_manifest ota_message; do
     stage "fuzz $target (${FUZZ_SECONDS}s)"
     corpus="$BUILD/fuzz-corpus/$target"
     mkdir -p "$corpus"
@@ -160,11 +161,18 @@ summaries+=("$(tail -n 1 "$targets_log")")
 
 # --- Python, spec, and C <-> Python interop -----------------------------------
 # The interop tests run the C programs of the ASan build, so a memory error in
-# the C gateway or device during an exchange fails the test.
+# the C gateway or device during an exchange fails the test. tests/wireshark
+# runs the dissector under tshark, on vector captures and on live loopback
+# sessions captured by dumpcap (root or the capture capability needed).
 stage "pytest"
 pytest_log="$BUILD/pytest.log"
-pytest_dirs=(tests/spec tests/docs tests/build python/tests)
+pytest_dirs=(tests/spec tests/docs tests/build python/tests tests/wireshark)
 [ -d tests/interop ] && pytest_dirs+=(tests/interop)
+# The gateway against a real mosquitto and PostgreSQL, and the C device.
+[ -d tests/gateway ] && pytest_dirs+=(tests/gateway)
+# mDNS discovery on a LAN of two network namespaces (root; skipped, saying
+# why, where namespaces are not permitted) and usmp monitor under tmux.
+[ -d tests/discovery ] && pytest_dirs+=(tests/discovery)
 USMP_C_BUILD="$BUILD/openssl-asan" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${pytest_dirs[@]}" 2>&1 | tee "$pytest_log"
 status=${PIPESTATUS[0]}

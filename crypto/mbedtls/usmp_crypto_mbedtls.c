@@ -13,7 +13,9 @@
  * default sdkconfig) is not needed.
  *
  * mbedTLS has no Ed25519 in 2.28 or in any 3.x release:
- * usmp_crypto_ed25519_verify returns USMP_CRYPTO_ERR_UNSUPPORTED here.
+ * usmp_crypto_ed25519_verify returns USMP_CRYPTO_ERR_UNSUPPORTED here,
+ * unless the build defines USMP_ED25519_EXTERNAL=1 and links
+ * crypto/ed25519/usmp_ed25519_libsodium.c (what USMP_OTA builds do).
  *
  * X25519 comes from mbedTLS's ECP module here unless the build defines
  * USMP_X25519_EXTERNAL=1 and links one of the providers of crypto/x25519/
@@ -32,6 +34,9 @@
 
 #ifndef USMP_X25519_EXTERNAL
 #define USMP_X25519_EXTERNAL 0
+#endif
+#ifndef USMP_ED25519_EXTERNAL
+#define USMP_ED25519_EXTERNAL 0
 #endif
 
 #if !USMP_X25519_EXTERNAL
@@ -435,6 +440,7 @@ void usmp_backend_aead_release(void *context)
 
 /* ---- Ed25519 ------------------------------------------------------------ */
 
+#if !USMP_ED25519_EXTERNAL
 int usmp_backend_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYTES],
                                 const uint8_t *message, size_t message_len,
                                 const uint8_t signature[USMP_ED25519_SIGNATURE_BYTES])
@@ -449,3 +455,4 @@ int usmp_backend_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYT
     (void)signature;
     return USMP_CRYPTO_ERR_UNSUPPORTED;
 }
+#endif /* !USMP_ED25519_EXTERNAL */

@@ -86,6 +86,8 @@ typedef struct {
     uint32_t last_send_wire_bytes;       /* what the last usmp_send put on the wire */
     uint32_t last_rtt_ms;                /* last PING/PONG round trip; 0 if none yet */
     uint32_t reconnects;                 /* sessions re-established by keepalive_tick */
+    /* CONTROL records on a channel nothing handles (spec 6.7) */
+    uint32_t control_discarded;
 #if USMP_DATAGRAM
     /* Datagram transports only (stream errors end the session instead). */
     /* received, then dropped by the engine: a
@@ -99,6 +101,10 @@ typedef struct {
     int last_drop; /* the condition of the last drop of either kind */
 #endif
 } usmp_stats_t;
+
+#if USMP_OTA
+struct usmp_ota; /* usmp_ota.h */
+#endif
 
 typedef struct usmp_ctx {
     usmp_engine_t engine;
@@ -125,6 +131,10 @@ typedef struct usmp_ctx {
     /* Datagram transports deliver whole datagrams: one is received here
      * (a UART transport decodes its COBS frame into it as it arrives). */
     uint8_t datagram_buf[USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_LIMIT(USMP_MAX_RECORD))];
+#endif
+#if USMP_OTA
+    /* CONTROL channel 0x01 goes here once usmp_ota_attach set it. */
+    struct usmp_ota *ota;
 #endif
 } usmp_ctx_t;
 

@@ -56,6 +56,8 @@ extern "C" {
 #define USMP_STREAM_MAX_RECORD     65519u
 #define USMP_DATAGRAM_MAX_RECORD   1207u
 #define USMP_MAX_PING_PAYLOAD      8u
+/* CONTROL channels (spec 6.7); the OTA channel's messages: spec/ota.md. */
+#define USMP_CONTROL_CHANNEL_OTA 0x01u
 /* The largest handshake frame: a datagram HELLO with its cookie. */
 #define USMP_HANDSHAKE_MAX_FRAME 61u
 
@@ -80,6 +82,7 @@ enum {
     USMP_TYPE_BYE = 0x08,
     USMP_TYPE_DATA_FRAGMENT = 0x09,
     USMP_TYPE_COOKIE = 0x0A,
+    USMP_TYPE_CONTROL = 0x0B, /* spec 6.7: channel || body, never a message */
     USMP_TYPE_ERROR = 0xFF
 };
 
@@ -185,13 +188,15 @@ typedef enum {
     USMP_EVENT_ESTABLISHED, /* handshake complete: records may flow */
     USMP_EVENT_MESSAGE,     /* data/len: one whole message */
     USMP_EVENT_PONG,        /* data/len: the PONG payload (the driver's RTT probe) */
-    USMP_EVENT_CLOSED       /* the session ended cleanly (BYE sent or received) */
+    USMP_EVENT_CLOSED,      /* the session ended cleanly (BYE sent or received) */
+    USMP_EVENT_CONTROL      /* channel, data/len: a CONTROL record's channel and body (spec 6.7) */
 } usmp_event_type_t;
 
 typedef struct {
     usmp_event_type_t type;
     const uint8_t *data;
     size_t len;
+    uint8_t channel; /* USMP_EVENT_CONTROL only */
 } usmp_event_t;
 
 /*
@@ -238,6 +243,16 @@ int usmp_engine_transport_closed(usmp_engine_t *e);
  * sent), USMP_ERR_STATE (not ESTABLISHED, or the rest passed does not
  * continue the message in progress), USMP_ERR_KEY_LIMIT. */
 int usmp_engine_send(usmp_engine_t *e, const uint8_t *msg, size_t len, uint32_t now_ms);
+
+/* Seals one CONTROL record (spec 6.7, rows 62-63): channel || body, never
+ * fragmented, never delivered to the peer's messages. body may be empty
+ * (len 0). Returns USMP_OK, or USMP_ERR_WOULD_BLOCK when output is still
+ * pending or a fragmented message is being sent (finish it first),
+ * USMP_ERR_MESSAGE_TOO_LARGE (1 + len over the peer's max_record or
+ * tx_buf; nothing sent), USMP_ERR_STATE (not ESTABLISHED), USMP_ERR_ARG,
+ * USMP_ERR_KEY_LIMIT. */
+int usmp_engine_send_control(usmp_engine_t *e, uint8_t channel, const uint8_t *body, size_t len,
+                             uint32_t now_ms);
 
 /* The bytes waiting to be sent (*len 0: none). Datagram mode: one whole
  * datagram. Stays the same until usmp_engine_output_done. */
@@ -380,7 +395,8 @@ typedef struct {
  * them (usmp_aead.h): the key schedule in its context, itself a secret.
  * "set" is a context created when the keys are derived (the CHALLENGE's
  * handling); "zero" is one wiped and released (usmp_crypto_aead_wipe), its
- * storage all zero. With the OpenSSL backend the context lives on
+ * storage all zero. With USMP_KEYLOG the key bytes (keylog_send,
+ * keylog_recv) follow the same column. With the OpenSSL backend the context lives on
  * OpenSSL's heap, so an engine dropped while its keys are set (neither
  * ended nor wiped) leaks it: usmp_engine_wipe releases it, and
  * usmp_engine_init must not be called again on such an engine before
@@ -447,6 +463,14 @@ struct usmp_engine {
      * with the session (the table above). */
     usmp_aead_t aead_send;
     usmp_aead_t aead_recv;
+#if USMP_KEYLOG
+    /* USMP_KEYLOG builds only (host debugging, never the device profile):
+     * the record keys' bytes, for the key log line written at ESTABLISHED
+     * (the contexts above cannot give them back). Secrets with the same
+     * lifetime as aead_send/aead_recv in the table above. */
+    uint8_t keylog_send[USMP_KEY_BYTES];
+    uint8_t keylog_recv[USMP_KEY_BYTES];
+#endif
 
     /* handshake material, by phase (the table above says when each is
      * wiped) */

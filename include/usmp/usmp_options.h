@@ -45,6 +45,25 @@
 #define USMP_ERROR_TEXT 1
 #endif
 
+/* The device's firmware-update module (include/usmp/usmp_ota.h,
+ * spec/ota.md): CONTROL channel 0x01, Ed25519-signed images written
+ * through the platform's flash hooks. Off unless the build turns it on
+ * (CMake -DUSMP_OTA=ON, the default on the host; ESP-IDF CONFIG_USMP_OTA),
+ * so a device built without it is exactly as large as before. */
+#ifndef USMP_OTA
+#define USMP_OTA 0
+#endif
+
+/* The session key log (docs/wireshark.md): with 1, a session that becomes
+ * established appends its id and record keys to the file named by the
+ * environment variable USMP_KEYLOG_FILE, for decrypting captures.
+ * DANGEROUS: whoever reads that file reads the sessions. Host builds only:
+ * the CMake option USMP_KEYLOG sets it (default ON for POSIX host builds,
+ * OFF for the device profile); the ESP32 component never does. */
+#ifndef USMP_KEYLOG
+#define USMP_KEYLOG 0
+#endif
+
 /* Handshake deadline, both roles (spec section 11). */
 #ifndef USMP_HANDSHAKE_TIMEOUT_MS
 #define USMP_HANDSHAKE_TIMEOUT_MS 10000u
@@ -73,6 +92,12 @@
 #define USMP_LOG 1
 #endif
 
+#if USMP_KEYLOG && defined(ESP_PLATFORM)
+#error "USMP_KEYLOG exports session keys: it is for host builds and never compiled for ESP32"
+#endif
+#if USMP_KEYLOG && !USMP_SERVER && !USMP_DATAGRAM
+#error "USMP_KEYLOG is never compiled into the device profile (USMP_SERVER=0, USMP_DATAGRAM=0)"
+#endif
 #if USMP_MAX_RECORD < 16 || USMP_MAX_RECORD > 65519
 #error "USMP_MAX_RECORD must be 16 .. 65519 (spec/protocol.md section 4.1)"
 #endif

@@ -172,7 +172,7 @@ def test_cookie_comes_before_busy_at_the_handshake_limit() -> None:
 # --- fuzz: nothing from the network moves, ends or duplicates a session -----------------------------
 
 KINDS = st.sampled_from(["raw", "typed", "record", "mutated"])
-TYPES = st.sampled_from([int(t) for t in FrameType] + [0x00, 0x0B, 0x7F])
+TYPES = st.sampled_from([int(t) for t in FrameType] + [0x00, 0x0C, 0x7F])
 
 
 @settings(max_examples=60, deadline=None)

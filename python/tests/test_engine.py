@@ -15,6 +15,7 @@ from usmp.cookie import CookieJar, address_bytes
 from usmp.engine import (
     SECRETS_ALLOWED,
     ClientEngine,
+    ControlMessage,
     CookieCheck,
     Engine,
     EngineConfig,
@@ -46,7 +47,7 @@ MODES = [Mode.STREAM, Mode.DATAGRAM]
 
 # Every call that can move an engine; the invariant is checked after each (issue 16, item 3).
 STEPS = ("start", "receive_data", "accept_hello", "refuse_busy", "receive_eof", "handle_timeout",
-         "send_message", "send_ping", "close")
+         "send_message", "send_control", "send_ping", "close")
 invariant_checks = 0
 
 
@@ -211,6 +212,40 @@ def test_message_over_the_peers_max_message_is_refused_and_nothing_is_sent(mode:
     # No counter was consumed: the next record is still the server's next expected one.
     pair.client.send_message(b"after", 0.0)
     assert messages(pair.to_server(pair.client.frames_to_send())) == [b"after"]
+
+
+def controls(events: Sequence[object]) -> list[tuple[int, bytes]]:
+    return [(e.channel, e.body) for e in events if isinstance(e, ControlMessage)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_control_records_reach_control_events_both_ways_and_never_the_messages(mode: Mode) -> None:
+    pair = established_pair(mode)
+    pair.client.send_control(0x01, b"status")
+    pair.server.send_control(0x7E, b"")
+    client_events, server_events = pair.pump()
+    assert controls(server_events) == [(0x01, b"status")] and messages(server_events) == []
+    assert controls(client_events) == [(0x7E, b"")] and messages(client_events) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_control_message_over_the_peers_max_record_is_refused_and_nothing_is_sent(mode: Mode) -> None:
+    # Rows 62-63: channel byte + body fill the peer's max_record exactly; one more is never fragmented.
+    pair = established_pair(mode, server_config=EngineConfig(max_record=100, max_message=1000))
+    pair.client.send_control(0x01, bytes(99))
+    assert controls(pair.to_server(pair.client.frames_to_send())) == [(0x01, bytes(99))]
+    with pytest.raises(LocalProtocolError) as raised:
+        pair.client.send_control(0x01, bytes(100))
+    assert raised.value.condition is Condition.TOO_LARGE
+    assert pair.client.frames_to_send() == []
+    assert pair.client.established
+
+
+def test_send_control_before_the_handshake_is_a_local_error() -> None:
+    pair = make_pair(Mode.STREAM)
+    with pytest.raises(LocalProtocolError):
+        pair.client.send_control(0x01, b"early")
+    assert pair.client.frames_to_send() == []
 
 
 def test_datagram_lost_fragment_loses_the_message_but_not_the_session() -> None:

@@ -11,6 +11,7 @@ from usmp import cobs, crypto
 from usmp.cookie import CookieJar
 from usmp.engine import (
     ClientEngine,
+    ControlMessage,
     CookieCheck,
     Event,
     HandshakeComplete,
@@ -285,3 +286,8 @@ def test_negative_vector(case: dict[str, Any]) -> None:
             assert sent == ([h(step["reply"])] if "reply" in step else []), where
         delivered = [e.data for e in events if isinstance(e, MessageReceived)]
         assert delivered == ([h(step["delivers"])] if "delivers" in step else []), where
+        controls = [(e.channel, e.body) for e in events if isinstance(e, ControlMessage)]
+        expected_control = step.get("control")
+        assert controls == (
+            [(expected_control["channel"], h(expected_control["body"]))] if expected_control else []
+        ), where

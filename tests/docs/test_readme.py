@@ -58,3 +58,37 @@ def test_readme_python_example_runs_as_written(tmp_path):
         proc.terminate()
         output, _ = proc.communicate(timeout=10)
     assert "got: b'hi from the test'" in output
+
+
+def test_readme_gateway_quick_start_runs_as_written(tmp_path):
+    """The quick start of `usmp gateway` runs in bash as it stands, ports changed to free ones.
+
+    `usmp` is the package (python -m usmp); the background jobs (mosquitto,
+    the gateway, mosquitto_sub) are ended when the block has run.
+    """
+    import re
+    import shutil
+
+    assert shutil.which("mosquitto") and shutil.which("mosquitto_sub"), "tools/install-deps.sh installs mosquitto"
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("## Devices to MQTT: `usmp gateway`"):]
+    block = re.search(r"^```sh\n(.*?)^```", section, re.M | re.S)
+    assert block is not None
+    code = block.group(1)
+    assert "1883" in code and "9000" in code
+    code = code.replace("1883", str(free_port())).replace("9000", str(free_port()))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "usmp").write_text(f'#!/bin/sh\nexec {sys.executable} -m usmp "$@"\n')
+    (bin_dir / "usmp").chmod(0o755)
+    script = tmp_path / "quick_start.sh"
+    # mosquitto as root switches to its own user: stay who we are (the README's user is no root).
+    script.write_text("trap 'kill $(jobs -p) 2>/dev/null' EXIT\nset -e\n" + code + "sleep 1\n")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHONPATH=os.path.join(ROOT, "python", "src"))
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "hello device" in lines, result.stdout + result.stderr
+    assert "usmp/020000000001/up hello broker" in lines, result.stdout + result.stderr

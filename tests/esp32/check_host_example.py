@@ -42,7 +42,8 @@ Both take the component's defaults (the device profile) and are run like
 the nvs run below.
 
 Runs, each judged by the log lines of the example and of the gateway:
-  nvs          PSK from NVS: every message echoed; the session id the device logs
+  nvs          PSK from NVS, the CSV as `usmp device add --nvs-csv` wrote it: every
+               message echoed; the session id the device logs
                is the one the gateway logs for device 020000e53201
   menuconfig   PSK from menuconfig (the smallest profile): every message echoed
   full         PSK from NVS, every feature compiled in: every message echoed
@@ -64,7 +65,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -208,10 +208,12 @@ class Gateway:
         return self.proc.returncode
 
 
-def run_example(program: Path, nvs_csv: Path | None, log: Path) -> str:
+def run_example(program: Path, nvs_csv: Path | None, log: Path, mdns_answer: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("USMP_STANDIN_")}
     if nvs_csv is not None:
         env["USMP_STANDIN_NVS_CSV"] = str(nvs_csv)
+    if mdns_answer is not None:
+        env["USMP_STANDIN_MDNS_ANSWER"] = mdns_answer
     try:
         done = run([str(program)], env=env, timeout=RUN_TIMEOUT)
         out = done.stdout + ("" if done.returncode == 0 else f"\n[exit status {done.returncode}]")
@@ -311,18 +313,19 @@ def pack_by_manifest(source: Path, dest: Path) -> list[str]:
 
 def dependency_project(project: Path) -> None:
     """A project of its own: the example's application (main.c, its
-    Kconfig.projbuild, the shared echo_app) copied into main/, and a
+    Kconfig.projbuild and idf_component.yml, the shared echo_app) copied into main/, and a
     CMakeLists.txt that names no component directory, so that usmp can come
     only from components/ or managed_components/."""
     main = project / "main"
     main.mkdir(parents=True)
     for f in (EXAMPLE / "main" / "main.c", EXAMPLE / "main" / "Kconfig.projbuild",
+              EXAMPLE / "main" / "idf_component.yml",
               ROOT / "examples" / "common" / "echo_app.c", ROOT / "examples" / "common" / "echo_app.h"):
         shutil.copy2(f, main / f.name)
     shutil.copy2(EXAMPLE / "sdkconfig.defaults", project / "sdkconfig.defaults")
     (main / "CMakeLists.txt").write_text(
         'idf_component_register(SRCS "main.c" "echo_app.c" INCLUDE_DIRS "."\n'
-        '                       PRIV_REQUIRES usmp esp_wifi esp_netif esp_event nvs_flash)\n')
+        '                       PRIV_REQUIRES usmp esp_wifi esp_netif esp_event nvs_flash mdns)\n')
     (project / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.16)\n"
         "include($ENV{IDF_PATH}/tools/cmake/project.cmake)\n"
@@ -397,11 +400,21 @@ def main() -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
 
-    keygen = run([PYTHON, "-m", "usmp", "keygen"], cwd=ROOT / "python" / "src")
-    psk_hex = keygen.stdout.strip()
-    if not check(keygen.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", psk_hex) is not None, "usmp keygen gives 64 hex digits", keygen.stdout):
+    # This device's key comes from the device registry, which also writes
+    # the NVS CSV the nvs run flashes (docs/registry.md); the other
+    # device's key from usmp keygen.
+    registry_csv = (work / "nvs-registry.csv").resolve()
+    registry = (work / "devices.db").resolve()
+    added = subprocess.run([PYTHON, "-m", "usmp", "device", "add", "--id", DEVICE_ID, "--registry", str(registry),
+                            "--nvs-csv", str(registry_csv)], cwd=ROOT / "python" / "src", text=True, capture_output=True)
+    psk_hex = added.stdout.strip()
+    if not check(added.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", psk_hex) is not None and registry_csv.exists(),
+                 "usmp device add prints 64 hex digits and writes the NVS CSV", added.stdout + added.stderr):
         return 1
-    other_hex = secrets.token_hex(32)  # the key of another device: the wrong one here
+    keygen = run([PYTHON, "-m", "usmp", "keygen"], cwd=ROOT / "python" / "src")
+    other_hex = keygen.stdout.strip()  # the key of another device: the wrong one here
+    if not check(keygen.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", other_hex) is not None, "usmp keygen gives 64 hex digits", keygen.stdout):
+        return 1
     keys = [bytes.fromhex(psk_hex), bytes.fromhex(other_hex)]
     psk_file = work / "gateway.psk"
     psk_file.write_text(f"# device_id psk\n{DEVICE_ID} {psk_hex}\n0200000000ff {other_hex}\n")
@@ -421,7 +434,10 @@ def main() -> int:
         program = build(work / "build-nvs", base)
         program_menuconfig = build(work / "build-menuconfig",
                                    dict(base, USMP_ECHO_PSK_HEX=f'"{psk_hex}"', USMP_ERROR_TEXT=None))
-        program_full = build(work / "build-full", dict(base, USMP_SERVER="y", USMP_DATAGRAM="y"))
+        # The full build names no gateway host: it finds the gateway on mDNS
+        # (the stand-in's answer), and the port it is given is a wrong one.
+        program_full = build(work / "build-full", dict(base, USMP_SERVER="y", USMP_DATAGRAM="y",
+                                                       USMP_ECHO_GATEWAY_HOST='""', USMP_ECHO_GATEWAY_PORT="1"))
         if program is None or program_menuconfig is None or program_full is None:
             return 1
         program_git, program_packed = build_dependencies(work, base)
@@ -436,8 +452,8 @@ def main() -> int:
         check_profile(work / "build-packed-dependency", DEVICE, "packed dependency (defaults)")
         outputs = []
 
-        print("run nvs: PSK from NVS")
-        out = run_example(program, nvs_csv(work / "nvs.csv", psk_hex), work / "run-nvs.log")
+        print("run nvs: PSK from NVS, the CSV written by usmp device add")
+        out = run_example(program, registry_csv, work / "run-nvs.log")
         outputs.append(out)
         check("PSK: 32 bytes from NVS" in out, "the PSK was read from NVS", out)
         check("boot counter: 1\n" in out, "the first boot counter, 1, was stored in NVS and used", out)
@@ -458,13 +474,32 @@ def main() -> int:
         check("PSK: 32 bytes from menuconfig" in out, "the PSK was read from menuconfig", out)
         check("echo test passed" in out, "the example reports success", out)
 
-        print("run full: PSK from NVS, every feature compiled in, boot counter 41 in NVS")
-        out = run_example(program_full, nvs_csv(work / "nvs-full.csv", psk_hex, 41), work / "run-full.log")
+        print("run full: PSK from NVS, every feature compiled in, boot counter 41 in NVS, gateway from mDNS")
+        txt = "v=1,suites=1,name=host-gw,transports=tcp"
+        out = run_example(program_full, nvs_csv(work / "nvs-full.csv", psk_hex, 41), work / "run-full.log",
+                          mdns_answer=f"host-gw;_usmp;_tcp;127.0.0.1;{gateway.port};{txt}")
         outputs.append(out)
         check("boot counter: 42\n" in out, "the boot counter in NVS was advanced from 41 to 42", out)
+        check(f"gateway found on mDNS: host-gw at 127.0.0.1:{gateway.port}" in out
+              and f"connecting to gateway 127.0.0.1:{gateway.port}" in out,
+              "no host in menuconfig: the gateway and its port come from mDNS", out)
         echoes = re.findall(r'sent (\d+) bytes as \d+ on the wire, echo of (\d+) bytes', out)
         check(echoes == [("19", "19"), ("17", "17"), ("0", "0")] and "echo test passed" in out,
               "the full build echoes all three messages too", out)
+
+        for label, answer in (("nothing", None),
+                              ("only a version 2 gateway", f"host-gw;_usmp;_tcp;127.0.0.1;{gateway.port};v=2"),
+                              ("only another service", f"printer;_ipp;_tcp;127.0.0.1;{gateway.port};v=1")):
+            print(f"run mdns: {label} on mDNS")
+            opens_before = gateway.text().count("\nopen ")
+            out = run_example(program_full, nvs_csv(work / "nvs-mdns.csv", psk_hex), work / "run-mdns.log",
+                              mdns_answer=answer)
+            outputs.append(out)
+            check("no gateway answered on mDNS within 3000 ms" in out and "connecting to gateway" not in out,
+                  f"{label} on mDNS: says so and connects nowhere", out)
+            time.sleep(0.3)
+            check(gateway.text().count("\nopen ") == opens_before, f"{label} on mDNS: no session opened",
+                  gateway.text())
 
         for name, dependency_program in (("git-dependency", program_git), ("packed-dependency", program_packed)):
             print(f"run {name}: PSK from NVS, usmp from the {name.split('-')[0]} dependency")
@@ -479,7 +514,8 @@ def main() -> int:
         out = run_example(program, None, work / "run-no-psk.log")
         outputs.append(out)
         check("no PSK: this device has no key, and there is no default one" in out, "refuses without a PSK", out)
-        check(f"add the line '{DEVICE_ID} <key>'" in out and "nvs_partition_gen.py" in out and "menuconfig" in out,
+        check(f"usmp device add --id {DEVICE_ID} --nvs-csv" in out and f"add the line '{DEVICE_ID} <key>'" in out
+              and "nvs_partition_gen.py" in out and "menuconfig" in out,
               "says how to provision one, naming this device", out)
         check("connecting to gateway" not in out and "Wi-Fi: connected" not in out, "never joins Wi-Fi or connects", out)
 

@@ -13,13 +13,19 @@
 # the stand-in driver/uart.h). Not compiled: transports/usmp_tcp.c and
 # usmp_udp.c, which need a socket API (lwIP) that neither toolchain has.
 #
-# Each target is built in three feature profiles (include/usmp/usmp_options.h),
-# since USMP_SERVER, USMP_DATAGRAM and USMP_ERROR_TEXT compile code and struct
-# fields in and out:
-#   full      the defaults: every feature on
+# Each target is built in four feature profiles (include/usmp/usmp_options.h),
+# since USMP_SERVER, USMP_DATAGRAM, USMP_ERROR_TEXT and USMP_OTA compile code
+# and struct fields in and out:
+#   full      the defaults: every feature on but OTA
 #   device    -DUSMP_SERVER=0 -DUSMP_DATAGRAM=0: what ports/esp32 builds by
 #             default (client role, stream transport, error sentences)
 #   smallest  -DUSMP_SERVER=0 -DUSMP_DATAGRAM=0 -DUSMP_ERROR_TEXT=0
+#   ota       the device with -DUSMP_OTA=1 (CONFIG_USMP_OTA): also the OTA
+#             module (ota/), its ESP32 flash hooks (usmp_ota_esp32.c, against
+#             the stand-in esp_ota_ops.h, esp_partition.h and nvs.h) and the
+#             Ed25519 glue for libsodium (crypto/ed25519), against the
+#             headers of Debian's libsodium source package in build/deps/src
+#             (tools/install-deps.sh)
 #
 # Compile only (-c): nothing is linked or run on these targets here.
 # riscv64-unknown-elf has no C library in Debian; the target-independent
@@ -67,12 +73,21 @@ for c in esp_common esp_hw_support esp_timer freertos log esp_event esp_netif es
   port_inc+=(-I"$STANDINS/$c/include")
 done
 
+# The OTA profile's extra files and headers.
+ota_port="$ROOT/ports/esp32/usmp/usmp_ota_esp32.c"
+ota_inc=(-I"$ROOT/ports/esp32/usmp")
+for c in esp_common app_update esp_partition nvs_flash; do
+  ota_inc+=(-I"$STANDINS/$c/include")
+done
+sodium_src=$(ls -d "$ROOT"/build/deps/src/libsodium-[0-9]* 2>/dev/null | sort | tail -n 1)
+
 # The feature profiles: name and -D flags.
-profile_names=(full device smallest)
+profile_names=(full device smallest ota)
 declare -A profile_flags=(
   [full]=""
   [device]="-DUSMP_SERVER=0 -DUSMP_DATAGRAM=0"
   [smallest]="-DUSMP_SERVER=0 -DUSMP_DATAGRAM=0 -DUSMP_ERROR_TEXT=0"
+  [ota]="-DUSMP_SERVER=0 -DUSMP_DATAGRAM=0 -DUSMP_OTA=1"
 )
 
 targets=0 files=0 failed=0
@@ -112,6 +127,19 @@ build_target() { # name, compiler and flags...
     # The port's other entropy source (CONFIG_USMP_ESP32_RNG_NO_RF).
     compile "$profile/$name/rng-no-rf" "${cc[@]}" "${defs[@]}" -- "$port" "${port_inc[@]}" \
       -DESP_PLATFORM=1 -DUSMP_ESP32_RNG_NO_RF=1
+    if [ "$profile" = ota ]; then
+      compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$ROOT/ota/usmp_ota.c"
+      compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$ota_port" "${ota_inc[@]}" -DESP_PLATFORM=1
+      compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$backend" -isystem "$MBEDINC" \
+        -DUSMP_ED25519_EXTERNAL=1
+      if [ -n "$sodium_src" ]; then
+        compile "$profile/$name" "${cc[@]}" "${defs[@]}" -- "$ROOT/crypto/ed25519/usmp_ed25519_libsodium.c" \
+          -isystem "$sodium_src/src/libsodium/include"
+      else
+        echo "cross [$profile/$name]: no libsodium source under build/deps/src (tools/install-deps.sh)"
+        failed=$((failed + 1))
+      fi
+    fi
   done
 }
 

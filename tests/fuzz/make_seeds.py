@@ -64,6 +64,7 @@ def main() -> int:
         with open(os.path.join(out, "cobs", "invalid-" + case["name"].replace(" ", "-")), "wb") as f:
             f.write(bytes.fromhex(case["encoded"]))
     write_udp_gateway_seeds(os.path.join(out, "udp_gateway"), handshakes)
+    write_ota_seeds(out)
     # fuzz_cobs_stream: buffer size and piece size, then a line carrying the
     # vectors' frames between delimiters, with noise, empty frames and an
     # oversize frame among them (tests/fuzz/fuzz_cobs_stream.c).
@@ -84,6 +85,39 @@ def main() -> int:
     print(f"wrote {len(seeds)} engine seeds, {len(cobs['cases']) + len(cobs['invalid'])} COBS seeds "
           f"and {3 * len(streams)} COBS stream seeds")
     return 0
+
+
+def write_ota_seeds(out: str) -> None:
+    """fuzz_ota_manifest: a source byte then a manifest (0: OFFER; 1: the persisted record, with a
+    u32 next_offset). fuzz_ota_message: OTA messages, each a u16 length then its body, after the
+    valid manifest was offered (tests/fuzz/fuzz_ota_*.c)."""
+    with open(os.path.join(VECTORS, "ota.json")) as f:
+        ota = json.load(f)
+    os.makedirs(os.path.join(out, "ota_manifest"), exist_ok=True)
+    os.makedirs(os.path.join(out, "ota_message"), exist_ok=True)
+    for case in ota["manifests"]:
+        manifest = bytes.fromhex(case["manifest"])
+        with open(os.path.join(out, "ota_manifest", "offer-" + case["name"]), "wb") as f:
+            f.write(b"\x00" + manifest)
+        with open(os.path.join(out, "ota_manifest", "persisted-" + case["name"]), "wb") as f:
+            f.write(b"\x01" + manifest + (1000).to_bytes(4, "big"))
+
+    def framed(*bodies: bytes) -> bytes:
+        return b"".join(len(body).to_bytes(2, "big") + body for body in bodies)
+
+    image = bytes.fromhex(ota["image"])
+    chunks = [b"\x04" + offset.to_bytes(4, "big") + image[offset:offset + 1000] for offset in (0, 1000, 2000)]
+    seeds = {
+        "whole-image": framed(*chunks),
+        "duplicates-and-reorder": framed(chunks[1], chunks[0], chunks[0], chunks[2], chunks[1], chunks[2]),
+        "new-session-mid-transfer": framed(chunks[0], b"\xfd", chunks[1], chunks[2]),
+        "zero-chunks": framed(b"\xfe", b"\xfe", b"\xfe"),
+        "malformed": framed(*(bytes.fromhex(m["body"]) for m in ota["malformed"])),
+        "messages": framed(*(bytes.fromhex(m["body"]) for m in ota["messages"])),
+    }
+    for name, data in seeds.items():
+        with open(os.path.join(out, "ota_message", name), "wb") as f:
+            f.write(data)
 
 
 def write_udp_gateway_seeds(out: str, handshakes: list) -> None:

@@ -117,6 +117,7 @@ class CBuild:
         "interop_device_small": "tests/interop/usmp_interop_device_small",
         "flip": "tests/interop/usmp_interop_flip",
         "datagram_device": "tests/interop/usmp_datagram_device",
+        "loadgen": "bench/c/usmp_loadgen",
     }
 
     def program(self, name: str) -> Path:

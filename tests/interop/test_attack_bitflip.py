@@ -54,7 +54,7 @@ from interop_proxy import C2S, S2C, T_DATA, T_ERROR, T_FRAGMENT, ProxyConnection
 KINDS = ("HELLO", "CHALLENGE", "HELLO_ACK", "SESSION_OK")
 FRAME_TYPE = {"HELLO": 0x01, "CHALLENGE": 0x02, "HELLO_ACK": 0x03, "SESSION_OK": 0x04}
 BODY_LENGTH = {"HELLO": 44, "CHALLENGE": 54, "HELLO_ACK": 16, "SESSION_OK": 24}
-DEFINED_TYPES = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0xFF})
+DEFINED_TYPES = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0xFF})
 # Direction and index of each handshake frame in its direction's stream.
 POSITION = {"HELLO": (C2S, 0), "HELLO_ACK": (C2S, 1), "CHALLENGE": (S2C, 0), "SESSION_OK": (S2C, 1)}
 # A v1 client offers versions bitmap 0x01 and suites bitmap 0x01 (4.1).

@@ -232,7 +232,7 @@ def check_transition_table_against_spec(name, table):
             assert "datagram" in spec_event, f"row {row}: {name} limits it to datagram mode, the spec does not"
     # Every spec row whose event is a received frame is in the table.
     frame_rows = {n for n, (_, _, event) in spec.items()
-                  if re.match(r"(valid |the same |the accepted |ERROR|DATA|PING|PONG|BYE|COOKIE)", event)
+                  if re.match(r"(valid |the same |the accepted |ERROR|DATA|PING|PONG|BYE|COOKIE|CONTROL)", event)
                   and not re.search(r"deadline|timer", event)}
     assert frame_rows <= covered, f"spec rows without a {name} transition: {sorted(frame_rows - covered)}"
 

@@ -68,6 +68,9 @@ typedef struct {
     uint8_t got[8192];
     size_t got_len;
     int messages, closed_events, established_events;
+    int controls, control_channel; /* CONTROL events (spec 6.7) and the last one's channel */
+    uint8_t control_body[2048];
+    size_t control_len;
 } end_t;
 
 typedef struct {
@@ -149,6 +152,10 @@ static void check_secrets(const end_t *x, const char *step)
     int hs_zero = all_zero(&e->hs, sizeof e->hs);
     int keys_zero = all_zero(&e->aead_send, sizeof e->aead_send) &&
                     all_zero(&e->aead_recv, sizeof e->aead_recv);
+#if USMP_KEYLOG
+    keys_zero = keys_zero && all_zero(e->keylog_send, sizeof e->keylog_send) &&
+                all_zero(e->keylog_recv, sizeof e->keylog_recv);
+#endif
     const char *who = e->role == USMP_ROLE_CLIENT ? "client" : "server";
 
     switch (e->state) {
@@ -233,6 +240,13 @@ static void note_event(end_t *to, const usmp_event_t *ev)
         to->closed_events++;
     } else if (ev->type == USMP_EVENT_ESTABLISHED) {
         to->established_events++;
+    } else if (ev->type == USMP_EVENT_CONTROL) {
+        to->controls++;
+        to->control_channel = ev->channel;
+        to->control_len = ev->len;
+        if (ev->len <= sizeof to->control_body) {
+            memcpy(to->control_body, ev->data, ev->len);
+        }
     }
 }
 
@@ -1082,6 +1096,69 @@ static void test_unknown_device_and_busy(void)
     CHECK_INT_EQ(usmp_engine_peer_code(&client.e), USMP_CODE_BUSY);
 }
 
+/* Spec 6.7, rows 61-63: CONTROL records both ways in both modes reach the
+ * control event with their channel and body, never the message path; the
+ * sender refuses what does not fit one peer record, and waits while a
+ * fragmented message is being sent. */
+static void test_control_records_reach_the_control_event_never_the_messages(void)
+{
+    static const pair_cfg_t *const cfgs[] = { &STREAM_CFG, &DGRAM_CFG };
+    static uint8_t big[2000];
+    size_t i;
+    const uint8_t *out;
+    size_t out_len;
+
+    for (i = 0; i < 2; i++) {
+        const pair_cfg_t *pc = cfgs[i];
+        int rc;
+
+        end_init(&client, USMP_ROLE_CLIENT, pc, 1);
+        CHECK_INT_EQ(usmp_engine_send_control(&client.e, USMP_CONTROL_CHANNEL_OTA,
+                                              (const uint8_t *)"x", 1, 0),
+                     USMP_ERR_STATE);
+        if (!CHECK(handshake(pc, 5, 0))) {
+            continue;
+        }
+        /* Client to server, then server to client. */
+        CHECK_INT_EQ(usmp_engine_send_control(&client.e, USMP_CONTROL_CHANNEL_OTA,
+                                              (const uint8_t *)"abc", 3, 10),
+                     USMP_OK);
+        CHECK_INT_EQ(deliver(&client, &server, 7, 10), USMP_OK);
+        CHECK_INT_EQ(server.controls, 1);
+        CHECK_INT_EQ(server.control_channel, USMP_CONTROL_CHANNEL_OTA);
+        CHECK(server.control_len == 3 && memcmp(server.control_body, "abc", 3) == 0);
+        CHECK_INT_EQ(server.messages, 0);
+        CHECK_INT_EQ(usmp_engine_send_control(&server.e, 0x7E, NULL, 0, 10), USMP_OK);
+        CHECK_INT_EQ(deliver(&server, &client, 7, 10), USMP_OK);
+        CHECK_INT_EQ(client.controls, 1);
+        CHECK_INT_EQ(client.control_channel, 0x7E);
+        CHECK_INT_EQ(client.control_len, 0u);
+        CHECK_INT_EQ(client.messages, 0);
+
+        /* Row 63: the channel byte and the body fill the peer's max_record
+         * exactly; one byte more is refused locally and nothing is sent. */
+        CHECK_INT_EQ(usmp_engine_send_control(&client.e, 1, big, pc->server_record - 1u, 20),
+                     USMP_OK);
+        CHECK_INT_EQ(deliver(&client, &server, 64, 20), USMP_OK);
+        CHECK_INT_EQ(server.controls, 2);
+        CHECK_INT_EQ(server.control_len, pc->server_record - 1u);
+        CHECK_INT_EQ(usmp_engine_send_control(&client.e, 1, big, pc->server_record, 20),
+                     USMP_ERR_MESSAGE_TOO_LARGE);
+        usmp_engine_output(&client.e, &out, &out_len);
+        CHECK_INT_EQ(out_len, 0u);
+        CHECK_INT_EQ(usmp_engine_state(&client.e), USMP_STATE_ESTABLISHED);
+
+        /* Not between the fragments of a message (spec 6.4, 6.7). */
+        rc = send_step(&client, big, sizeof big, 30);
+        CHECK(rc > 0 && (size_t)rc < sizeof big);
+        collect(&client);
+        CHECK_INT_EQ(usmp_engine_send_control(&client.e, 1, (const uint8_t *)"y", 1, 30),
+                     USMP_ERR_WOULD_BLOCK);
+        client.wire_len = 0;
+        client.frames = 0;
+    }
+}
+
 int main(void)
 {
     test_handshake_and_messages();
@@ -1101,5 +1178,6 @@ int main(void)
     test_stream_200_pings_in_one_read_get_200_pongs_in_order();
     test_datagram_ping_replaces_an_unsent_pong();
     test_transport_closed_wipes_the_record_keys_with_a_bye_pending();
+    test_control_records_reach_the_control_event_never_the_messages();
     return usmp_test_finish("test_engine");
 }

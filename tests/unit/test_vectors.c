@@ -109,6 +109,10 @@ typedef struct {
     uint8_t delivered[65535];
     size_t delivered_len;
     int delivered_any;
+    /* The last CONTROL event (spec 6.7): never a delivered message. */
+    uint8_t control_body[65535];
+    size_t control_len;
+    int control_channel; /* -1: none since the last reset */
 } side_t;
 
 /* Builds one side of a handshake case with the case's fixed inputs. */
@@ -201,6 +205,10 @@ static int side_feed(side_t *s, const uint8_t *in, size_t len)
             memcpy(s->delivered, ev.data, ev.len);
             s->delivered_len = ev.len;
             s->delivered_any = 1;
+        } else if (ev.type == USMP_EVENT_CONTROL) {
+            memcpy(s->control_body, ev.data, ev.len);
+            s->control_len = ev.len;
+            s->control_channel = ev.channel;
         }
         if (rc != USMP_OK) {
             first_error = rc;
@@ -596,9 +604,11 @@ static void test_negative(void)
             int rc, closed;
 
             const json_value *peer_code = json_get(st, "peer_code");
+            const json_value *control = json_get(st, "control");
             input = json_hex_bytes(json_get(st, "input"), &input_len);
             s->out_len = 0;
             s->delivered_any = 0;
+            s->control_channel = -1;
             if (json_string_is(json_get(st, "timer"), "handshake")) {
                 /* Not an input: the clock passes handshake_timeout (10 s). */
                 rc = usmp_engine_tick(&s->e, 20000u);
@@ -632,6 +642,19 @@ static void test_negative(void)
             } else {
                 CHECK_MSG(!s->delivered_any, "%s step %zu: delivered a message it should not", name,
                           j);
+            }
+            if (control != NULL) {
+                size_t body_len = 0;
+                uint8_t *body = json_hex_bytes(json_get(control, "body"), &body_len);
+                CHECK_MSG(s->control_channel == (int)int_field(control, "channel") &&
+                              s->control_len == body_len &&
+                              (body_len == 0 || memcmp(s->control_body, body, body_len) == 0),
+                          "%s step %zu: control event differs (channel %d)", name, j,
+                          s->control_channel);
+                free(body);
+            } else {
+                CHECK_MSG(s->control_channel < 0, "%s step %zu: a control event it should not",
+                          name, j);
             }
             free(input);
             free(reply);

@@ -8,9 +8,11 @@
  * serial output that makes no progress for write_timeout ends the session,
  * so such a device cannot hold its slot (spec section 13).
  *
- * The event loop is poll(): build_poll_set, wait_for_events and the
- * dispatch in usmp_gateway_poll_once are the only places that know it.
+ * The event loop waits on usmp_poller.h (epoll on Linux, poll()
+ * elsewhere) and a heap of deadlines; usmp_gateway_internal.h says why no
+ * step of it visits every session, and how the sessions share buffers.
  */
+#define _DEFAULT_SOURCE /* madvise, MAP_ANONYMOUS */
 #define _POSIX_C_SOURCE 200809L
 
 #include "usmp_gateway_internal.h"
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "usmp_port.h"
@@ -228,6 +231,49 @@ int usmp_rate_limiter_allow(usmp_rate_limiter_t *rl, const struct sockaddr *sour
 }
 
 /* ------------------------------------------------------------------------
+ * Byte buffers of a session: allocated at their size, freed when empty.
+ * ------------------------------------------------------------------------ */
+
+int usmp_gw_bytes_append(usmp_gw_bytes_t *b, const uint8_t *data, size_t n)
+{
+    uint8_t *grown;
+    if (n == 0) {
+        return 0;
+    }
+    if (b->off > 0) {
+        /* Move the unused part to the front first, so the buffer never
+         * holds more than what is still to be used. */
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    grown = realloc(b->data, b->len + n);
+    if (grown == NULL) {
+        return -1;
+    }
+    memcpy(grown + b->len, data, n);
+    b->data = grown;
+    b->len += n;
+    return 0;
+}
+
+void usmp_gw_bytes_consume(usmp_gw_bytes_t *b, size_t n)
+{
+    b->off += n;
+    if (b->off >= b->len) {
+        usmp_gw_bytes_free(b);
+    }
+}
+
+void usmp_gw_bytes_free(usmp_gw_bytes_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->off = 0;
+}
+
+/* ------------------------------------------------------------------------
  * Output: what the engine has queued goes to the session's transport.
  * ------------------------------------------------------------------------ */
 
@@ -235,44 +281,94 @@ int usmp_gw_output_pending(usmp_gateway_session_t *c)
 {
     const uint8_t *data;
     size_t len;
+    if (c->out.len > c->out.off) {
+        return 1;
+    }
     usmp_engine_output(&c->engine, &data, &len);
     return len > 0;
 }
 
-/* Sends what the engine has queued. TCP stops when the socket is full (any
- * byte written restarts the write deadline); datagrams go out whole. */
-int usmp_gw_flush(usmp_gateway_session_t *c)
+/* TCP: sends what c->out holds; 0 (all sent or the socket is full), or -1
+ * when the connection failed. Any byte written restarts the write deadline. */
+static int send_held_output(usmp_gateway_session_t *c)
 {
-    usmp_gateway_t *gw = c->gw;
-    for (;;) {
-        const uint8_t *data;
-        size_t len;
-        ssize_t n;
-        usmp_engine_output(&c->engine, &data, &len);
-        if (len == 0) {
-            return 0;
-        }
-        if (usmp_gw_is_datagram(gw)) {
-            int rc = usmp_gw_send_datagram(gw, data, len, (const struct sockaddr *)&c->addr,
-                                           c->addr_len);
-            usmp_engine_output_done(&c->engine, len);
-            if (rc != 0) {
-                return -1;
-            }
-            continue;
-        }
-        n = send(c->fd, data, len, MSG_NOSIGNAL);
+    while (c->out.len > c->out.off) {
+        ssize_t n = send(c->fd, c->out.data + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
             return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
         }
-        usmp_engine_output_done(&c->engine, (size_t)n);
-        if (n > 0) {
-            c->write_blocked_ms = usmp_port_millis();
-        }
+        usmp_gw_bytes_consume(&c->out, (size_t)n);
+        c->write_blocked_ms = usmp_port_millis();
     }
+    return 0;
+}
+
+/* Sends what the engine has queued. Datagrams go out whole. TCP sends
+ * what c->out holds first (order), then the engine's output; what the
+ * socket does not take is moved to c->out, so that the engine's tx, which
+ * every engine shares, is empty when this returns (see
+ * usmp_gateway_internal.h). */
+int usmp_gw_flush(usmp_gateway_session_t *c)
+{
+    usmp_gateway_t *gw = c->gw;
+    int failed = 0;
+    if (!usmp_gw_is_datagram(gw)) {
+        failed = c->fd < 0 || send_held_output(c) != 0;
+    }
+    for (;;) {
+        const uint8_t *data;
+        size_t len;
+        ssize_t n;
+        usmp_engine_output(&c->engine, &data, &len);
+        if (len == 0) {
+            return failed ? -1 : 0;
+        }
+        if (usmp_gw_is_datagram(gw)) {
+            int rc = usmp_gw_send_datagram(gw, data, len, (const struct sockaddr *)&c->addr,
+                                           c->addr_len);
+            usmp_engine_output_done(&c->engine, len);
+            failed |= rc != 0;
+            continue;
+        }
+        n = 0;
+        if (!failed && c->out.len == c->out.off) {
+            n = send(c->fd, data, len, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                failed = 1;
+            }
+            if (n > 0) {
+                c->write_blocked_ms = usmp_port_millis();
+            } else {
+                n = 0;
+            }
+        }
+        if (failed) {
+            /* Nothing more can be sent: the output is dropped. */
+            usmp_engine_output_done(&c->engine, len);
+            continue;
+        }
+        if ((size_t)n < len && usmp_gw_bytes_append(&c->out, data + n, len - (size_t)n) != 0) {
+            failed = 1;
+        }
+        usmp_engine_output_done(&c->engine, len);
+    }
+}
+
+void usmp_gw_transport_lost(usmp_gateway_session_t *c)
+{
+    (void)usmp_engine_transport_closed(&c->engine);
+    usmp_gw_bytes_free(&c->out);
+    usmp_gw_bytes_free(&c->held);
+    c->header_fed = 0;
+    c->reply_pending = 0;
+    free(c->reply);
+    c->reply = NULL;
 }
 
 /* Hands the pending reply to the engine record by record while the
@@ -282,13 +378,13 @@ static void pump_reply(usmp_gateway_session_t *c)
     while (c->reply_pending && !usmp_gw_output_pending(c)) {
         int n = usmp_engine_send(&c->engine, c->reply + c->reply_done, c->reply_len - c->reply_done,
                                  usmp_port_millis());
-        if (n < 0) {
-            c->reply_pending = 0;
-            return;
+        if (n >= 0) {
+            c->reply_done += (size_t)n;
         }
-        c->reply_done += (size_t)n;
-        if (c->reply_done == c->reply_len) {
+        if (n < 0 || c->reply_done == c->reply_len) {
             c->reply_pending = 0;
+            free(c->reply);
+            c->reply = NULL;
         }
         if (usmp_gw_flush(c) != 0) {
             return;
@@ -298,6 +394,7 @@ static void pump_reply(usmp_gateway_session_t *c)
 
 int usmp_gateway_reply(usmp_gateway_session_t *c, const uint8_t *msg, size_t len)
 {
+    size_t done = 0;
     if (c == NULL || (msg == NULL && len > 0)) {
         return USMP_ERR_ARG;
     }
@@ -310,14 +407,32 @@ int usmp_gateway_reply(usmp_gateway_session_t *c, const uint8_t *msg, size_t len
     if (len > c->gw->cfg.max_message) {
         return USMP_ERR_MESSAGE_TOO_LARGE;
     }
-    if (len > 0) {
-        memcpy(c->reply, msg, len);
+    c->gw->stats.messages_out++;
+    /* As much as the transport takes now straight from msg (usually all of
+     * it: an echo of a message that fits one record costs no copy); only
+     * the rest is copied, for pump_reply. */
+    while (!usmp_gw_output_pending(c)) {
+        int n = usmp_engine_send(&c->engine, msg + done, len - done, usmp_port_millis());
+        if (n >= 0) {
+            done += (size_t)n;
+        }
+        if (usmp_gw_flush(c) != 0 || n < 0 || done == len) {
+            usmp_gw_mark_dirty(c);
+            return USMP_OK;
+        }
     }
-    c->reply_len = len;
+    c->reply = malloc(len - done);
+    if (c->reply == NULL) {
+        /* The message was partly sent: the session cannot go on. */
+        usmp_gw_transport_lost(c);
+        usmp_gw_mark_dirty(c);
+        return USMP_OK;
+    }
+    memcpy(c->reply, msg + done, len - done);
+    c->reply_len = len - done;
     c->reply_done = 0;
     c->reply_pending = 1;
-    c->gw->stats.messages_out++;
-    pump_reply(c);
+    usmp_gw_mark_dirty(c);
     return USMP_OK;
 }
 
@@ -331,6 +446,152 @@ const uint8_t *usmp_gateway_session_id(const usmp_gateway_session_t *c)
     return c != NULL ? usmp_engine_session_id(&c->engine) : NULL;
 }
 
+/* ------------------------------------------------------------------------
+ * Deadlines: a binary min-heap of the sessions that have one, so that the
+ * next deadline is read, and a changed one moved, in O(log sessions).
+ * ------------------------------------------------------------------------ */
+
+#define NOT_IN_HEAP ((size_t)-1)
+
+/* 1 when a is before b (wrap-safe: deadlines are within 2^31 ms of now). */
+static int deadline_before(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static void heap_place(usmp_gateway_t *gw, size_t i, usmp_gateway_session_t *c)
+{
+    gw->heap[i] = c;
+    c->heap_pos = i;
+}
+
+static void heap_up(usmp_gateway_t *gw, size_t i)
+{
+    usmp_gateway_session_t *c = gw->heap[i];
+    while (i > 0 && deadline_before(c->deadline, gw->heap[(i - 1) / 2]->deadline)) {
+        heap_place(gw, i, gw->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_place(gw, i, c);
+}
+
+static void heap_down(usmp_gateway_t *gw, size_t i)
+{
+    usmp_gateway_session_t *c = gw->heap[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= gw->heap_len) {
+            break;
+        }
+        if (child + 1 < gw->heap_len &&
+            deadline_before(gw->heap[child + 1]->deadline, gw->heap[child]->deadline)) {
+            child++;
+        }
+        if (!deadline_before(gw->heap[child]->deadline, c->deadline)) {
+            break;
+        }
+        heap_place(gw, i, gw->heap[child]);
+        i = child;
+    }
+    heap_place(gw, i, c);
+}
+
+static void heap_remove(usmp_gateway_t *gw, usmp_gateway_session_t *c)
+{
+    size_t i = c->heap_pos;
+    usmp_gateway_session_t *last;
+    if (i == NOT_IN_HEAP) {
+        return;
+    }
+    c->heap_pos = NOT_IN_HEAP;
+    last = gw->heap[--gw->heap_len];
+    if (last == c) {
+        return;
+    }
+    heap_place(gw, i, last);
+    heap_up(gw, i);
+    heap_down(gw, last->heap_pos);
+}
+
+/* Puts c in the heap at its nearest deadline (engine timers, spec 11, or
+ * the write deadline, spec 13), or takes it out when it has none. */
+static void heap_update(usmp_gateway_t *gw, usmp_gateway_session_t *c, uint32_t now)
+{
+    uint32_t deadline = 0, write_deadline = 0;
+    int has = usmp_engine_next_deadline(&c->engine, &deadline), has_write = 0;
+
+    (void)usmp_gw_write_stalled(gw, c, now, &has_write, &write_deadline);
+    if (has_write && (!has || deadline_before(write_deadline, deadline))) {
+        deadline = write_deadline;
+        has = 1;
+    }
+    if (!has) {
+        heap_remove(gw, c);
+        return;
+    }
+    if (c->heap_pos == NOT_IN_HEAP) {
+        c->deadline = deadline;
+        c->heap_pos = gw->heap_len++;
+        gw->heap[c->heap_pos] = c;
+        heap_up(gw, c->heap_pos);
+    } else if (deadline != c->deadline) {
+        c->deadline = deadline;
+        heap_up(gw, c->heap_pos);
+        heap_down(gw, c->heap_pos);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Established sessions by device id (spec section 13: a newer session of a
+ * device replaces the older one): chained hashing, keyed with a secret
+ * drawn at setup so that chosen ids cannot pile into one chain.
+ * ------------------------------------------------------------------------ */
+
+static size_t device_bucket(const usmp_gateway_t *gw, const uint8_t *id)
+{
+    /* FNV-1a over the key and the id: cheap, and the key varies it per gateway. */
+    uint64_t h = 1469598103934665603ull;
+    size_t i;
+    for (i = 0; i < sizeof gw->device_key; i++) {
+        h = (h ^ gw->device_key[i]) * 1099511628211ull;
+    }
+    for (i = 0; i < USMP_DEVICE_ID_BYTES; i++) {
+        h = (h ^ id[i]) * 1099511628211ull;
+    }
+    return (size_t)(h ^ (h >> 29)) & gw->device_mask;
+}
+
+static void device_table_remove(usmp_gateway_session_t *c)
+{
+    usmp_gateway_t *gw = c->gw;
+    usmp_gateway_session_t **link;
+    if (!c->in_device_table) {
+        return;
+    }
+    link = &gw->device_table[device_bucket(gw, usmp_engine_device_id(&c->engine))];
+    while (*link != NULL && *link != c) {
+        link = &(*link)->device_next;
+    }
+    if (*link == c) {
+        *link = c->device_next;
+    }
+    c->device_next = NULL;
+    c->in_device_table = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Sessions: a slot with an engine, from the HELLO on.
+ * ------------------------------------------------------------------------ */
+
+void usmp_gw_mark_dirty(usmp_gateway_session_t *c)
+{
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->dirty_next = c->gw->dirty;
+        c->gw->dirty = c;
+    }
+}
+
 void usmp_gw_end_session(usmp_gateway_session_t *c, const char *why)
 {
     usmp_gateway_t *gw = c->gw;
@@ -342,12 +603,26 @@ void usmp_gw_end_session(usmp_gateway_session_t *c, const char *why)
         usmp_gw_say(gw, "connection from %s failed: %s", c->peer, why);
     }
     if (c->fd >= 0) {
+        (void)usmp_poller_remove(gw->poller, c->fd);
         close(c->fd);
     }
     c->fd = -1;
     c->in_use = 0;
     c->reply_pending = 0;
+    free(c->reply);
+    c->reply = NULL;
+    usmp_gw_bytes_free(&c->held);
+    usmp_gw_bytes_free(&c->out);
+    device_table_remove(c);
+    heap_remove(gw, c);
+    if (gw->reassembly != NULL) {
+        /* Give back the pages of its reassembly slice, if it used any, and
+         * drop the plaintext they held with them. */
+        (void)madvise(gw->reassembly + c->slot * gw->cfg.max_message, gw->cfg.max_message,
+                      MADV_DONTNEED);
+    }
     usmp_engine_wipe(&c->engine);
+    gw->free_slots[gw->free_count++] = c->slot;
     gw->active--;
 }
 
@@ -367,10 +642,6 @@ static const char *end_reason(const usmp_gateway_session_t *c, char *buf, size_t
     snprintf(buf, cap, "%s", usmp_error_name(usmp_engine_error(&c->engine)));
     return buf;
 }
-
-/* ------------------------------------------------------------------------
- * Sessions: a slot with an engine, from the HELLO on.
- * ------------------------------------------------------------------------ */
 
 /* At capacity: a throwaway engine says ERROR(BUSY) (spec section 13). */
 void usmp_gw_refuse_busy(usmp_gateway_t *gw, int fd, const char *peer, const struct sockaddr *to,
@@ -413,22 +684,25 @@ void usmp_gw_refuse_busy(usmp_gateway_t *gw, int fd, const char *peer, const str
 
 usmp_gateway_session_t *usmp_gw_free_slot(usmp_gateway_t *gw)
 {
-    size_t i;
-    for (i = 0; i < gw->slots; i++) {
-        if (!gw->sessions[i].in_use) {
-            return &gw->sessions[i];
-        }
+    if (gw->free_count > 0) {
+        return &gw->sessions[gw->free_slots[gw->free_count - 1]];
     }
-    return NULL;
+    return gw->used_slots < gw->slots ? &gw->sessions[gw->used_slots] : NULL;
 }
 
 /* Starts an engine in slot c. The handshake timer runs from started_ms
- * (TCP: the accept, spec section 13: the time spent pending counts). */
+ * (TCP: the accept, spec section 13: the time spent pending counts). The
+ * engine gets the shared rx and tx (see usmp_gateway_internal.h) and its
+ * slice of the reassembly mapping. */
 int usmp_gw_session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const char *peer,
                           uint32_t started_ms)
 {
     usmp_engine_config_t ec;
+    int fragmented = gw->cfg.max_message > gw->cfg.max_record;
 
+    /* A slot's first use writes it: slots never used cost no memory. */
+    c->gw = gw;
+    c->slot = (size_t)(c - gw->sessions);
     memset(&ec, 0, sizeof ec);
     ec.role = USMP_ROLE_SERVER;
     ec.mode = usmp_gw_is_datagram(gw) ? USMP_MODE_DATAGRAM : USMP_MODE_STREAM;
@@ -440,56 +714,96 @@ int usmp_gw_session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const c
     ec.max_message = gw->cfg.max_message;
     ec.handshake_timeout_ms = gw->cfg.handshake_timeout_ms;
     ec.idle_timeout_ms = gw->cfg.idle_timeout_ms;
-    ec.rx_buf = c->rx;
+    ec.rx_buf = gw->rx;
     ec.rx_cap = gw->rx_cap;
-    ec.tx_buf = c->tx;
+    ec.tx_buf = gw->tx;
     ec.tx_cap = gw->tx_cap;
-    ec.reassembly_buf = gw->cfg.max_message > gw->cfg.max_record ? c->reassembly : NULL;
-    ec.reassembly_cap = gw->cfg.max_message > gw->cfg.max_record ? gw->cfg.max_message : 0;
-    if (usmp_engine_init(&c->engine, &ec) != USMP_OK ||
+    ec.reassembly_buf = fragmented ? gw->reassembly + c->slot * gw->cfg.max_message : NULL;
+    ec.reassembly_cap = fragmented ? gw->cfg.max_message : 0;
+    if (c != usmp_gw_free_slot(gw) || usmp_engine_init(&c->engine, &ec) != USMP_OK ||
         usmp_engine_start(&c->engine, started_ms) != USMP_OK) {
         return -1;
+    }
+    if (gw->free_count > 0) {
+        gw->free_count--;
+    } else {
+        gw->used_slots++; /* a slot used for the first time */
     }
     c->in_use = 1;
     c->fd = -1;
     c->established = 0;
     c->reply_pending = 0;
+    c->reply = NULL;
+    c->header_fed = 0;
     c->write_blocked = 0;
-    c->in_len = 0;
-    c->in_off = 0;
+    c->interest = 0;
+    c->heap_pos = NOT_IN_HEAP;
+    c->dirty = 0;
+    c->in_device_table = 0;
+    c->device_next = NULL;
     c->addr_len = 0;
     c->have_top = 0;
     c->top = 0;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     gw->active++;
+    usmp_gw_mark_dirty(c); /* its handshake deadline goes into the heap */
     return 0;
+}
+
+static void replace(usmp_gateway_t *gw, usmp_gateway_session_t *o,
+                    const usmp_gateway_session_t *newer)
+{
+    char old_sid[17], new_sid[17], dev[13];
+    usmp_gw_hex(old_sid, usmp_engine_session_id(&o->engine), 8);
+    usmp_gw_hex(new_sid, usmp_engine_session_id(&newer->engine), 8);
+    usmp_gw_hex(dev, usmp_engine_device_id(&newer->engine), USMP_DEVICE_ID_BYTES);
+    usmp_gw_say(gw, "session %s replaced by session %s (device %s)", old_sid, new_sid, dev);
+    o->reply_pending = 0; /* nothing more goes to the replaced session but its BYE */
+    free(o->reply);
+    o->reply = NULL;
+    (void)usmp_engine_close(&o->engine, USMP_CODE_REPLACED);
+    (void)usmp_gw_flush(o);
+    usmp_gw_mark_dirty(o);
 }
 
 /* Spec section 13: a newly established session for a device id that
  * already has one replaces the older session, in every key mode, so two
- * sessions never claim one device. On a serial line (one peer, spec 8.4
- * rule 4) the new session replaces any other. */
-static void replace_older_session(usmp_gateway_t *gw, const usmp_gateway_session_t *newer)
+ * sessions never claim one device; the newer one takes its place in the
+ * table. On a serial line (one peer, spec 8.4 rule 4) the new session
+ * replaces any other (there are at most a few slots to look at). */
+static void replace_older_session(usmp_gateway_t *gw, usmp_gateway_session_t *newer)
 {
     const uint8_t *device = usmp_engine_device_id(&newer->engine);
+    usmp_gateway_session_t **link;
     size_t i;
 
-    for (i = 0; i < gw->slots; i++) {
-        usmp_gateway_session_t *o = &gw->sessions[i];
-        char old_sid[17], new_sid[17], dev[13];
-        if (o == newer || !o->in_use || usmp_engine_state(&o->engine) != USMP_STATE_ESTABLISHED ||
-            (gw->cfg.transport != USMP_GATEWAY_SERIAL &&
-             memcmp(usmp_engine_device_id(&o->engine), device, USMP_DEVICE_ID_BYTES) != 0)) {
+    if (gw->cfg.transport == USMP_GATEWAY_SERIAL) {
+        for (i = 0; i < gw->used_slots; i++) {
+            usmp_gateway_session_t *o = &gw->sessions[i];
+            if (o != newer && o->in_use &&
+                usmp_engine_state(&o->engine) == USMP_STATE_ESTABLISHED) {
+                replace(gw, o, newer);
+            }
+        }
+        return;
+    }
+    link = &gw->device_table[device_bucket(gw, device)];
+    while (*link != NULL) {
+        usmp_gateway_session_t *o = *link;
+        if (memcmp(usmp_engine_device_id(&o->engine), device, USMP_DEVICE_ID_BYTES) == 0) {
+            *link = o->device_next; /* out of the table: the newer one is the device's now */
+            o->device_next = NULL;
+            o->in_device_table = 0;
+            if (usmp_engine_state(&o->engine) == USMP_STATE_ESTABLISHED) {
+                replace(gw, o, newer);
+            }
             continue;
         }
-        usmp_gw_hex(old_sid, usmp_engine_session_id(&o->engine), 8);
-        usmp_gw_hex(new_sid, usmp_engine_session_id(&newer->engine), 8);
-        usmp_gw_hex(dev, device, USMP_DEVICE_ID_BYTES);
-        usmp_gw_say(gw, "session %s replaced by session %s (device %s)", old_sid, new_sid, dev);
-        o->reply_pending = 0; /* nothing more goes to the replaced session but its BYE */
-        (void)usmp_engine_close(&o->engine, USMP_CODE_REPLACED);
-        (void)usmp_gw_flush(o);
+        link = &o->device_next;
     }
+    newer->device_next = gw->device_table[device_bucket(gw, device)];
+    gw->device_table[device_bucket(gw, device)] = newer;
+    newer->in_device_table = 1;
 }
 
 /* An event from a session's engine: logs the new session, or gives a
@@ -515,138 +829,150 @@ void usmp_gw_handle_event(usmp_gateway_session_t *c, const usmp_event_t *ev)
         if (gw->cfg.on_message != NULL) {
             gw->cfg.on_message(gw->cfg.on_message_user, c, ev->data, ev->len);
         }
+    } else if (ev->type == USMP_EVENT_CONTROL) {
+        /* Spec 6.7: this gateway handles no channel; discarded, counted. */
+        gw->stats.control_discarded++;
     }
 }
 
-/* One pass over a session after input: timers, output, the reply, the end. */
+/* One pass over a session: timers, output, the reply, held input, the
+ * end; then its deadline and what its descriptor is watched for. */
 void usmp_gw_service_session(usmp_gateway_session_t *c)
 {
     usmp_gateway_t *gw = c->gw;
     char why[96];
-    int timeout = 0;
+    int has_write = 0;
+    uint32_t now, write_deadline;
 
+    if (!c->in_use) {
+        return;
+    }
     /* The timers run whatever the back-pressure (spec 11, 13). */
     (void)usmp_engine_tick(&c->engine, usmp_port_millis());
     if (usmp_gw_flush(c) != 0) {
-        (void)usmp_engine_transport_closed(&c->engine);
+        usmp_gw_transport_lost(c);
     }
     pump_reply(c);
-    if (usmp_gw_write_stalled(gw, c, usmp_port_millis(), &timeout)) {
+    if (!usmp_gw_is_datagram(gw)) {
+        usmp_gw_tcp_feed_input(c);
+    }
+    now = usmp_port_millis();
+    if (usmp_gw_write_stalled(gw, c, now, &has_write, &write_deadline)) {
         snprintf(why, sizeof why, "no write progress for %lu ms: dropped",
                  (unsigned long)gw->write_timeout_ms);
         usmp_gw_end_session(c, why);
-    } else if ((usmp_engine_state(&c->engine) == USMP_STATE_FAILED ||
-                usmp_engine_state(&c->engine) == USMP_STATE_CLOSED) &&
-               !usmp_gw_output_pending(c)) {
-        usmp_gw_end_session(c, end_reason(c, why, sizeof why));
+        return;
     }
-}
-
-/* The nearest engine deadline or write deadline of a session, into *timeout. */
-static void session_timeout(usmp_gateway_t *gw, usmp_gateway_session_t *c, uint32_t now,
-                            int *timeout)
-{
-    uint32_t deadline;
-    (void)usmp_gw_write_stalled(gw, c, now, timeout);
-    if (usmp_engine_next_deadline(&c->engine, &deadline)) {
-        int32_t left = (int32_t)(deadline - now);
-        if (left < *timeout) {
-            *timeout = left < 0 ? 0 : left;
-        }
+    if ((usmp_engine_state(&c->engine) == USMP_STATE_FAILED ||
+         usmp_engine_state(&c->engine) == USMP_STATE_CLOSED) &&
+        !usmp_gw_output_pending(c)) {
+        usmp_gw_end_session(c, end_reason(c, why, sizeof why));
+        return;
+    }
+    heap_update(gw, c, now);
+    if (!usmp_gw_is_datagram(gw)) {
+        usmp_gw_tcp_update_interest(c);
     }
 }
 
 /* ------------------------------------------------------------------------
- * The event loop: poll() behind build_poll_set and wait_for_events.
+ * The event loop: usmp_poller.h for descriptors, the heap for deadlines.
  * ------------------------------------------------------------------------ */
 
-/* TCP: the listener, the sessions, the pending connections; datagram
- * transports: the one descriptor. Returns the poll timeout (ms) that the
- * nearest deadline allows. */
-static int build_poll_set(usmp_gateway_t *gw)
+/* Serves the sessions on the dirty list, including those that serving
+ * others puts on it. */
+static void serve_dirty(usmp_gateway_t *gw)
+{
+    while (gw->dirty != NULL) {
+        usmp_gateway_session_t *c = gw->dirty;
+        gw->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->dirty = 0;
+        usmp_gw_service_session(c);
+    }
+}
+
+/* Serves every session whose deadline has come, nearest first. */
+static void run_due_timers(usmp_gateway_t *gw)
 {
     uint32_t now = usmp_port_millis();
-    int timeout = 1000;
-    size_t i;
-
-    gw->fds[0].fd = gw->fd;
-    gw->fds[0].events = POLLIN;
-    gw->fds[0].revents = 0;
-    if (gw->line_hung_up) {
-        gw->fds[0].fd = -1; /* poll() skips it; the line is read again after the timeout */
-        timeout = SERIAL_HANGUP_RETRY_MS;
+    while (gw->heap_len > 0 && !deadline_before(now, gw->heap[0]->deadline)) {
+        usmp_gateway_session_t *c = gw->heap[0];
+        heap_remove(gw, c); /* serving puts it back at its next deadline, if any */
+        usmp_gw_service_session(c);
     }
-    for (i = 0; i < gw->slots; i++) {
-        usmp_gateway_session_t *c = &gw->sessions[i];
-        struct pollfd *p = &gw->fds[i + 1];
-        p->fd = -1;
-        p->events = 0;
-        p->revents = 0;
-        if (!c->in_use) {
-            continue;
+}
+
+/* The poll timeout (ms) the nearest deadline allows, at most 1000. */
+static int next_timeout(usmp_gateway_t *gw, uint32_t now)
+{
+    int timeout = 1000;
+    if (gw->heap_len > 0) {
+        int32_t left = (int32_t)(gw->heap[0]->deadline - now);
+        if (left < timeout) {
+            timeout = left < 0 ? 0 : left;
         }
-        if (!usmp_gw_is_datagram(gw)) {
-            p->fd = c->fd;
-            if (!c->reply_pending && c->in_off == c->in_len) {
-                p->events |= POLLIN;
-            }
-            if (usmp_gw_output_pending(c)) {
-                p->events |= POLLOUT;
-            }
-        }
-        session_timeout(gw, c, now, &timeout);
     }
     if (usmp_gw_is_datagram(gw)) {
         return usmp_gw_cookie_secret_timeout(gw, now, timeout);
     }
-    return usmp_gw_pending_poll_set(gw, now, timeout);
-}
-
-static int wait_for_events(usmp_gateway_t *gw, int timeout)
-{
-    return poll(gw->fds, (nfds_t)gw->nfds, timeout);
+    return usmp_gw_pending_expire(gw, now, timeout);
 }
 
 void usmp_gateway_tick(usmp_gateway_t *gw)
 {
-    size_t i;
     if (gw == NULL) {
         return;
     }
     if (usmp_gw_is_datagram(gw)) {
         usmp_gw_rotate_cookie_secret(gw);
+    } else {
+        (void)usmp_gw_pending_expire(gw, usmp_port_millis(), 0);
     }
-    for (i = 0; i < gw->slots; i++) {
-        usmp_gateway_session_t *c = &gw->sessions[i];
-        if (!c->in_use) {
-            continue;
-        }
-        if (!usmp_gw_is_datagram(gw)) {
-            usmp_gw_tcp_feed_input(c);
-        }
-        usmp_gw_service_session(c);
-    }
+    serve_dirty(gw);
+    run_due_timers(gw);
+    serve_dirty(gw);
 }
+
+/* The most events taken per wait. */
+#define EVENTS_PER_WAIT 128
 
 int usmp_gateway_poll_once(usmp_gateway_t *gw, int max_wait_ms)
 {
-    int timeout = build_poll_set(gw);
+    usmp_poller_event_t events[EVENTS_PER_WAIT];
+    uint32_t now = usmp_port_millis();
+    int i, n, timeout;
 
+    serve_dirty(gw);
+    timeout = next_timeout(gw, now);
+    if (usmp_gw_is_datagram(gw)) {
+        timeout = usmp_gw_datagram_read_ready(gw, 0, now, timeout); /* a hung-up line's retry */
+    }
     if (max_wait_ms >= 0 && max_wait_ms < timeout) {
         timeout = max_wait_ms;
     }
-    if (wait_for_events(gw, timeout) < 0 && errno != EINTR) {
-        usmp_gw_say(gw, "poll failed: %s", strerror(errno));
+    n = usmp_poller_wait(gw->poller, events, EVENTS_PER_WAIT, timeout);
+    if (n < 0 && errno != EINTR) {
+        usmp_gw_say(gw, "%s failed: %s", usmp_poller_name(), strerror(errno));
         return USMP_ERR_TRANSPORT;
     }
-    if (usmp_gw_is_datagram(gw)) {
-        usmp_gw_datagram_read_ready(gw);
-        usmp_gateway_tick(gw);
-        return USMP_OK;
+    for (i = 0; i < n; i++) {
+        void *ptr = events[i].ptr;
+        if (ptr == &gw->fd_tag) {
+            if (usmp_gw_is_datagram(gw)) {
+                (void)usmp_gw_datagram_read_ready(gw, events[i].events, usmp_port_millis(), 0);
+            } else {
+                usmp_gw_tcp_accept_ready(gw);
+            }
+        } else if ((uint8_t *)ptr >= (uint8_t *)gw->sessions &&
+                   (uint8_t *)ptr < (uint8_t *)(gw->sessions + gw->slots)) {
+            usmp_gw_tcp_session_ready((usmp_gateway_session_t *)ptr, events[i].events);
+        } else {
+            usmp_gw_tcp_pending_ready(gw, (pending_t *)ptr);
+        }
+        serve_dirty(gw);
     }
-    usmp_gw_tcp_read_ready(gw);
     usmp_gateway_tick(gw);
-    usmp_gw_tcp_accept_ready(gw);
     return USMP_OK;
 }
 
@@ -658,18 +984,30 @@ static void free_gateway(usmp_gateway_t *gw)
 {
     size_t i;
     if (gw->sessions != NULL) {
-        for (i = 0; i < gw->slots; i++) {
-            free(gw->sessions[i].rx);
-            free(gw->sessions[i].tx);
-            free(gw->sessions[i].reassembly);
+        for (i = 0; i < gw->used_slots; i++) {
             free(gw->sessions[i].reply);
+            usmp_gw_bytes_free(&gw->sessions[i].held);
+            usmp_gw_bytes_free(&gw->sessions[i].out);
         }
     }
+    if (gw->reassembly != NULL) {
+        munmap(gw->reassembly, gw->reassembly_bytes);
+    }
+    if (gw->poller != NULL) {
+        usmp_poller_destroy(gw->poller);
+    }
     free(gw->sessions);
+    free(gw->free_slots);
     free(gw->pending);
-    free(gw->fds);
+    free(gw->free_pending);
+    free(gw->heap);
+    free(gw->device_table);
+    free(gw->rx);
+    free(gw->tx);
+    free(gw->read_buf);
     memset(gw->cookie_secret, 0, sizeof gw->cookie_secret);
     memset(gw->cookie_secret_previous, 0, sizeof gw->cookie_secret_previous);
+    memset(gw->device_key, 0, sizeof gw->device_key);
     free(gw);
 }
 
@@ -710,27 +1048,86 @@ static int open_transport(usmp_gateway_t *gw)
         usmp_gw_say(gw, "serving %s at %lu baud (one session, max record %u, max message %u)",
                     cfg->serial_path, (unsigned long)(cfg->baud != 0 ? cfg->baud : 115200u),
                     (unsigned)cfg->max_record, (unsigned)cfg->max_message);
-        return 0;
-    }
-    if (cfg->transport == USMP_GATEWAY_UDP && cfg->datagram_send != NULL) {
+    } else if (cfg->transport == USMP_GATEWAY_UDP && cfg->datagram_send != NULL) {
         return 0; /* the embedding owns the socket */
+    } else {
+        gw->fd = bind_socket(gw);
+        if (gw->fd < 0) {
+            return -1;
+        }
+        gw->port = bound_port(gw->fd);
+        usmp_gw_say(gw, "%s on %s:%u (max %zu sessions, max record %u, max message %u)",
+                    cfg->transport == USMP_GATEWAY_UDP ? "udp" : "listening", cfg->host,
+                    (unsigned)gw->port, cfg->max_sessions, (unsigned)cfg->max_record,
+                    (unsigned)cfg->max_message);
     }
-    gw->fd = bind_socket(gw);
-    if (gw->fd < 0) {
+    if (usmp_poller_add(gw->poller, gw->fd, USMP_POLLER_IN, &gw->fd_tag) != 0) {
+        usmp_gw_say(gw, "%s cannot watch the descriptor: %s", usmp_poller_name(), strerror(errno));
         return -1;
     }
-    gw->port = bound_port(gw->fd);
-    usmp_gw_say(gw, "%s on %s:%u (max %zu sessions, max record %u, max message %u)",
-                cfg->transport == USMP_GATEWAY_UDP ? "udp" : "listening", cfg->host,
-                (unsigned)gw->port, cfg->max_sessions, (unsigned)cfg->max_record,
-                (unsigned)cfg->max_message);
+    return 0;
+}
+
+/* The shared buffers, the reassembly mapping, and the tables whose size
+ * is the number of slots. 0, or -1 when out of memory. */
+static int allocate(usmp_gateway_t *gw)
+{
+    const usmp_gateway_config_t *cfg = &gw->cfg;
+    size_t i, buckets = 16;
+
+    gw->rx_cap = USMP_RECORD_BUFFER_BYTES(cfg->max_record);
+    gw->tx_cap = cfg->transport == USMP_GATEWAY_TCP
+                     ? USMP_RECORD_BUFFER_BYTES(USMP_STREAM_MAX_RECORD)
+                     : USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD);
+    gw->read_cap = 16384;
+    while (buckets < gw->slots) {
+        buckets *= 2;
+    }
+    gw->device_mask = buckets - 1;
+    /* calloc of a large array maps fresh zero pages: slots never used
+     * cost no memory. */
+    gw->sessions = calloc(gw->slots, sizeof *gw->sessions);
+    gw->free_slots = calloc(gw->slots, sizeof *gw->free_slots);
+    gw->heap = calloc(gw->slots, sizeof *gw->heap);
+    gw->device_table = calloc(buckets, sizeof *gw->device_table);
+    gw->pending = calloc(gw->max_pending + 1, sizeof *gw->pending);
+    gw->free_pending = calloc(gw->max_pending + 1, sizeof *gw->free_pending);
+    gw->rx = malloc(gw->rx_cap);
+    gw->tx = malloc(gw->tx_cap);
+    gw->read_buf = malloc(gw->read_cap);
+    gw->poller = usmp_poller_create(gw->slots + gw->max_pending + 1);
+    if (gw->sessions == NULL || gw->free_slots == NULL || gw->heap == NULL ||
+        gw->device_table == NULL || gw->pending == NULL || gw->free_pending == NULL ||
+        gw->rx == NULL || gw->tx == NULL || gw->read_buf == NULL || gw->poller == NULL) {
+        return -1;
+    }
+    if (cfg->max_message > cfg->max_record) {
+        /* One reservation for every slot's reassembly buffer: pages are
+         * only backed once a fragment is written to them. */
+        gw->reassembly_bytes = gw->slots * (size_t)cfg->max_message;
+        gw->reassembly = mmap(NULL, gw->reassembly_bytes, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (gw->reassembly == MAP_FAILED) {
+            gw->reassembly = NULL;
+            return -1;
+        }
+    }
+    for (i = 0; i < gw->max_pending; i++) {
+        gw->pending[i].fd = -1;
+        gw->free_pending[gw->max_pending - 1 - i] = &gw->pending[i];
+    }
+    /* The slots are not written here: usmp_gw_free_slot hands out slot
+     * used_slots, then used_slots + 1, ..., and ended ones again first
+     * (the free_slots stack), so an idle gateway for 10,000 sessions has
+     * touched none of their pages. */
+    gw->free_count = 0;
+    gw->used_slots = 0;
     return 0;
 }
 
 usmp_gateway_t *usmp_gateway_setup(const usmp_gateway_config_t *cfg)
 {
     usmp_gateway_t *gw;
-    size_t i;
     uint32_t handshake_timeout_ms;
 
     if (cfg == NULL || (gw = calloc(1, sizeof *gw)) == NULL) {
@@ -755,15 +1152,7 @@ usmp_gateway_t *usmp_gateway_setup(const usmp_gateway_config_t *cfg)
         gw->hello_timeout_ms = handshake_timeout_ms;
     }
     gw->write_timeout_ms = cfg->write_timeout_ms != 0 ? cfg->write_timeout_ms : 10000;
-    gw->rx_cap = USMP_RECORD_BUFFER_BYTES(cfg->max_record);
-    gw->tx_cap = cfg->transport == USMP_GATEWAY_TCP
-                     ? USMP_RECORD_BUFFER_BYTES(USMP_STREAM_MAX_RECORD)
-                     : USMP_RECORD_BUFFER_BYTES(USMP_DATAGRAM_MAX_RECORD);
-    gw->nfds = gw->slots + gw->max_pending + 1;
-    gw->sessions = calloc(gw->slots, sizeof *gw->sessions);
-    gw->pending = calloc(gw->max_pending + 1, sizeof *gw->pending);
-    gw->fds = calloc(gw->nfds, sizeof *gw->fds);
-    if (gw->sessions == NULL || gw->pending == NULL || gw->fds == NULL) {
+    if (allocate(gw) != 0) {
         usmp_gw_say(gw, "out of memory for %zu sessions", cfg->max_sessions);
         free_gateway(gw);
         return NULL;
@@ -772,28 +1161,14 @@ usmp_gateway_t *usmp_gateway_setup(const usmp_gateway_config_t *cfg)
                            cfg->handshake_burst != 0 ? cfg->handshake_burst : 20,
                            cfg->rate_prefix_v4 != 0 ? cfg->rate_prefix_v4 : 32,
                            cfg->rate_prefix_v6 != 0 ? cfg->rate_prefix_v6 : 64);
-    for (i = 0; i < gw->max_pending; i++) {
-        gw->pending[i].fd = -1;
-    }
-    for (i = 0; i < gw->slots; i++) {
-        usmp_gateway_session_t *c = &gw->sessions[i];
-        c->gw = gw;
-        c->slot = i;
-        c->fd = -1;
-        c->rx = malloc(gw->rx_cap);
-        c->tx = malloc(gw->tx_cap);
-        c->reassembly = malloc(cfg->max_message);
-        c->reply = malloc(cfg->max_message);
-        if (c->rx == NULL || c->tx == NULL || c->reassembly == NULL || c->reply == NULL) {
-            usmp_gw_say(gw, "out of memory for %zu sessions", cfg->max_sessions);
-            free_gateway(gw);
-            return NULL;
-        }
-    }
+    usmp_port_random(gw->device_key, sizeof gw->device_key);
     usmp_port_random(gw->cookie_secret, sizeof gw->cookie_secret);
     usmp_port_random(gw->cookie_secret_previous, sizeof gw->cookie_secret_previous);
     gw->cookie_secret_ms = usmp_port_millis();
     if (open_transport(gw) != 0) {
+        if (gw->fd >= 0) {
+            close(gw->fd);
+        }
         free_gateway(gw);
         return NULL;
     }
@@ -819,7 +1194,7 @@ void usmp_gateway_shutdown(usmp_gateway_t *gw)
         return;
     }
     /* BYE(SHUTDOWN) to every session, best effort. */
-    for (i = 0; i < gw->slots; i++) {
+    for (i = 0; i < gw->used_slots; i++) {
         usmp_gateway_session_t *c = &gw->sessions[i];
         if (c->in_use) {
             (void)usmp_engine_close(&c->engine, USMP_CODE_SHUTDOWN);
@@ -827,10 +1202,8 @@ void usmp_gateway_shutdown(usmp_gateway_t *gw)
             usmp_gw_end_session(c, "gateway shutting down");
         }
     }
-    for (i = 0; i < gw->max_pending; i++) {
-        if (gw->pending[i].fd >= 0) {
-            close(gw->pending[i].fd);
-        }
+    if (!usmp_gw_is_datagram(gw)) {
+        usmp_gw_pending_close_all(gw);
     }
     if (usmp_gw_is_datagram(gw)) {
         usmp_gw_say(gw, "messages: %llu in, %llu out", (unsigned long long)gw->stats.messages_in,

@@ -109,6 +109,7 @@ typedef struct {
     uint64_t cookies_sent;      /* UDP: COOKIE answers (spec 8.3) */
     uint64_t busy_sent;         /* ERROR(BUSY) answers */
     uint64_t rebinds;           /* UDP: sessions moved to a new source address (spec 6.5) */
+    uint64_t control_discarded; /* CONTROL records on a channel the gateway does not handle (6.7) */
 } usmp_gateway_stats_t;
 
 /* Checks cfg, allocates the slots and opens the transport (listens, binds

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -206,7 +207,7 @@ static usmp_gateway_session_t *find_by_address(usmp_gateway_t *gw, const struct 
                                                socklen_t from_len, int handshake)
 {
     size_t i;
-    for (i = 0; i < gw->slots; i++) {
+    for (i = 0; i < gw->used_slots; i++) {
         usmp_gateway_session_t *c = &gw->sessions[i];
         if (c->in_use && in_handshake(c) == handshake && same_address(c, from, from_len)) {
             return c;
@@ -218,7 +219,7 @@ static usmp_gateway_session_t *find_by_address(usmp_gateway_t *gw, const struct 
 static size_t handshakes_in_progress(const usmp_gateway_t *gw)
 {
     size_t i, n = 0;
-    for (i = 0; i < gw->slots; i++) {
+    for (i = 0; i < gw->used_slots; i++) {
         if (gw->sessions[i].in_use && in_handshake(&gw->sessions[i])) {
             n++;
         }
@@ -436,7 +437,8 @@ static void datagram_input(usmp_gateway_t *gw, const uint8_t *d, size_t len,
     gw->stats.datagrams_in++;
     if (len == 0) {
         gw->stats.handshake_dropped++;
-    } else if (d[0] >= USMP_TYPE_DATA && d[0] <= USMP_TYPE_DATA_FRAGMENT) {
+    } else if ((d[0] >= USMP_TYPE_DATA && d[0] <= USMP_TYPE_DATA_FRAGMENT) ||
+               d[0] == USMP_TYPE_CONTROL) {
         record_input(gw, d, len, from, from_len);
     } else if (d[0] == USMP_TYPE_HELLO || d[0] == USMP_TYPE_HELLO_ACK || d[0] == USMP_TYPE_ERROR) {
         handshake_input(gw, d, len, from, from_len);
@@ -546,15 +548,42 @@ int usmp_gw_cookie_secret_timeout(const usmp_gateway_t *gw, uint32_t now, int ti
     return timeout;
 }
 
-/* What poll() reported on the one descriptor: the datagrams waiting on
- * the UDP socket, or the bytes on the serial line (read again after a
- * hang-up once the retry timeout has passed). */
-void usmp_gw_datagram_read_ready(usmp_gateway_t *gw)
+/* What the poller reported on the one descriptor: the datagrams waiting
+ * on the UDP socket, or the bytes on the serial line. A line that reports
+ * a hang-up is not watched for SERIAL_HANGUP_RETRY_MS (it would be
+ * reported again at once, again and again), then read again. */
+int usmp_gw_datagram_read_ready(usmp_gateway_t *gw, unsigned events, uint32_t now, int timeout)
 {
-    if (gw->cfg.transport == USMP_GATEWAY_UDP && (gw->fds[0].revents & POLLIN)) {
-        udp_read(gw);
-    } else if (gw->cfg.transport == USMP_GATEWAY_SERIAL &&
-               (gw->line_hung_up || (gw->fds[0].revents & (POLLIN | POLLHUP | POLLERR)))) {
-        serial_read(gw);
+    int32_t left;
+    if (gw->cfg.transport == USMP_GATEWAY_UDP) {
+        if (events & USMP_POLLER_IN) {
+            udp_read(gw);
+        }
+        return timeout;
     }
+    if (gw->cfg.transport != USMP_GATEWAY_SERIAL) {
+        return timeout;
+    }
+    if (!gw->line_hung_up) {
+        if (events & (USMP_POLLER_IN | USMP_POLLER_ERROR)) {
+            serial_read(gw);
+            if (gw->line_hung_up) {
+                (void)usmp_poller_remove(gw->poller, gw->fd);
+                gw->line_hung_up_ms = now;
+                return timeout < SERIAL_HANGUP_RETRY_MS ? timeout : SERIAL_HANGUP_RETRY_MS;
+            }
+        }
+        return timeout;
+    }
+    left = (int32_t)(gw->line_hung_up_ms + SERIAL_HANGUP_RETRY_MS - now);
+    if (left <= 0) {
+        serial_read(gw);
+        if (!gw->line_hung_up) {
+            (void)usmp_poller_add(gw->poller, gw->fd, USMP_POLLER_IN, &gw->fd_tag);
+            return timeout;
+        }
+        gw->line_hung_up_ms = now;
+        left = SERIAL_HANGUP_RETRY_MS;
+    }
+    return left < timeout ? left : timeout;
 }

@@ -5,31 +5,56 @@
  * The gateway is one engine loop over three transports, in three files:
  *   usmp_gateway.c          the shared core: configuration, session slots
  *                           and their engines, on_message and
- *                           usmp_gateway_reply, output, the poll() loop,
- *                           the rate limiter (TCP connections and UDP
- *                           HELLOs, spec section 13), setup and shutdown;
- *   usmp_gateway_tcp.c      TCP: the pending queue, accepting, reading,
- *                           the write deadline (spec section 13);
+ *                           usmp_gateway_reply, output, the event loop
+ *                           (usmp_poller.h) and the timer heap, the rate
+ *                           limiter (TCP connections and UDP HELLOs, spec
+ *                           section 13), setup and shutdown;
+ *   usmp_gateway_tcp.c      TCP: the pending queue, accepting, reading and
+ *                           framing, the write deadline (spec section 13);
  *   usmp_gateway_datagram.c UDP and serial: the demultiplexer (spec 8.4),
  *                           cookies (8.3), rebinding (6.5), the serial
  *                           line and its COBS frames (section 10).
  *
+ * Cost per event: nothing in the loop visits every session. A descriptor's
+ * events come with its session or pending connection (usmp_poller.h); the
+ * sessions' deadlines are a min-heap (the next one is its top); pending
+ * connections wait in accept order, which is also their deadline order;
+ * free slots are a stack; established sessions are found by device id in
+ * a hash table (the replacement of spec section 13). Sessions that
+ * something outside their own event changed (a reply from another
+ * session's callback, a replacement) are put on a "dirty" list and served
+ * once at the end of the pass.
+ *
+ * Memory per session: a slot (the engine and the fields below) and what
+ * the session has in flight. The engines share one receive and one send
+ * buffer (gw->rx, gw->tx): datagrams are fed whole, and TCP is framed by
+ * the gateway (spec 5.1), which gives an engine whole frames, or a header
+ * alone that it puts back into rx before that frame's body (see
+ * usmp_gateway_tcp.c), so no engine relies on rx between its calls; and
+ * the gateway takes all of an engine's output after each call, into the
+ * session's own out buffer when the transport cannot take it at once, so
+ * tx is empty between calls. A
+ * session's held input, unsent output and pending reply are allocated at
+ * their size when there are any and freed when they are gone: an idle
+ * session owns none. Reassembly buffers (max_message each, needed only
+ * for fragmented messages, spec 6.4) are slices of one anonymous mapping,
+ * so a session that never receives a fragment never touches a page of
+ * its slice.
+ *
  * Conventions: the functions here are called with a valid gateway and,
  * where they take one, a session slot in use; they report failures as
  * -1 (or do nothing) and log through usmp_gw_say. Times are milliseconds
- * of usmp_port_millis() with wrap-safe 32-bit arithmetic. A "timeout"
- * argument is the poll timeout so far (ms); functions that take one
- * return (or store) it lowered to their nearest deadline.
+ * of usmp_port_millis() with wrap-safe 32-bit arithmetic.
  */
 #ifndef USMP_GATEWAY_INTERNAL_H
 #define USMP_GATEWAY_INTERNAL_H
 
-#include <poll.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "usmp_gateway.h"
 #include "usmp_cobs.h"
+#include "usmp_poller.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -52,20 +77,38 @@
 /* How long a serial line that reported a hang-up is left alone. */
 #define SERIAL_HANGUP_RETRY_MS 200
 
+/* A growable byte buffer that is freed when emptied: a session's held
+ * input and unsent output (NULL, 0, 0 when there is none). */
+typedef struct {
+    uint8_t *data;
+    size_t len, off; /* bytes [off, len) are still to be used */
+} usmp_gw_bytes_t;
+
 struct usmp_gateway_session {
     usmp_gateway_t *gw;
     size_t slot;
     int in_use;
     int fd; /* TCP: the connection; else -1 */
     usmp_engine_t engine;
-    uint8_t *rx, *tx, *reassembly, *reply;
-    uint8_t in[4096]; /* TCP: read from the socket, not yet fed */
-    size_t in_len, in_off;
+    /* TCP: input not fed yet: a partial frame, or frames waiting for a reply */
+    usmp_gw_bytes_t held;
+    int header_fed; /* TCP: the engine holds the header of the first held frame */
+    /* engine output the transport has not taken yet (TCP) */
+    usmp_gw_bytes_t out;
+    /* the part of the reply not yet handed to the engine (a copy) */
+    uint8_t *reply;
     size_t reply_len, reply_done;
     int reply_pending;
     int established;
     int write_blocked; /* output has been waiting since write_blocked_ms */
     uint32_t write_blocked_ms;
+    unsigned interest; /* TCP: the USMP_POLLER_* events watched */
+    size_t heap_pos;   /* index in gw->heap; SIZE_MAX: no deadline */
+    uint32_t deadline; /* the next engine or write deadline, while in the heap */
+    usmp_gateway_session_t *dirty_next;
+    int dirty;
+    usmp_gateway_session_t *device_next; /* the device id table's chain */
+    int in_device_table;
     /* datagram transports */
     struct sockaddr_storage addr; /* UDP: the peer address (moves on rebinding, spec 6.5) */
     socklen_t addr_len;
@@ -75,31 +118,59 @@ struct usmp_gateway_session {
     char peer[64];
 };
 
-typedef struct {
-    int fd;
+/* A TCP connection without its first frame yet: no slot, no engine. In
+ * accept order in a list (the oldest first), which is also the order of
+ * their hello deadlines, since every one has the same timeout. */
+typedef struct pending pending_t;
+struct pending {
+    int fd; /* -1: free */
     uint32_t accepted_ms;
-    uint64_t order; /* accept order: the smallest is the oldest */
+    pending_t *older, *newer;
     uint8_t frame[PENDING_FRAME_MAX];
     size_t len;
     char peer[64];
-} pending_t;
+};
+
+/* What the poller reports the listener or the one datagram descriptor as. */
+typedef struct {
+    int kind;
+} usmp_gw_tag_t;
 
 struct usmp_gateway {
     usmp_gateway_config_t cfg;
     usmp_gateway_session_t *sessions;
     size_t slots, active;
-    size_t rx_cap, tx_cap;
-    int fd; /* TCP listener, UDP socket or serial line; -1 without one */
+    size_t *free_slots; /* a stack of the slots that ended, taken first */
+    size_t free_count;
+    size_t used_slots; /* slots [used_slots, slots) have never been used */
+    int fd;            /* TCP listener, UDP socket or serial line; -1 without one */
     uint16_t port;
+    usmp_gw_tag_t fd_tag;
+    /* every engine's receive and send buffer (see the top of this file) */
+    uint8_t *rx, *tx;
+    size_t rx_cap, tx_cap;
+    /* TCP reads land here first (see usmp_gateway_tcp.c) */
+    uint8_t *read_buf;
+    size_t read_cap;
+    /* the reassembly slices: slot i's is reassembly + i * max_message */
+    uint8_t *reassembly;
+    size_t reassembly_bytes;
     /* TCP */
     pending_t *pending;
+    pending_t **free_pending; /* a stack of free entries */
     size_t max_pending, pending_count;
-    uint64_t accepted;
+    pending_t *oldest, *newest;
     uint32_t hello_timeout_ms, write_timeout_ms;
     usmp_rate_limiter_t limiter;
-    /* the poll() set */
-    struct pollfd *fds;
-    size_t nfds;
+    /* the event loop */
+    usmp_poller_t *poller;
+    usmp_gateway_session_t **heap; /* by deadline, the nearest at 0 */
+    size_t heap_len;
+    usmp_gateway_session_t *dirty; /* sessions to serve at the end of the pass */
+    /* established sessions by device id (spec section 13 replacement) */
+    usmp_gateway_session_t **device_table;
+    size_t device_mask;
+    uint8_t device_key[16];
     /* UDP cookies (spec 8.3) */
     size_t cookie_threshold;
     uint8_t cookie_secret[32], cookie_secret_previous[32];
@@ -108,7 +179,8 @@ struct usmp_gateway {
     uint8_t line[COBS_FRAME_MAX];
     size_t line_len;
     int line_overflow; /* discarding up to the next delimiter */
-    int line_hung_up;  /* the line reported a hang-up: not polled for a while */
+    int line_hung_up;  /* the line reported a hang-up: not watched for a while */
+    uint32_t line_hung_up_ms;
     uint8_t line_out[COBS_FRAME_MAX];
     uint8_t datagram[DATAGRAM_MAX + 1]; /* one over: a longer datagram is seen as too long */
     usmp_gateway_stats_t stats;
@@ -132,44 +204,72 @@ int usmp_gw_is_datagram(const usmp_gateway_t *gw);
 int usmp_gw_set_nonblocking(int fd);
 /* "address:port" of an IPv4 or IPv6 peer into out ("?:0" for another family). */
 void usmp_gw_describe_peer(const struct sockaddr_storage *ss, char *out, size_t cap);
-/* 1 while the engine has output the transport has not taken. */
+/* Appends n bytes to b (grown to fit); 0, or -1 when out of memory. */
+int usmp_gw_bytes_append(usmp_gw_bytes_t *b, const uint8_t *data, size_t n);
+/* n bytes of b were used; b is freed when none are left. */
+void usmp_gw_bytes_consume(usmp_gw_bytes_t *b, size_t n);
+/* Frees b's bytes, used or not. */
+void usmp_gw_bytes_free(usmp_gw_bytes_t *b);
+/* 1 while the session has output the transport has not taken. */
 int usmp_gw_output_pending(usmp_gateway_session_t *c);
-/* Sends what the engine has queued; 0, or -1 when the transport failed. */
+/* Sends what the engine has queued, and keeps in c->out what the
+ * transport does not take now, so that the shared tx is empty again; 0,
+ * or -1 when the transport failed. */
 int usmp_gw_flush(usmp_gateway_session_t *c);
+/* The transport can carry nothing more: the engine is told (its output is
+ * dropped, TRANSPORT_CLOSED unless it had closed cleanly), and so is
+ * everything the session held. */
+void usmp_gw_transport_lost(usmp_gateway_session_t *c);
 /* Frees the slot: closes its connection, wipes its engine, logs why. */
 void usmp_gw_end_session(usmp_gateway_session_t *c, const char *why);
 /* ERROR(BUSY) from a throwaway engine to fd (TCP, then closed) or to 'to'
  * (datagram transports), spec section 13. */
 void usmp_gw_refuse_busy(usmp_gateway_t *gw, int fd, const char *peer, const struct sockaddr *to,
                          socklen_t to_len);
-/* A slot not in use, or NULL when all are. */
+/* A slot not in use (the one usmp_gw_session_start takes next), or NULL
+ * when all are. */
 usmp_gateway_session_t *usmp_gw_free_slot(usmp_gateway_t *gw);
-/* Starts an engine in slot c, its handshake timer from started_ms; 0 or -1. */
+/* Starts an engine in slot c (from usmp_gw_free_slot), its handshake timer
+ * from started_ms; 0 or -1. */
 int usmp_gw_session_start(usmp_gateway_t *gw, usmp_gateway_session_t *c, const char *peer,
                           uint32_t started_ms);
 /* An engine event: the session established (logged, spec 13 replacement)
  * or a message for cfg.on_message. */
 void usmp_gw_handle_event(usmp_gateway_session_t *c, const usmp_event_t *ev);
-/* Timers, output, the pending reply, and the end of the session if due. */
+/* Timers, output, the pending reply, held input (TCP), and the end of the
+ * session if due; then its deadline in the heap and (TCP) the events its
+ * descriptor is watched for. */
 void usmp_gw_service_session(usmp_gateway_session_t *c);
+/* Serves c at the end of this pass (something other than its own event
+ * changed it). */
+void usmp_gw_mark_dirty(usmp_gateway_session_t *c);
 
 /* ------------------------------------------------------------------------
  * usmp_gateway_tcp.c: TCP connections.
  * ------------------------------------------------------------------------ */
 
 /* Spec section 13: 1 when a TCP session's output has made no progress for
- * write_timeout; else 0, with *timeout lowered to that deadline. Always 0
- * for datagram transports. */
+ * write_timeout; else 0, with *deadline set to when it will have made none
+ * for that long (if output is waiting). Always 0 for datagram transports. */
 int usmp_gw_write_stalled(usmp_gateway_t *gw, usmp_gateway_session_t *c, uint32_t now,
-                          int *timeout);
-/* Feeds a TCP session's buffered input while no reply is waiting. */
+                          int *has_deadline, uint32_t *deadline);
+/* Feeds a TCP session's held input, whole frames only, while no reply or
+ * output is waiting. */
 void usmp_gw_tcp_feed_input(usmp_gateway_session_t *c);
-/* Expires pending connections and puts the others in the poll set. */
-int usmp_gw_pending_poll_set(usmp_gateway_t *gw, uint32_t now, int timeout);
-/* Reads the pending connections and the sessions poll() reported. */
-void usmp_gw_tcp_read_ready(usmp_gateway_t *gw);
+/* Watches the session's descriptor for what it can take now: input while
+ * nothing waits, output while some does. */
+void usmp_gw_tcp_update_interest(usmp_gateway_session_t *c);
+/* The poller reported events (USMP_POLLER_*) on a session's connection. */
+void usmp_gw_tcp_session_ready(usmp_gateway_session_t *c, unsigned events);
+/* The poller reported a pending connection readable. */
+void usmp_gw_tcp_pending_ready(usmp_gateway_t *gw, pending_t *p);
 /* Accepts the connections waiting on the listener into the pending queue. */
 void usmp_gw_tcp_accept_ready(usmp_gateway_t *gw);
+/* Spec section 13: closes the pending connections past hello_timeout;
+ * returns timeout lowered to the next one's deadline. */
+int usmp_gw_pending_expire(usmp_gateway_t *gw, uint32_t now, int timeout);
+/* Closes every pending connection (shutdown). */
+void usmp_gw_pending_close_all(usmp_gateway_t *gw);
 
 /* ------------------------------------------------------------------------
  * usmp_gateway_datagram.c: UDP and the serial line.
@@ -189,7 +289,9 @@ int usmp_gw_send_datagram(usmp_gateway_t *gw, const uint8_t *data, size_t len,
 void usmp_gw_rotate_cookie_secret(usmp_gateway_t *gw);
 /* The timeout lowered to the next cookie secret rotation. */
 int usmp_gw_cookie_secret_timeout(const usmp_gateway_t *gw, uint32_t now, int timeout);
-/* Reads the UDP socket or the serial line when poll() reported it. */
-void usmp_gw_datagram_read_ready(usmp_gateway_t *gw);
+/* Reads the UDP socket or the serial line after the poller reported
+ * events on it (0: none, the serial line's retry after a hang-up); returns
+ * timeout lowered to that retry while the line is hung up. */
+int usmp_gw_datagram_read_ready(usmp_gateway_t *gw, unsigned events, uint32_t now, int timeout);
 
 #endif

@@ -15,10 +15,15 @@
  * as usmp_config_t.boot_counter: it keeps every ephemeral key new even if
  * the random source repeated itself (spec 5.8, spec/security.md section 6).
  *
+ * With no gateway host in menuconfig, the gateway is found on mDNS
+ * (_usmp._tcp, docs/bring-up.md) through the mdns component once Wi-Fi is
+ * up: the first answer whose TXT "v" is protocol version 1.
+ *
  * Every CONFIG_* value is used inside a function, never in #if: the host
  * test (tests/esp32) builds this file against stand-in headers.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "esp_err.h"
@@ -29,6 +34,7 @@
 #include "esp_wifi_default.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/event_groups.h"
+#include "mdns.h"
 #include "nvs.h"
 #include "nvs_flash.h"
 #include "sdkconfig.h"
@@ -64,8 +70,10 @@ static int hex_value(char c)
 static void explain_psk_provisioning(const char *device_id)
 {
     ESP_LOGE(TAG, "no PSK: this device has no key, and there is no default one");
-    ESP_LOGE(TAG, "1. make a key and register this device with the gateway:");
-    ESP_LOGE(TAG, "     usmp keygen                      (64 hex digits)");
+    ESP_LOGE(TAG, "1. make a key and register this device with the gateway, either");
+    ESP_LOGE(TAG, "   a) in its device registry (prints the key, writes the CSV of 2a):");
+    ESP_LOGE(TAG, "     usmp device add --id %s --nvs-csv nvs_psk.csv", device_id);
+    ESP_LOGE(TAG, "   b) or: usmp keygen                (64 hex digits)");
     ESP_LOGE(TAG, "     add the line '%s <key>' to the gateway's PSK file", device_id);
     ESP_LOGE(TAG, "2. give the key to the device, either");
     ESP_LOGE(TAG, "   a) in NVS (namespace \"%s\", key \"%s\", 16..64 byte blob): write a CSV",
@@ -251,6 +259,75 @@ static esp_err_t wifi_connect(const char *ssid, const char *password)
 
 void app_main(void); /* called by ESP-IDF's startup code in the main task */
 
+/* ===================================================================== */
+/* Finding the gateway on mDNS                                            */
+/* ===================================================================== */
+
+/* How long the PTR query collects answers: a responder answers within
+ * about 120 ms (RFC 6762 section 6); 3 s leaves room for a busy LAN. */
+#define DISCOVERY_TIMEOUT_MS  3000u
+#define DISCOVERY_MAX_RESULTS 8u
+
+/* 1 when the service's TXT "v" names protocol version 1 (spec 4). */
+static int speaks_version_1(const mdns_result_t *r)
+{
+    size_t i;
+    for (i = 0; i < r->txt_count; i++) {
+        if (r->txt[i].key != NULL && strcmp(r->txt[i].key, "v") == 0 && r->txt[i].value != NULL &&
+            strcmp(r->txt[i].value, "1") == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Resolves _usmp._tcp and fills host (dotted IPv4) and *port from the
+ * first usable answer. Discovery is not trust: whoever answers, the
+ * handshake that follows proves the gateway holds this device's key.
+ * Returns 0, or -1 after logging why. */
+static int discover_gateway(char *host, size_t host_len, int *port)
+{
+    mdns_result_t *results = NULL;
+    const mdns_result_t *r;
+    const mdns_ip_addr_t *a;
+    int found = -1;
+    esp_err_t err = mdns_init();
+    if (err != ESP_OK) {
+        ESP_LOGE(TAG, "mDNS: cannot start (%s)", esp_err_to_name(err));
+        return -1;
+    }
+    ESP_LOGI(TAG, "no gateway host in menuconfig: looking for _usmp._tcp on mDNS");
+    err = mdns_query_ptr("_usmp", "_tcp", DISCOVERY_TIMEOUT_MS, DISCOVERY_MAX_RESULTS, &results);
+    if (err != ESP_OK) {
+        ESP_LOGE(TAG, "mDNS: query failed (%s)", esp_err_to_name(err));
+    }
+    for (r = results; err == ESP_OK && r != NULL && found != 0; r = r->next) {
+        if (!speaks_version_1(r) || r->port == 0) {
+            continue;
+        }
+        for (a = r->addr; a != NULL; a = a->next) {
+            if (a->addr.type == ESP_IPADDR_TYPE_V4) {
+                snprintf(host, host_len, IPSTR, IP2STR(&a->addr.u_addr.ip4));
+                *port = r->port;
+                ESP_LOGI(TAG, "gateway found on mDNS: %s at %s:%d",
+                         r->instance_name != NULL ? r->instance_name : "(no name)", host, *port);
+                found = 0;
+                break;
+            }
+        }
+    }
+    mdns_query_results_free(results);
+    mdns_free();
+    if (err == ESP_OK && found != 0) {
+        ESP_LOGE(TAG,
+                 "no gateway answered on mDNS within %u ms: is `usmp gateway` running on this "
+                 "network (without --no-mdns)? Or set idf.py menuconfig > USMP echo example > "
+                 "Gateway host",
+                 DISCOVERY_TIMEOUT_MS);
+    }
+    return found;
+}
+
 static void report(void *user, const char *line)
 {
     (void)user;
@@ -267,9 +344,10 @@ void app_main(void)
     static usmp_transport_t transport;
     static uint8_t psk[USMP_PSK_MAX_BYTES];
     static const char *const messages[] = { "hello from an ESP32", "temperature=21.5C", "" };
+    static char found_host[16]; /* dotted IPv4 of a gateway found on mDNS */
     const char *host = CONFIG_USMP_ECHO_GATEWAY_HOST, *ssid = CONFIG_USMP_ECHO_WIFI_SSID;
     const char *psk_source = "";
-    const int port = CONFIG_USMP_ECHO_GATEWAY_PORT;
+    int port = CONFIG_USMP_ECHO_GATEWAY_PORT;
     static const char hex[] = "0123456789abcdef";
     usmp_config_t cfg;
     echo_app_t app;
@@ -310,10 +388,6 @@ void app_main(void)
         ESP_LOGE(TAG, "no Wi-Fi network: idf.py menuconfig > USMP echo example > Wi-Fi network");
         goto done;
     }
-    if (host[0] == '\0') {
-        ESP_LOGE(TAG, "no gateway: idf.py menuconfig > USMP echo example > Gateway host");
-        goto done;
-    }
 
     ESP_LOGI(TAG, "PSK: %d bytes from %s", psk_len, psk_source);
     boot_counter = advance_boot_counter();
@@ -326,6 +400,12 @@ void app_main(void)
     if (wifi_connect(ssid, CONFIG_USMP_ECHO_WIFI_PASSWORD) != ESP_OK) {
         ESP_LOGE(TAG, "Wi-Fi: could not join \"%s\"", ssid);
         goto done;
+    }
+    if (host[0] == '\0') {
+        if (discover_gateway(found_host, sizeof found_host, &port) != 0) {
+            goto done;
+        }
+        host = found_host;
     }
 
     if (usmp_tcp_transport_init(&transport, host, (uint16_t)port) != USMP_OK) {

@@ -9,6 +9,7 @@ from .config import ClientConfig, ServerConfig
 from .datagram import DatagramClient, DatagramSession, LinkStats
 from .engine import (
     ClientEngine,
+    ControlMessage,
     CookieCheck,
     EngineConfig,
     Event,
@@ -46,6 +47,7 @@ __all__ = [
     "Condition",
     "ConfigurationError",
     "ConnectionLost",
+    "ControlMessage",
     "CookieCheck",
     "DatagramClient",
     "DatagramSession",

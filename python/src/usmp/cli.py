@@ -1,4 +1,5 @@
-"""The ``usmp`` command: ``serve``, ``connect`` and ``keygen``.
+"""The ``usmp`` command: ``serve``, ``connect``, ``keygen``, ``device`` (cli_device.py), ``gateway``
+(cli_gateway.py) and ``ota`` (cli_ota.py).
 
 Exit codes: 0 success, 1 runtime or protocol failure, 2 usage or configuration error.
 """
@@ -11,12 +12,14 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
 from typing import NoReturn, Union
 
-from . import __version__
+from . import __version__, cli_device, cli_discovery, cli_gateway
+from .cli_ota import OtaUsageError, add_ota_commands, add_serve_options, run_ota, runner_for_serve
 from .client import USMPClient
 from .config import ClientConfig, ServerConfig
 from .datagram import DatagramClient, DatagramSession
@@ -111,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         default=ServerConfig.write_timeout,
         help="seconds output may make no progress before the connection is dropped (default: %(default)s)",
     )
+    add_serve_options(serve)
+    cli_discovery.add_announce_options(serve)
 
     connect = commands.add_parser(
         "connect",
@@ -136,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         help="after the end of stdin, wait this many quiet seconds for replies before closing (default: %(default)s)",
     )
 
+    cli_gateway.add_parser(commands)
+    cli_discovery.add_parser(commands)
+
     keygen = commands.add_parser(
         "keygen", help="print a new random PSK in hex", description="Print a new random PSK (hex) from the OS CSPRNG."
     )
@@ -147,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"key length, {MIN_PSK_BYTES} to {MAX_PSK_BYTES} (default: %(default)s)",
     )
+    cli_device.add_device_commands(commands)
+    add_ota_commands(commands)
     return parser
 
 
@@ -192,13 +202,22 @@ async def _serve(args: argparse.Namespace) -> int:
         max_pending=args.max_pending,
         write_timeout=args.write_timeout,
     )
+    ota = runner_for_serve(args, _status)
+
+    counters = cli_discovery.ServeCounters("serial" if args.serial else "udp" if args.udp else "tcp")
 
     async def on_open(session: AnySession) -> None:
         assert session.session_id is not None and session.device_id is not None
+        if ota is not None:
+            session.control_handler = ota.control_received  # spec/ota.md: the device's STATUS starts a job
+        counters.opened(session)
         _status(f"open {session.session_id.hex()} device {session.device_id.hex()} from {_address(session.peer)}")
 
     async def on_close(session: AnySession, reason: Condition) -> None:
         assert session.session_id is not None
+        if ota is not None:
+            await ota.session_closed(session)
+        counters.closed(session)
         error = session.error
         if isinstance(error, PeerClosed):
             code = error.reason.value if error.reason is not None else f"code 0x{error.code:02x}"
@@ -210,8 +229,10 @@ async def _serve(args: argparse.Namespace) -> int:
         _status(f"close {session.session_id.hex()}: {why}")
 
     async def on_data(session: AnySession, data: bytes) -> None:
+        counters.received(session, data)
         if args.mode == "echo":
             await session.send(data)
+            counters.sent(session, data)
         else:
             assert session.session_id is not None
             _status(f"data {session.session_id.hex()} {data!r}")
@@ -239,9 +260,25 @@ async def _serve(args: argparse.Namespace) -> int:
         listening = f"serial {args.serial} at {args.baud} baud"
     else:
         listening = ", ".join(("udp " if args.udp else "") + _address(a) for a in server.addresses)
-    _status(f"listening on {listening} ({args.mode} mode, {keys})")
+    ota_jobs = f", OTA jobs from {args.ota_jobs}" if ota is not None else ""
+    network = [] if isinstance(server, SerialServer) else server.addresses
+    name = socket.gethostname()
+    try:
+        announcements = await cli_discovery.start_announcements(
+            args, name, [("udp" if args.udp else "tcp", str(a[0]), int(a[1])) for a in network],
+            lambda: counters.snapshot(name, listening),
+        )
+    except (OSError, ConfigurationError) as error:
+        print(f"usmp serve: {error}", file=sys.stderr)
+        await server.stop()
+        return EXIT_FAILURE
+    _status(f"listening on {listening} ({args.mode} mode, {keys}{ota_jobs}){announcements.describe()}")
+    poller = asyncio.create_task(ota.run_poller()) if ota is not None else None
     await stop.wait()
     _status("stopping")
+    if poller is not None:
+        poller.cancel()
+    await announcements.stop()
     await server.stop()
     return EXIT_OK
 
@@ -357,8 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keygen(args)
         if args.command == "serve":
             return asyncio.run(_serve(args))
+        if args.command == "device":
+            return cli_device.run(args)
+        if args.command == "gateway":
+            return cli_gateway.run(args)
+        if args.command == "ota":
+            return run_ota(args)
+        if args.command in cli_discovery.COMMANDS:
+            return cli_discovery.run(args)
         return asyncio.run(_connect(args))
-    except (_UsageError, ConfigurationError) as error:
+    except (_UsageError, ConfigurationError, OtaUsageError) as error:
         print(f"usmp {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

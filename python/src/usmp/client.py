@@ -12,7 +12,7 @@ from .engine import ClientEngine
 from .crypto import MAX_COUNTER
 from .errors import ConfigurationError, ConnectionLost, HandshakeTimeout, LocalProtocolError, USMPError
 from .psk import check_psk, parse_device_id
-from .datagram import DatagramClient, LinkStats
+from .datagram import DatagramClient, DatagramSession, LinkStats
 from .serial_link import SerialClient
 from .session import Session, SessionHandler
 from .transports import DEFAULT_BAUD, Transport, transport_name
@@ -179,6 +179,13 @@ class USMPClient:
     @property
     def device_id(self) -> bytes:
         return self._device_id
+
+    @property
+    def session(self) -> Session | DatagramSession | None:
+        """The session under this client, for its CONTROL records (``control_handler``, ``send_control``)."""
+        if self._datagram is not None:
+            return self._datagram.session
+        return self._session
 
     @property
     def session_id(self) -> bytes | None:

@@ -38,6 +38,7 @@ from .config import ClientConfig, ServerConfig
 from .cookie import CookieJar
 from .engine import (
     ClientEngine,
+    ControlMessage,
     CookieCheck,
     EngineConfig,
     Event,
@@ -177,6 +178,13 @@ class DatagramSession(SessionView):
         if self._engine.finished:  # BYE(REKEY) at the usage limit
             self._wake()
 
+    async def send_control(self, channel: int, body: bytes) -> None:
+        """Send one CONTROL record (protocol.md 6.7), once, never resent (the channel's protocol resends)."""
+        self._seal_control(channel, body)
+        self._flush()
+        if self._engine.finished:
+            self._wake()
+
     async def close(self, reason: Condition = Condition.NONE) -> None:
         """Send BYE(reason) (nothing during the handshake) and wait for the session's end."""
         self._stopping = True
@@ -286,6 +294,9 @@ class DatagramSession(SessionView):
             self.stats.messages_received += 1
             if not self._stopping:
                 await self._guarded(_call(self._on_message, self, event.data))
+        elif isinstance(event, ControlMessage):
+            if not self._stopping:
+                await self._guarded(self._deliver_control(event))
         elif isinstance(event, HandshakeComplete):
             self._opened = True
             await self._guarded(_call(self._on_open, self))
@@ -819,6 +830,11 @@ class DatagramClient:
     @property
     def device_id(self) -> bytes:
         return self._device_id
+
+    @property
+    def session(self) -> DatagramSession | None:
+        """The session under this client, for its CONTROL records (``control_handler``, ``send_control``)."""
+        return self._session
 
     @property
     def session_id(self) -> bytes | None:

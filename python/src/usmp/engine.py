@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
-from . import crypto
+from . import crypto, keylog
 from .cookie import CookieJar
 from .errors import (
     Condition,
@@ -183,6 +183,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Role.BOTH, State.ESTABLISHED, FrameType.PING, STREAM_AND_DATAGRAM, 31, "on_record"),
     Transition(Role.BOTH, State.ESTABLISHED, FrameType.PONG, STREAM_AND_DATAGRAM, 32, "on_record"),
     Transition(Role.BOTH, State.ESTABLISHED, FrameType.BYE, STREAM_AND_DATAGRAM, 33, "on_record"),
+    Transition(Role.BOTH, State.ESTABLISHED, FrameType.CONTROL, STREAM_AND_DATAGRAM, 61, "on_record"),
 )
 
 # Section 4: the stream body length of each handshake frame and ERROR (records: section 6.2).
@@ -312,15 +313,27 @@ class MessageReceived:
 
 
 @dataclass(frozen=True)
+class ControlMessage:
+    """A CONTROL record (section 6.7, row 61): never an application message.
+
+    A driver routes it by ``channel`` (0x01: OTA, spec/ota.md); a channel
+    nothing handles is discarded and counted.
+    """
+
+    channel: int
+    body: bytes
+
+
+@dataclass(frozen=True)
 class InputDropped:
     """Datagram mode: one frame was discarded; nothing else changed."""
 
     error: RemoteProtocolError
 
 
-Event = Union[HelloReceived, HandshakeComplete, MessageReceived, InputDropped]
+Event = Union[HelloReceived, HandshakeComplete, MessageReceived, ControlMessage, InputDropped]
 # Stream input stops after these, so that the driver's answer precedes what follows (section 1).
-_HOLDING_EVENTS = (HandshakeComplete, MessageReceived)
+_HOLDING_EVENTS = (HandshakeComplete, MessageReceived, ControlMessage)
 _Handler = Callable[[bytes, list[Event], float], None]
 
 
@@ -501,6 +514,26 @@ class Engine:
             self._outgoing.append(self._sender.seal(record_type, payload))
         self._rekey_if_due()
 
+    def send_control(self, channel: int, body: bytes) -> None:
+        """Seal one CONTROL record, ``channel || body`` (section 6.7, rows 62-63).
+
+        A control message is never fragmented: raises :class:`LocalProtocolError`
+        with TOO_LARGE, and sends nothing, if ``1 + len(body)`` is over the
+        peer's ``max_record``. Messages are sealed whole, so a CONTROL record
+        never comes between the fragments of one.
+        """
+        self._require_established()
+        assert self.peer_limits is not None
+        if not 0 <= channel <= 0xFF:
+            raise LocalProtocolError(f"control channel {channel} is not one byte")
+        if 1 + len(body) > self.peer_limits.max_record:
+            raise LocalProtocolError(
+                f"control message of {1 + len(body)} bytes is over the peer's max_record "
+                f"{self.peer_limits.max_record}",
+                Condition.TOO_LARGE,
+            )
+        self._seal(FrameType.CONTROL, bytes((channel,)) + bytes(body))
+
     def send_ping(self, payload: bytes = b"") -> None:
         """Send a PING (0 to 8 opaque bytes); the peer answers PONG with the same bytes."""
         self._require_established()
@@ -627,6 +660,11 @@ class Engine:
         """Rows 8 and 20: install the record keys and forget the handshake."""
         assert self._secrets.record_keys is not None and self.device_id is not None and self.peer_limits is not None
         send_key, receive_key = self._secrets.record_keys
+        # Opt-in debugging export, off unless USMP_KEYLOG_FILE is set (keylog.py).
+        if self.role is Role.CLIENT:
+            keylog.log_session_keys(session_id, send_key, receive_key)
+        else:
+            keylog.log_session_keys(session_id, receive_key, send_key)
         index = session_id[:SESSION_INDEX_BYTES] if self.mode is Mode.DATAGRAM else b""
         self._sender = RecordSender(send_key, self.mode, index)
         self._receiver = RecordReceiver(receive_key, self.mode, self.config.max_record, index)
@@ -646,7 +684,7 @@ class Engine:
         self._hello_pending = False
 
     def _on_record(self, frame: bytes, events: list[Event], now: float) -> None:
-        """Rows 29-33, the checks of section 6.2 in order; nothing changes until all have passed."""
+        """Rows 29-33 and 61, the checks of section 6.2 in order; nothing changes until all have passed."""
         assert self._receiver is not None
         record = self._receiver.open(frame)  # checks 1-7
         payload = record.plaintext
@@ -664,6 +702,9 @@ class Engine:
         elif record.record_type in (FrameType.PING, FrameType.PONG):
             if len(payload) > MAX_PING_PAYLOAD:
                 raise RemoteProtocolError(Condition.MALFORMED, f"{record.record_type.name} payload over 8 bytes")
+        elif record.record_type is FrameType.CONTROL:
+            if not payload:
+                raise RemoteProtocolError(Condition.MALFORMED, "CONTROL record without its channel byte")
         elif len(payload) != 1:
             raise RemoteProtocolError(Condition.MALFORMED, "BYE payload is not exactly one byte")
         # Accepted: only now does any state move.
@@ -680,6 +721,9 @@ class Engine:
                 events.append(MessageReceived(message))
         elif record.record_type is FrameType.PING:
             self._seal(FrameType.PONG, payload)
+        elif record.record_type is FrameType.CONTROL:
+            # Row 61: reported apart from messages; a partial message stays as it is.
+            events.append(ControlMessage(payload[0], payload[1:]))
         elif record.record_type is FrameType.BYE:
             self._finish(State.CLOSED, Condition.PEER_CLOSED, PeerClosed(payload[0]))
 

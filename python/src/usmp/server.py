@@ -20,7 +20,7 @@ from .errors import Condition, ConfigurationError, LocalProtocolError
 from .psk import PskResolver, PskSource
 from .ratelimit import HandshakeRateLimiter
 from .serial_link import SerialServer
-from .session import HelloDecision, Session, SessionHandler
+from .session import ControlHandler, HelloDecision, Session, SessionHandler
 from .transports import DEFAULT_BAUD, Transport, transport_name
 from .udp import UDPServer
 from .wire import Mode
@@ -70,6 +70,9 @@ class USMPServer:
     Callbacks may be sync or async: ``on_data(session, data)``,
     ``on_open(session)``, ``on_close(session, reason)`` where ``reason`` is
     a :class:`~usmp.Condition` (``session.error`` has the exception, if any).
+    ``on_control(session, channel, body)`` receives the session's CONTROL
+    records (spec/protocol.md 6.7; channel 0x01 is OTA, spec/ota.md), which
+    never reach ``on_data``; ``session.send_control(channel, body)`` answers.
 
     ``transport``: ``"tcp"`` (default), ``"udp"`` (datagram mode on
     ``host``/``port``: a :class:`~usmp.udp.UDPServer` does the work) or
@@ -88,6 +91,7 @@ class USMPServer:
         *,
         on_open: OpenCallback | None = None,
         on_close: CloseCallback | None = None,
+        on_control: ControlHandler | None = None,
         config: ServerConfig | None = None,
         transport: Transport = "tcp",
         serial_port: str | None = None,
@@ -96,6 +100,8 @@ class USMPServer:
         if psk is None:
             raise LocalProtocolError("USMPServer needs a psk: there is no default key")
         self.transport = transport_name(transport)
+        if on_control is not None:
+            on_open = _with_control_handler(on_control, on_open)
         # Datagram transports: the whole gateway is theirs; this class forwards to it.
         self._datagram: UDPServer | SerialServer | None = None
         if self.transport != "tcp":
@@ -303,6 +309,16 @@ class USMPServer:
         task = asyncio.get_running_loop().create_task(older.close(Condition.REPLACED))
         self._replacements.add(task)
         task.add_done_callback(self._replacements.discard)
+
+
+def _with_control_handler(on_control: ControlHandler, on_open: OpenCallback | None) -> OpenCallback:
+    """An ``on_open`` that first routes the session's CONTROL records to ``on_control`` (protocol.md 6.7)."""
+
+    async def opened(session: Session) -> None:
+        session.control_handler = on_control
+        await _call(on_open, session)
+
+    return opened
 
 
 def _datagram_server(

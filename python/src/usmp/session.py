@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from .engine import (
     ClientEngine,
+    ControlMessage,
     Event,
     HandshakeComplete,
     HelloReceived,
@@ -59,17 +61,46 @@ class SessionHandler:
         pass
 
 
+ControlHandler = Callable[[Any, int, bytes], Optional[Awaitable[None]]]
+
+
 class SessionView:
     """What the application reads of a session, on any transport: the views
     over its engine that :class:`Session` (a byte stream) and
     :class:`~usmp.datagram.DatagramSession` share. A driver sets
     ``_engine``, ``_opened`` (the handshake is done) and
     ``_key_binds_device_id`` (the gateway found the PSK in a per-device
-    source)."""
+    source).
+
+    CONTROL records (spec/protocol.md 6.7) never reach ``on_data``: they go
+    to ``control_handler(session, channel, body)`` when one is set (the OTA
+    runner sets it, spec/ota.md), and are otherwise discarded and counted
+    in ``control_discarded``."""
 
     _engine: Union[ClientEngine, ServerEngine]
     _opened: bool
     _key_binds_device_id: bool
+    control_handler: ControlHandler | None = None
+    control_discarded: int = 0
+
+    def _seal_control(self, channel: int, body: bytes) -> None:
+        """Seal one CONTROL record ``channel || body`` and queue it; each driver's ``send_control`` writes it.
+
+        Raises :class:`~usmp.LocalProtocolError` (TOO_LARGE) when it does not
+        fit the peer's ``max_record``: a control message is never fragmented.
+        """
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise LocalProtocolError(f"send_control() takes bytes, not {type(body).__name__}")
+        self._engine.send_control(channel, bytes(body))
+
+    async def _deliver_control(self, event: ControlMessage) -> None:
+        handler = self.control_handler
+        if handler is None:
+            self.control_discarded += 1  # protocol.md 6.7: a channel nothing handles
+            return
+        result = handler(self, event.channel, event.body)
+        if inspect.isawaitable(result):
+            await result
 
     @property
     def device_id(self) -> bytes | None:
@@ -165,6 +196,13 @@ class Session(SessionView):
         if self._engine.finished:  # the usage limit made it send BYE(REKEY)
             self._writer.close()
 
+    async def send_control(self, channel: int, body: bytes) -> None:
+        """Send one CONTROL record (protocol.md 6.7); waits while the socket's write buffer is full."""
+        self._seal_control(channel, body)
+        await self._flush()
+        if self._engine.finished:
+            self._writer.close()
+
     async def close(self, reason: Condition = Condition.NONE) -> None:
         """Send BYE(reason) (nothing during the handshake), close the connection, and wait for the end."""
         self._stopping = True
@@ -250,6 +288,9 @@ class Session(SessionView):
         elif isinstance(event, MessageReceived):
             if not self._stopping:
                 await self._callback(self._handler.on_message(self, event.data))
+        elif isinstance(event, ControlMessage):
+            if not self._stopping:
+                await self._callback(self._deliver_control(event))
         elif isinstance(event, InputDropped):  # pragma: no cover - stream sessions fail instead
             log.debug("%r: dropped input: %s", self, event.error)
 

@@ -57,6 +57,7 @@ class FrameType(enum.IntEnum):
     BYE = 0x08
     DATA_FRAGMENT = 0x09
     COOKIE = 0x0A
+    CONTROL = 0x0B  # section 6.7: channel || body, never an application message
     ERROR = 0xFF
 
 
@@ -64,7 +65,11 @@ DEFINED_TYPES = frozenset(int(t) for t in FrameType)
 
 
 def is_record_type(frame_type: int) -> bool:
-    return FrameType.DATA <= frame_type <= FrameType.DATA_FRAGMENT
+    return FrameType.DATA <= frame_type <= FrameType.DATA_FRAGMENT or frame_type == FrameType.CONTROL
+
+
+# Section 6.7: the CONTROL channels (the OTA channel's messages: spec/ota.md).
+CONTROL_CHANNEL_OTA = 0x01
 
 
 def frame_type_condition(frame_type: int) -> Condition:

@@ -33,5 +33,9 @@ void nvs_close(nvs_handle_t handle);
 esp_err_t nvs_get_u64(nvs_handle_t handle, const char *key, uint64_t *out_value);
 esp_err_t nvs_set_u64(nvs_handle_t handle, const char *key, uint64_t value);
 esp_err_t nvs_commit(nvs_handle_t handle);
+/* Used by the OTA port (ports/esp32/usmp/usmp_ota_esp32.c), which only the
+ * cross-compile check builds: declared, not implemented by nvs_standin.c. */
+esp_err_t nvs_set_blob(nvs_handle_t handle, const char *key, const void *value, size_t length);
+esp_err_t nvs_erase_key(nvs_handle_t handle, const char *key);
 
 #endif

@@ -35,7 +35,7 @@ get_filename_component(IDF_STANDIN_ROOT "${CMAKE_CURRENT_LIST_DIR}/../../.." ABS
 set(IDF_STANDIN_COMMON esp_common esp_hw_support freertos log)
 # Every ESP-IDF component name a REQUIRES list may use here.
 set(IDF_STANDIN_KNOWN esp_common esp_hw_support freertos log esp_timer esp_event
-    esp_netif esp_wifi nvs_flash mbedtls lwip bootloader_support driver)
+    esp_netif esp_wifi nvs_flash mbedtls lwip bootloader_support driver mdns)
 
 # --- configuration ------------------------------------------------------------
 
@@ -284,7 +284,7 @@ macro(project project_name)
 
   # The ESP-IDF stand-ins, one library per component, as in ESP-IDF.
   foreach(_c esp_common log esp_hw_support esp_timer freertos esp_event esp_netif
-             esp_wifi nvs_flash bootloader_support driver)
+             esp_wifi nvs_flash bootloader_support driver mdns)
     file(GLOB _c_sources "${IDF_STANDIN_ROOT}/components/${_c}/*.c")
     add_library(idf_standin_${_c} STATIC ${_c_sources})
     target_include_directories(idf_standin_${_c} PUBLIC
@@ -298,6 +298,7 @@ macro(project project_name)
   target_link_libraries(idf_standin_log PRIVATE idf_standin_esp_timer)
   target_link_libraries(idf_standin_esp_netif PUBLIC idf_standin_esp_event)
   target_link_libraries(idf_standin_driver PUBLIC idf_standin_freertos)
+  target_link_libraries(idf_standin_mdns PUBLIC idf_standin_esp_netif)
   target_link_libraries(idf_standin_esp_wifi PUBLIC idf_standin_esp_event idf_standin_esp_netif)
 
   foreach(_dir IN LISTS _dirs)

@@ -17,13 +17,19 @@
  *  - No function draws randomness: key material comes in from the caller,
  *    who takes it from the port's random hook. (A backend that needs
  *    randomness for side-channel blinding takes it from usmp_port_random.)
- *  - Thread-safe: no function keeps state between calls.
+ *  - Thread-safe: no function keeps state between calls, except the
+ *    usmp_aead_t a caller passes in (one key: one owner at a time). A
+ *    backend may fetch library objects once, for the life of the process
+ *    (the OpenSSL backend's digest and MAC, behind a once-only
+ *    initialisation: see crypto/openssl).
  */
 #ifndef USMP_CRYPTO_H
 #define USMP_CRYPTO_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "usmp_aead.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -76,6 +82,27 @@ int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
                               const uint8_t private_key[USMP_X25519_KEY_BYTES],
                               const uint8_t peer_public[USMP_X25519_KEY_BYTES]);
 
+/* The same, for a private key whose public key the caller already has
+ * (usmp_crypto_x25519_public of it): a backend that must rebuild a key
+ * object from bytes imports both instead of computing the public key a
+ * second time (OpenSSL). own_public never changes the result, which
+ * depends on private_key and peer_public only. */
+int usmp_crypto_x25519_shared_with_public(uint8_t shared[USMP_X25519_KEY_BYTES],
+                                          const uint8_t private_key[USMP_X25519_KEY_BYTES],
+                                          const uint8_t own_public[USMP_X25519_KEY_BYTES],
+                                          const uint8_t peer_public[USMP_X25519_KEY_BYTES]);
+
+/* Both of the above for a fresh private key whose public key is needed only
+ * beside the shared secret (the server's ephemeral key): public_key =
+ * X25519(private_key, 9), shared = X25519(private_key, peer_public), from
+ * one key object where a backend builds one. Errors as
+ * usmp_crypto_x25519_shared (USMP_CRYPTO_ERR_ARG also when the two outputs
+ * are the same buffer); on any failure both outputs are zeroed. */
+int usmp_crypto_x25519_keypair_shared(uint8_t public_key[USMP_X25519_KEY_BYTES],
+                                      uint8_t shared[USMP_X25519_KEY_BYTES],
+                                      const uint8_t private_key[USMP_X25519_KEY_BYTES],
+                                      const uint8_t peer_public[USMP_X25519_KEY_BYTES]);
+
 /* SHA-256 over the concatenation of the slices. */
 int usmp_crypto_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
                        size_t part_count);
@@ -95,7 +122,39 @@ int usmp_crypto_hkdf_extract(uint8_t prk[USMP_SHA256_BYTES], const uint8_t *salt
 int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len, const uint8_t prk[USMP_SHA256_BYTES],
                             const usmp_slice_t *info_parts, size_t part_count);
 
-/* AES-256-GCM with a 96-bit nonce and a 128-bit tag appended to the
+/*
+ * AES-256-GCM under a key set up once (usmp_aead_t, usmp_aead.h): the
+ * record layer's way, one context per record key for the session's life,
+ * so that a record costs no key schedule and no allocation.
+ *
+ *  - usmp_crypto_aead_init: aead must be all zero (never used, or wiped);
+ *    USMP_CRYPTO_ERR_ARG for NULL arguments or an aead that already holds
+ *    a key (it is left as it was: nothing leaks, nothing is overwritten),
+ *    USMP_CRYPTO_ERR_INTERNAL when the library fails (out of memory), and
+ *    then aead is all zero again.
+ *  - usmp_crypto_aead_seal and usmp_crypto_aead_open: the arguments and
+ *    errors of usmp_crypto_aes256gcm_seal/_open below, and
+ *    USMP_CRYPTO_ERR_ARG for an aead without a key (NULL, or not
+ *    initialised, or wiped), with out wiped as for a NULL key. Any number
+ *    of seals and opens may use one context, with a new nonce each (the
+ *    caller's duty, as with any GCM key). A failure leaves the context
+ *    usable.
+ *  - usmp_crypto_aead_wipe: frees what the backend allocated, zeroes the
+ *    storage, and may be called on a zeroed or already wiped aead (or
+ *    NULL). A context that was initialised must be wiped, or the backend's
+ *    memory leaks (OpenSSL).
+ */
+int usmp_crypto_aead_init(usmp_aead_t *aead, const uint8_t key[USMP_AES256_KEY_BYTES]);
+int usmp_crypto_aead_seal(usmp_aead_t *aead, uint8_t *out,
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *plaintext, size_t plaintext_len);
+int usmp_crypto_aead_open(usmp_aead_t *aead, uint8_t *out,
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *sealed, size_t sealed_len);
+void usmp_crypto_aead_wipe(usmp_aead_t *aead);
+
+/* AES-256-GCM in one call (a context set up and wiped inside), with a
+ * 96-bit nonce and a 128-bit tag appended to the
  * ciphertext: out receives plaintext_len + 16 bytes. out may equal
  * plaintext (in place), but may not otherwise overlap it. */
 int usmp_crypto_aes256gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],

@@ -425,6 +425,12 @@ static int begin_handshake(usmp_ctx_t *ctx)
         log_event("cannot reach the gateway", rc, NULL);
         return rc;
     }
+    /* The previous session may have ended with its record keys still
+     * held for a BYE that never went out (FAILED, BYE pending): the wipe
+     * releases the backend's contexts before the engine is set up again.
+     * ctx is zeroed by usmp_connect_start, so the first time there is
+     * nothing to release. */
+    usmp_engine_wipe(&ctx->engine);
     rc = usmp_engine_init(&ctx->engine, &ec);
     if (rc == USMP_OK) {
         rc = usmp_engine_start(&ctx->engine, usmp_port_millis());

@@ -72,10 +72,34 @@ static void end_handshake_phase(usmp_engine_t *e)
     e->flags &= (uint8_t) ~(USMP_F_RESEND_ALLOWED | USMP_F_UNKNOWN_DEVICE);
 }
 
+/* The record keys live in their AEAD contexts (key schedule and all, set
+ * up once per session): wiping frees what the backend allocated for them and
+ * zeroes the storage. */
 static void wipe_keys(usmp_engine_t *e)
 {
-    usmp_crypto_wipe(e->key_send, sizeof e->key_send);
-    usmp_crypto_wipe(e->key_recv, sizeof e->key_recv);
+    usmp_crypto_aead_wipe(&e->aead_send);
+    usmp_crypto_aead_wipe(&e->aead_recv);
+#if USMP_KEYLOG
+    usmp_crypto_wipe(e->keylog_send, sizeof e->keylog_send);
+    usmp_crypto_wipe(e->keylog_recv, sizeof e->keylog_recv);
+#endif
+}
+
+/* The record keys of a new session (spec 5.5), each set up once into its
+ * context. On a failure neither is kept: the caller fails the handshake. */
+static int set_record_keys(usmp_engine_t *e, const uint8_t send_key[USMP_KEY_BYTES],
+                           const uint8_t recv_key[USMP_KEY_BYTES])
+{
+    if (usmp_crypto_aead_init(&e->aead_send, send_key) != USMP_CRYPTO_OK ||
+        usmp_crypto_aead_init(&e->aead_recv, recv_key) != USMP_CRYPTO_OK) {
+        wipe_keys(e);
+        return USMP_ERR_CRYPTO;
+    }
+#if USMP_KEYLOG
+    memcpy(e->keylog_send, send_key, sizeof e->keylog_send);
+    memcpy(e->keylog_recv, recv_key, sizeof e->keylog_recv);
+#endif
+    return USMP_OK;
 }
 
 /* CLOSED and FAILED keep the handshake material only for a flight still
@@ -164,8 +188,8 @@ static int seal_tx(usmp_engine_t *e, uint8_t type, size_t plaintext_len)
         e->send_counter >= USMP_RECORD_COUNTER_LIMIT) {
         return USMP_ERR_KEY_LIMIT;
     }
-    n = usmp_record_seal(e->tx_buf, (usmp_mode_t)e->mode, type, e->session_id, e->send_counter,
-                         e->key_send, plaintext_len);
+    n = usmp_record_seal_aead(e->tx_buf, (usmp_mode_t)e->mode, type, e->session_id, e->send_counter,
+                              &e->aead_send, plaintext_len);
     if (n < 0) {
         return n;
     }
@@ -371,6 +395,7 @@ int usmp_engine_init(usmp_engine_t *e, const usmp_engine_config_t *cfg)
 void usmp_engine_wipe(usmp_engine_t *e)
 {
     if (e != NULL) {
+        wipe_keys(e); /* releases the backend's memory before the zeroing */
         usmp_crypto_wipe(e, sizeof *e);
     }
 }
@@ -504,10 +529,10 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
     usmp_challenge_encode(challenge + ch, &answer);
     e->hs.confirm.challenge_len = (uint8_t)(ch + USMP_CHALLENGE_BODY_BYTES);
 
-    rc = usmp_crypto_x25519_public(challenge + ch + USMP_CHALLENGE_EPHEMERAL, ephemeral_private);
-    if (rc == USMP_CRYPTO_OK) {
-        rc = usmp_crypto_x25519_shared(dh, ephemeral_private, hello.ephemeral);
-    }
+    /* e_S's public key and the shared secret from one key object: no
+     * backend computes the public key twice. */
+    rc = usmp_crypto_x25519_keypair_shared(challenge + ch + USMP_CHALLENGE_EPHEMERAL, dh,
+                                           ephemeral_private, hello.ephemeral);
     usmp_crypto_wipe(ephemeral_private, sizeof ephemeral_private);
     if (rc != USMP_CRYPTO_OK) {
         usmp_crypto_wipe(psk, sizeof psk);
@@ -525,12 +550,13 @@ static int on_hello(usmp_engine_t *e, const uint8_t *frame, size_t frame_len, si
         rc = usmp_hs_client_mac(e->hs.confirm.hello_ack_mac, keys.confirm_client,
                                 e->hs.confirm.transcript_hash);
     }
+    if (rc == USMP_OK) {
+        rc = set_record_keys(e, keys.s2c, keys.c2s);
+    }
     if (rc != USMP_OK) {
         usmp_crypto_wipe(&keys, sizeof keys);
         return fail(e, rc);
     }
-    memcpy(e->key_send, keys.s2c, sizeof e->key_send);
-    memcpy(e->key_recv, keys.c2s, sizeof e->key_recv);
     memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server,
            sizeof e->hs.confirm.confirm_server_key);
     usmp_crypto_wipe(&keys, sizeof keys);
@@ -561,13 +587,18 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
     }
     e->peer_max_record = challenge.max_record;
     e->peer_max_message = challenge.max_message;
-    rc = usmp_crypto_x25519_shared(dh, e->hs.start.ephemeral_private, challenge.ephemeral);
-    if (rc != USMP_CRYPTO_OK) {
-        return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
-    }
     /* The transcript takes HELLO without the cookie (spec 5.3). */
     hello_len = (IS_STREAM(e) ? USMP_STREAM_HEADER_BYTES : USMP_DATAGRAM_HANDSHAKE_HEADER_BYTES) +
                 USMP_HELLO_BODY_BYTES;
+    /* e_C's public key is in the HELLO kept for the transcript: with it, no
+     * backend computes it a second time. */
+    rc = usmp_crypto_x25519_shared_with_public(dh, e->hs.start.ephemeral_private,
+                                               e->hs.start.hello + hello_len -
+                                                   USMP_HELLO_BODY_BYTES + USMP_HELLO_EPHEMERAL,
+                                               challenge.ephemeral);
+    if (rc != USMP_CRYPTO_OK) {
+        return fail(e, rc == USMP_CRYPTO_ERR_BAD_KEY ? USMP_ERR_BAD_KEY : USMP_ERR_CRYPTO);
+    }
     rc = usmp_hs_transcript(th, (usmp_mode_t)e->mode, e->hs.start.hello, hello_len, frame,
                             frame_len);
     if (rc == USMP_OK) {
@@ -578,13 +609,14 @@ static int on_challenge(usmp_engine_t *e, const uint8_t *frame, size_t frame_len
         rc = usmp_hs_client_mac(mac, keys.confirm_client, th);
     }
     end_handshake_phase(e); /* the ephemeral private key and HELLO are done */
+    if (rc == USMP_OK) {
+        rc = set_record_keys(e, keys.c2s, keys.s2c);
+    }
     if (rc != USMP_OK) {
         usmp_crypto_wipe(&keys, sizeof keys);
         usmp_crypto_wipe(th, sizeof th);
         return fail(e, rc);
     }
-    memcpy(e->key_send, keys.c2s, sizeof e->key_send);
-    memcpy(e->key_recv, keys.s2c, sizeof e->key_recv);
     memcpy(e->hs.confirm.transcript_hash, th, sizeof th);
     memcpy(e->hs.confirm.confirm_server_key, keys.confirm_server,
            sizeof e->hs.confirm.confirm_server_key);
@@ -617,9 +649,9 @@ static void enter_established(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
     /* Opt-in debugging export of host builds, a no-op unless
      * USMP_KEYLOG_FILE is set (usmp_keylog.h). */
     if (IS_CLIENT(e)) {
-        usmp_keylog_session(e->session_id, e->key_send, e->key_recv);
+        usmp_keylog_session(e->session_id, e->keylog_send, e->keylog_recv);
     } else {
-        usmp_keylog_session(e->session_id, e->key_recv, e->key_send);
+        usmp_keylog_session(e->session_id, e->keylog_recv, e->keylog_send);
     }
 #endif
 }
@@ -909,7 +941,9 @@ static int stream_on_record(usmp_engine_t *e, uint32_t now, usmp_event_t *ev)
     size_t frame_len = USMP_STREAM_HEADER_BYTES + usmp_get_u16(e->rx_buf + 1);
     uint8_t *plain = e->rx_buf + USMP_STREAM_HEADER_BYTES;
     uint64_t counter = e->recv_next;
-    int rc = usmp_record_open(plain, USMP_MODE_STREAM, e->rx_buf, frame_len, counter, e->key_recv);
+    /* Opened in place: the plaintext stays where the ciphertext was. */
+    int rc = usmp_record_open_aead(plain, USMP_MODE_STREAM, e->rx_buf, frame_len, counter,
+                                   &e->aead_recv);
 
     if (rc != USMP_OK) {
         return fail(e, rc);
@@ -944,7 +978,8 @@ static int datagram_on_record(usmp_engine_t *e, const uint8_t *frame, size_t len
     if (rc != USMP_OK) {
         return rc;
     }
-    rc = usmp_record_open(e->rx_buf, USMP_MODE_DATAGRAM, frame, len, seq, e->key_recv);
+    /* From the caller's datagram straight into rx_buf: no copy first. */
+    rc = usmp_record_open_aead(e->rx_buf, USMP_MODE_DATAGRAM, frame, len, seq, &e->aead_recv);
     if (rc != USMP_OK) {
         return rc == USMP_ERR_BAD_RECORD ? rc : fail(e, rc);
     }

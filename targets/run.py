@@ -224,6 +224,21 @@ def compile_unit(target: Target, u: Unit) -> None:
     run(target.cc + COMMON + u.flags + ["-c", str(u.source), "-o", str(u.obj)])
 
 
+def gcm_context_bytes(t: Target, out: Path, mbedtls_inc: list[str]) -> int:
+    """sizeof(mbedtls_gcm_context) for this target and mbedTLS configuration, read from
+    the assembler's .size of a probe array: usmp_engine_t keeps one per record key
+    (include/usmp/usmp_aead.h), and the header's default is a ceiling, not this size."""
+    probe = out / "probe" / "gcm_context_size.c"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text('#include "mbedtls/gcm.h"\n'
+                     "char usmp_gcm_context_size[sizeof(mbedtls_gcm_context)];\n")
+    asm = run(t.cc + COMMON + mbedtls_inc + ["-S", str(probe), "-o", "-"])
+    m = re.search(r"\.size\s+usmp_gcm_context_size\s*,\s*(\d+)", asm)
+    if m is None:
+        raise SystemExit(f"{t.name}: cannot read sizeof(mbedtls_gcm_context) from the probe")
+    return int(m.group(1))
+
+
 def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> dict[str, list[Path]]:
     """Compiles everything one target needs; returns the object groups.
     defines: more -D options of usmp_options.h for the core and the images."""
@@ -235,7 +250,10 @@ def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> d
     sodium_inc = ["-I" + str(sodium / "include"), "-I" + str(sodium / "include" / "sodium")]
     everest_inc = ["-isystem", str(everest / "include"), "-isystem", str(everest / "include" / "everest"),
                    "-isystem", str(everest / "include" / "everest" / "kremlib"), "-DKRML_VERIFIED_UINT128"]
-    usmp_inc = ["-I" + str(ROOT / "include" / "usmp"), "-I" + str(ROOT / "src")]
+    # Every unit that includes usmp_aead.h (core, glue, firmware) sees the
+    # same usmp_aead_t size: this target's own GCM context.
+    usmp_inc = ["-I" + str(ROOT / "include" / "usmp"), "-I" + str(ROOT / "src"),
+                f"-DUSMP_AEAD_CONTEXT_BYTES={gcm_context_bytes(t, out, mbedtls_inc)}u"]
     fw_inc = usmp_inc + ["-I" + str(HERE / "boards"), "-I" + str(HERE / "firmware"), "-I" + str(vectors_h.parent)]
     groups: dict[str, list[Path]] = {}
     units: list[tuple[str, Unit]] = []

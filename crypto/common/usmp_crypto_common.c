@@ -116,9 +116,11 @@ int usmp_crypto_x25519_public(uint8_t public_key[USMP_X25519_KEY_BYTES],
     return rc;
 }
 
-int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
-                              const uint8_t private_key[USMP_X25519_KEY_BYTES],
-                              const uint8_t peer_public[USMP_X25519_KEY_BYTES])
+/* usmp_crypto_x25519_shared with or without the own public key (NULL). */
+static int x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
+                         const uint8_t private_key[USMP_X25519_KEY_BYTES],
+                         const uint8_t *own_public,
+                         const uint8_t peer_public[USMP_X25519_KEY_BYTES])
 {
     static const uint8_t zero[USMP_X25519_KEY_BYTES] = { 0 };
     uint8_t u[USMP_X25519_KEY_BYTES];
@@ -137,7 +139,7 @@ int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
     memcpy(u, peer_public, sizeof u);
     u[USMP_X25519_KEY_BYTES - 1] &= 0x7F;
 
-    rc = usmp_backend_x25519(shared, private_key, u);
+    rc = usmp_backend_x25519(shared, private_key, own_public, u);
     /* RFC 7748 section 6.1: an all-zero result means the peer chose a
      * low-order point and the "secret" is known to everyone. Checked on
      * every path (in constant time) rather than trusting each library's own
@@ -146,6 +148,58 @@ int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
         rc = USMP_CRYPTO_ERR_BAD_KEY;
     }
     if (rc != USMP_CRYPTO_OK) {
+        usmp_crypto_wipe(shared, USMP_X25519_KEY_BYTES);
+    }
+    return rc;
+}
+
+int usmp_crypto_x25519_shared(uint8_t shared[USMP_X25519_KEY_BYTES],
+                              const uint8_t private_key[USMP_X25519_KEY_BYTES],
+                              const uint8_t peer_public[USMP_X25519_KEY_BYTES])
+{
+    return x25519_shared(shared, private_key, NULL, peer_public);
+}
+
+int usmp_crypto_x25519_shared_with_public(uint8_t shared[USMP_X25519_KEY_BYTES],
+                                          const uint8_t private_key[USMP_X25519_KEY_BYTES],
+                                          const uint8_t own_public[USMP_X25519_KEY_BYTES],
+                                          const uint8_t peer_public[USMP_X25519_KEY_BYTES])
+{
+    if (shared != NULL && own_public == NULL) {
+        usmp_crypto_wipe(shared, USMP_X25519_KEY_BYTES);
+        return USMP_CRYPTO_ERR_ARG;
+    }
+    return x25519_shared(shared, private_key, own_public, peer_public);
+}
+
+int usmp_crypto_x25519_keypair_shared(uint8_t public_key[USMP_X25519_KEY_BYTES],
+                                      uint8_t shared[USMP_X25519_KEY_BYTES],
+                                      const uint8_t private_key[USMP_X25519_KEY_BYTES],
+                                      const uint8_t peer_public[USMP_X25519_KEY_BYTES])
+{
+    static const uint8_t zero[USMP_X25519_KEY_BYTES] = { 0 };
+    uint8_t u[USMP_X25519_KEY_BYTES];
+    int rc;
+
+    if (public_key == NULL || shared == NULL || public_key == shared) {
+        return USMP_CRYPTO_ERR_ARG;
+    }
+    if (private_key == NULL || peer_public == NULL) {
+        usmp_crypto_wipe(public_key, USMP_X25519_KEY_BYTES);
+        usmp_crypto_wipe(shared, USMP_X25519_KEY_BYTES);
+        return USMP_CRYPTO_ERR_ARG;
+    }
+    /* The rules of usmp_crypto_x25519_shared: bit 255 masked here (the
+     * copy also lets an output alias peer_public), the all-zero result
+     * refused in constant time whatever the library says. */
+    memcpy(u, peer_public, sizeof u);
+    u[USMP_X25519_KEY_BYTES - 1] &= 0x7F;
+    rc = usmp_backend_x25519_pair(public_key, shared, private_key, u);
+    if (rc == USMP_CRYPTO_OK && usmp_crypto_equal(shared, zero, sizeof zero)) {
+        rc = USMP_CRYPTO_ERR_BAD_KEY;
+    }
+    if (rc != USMP_CRYPTO_OK) {
+        usmp_crypto_wipe(public_key, USMP_X25519_KEY_BYTES);
         usmp_crypto_wipe(shared, USMP_X25519_KEY_BYTES);
     }
     return rc;
@@ -265,33 +319,161 @@ int usmp_crypto_hkdf_expand(uint8_t *okm, size_t okm_len, const uint8_t prk[USMP
 
 /* ---- AES-256-GCM ------------------------------------------------------ */
 
+/* The outcome of checking a seal's or an open's arguments. */
+enum { ARGS_OK, ARGS_BAD_KEEP_OUT, ARGS_BAD_WIPE_OUT };
+
+/* A seal writes plaintext_len + 16 bytes to out. When out itself is wrong
+ * (NULL, oversize, partially overlapping the input) its extent is unknown
+ * or covers the caller's input: writing zeroes there would be as wrong as
+ * encrypting, so it is left. Any other bad argument wipes out: in place,
+ * out holds the plaintext, and a caller that ignores the error must not
+ * send it. */
+static int seal_args(int have_key, const uint8_t *out, const uint8_t *nonce, const uint8_t *aad,
+                     size_t aad_len, const uint8_t *plaintext, size_t plaintext_len)
+{
+    if (out == NULL || plaintext_len > USMP_GCM_MAX_INPUT_BYTES ||
+        !bytes_ok(plaintext, plaintext_len) ||
+        partial_overlap(out, plaintext_len + USMP_GCM_TAG_BYTES, plaintext, plaintext_len)) {
+        return ARGS_BAD_KEEP_OUT;
+    }
+    if (!have_key || nonce == NULL || !bytes_ok(aad, aad_len) ||
+        aad_len > USMP_GCM_MAX_INPUT_BYTES) {
+        return ARGS_BAD_WIPE_OUT;
+    }
+    return ARGS_OK;
+}
+
+/* The same for an open of sealed_len bytes into sealed_len - 16. */
+static int open_args(int have_key, const uint8_t *out, const uint8_t *nonce, const uint8_t *aad,
+                     size_t aad_len, const uint8_t *sealed, size_t sealed_len)
+{
+    size_t ct_len;
+
+    if (sealed_len < USMP_GCM_TAG_BYTES ||
+        sealed_len - USMP_GCM_TAG_BYTES > USMP_GCM_MAX_INPUT_BYTES) {
+        return ARGS_BAD_KEEP_OUT;
+    }
+    ct_len = sealed_len - USMP_GCM_TAG_BYTES;
+    if (!bytes_ok(out, ct_len) || sealed == NULL ||
+        partial_overlap(out, ct_len, sealed, sealed_len)) {
+        return ARGS_BAD_KEEP_OUT;
+    }
+    if (!have_key || nonce == NULL || !bytes_ok(aad, aad_len) ||
+        aad_len > USMP_GCM_MAX_INPUT_BYTES) {
+        return ARGS_BAD_WIPE_OUT;
+    }
+    return ARGS_OK;
+}
+
+static int aead_has_key(const usmp_aead_t *aead)
+{
+    return aead != NULL && aead->ready == 1;
+}
+
+int usmp_crypto_aead_init(usmp_aead_t *aead, const uint8_t key[USMP_AES256_KEY_BYTES])
+{
+    int rc;
+
+    /* A context that holds a key is refused, not reset: resetting would
+     * leak what the backend allocated for it, or hide the caller's bug. */
+    if (aead == NULL || key == NULL || aead->ready != 0) {
+        return USMP_CRYPTO_ERR_ARG;
+    }
+    rc = usmp_backend_aead_init(&aead->context, key);
+    if (rc != USMP_CRYPTO_OK) {
+        usmp_crypto_wipe(aead, sizeof *aead);
+        return rc;
+    }
+    aead->ready = 1;
+    return USMP_CRYPTO_OK;
+}
+
+int usmp_crypto_aead_seal(usmp_aead_t *aead, uint8_t *out,
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *plaintext, size_t plaintext_len)
+{
+    int rc;
+
+    switch (seal_args(aead_has_key(aead), out, nonce, aad, aad_len, plaintext, plaintext_len)) {
+    case ARGS_OK: break;
+    case ARGS_BAD_WIPE_OUT:
+        usmp_crypto_wipe(out, plaintext_len + USMP_GCM_TAG_BYTES);
+        return USMP_CRYPTO_ERR_ARG;
+    default: return USMP_CRYPTO_ERR_ARG;
+    }
+    rc = usmp_backend_aead_seal(&aead->context, out, nonce, or_empty(aad, aad_len), aad_len,
+                                or_empty(plaintext, plaintext_len), plaintext_len);
+    if (rc != USMP_CRYPTO_OK) {
+        usmp_crypto_wipe(out, plaintext_len + USMP_GCM_TAG_BYTES);
+    }
+    return rc;
+}
+
+int usmp_crypto_aead_open(usmp_aead_t *aead, uint8_t *out,
+                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                          size_t aad_len, const uint8_t *sealed, size_t sealed_len)
+{
+    uint8_t tag[USMP_GCM_TAG_BYTES];
+    uint8_t no_output[1];
+    size_t ct_len;
+    int rc;
+
+    switch (open_args(aead_has_key(aead), out, nonce, aad, aad_len, sealed, sealed_len)) {
+    case ARGS_OK: break;
+    case ARGS_BAD_WIPE_OUT:
+        usmp_crypto_wipe(out, sealed_len - USMP_GCM_TAG_BYTES);
+        return USMP_CRYPTO_ERR_ARG;
+    default: return USMP_CRYPTO_ERR_ARG;
+    }
+    ct_len = sealed_len - USMP_GCM_TAG_BYTES;
+    /* The tag is copied before decryption starts so that no library ever
+     * reads it from a buffer that is being written. */
+    memcpy(tag, sealed + ct_len, sizeof tag);
+    rc = usmp_backend_aead_open(&aead->context, ct_len == 0 ? no_output : out, nonce,
+                                or_empty(aad, aad_len), aad_len, or_empty(sealed, ct_len), ct_len,
+                                tag);
+    if (rc != USMP_CRYPTO_OK) {
+        /* Unauthenticated plaintext never leaves this function. */
+        usmp_crypto_wipe(out, ct_len);
+    }
+    return rc;
+}
+
+void usmp_crypto_aead_wipe(usmp_aead_t *aead)
+{
+    if (aead == NULL) {
+        return;
+    }
+    if (aead->ready == 1) {
+        usmp_backend_aead_release(&aead->context);
+    }
+    usmp_crypto_wipe(aead, sizeof *aead);
+}
+
 int usmp_crypto_aes256gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
                                const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
                                size_t aad_len, const uint8_t *plaintext, size_t plaintext_len)
 {
+    usmp_aead_t aead;
     int rc;
 
-    if (out == NULL || plaintext_len > USMP_GCM_MAX_INPUT_BYTES) {
-        return USMP_CRYPTO_ERR_ARG;
-    }
-    /* A partial overlap makes out's extent cover the caller's input:
-     * writing zeroes there would be as wrong as encrypting, so leave it. */
-    if (!bytes_ok(plaintext, plaintext_len) ||
-        partial_overlap(out, plaintext_len + USMP_GCM_TAG_BYTES, plaintext, plaintext_len)) {
-        return USMP_CRYPTO_ERR_ARG;
-    }
-    /* Everything else wipes out: in place, out holds the plaintext, and a
-     * caller that ignores the error must not send it. */
-    if (key == NULL || nonce == NULL || !bytes_ok(aad, aad_len) ||
-        aad_len > USMP_GCM_MAX_INPUT_BYTES) {
+    /* The arguments are judged as the context's seal judges them, before a
+     * key schedule is spent on them. */
+    switch (seal_args(key != NULL, out, nonce, aad, aad_len, plaintext, plaintext_len)) {
+    case ARGS_OK: break;
+    case ARGS_BAD_WIPE_OUT:
         usmp_crypto_wipe(out, plaintext_len + USMP_GCM_TAG_BYTES);
         return USMP_CRYPTO_ERR_ARG;
+    default: return USMP_CRYPTO_ERR_ARG;
     }
-    rc = usmp_backend_gcm_seal(out, key, nonce, or_empty(aad, aad_len), aad_len,
-                               or_empty(plaintext, plaintext_len), plaintext_len);
-    if (rc != USMP_CRYPTO_OK) {
+    memset(&aead, 0, sizeof aead);
+    rc = usmp_crypto_aead_init(&aead, key);
+    if (rc == USMP_CRYPTO_OK) {
+        rc = usmp_crypto_aead_seal(&aead, out, nonce, aad, aad_len, plaintext, plaintext_len);
+    } else {
         usmp_crypto_wipe(out, plaintext_len + USMP_GCM_TAG_BYTES);
     }
+    usmp_crypto_aead_wipe(&aead);
     return rc;
 }
 
@@ -299,34 +481,24 @@ int usmp_crypto_aes256gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_B
                                const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
                                size_t aad_len, const uint8_t *sealed, size_t sealed_len)
 {
-    uint8_t tag[USMP_GCM_TAG_BYTES];
-    uint8_t no_output[1];
-    size_t ct_len;
+    usmp_aead_t aead;
     int rc;
 
-    if (sealed_len < USMP_GCM_TAG_BYTES ||
-        sealed_len - USMP_GCM_TAG_BYTES > USMP_GCM_MAX_INPUT_BYTES) {
+    switch (open_args(key != NULL, out, nonce, aad, aad_len, sealed, sealed_len)) {
+    case ARGS_OK: break;
+    case ARGS_BAD_WIPE_OUT:
+        usmp_crypto_wipe(out, sealed_len - USMP_GCM_TAG_BYTES);
         return USMP_CRYPTO_ERR_ARG;
+    default: return USMP_CRYPTO_ERR_ARG;
     }
-    ct_len = sealed_len - USMP_GCM_TAG_BYTES;
-    if (!bytes_ok(out, ct_len) || sealed == NULL ||
-        partial_overlap(out, ct_len, sealed, sealed_len)) {
-        return USMP_CRYPTO_ERR_ARG;
+    memset(&aead, 0, sizeof aead);
+    rc = usmp_crypto_aead_init(&aead, key);
+    if (rc == USMP_CRYPTO_OK) {
+        rc = usmp_crypto_aead_open(&aead, out, nonce, aad, aad_len, sealed, sealed_len);
+    } else {
+        usmp_crypto_wipe(out, sealed_len - USMP_GCM_TAG_BYTES);
     }
-    if (key == NULL || nonce == NULL || !bytes_ok(aad, aad_len) ||
-        aad_len > USMP_GCM_MAX_INPUT_BYTES) {
-        usmp_crypto_wipe(out, ct_len);
-        return USMP_CRYPTO_ERR_ARG;
-    }
-    /* The tag is copied before decryption starts so that no library ever
-     * reads it from a buffer that is being written. */
-    memcpy(tag, sealed + ct_len, sizeof tag);
-    rc = usmp_backend_gcm_open(ct_len == 0 ? no_output : out, key, nonce, or_empty(aad, aad_len),
-                               aad_len, or_empty(sealed, ct_len), ct_len, tag);
-    if (rc != USMP_CRYPTO_OK) {
-        /* Unauthenticated plaintext never leaves this function. */
-        usmp_crypto_wipe(out, ct_len);
-    }
+    usmp_crypto_aead_wipe(&aead);
     return rc;
 }
 

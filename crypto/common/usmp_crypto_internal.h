@@ -38,12 +38,23 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
                              const uint8_t scalar[USMP_X25519_KEY_BYTES]);
 
 /* X25519(scalar, u). The scalar is not clamped yet; bit 255 of u is already
- * clear. Returns USMP_CRYPTO_ERR_BAD_KEY when the library itself refuses the
- * point (both libraries refuse exactly the low-order points, whose result
- * would be all zero); crypto/common checks the result for zero as well. */
+ * clear. own_public is X25519(scalar, 9) when the caller has it, else NULL:
+ * a backend that builds a key object from bytes may import it rather than
+ * compute it again; the others ignore it. Returns USMP_CRYPTO_ERR_BAD_KEY
+ * when the library itself refuses the point (both libraries refuse exactly
+ * the low-order points, whose result would be all zero); crypto/common
+ * checks the result for zero as well. */
 int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
-                        const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                        const uint8_t scalar[USMP_X25519_KEY_BYTES], const uint8_t *own_public,
                         const uint8_t u[USMP_X25519_KEY_BYTES]);
+
+/* public_key = X25519(scalar, 9) and out = X25519(scalar, u) in one call,
+ * so that a backend building a key object builds one. Same conventions as
+ * usmp_backend_x25519. */
+int usmp_backend_x25519_pair(uint8_t public_key[USMP_X25519_KEY_BYTES],
+                             uint8_t out[USMP_X25519_KEY_BYTES],
+                             const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                             const uint8_t u[USMP_X25519_KEY_BYTES]);
 
 int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *parts,
                         size_t part_count);
@@ -53,17 +64,27 @@ int usmp_backend_sha256(uint8_t digest[USMP_SHA256_BYTES], const usmp_slice_t *p
 int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t *key,
                              size_t key_len, const usmp_slice_list_t *lists, size_t list_count);
 
-/* out receives pt_len bytes of ciphertext, then the 16-byte tag. */
-int usmp_backend_gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
-                          size_t aad_len, const uint8_t *pt, size_t pt_len);
-
-/* tag is a private copy (never inside out). Returns USMP_CRYPTO_ERR_AUTH
- * on a tag mismatch; crypto/common zeroes out on any failure. */
-int usmp_backend_gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
-                          size_t aad_len, const uint8_t *ct, size_t ct_len,
-                          const uint8_t tag[USMP_GCM_TAG_BYTES]);
+/*
+ * AES-256-GCM under a key set up once. context is the storage of a
+ * usmp_aead_t: USMP_AEAD_CONTEXT_BYTES bytes, aligned for any field, all
+ * zero before usmp_backend_aead_init. crypto/common keeps track of whether
+ * it holds a key, so the backend is only called in the right order:
+ *  - init sets the key; on failure it releases whatever it allocated
+ *    (crypto/common then zeroes the storage);
+ *  - seal: out receives pt_len bytes of ciphertext, then the 16-byte tag;
+ *  - open: tag is a private copy (never inside out); returns
+ *    USMP_CRYPTO_ERR_AUTH on a tag mismatch; crypto/common zeroes out on any
+ *    failure;
+ *  - release frees what init allocated (crypto/common zeroes the storage
+ *    afterwards). A context that failed a seal or open stays usable.
+ */
+int usmp_backend_aead_init(void *context, const uint8_t key[USMP_AES256_KEY_BYTES]);
+int usmp_backend_aead_seal(void *context, uint8_t *out, const uint8_t nonce[USMP_GCM_NONCE_BYTES],
+                           const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len);
+int usmp_backend_aead_open(void *context, uint8_t *out, const uint8_t nonce[USMP_GCM_NONCE_BYTES],
+                           const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
+                           const uint8_t tag[USMP_GCM_TAG_BYTES]);
+void usmp_backend_aead_release(void *context);
 
 int usmp_backend_ed25519_verify(const uint8_t public_key[USMP_ED25519_PUBLIC_BYTES],
                                 const uint8_t *message, size_t message_len,

@@ -25,6 +25,7 @@
 #include "../common/usmp_crypto_internal.h"
 #include "usmp_port.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* version.h pulls in the configuration in both lines: config.h in 2.x,
@@ -103,7 +104,7 @@ static int port_rng(void *unused, unsigned char *buf, size_t len)
 }
 
 int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
-                        const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                        const uint8_t scalar[USMP_X25519_KEY_BYTES], const uint8_t *own_public,
                         const uint8_t u[USMP_X25519_KEY_BYTES])
 {
     mbedtls_ecp_group grp;
@@ -115,6 +116,7 @@ int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
     int ret;
     int rc = USMP_CRYPTO_ERR_INTERNAL;
 
+    (void)own_public; /* the ladder needs only the scalar */
     mbedtls_ecp_group_init(&grp);
     mbedtls_ecp_point_init(&peer);
     mbedtls_ecp_point_init(&result);
@@ -167,8 +169,19 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
      * the shared secret keeps one code path. */
     static const uint8_t nine[USMP_X25519_KEY_BYTES] = { 9 };
 
-    return usmp_backend_x25519(out, scalar, nine);
+    return usmp_backend_x25519(out, scalar, NULL, nine);
 }
+int usmp_backend_x25519_pair(uint8_t public_key[USMP_X25519_KEY_BYTES],
+                             uint8_t out[USMP_X25519_KEY_BYTES],
+                             const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                             const uint8_t u[USMP_X25519_KEY_BYTES])
+{
+    /* Two ladders, as apart: nothing is shared between them here. */
+    int rc = usmp_backend_x25519_base(public_key, scalar);
+
+    return rc == USMP_CRYPTO_OK ? usmp_backend_x25519(out, scalar, public_key, u) : rc;
+}
+
 #endif /* !USMP_X25519_EXTERNAL */
 
 /* ---- SHA-256 and HMAC --------------------------------------------------- */
@@ -248,14 +261,12 @@ int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t 
  * buffer. The tag is then compared here, in constant time.
  */
 
-static int gcm_begin(mbedtls_gcm_context *ctx, int mode, const uint8_t key[USMP_AES256_KEY_BYTES],
-                     const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad, size_t aad_len)
+/* Starts one message under the key the context already holds. */
+static int gcm_begin(mbedtls_gcm_context *ctx, int mode, const uint8_t nonce[USMP_GCM_NONCE_BYTES],
+                     const uint8_t *aad, size_t aad_len)
 {
-    int ret = mbedtls_gcm_setkey(ctx, MBEDTLS_CIPHER_ID_AES, key, USMP_AES256_KEY_BYTES * 8u);
+    int ret;
 
-    if (ret != 0) {
-        return ret;
-    }
 #if MBEDTLS_VERSION_MAJOR >= 3
     ret = mbedtls_gcm_starts(ctx, mode, nonce, USMP_GCM_NONCE_BYTES);
     if (ret == 0 && aad_len != 0) {
@@ -354,48 +365,77 @@ static int gcm_run(mbedtls_gcm_context *ctx, const uint8_t *in, size_t len, uint
     return ret;
 }
 
-int usmp_backend_gcm_seal(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
-                          size_t aad_len, const uint8_t *pt, size_t pt_len)
-{
+/* usmp_aead_t's storage holds the mbedtls_gcm_context itself (usmp_aead.h):
+ * the engine keeps one per direction for the session, and the key schedule
+ * and GHASH table are computed once per key instead of once per record. */
+typedef char usmp_aead_fits_an_mbedtls_gcm_context
+    [sizeof(mbedtls_gcm_context) <= USMP_AEAD_CONTEXT_BYTES ? 1 : -1];
+/* The storage is aligned for uint64_t, pointers and double (usmp_aead.h);
+ * the context must not need more. */
+typedef struct {
+    char c;
     mbedtls_gcm_context ctx;
+} usmp_gcm_alignment_probe;
+typedef char
+    usmp_aead_aligns_an_mbedtls_gcm_context[offsetof(usmp_gcm_alignment_probe, ctx) <= 8 ? 1 : -1];
+#if USMP_CRYPTO_OPENSSL
+#error "the mbedTLS backend needs USMP_CRYPTO_OPENSSL=0 (usmp_aead.h)"
+#endif
+
+int usmp_backend_aead_init(void *context, const uint8_t key[USMP_AES256_KEY_BYTES])
+{
+    mbedtls_gcm_context *ctx = (mbedtls_gcm_context *)context;
+    int ret;
+
+    mbedtls_gcm_init(ctx);
+    ret = mbedtls_gcm_setkey(ctx, MBEDTLS_CIPHER_ID_AES, key, USMP_AES256_KEY_BYTES * 8u);
+    if (ret != 0) {
+        mbedtls_gcm_free(ctx); /* frees the AES context setkey may have allocated */
+    }
+    return internal_unless_ok(ret);
+}
+
+int usmp_backend_aead_seal(void *context, uint8_t *out, const uint8_t nonce[USMP_GCM_NONCE_BYTES],
+                           const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len)
+{
+    mbedtls_gcm_context *ctx = (mbedtls_gcm_context *)context;
     uint8_t tag[USMP_GCM_TAG_BYTES];
     int ret;
 
-    mbedtls_gcm_init(&ctx);
-    ret = gcm_begin(&ctx, MBEDTLS_GCM_ENCRYPT, key, nonce, aad, aad_len);
+    ret = gcm_begin(ctx, MBEDTLS_GCM_ENCRYPT, nonce, aad, aad_len);
     if (ret == 0) {
-        ret = gcm_run(&ctx, pt, pt_len, out, tag);
+        ret = gcm_run(ctx, pt, pt_len, out, tag);
     }
     if (ret == 0) {
         memcpy(out + pt_len, tag, sizeof tag);
     }
-    mbedtls_gcm_free(&ctx); /* zeroises the key schedule and H table */
     return internal_unless_ok(ret);
 }
 
-int usmp_backend_gcm_open(uint8_t *out, const uint8_t key[USMP_AES256_KEY_BYTES],
-                          const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
-                          size_t aad_len, const uint8_t *ct, size_t ct_len,
-                          const uint8_t tag[USMP_GCM_TAG_BYTES])
+int usmp_backend_aead_open(void *context, uint8_t *out, const uint8_t nonce[USMP_GCM_NONCE_BYTES],
+                           const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
+                           const uint8_t tag[USMP_GCM_TAG_BYTES])
 {
-    mbedtls_gcm_context ctx;
+    mbedtls_gcm_context *ctx = (mbedtls_gcm_context *)context;
     uint8_t computed[USMP_GCM_TAG_BYTES];
     int ret;
     int rc;
 
-    mbedtls_gcm_init(&ctx);
-    ret = gcm_begin(&ctx, MBEDTLS_GCM_DECRYPT, key, nonce, aad, aad_len);
+    ret = gcm_begin(ctx, MBEDTLS_GCM_DECRYPT, nonce, aad, aad_len);
     if (ret == 0) {
-        ret = gcm_run(&ctx, ct, ct_len, out, computed);
+        ret = gcm_run(ctx, ct, ct_len, out, computed);
     }
-    mbedtls_gcm_free(&ctx);
     if (ret != 0) {
         return USMP_CRYPTO_ERR_INTERNAL;
     }
     rc = usmp_crypto_equal(computed, tag, sizeof computed) ? USMP_CRYPTO_OK : USMP_CRYPTO_ERR_AUTH;
     usmp_crypto_wipe(computed, sizeof computed);
     return rc;
+}
+
+void usmp_backend_aead_release(void *context)
+{
+    mbedtls_gcm_free((mbedtls_gcm_context *)context); /* zeroises the key schedule and H table */
 }
 
 /* ---- Ed25519 ------------------------------------------------------------ */

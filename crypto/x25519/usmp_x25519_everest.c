@@ -23,7 +23,7 @@
 #include "everest/Hacl_Curve25519.h"
 
 int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
-                        const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                        const uint8_t scalar[USMP_X25519_KEY_BYTES], const uint8_t *own_public,
                         const uint8_t u[USMP_X25519_KEY_BYTES])
 {
     /* Hacl's prototype takes non-const pointers but writes only `mypublic`:
@@ -31,6 +31,7 @@ int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
     uint8_t k[USMP_X25519_KEY_BYTES];
     uint8_t point[USMP_X25519_KEY_BYTES];
 
+    (void)own_public; /* the ladder needs only the scalar */
     memcpy(k, scalar, sizeof k);
     memcpy(point, u, sizeof point);
     Hacl_Curve25519_crypto_scalarmult(out, k, point);
@@ -43,5 +44,16 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
 {
     static const uint8_t nine[USMP_X25519_KEY_BYTES] = { 9 };
 
-    return usmp_backend_x25519(out, scalar, nine);
+    return usmp_backend_x25519(out, scalar, NULL, nine);
+}
+
+int usmp_backend_x25519_pair(uint8_t public_key[USMP_X25519_KEY_BYTES],
+                             uint8_t out[USMP_X25519_KEY_BYTES],
+                             const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                             const uint8_t u[USMP_X25519_KEY_BYTES])
+{
+    /* Two ladders, as apart: nothing is shared between them here. */
+    int rc = usmp_backend_x25519_base(public_key, scalar);
+
+    return rc == USMP_CRYPTO_OK ? usmp_backend_x25519(out, scalar, public_key, u) : rc;
 }

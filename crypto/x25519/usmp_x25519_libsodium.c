@@ -27,12 +27,25 @@ int usmp_backend_x25519_base(uint8_t out[USMP_X25519_KEY_BYTES],
 }
 
 int usmp_backend_x25519(uint8_t out[USMP_X25519_KEY_BYTES],
-                        const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                        const uint8_t scalar[USMP_X25519_KEY_BYTES], const uint8_t *own_public,
                         const uint8_t u[USMP_X25519_KEY_BYTES])
 {
     /* libsodium returns -1 exactly when the result is all zero, i.e. for
      * the low-order points (RFC 7748 section 6.1): the seam's BAD_KEY.
-     * crypto/common checks the result for zero as well. */
+     * crypto/common checks the result for zero as well. The ladder needs
+     * only the scalar, not own_public. */
+    (void)own_public;
     return crypto_scalarmult_curve25519(out, scalar, u) == 0 ? USMP_CRYPTO_OK
                                                              : USMP_CRYPTO_ERR_BAD_KEY;
+}
+
+int usmp_backend_x25519_pair(uint8_t public_key[USMP_X25519_KEY_BYTES],
+                             uint8_t out[USMP_X25519_KEY_BYTES],
+                             const uint8_t scalar[USMP_X25519_KEY_BYTES],
+                             const uint8_t u[USMP_X25519_KEY_BYTES])
+{
+    /* Two ladders, as apart: nothing is shared between them here. */
+    int rc = usmp_backend_x25519_base(public_key, scalar);
+
+    return rc == USMP_CRYPTO_OK ? usmp_backend_x25519(out, scalar, public_key, u) : rc;
 }

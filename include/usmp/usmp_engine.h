@@ -6,6 +6,9 @@
  * engine struct and its buffers, passes the time in, feeds what the
  * transport received, and sends what the engine produced. The blocking
  * device API (usmp.h) and the POSIX server tool are small loops around it.
+ * (The crypto library it is linked with may allocate for a session's
+ * record keys: OpenSSL keeps their contexts on its heap, mbedTLS its AES
+ * contexts; usmp_engine_wipe and every session end release them.)
  *
  * Conventions
  *  - Every function returns USMP_OK or a negative USMP_ERR_* (usmp_errors.h).
@@ -31,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "usmp_aead.h"
 #include "usmp_errors.h"
 #include "usmp_options.h"
 
@@ -274,8 +278,12 @@ int usmp_engine_tick(usmp_engine_t *e, uint32_t now_ms);
  * NONE (a server refusing with BUSY) and moves to FAILED. */
 int usmp_engine_close(usmp_engine_t *e, uint8_t code);
 
-/* Zeroes every key and secret and returns the engine to its state before
- * usmp_engine_init (it must be initialised again). */
+/* Zeroes every key and secret, releases what the crypto backend holds for
+ * the record keys, and returns the engine to its state before
+ * usmp_engine_init (it must be initialised again). An engine whose session
+ * did not end (ESTABLISHED, or a handshake past the CHALLENGE) must be
+ * wiped before it is dropped or initialised again, or the backend's
+ * context of its record keys leaks (OpenSSL keeps it on its heap). */
 void usmp_engine_wipe(usmp_engine_t *e);
 
 usmp_state_t usmp_engine_state(const usmp_engine_t *e);
@@ -363,7 +371,7 @@ typedef struct {
  * keys with the session). The engine keeps this at the end of every call;
  * tests/unit/test_engine.c checks it after every step of its fault cases.
  *
- *   state                      hs (handshake union)        key_send/key_recv
+ *   state                      hs (handshake union)        aead_send/aead_recv
  *   START, WAIT_HELLO          zero                        zero
  *   WAIT_CHALLENGE  (client)   hs.start: e_C, HELLO        zero
  *   WAIT_SESSION_OK (client)   hs.confirm                  set
@@ -375,13 +383,24 @@ typedef struct {
  *                              USMP_F_RESEND_ALLOWED)
  *   CLOSED, FAILED             zero unless USMP_P_FLIGHT   zero unless USMP_P_BYE
  *                              is pending (a flight owed   is pending (its seal
- *                              for an earlier frame)       needs key_send)
+ *                              for an earlier frame)       needs aead_send)
  *
  * Every ending goes through end_session() in usmp_engine.c (a failure, the
  * soft usage limit, the peer's BYE, a local close, the transport's end),
  * which applies the last row; every handshake phase ends through
  * end_handshake_phase(). After usmp_engine_transport_closed nothing is
  * pending and nothing secret is left.
+ *
+ * aead_send and aead_recv are the record keys as the crypto backend keeps
+ * them (usmp_aead.h): the key schedule in its context, itself a secret.
+ * "set" is a context created when the keys are derived (the CHALLENGE's
+ * handling); "zero" is one wiped and released (usmp_crypto_aead_wipe), its
+ * storage all zero. With USMP_KEYLOG the key bytes (keylog_send,
+ * keylog_recv) follow the same column. With the OpenSSL backend the context lives on
+ * OpenSSL's heap, so an engine dropped while its keys are set (neither
+ * ended nor wiped) leaks it: usmp_engine_wipe releases it, and
+ * usmp_engine_init must not be called again on such an engine before
+ * that.
  */
 struct usmp_engine {
     /* fixed configuration */
@@ -439,8 +458,19 @@ struct usmp_engine {
     uint32_t last_rx; /* last authenticated record */
     uint32_t ping_sent_at;
 
-    uint8_t key_send[USMP_KEY_BYTES];
-    uint8_t key_recv[USMP_KEY_BYTES];
+    /* The record keys (spec 5.5), each set up once into its backend's
+     * AEAD context for the session's life: secrets, wiped and released
+     * with the session (the table above). */
+    usmp_aead_t aead_send;
+    usmp_aead_t aead_recv;
+#if USMP_KEYLOG
+    /* USMP_KEYLOG builds only (host debugging, never the device profile):
+     * the record keys' bytes, for the key log line written at ESTABLISHED
+     * (the contexts above cannot give them back). Secrets with the same
+     * lifetime as aead_send/aead_recv in the table above. */
+    uint8_t keylog_send[USMP_KEY_BYTES];
+    uint8_t keylog_recv[USMP_KEY_BYTES];
+#endif
 
     /* handshake material, by phase (the table above says when each is
      * wiped) */

@@ -119,6 +119,10 @@ static int side_init(side_t *s, const vec_handshake_t *hs, usmp_role_t role, uin
     }
     TARGET_CHECK(cfg.max_record <= MAX_RECORD && cfg.max_message <= MAX_MESSAGE,
                  "a vector announces limits larger than this image's buffers");
+    /* The last case's session may still hold its record keys' contexts,
+     * whose AES contexts mbedTLS took from the static heap: released before
+     * the side is set up again (a side never used is all zero). */
+    usmp_engine_wipe(&s->e);
     if (usmp_engine_init(&s->e, &cfg) != USMP_OK || usmp_engine_start(&s->e, 0) != USMP_OK) {
         TARGET_CHECK(0, "engine init or start failed");
         return 0;

@@ -188,8 +188,16 @@ static void run_established(usmp_mode_t mode, const uint8_t *data, size_t size)
                 counter += op >> 3; /* gaps and repeats for the replay window */
             }
             memcpy(frame + h, arg + (n > 0 ? 1 : 0), plen);
-            flen = usmp_record_seal(frame, mode, type, usmp_engine_session_id(&server), counter,
-                                    client.key_send, plen);
+            /* Under the client's send key once it has one (its context);
+             * before that under an all-zero key, as a record from nowhere. */
+            if (client.aead_send.ready) {
+                flen = usmp_record_seal_aead(frame, mode, type, usmp_engine_session_id(&server),
+                                             counter, &client.aead_send, plen);
+            } else {
+                static const uint8_t no_key[32];
+                flen = usmp_record_seal(frame, mode, type, usmp_engine_session_id(&server), counter,
+                                        no_key, plen);
+            }
             if (flen > 0) {
                 feed_checked(&server, frame, (size_t)flen, now);
             }
@@ -209,6 +217,9 @@ static void run_established(usmp_mode_t mode, const uint8_t *data, size_t size)
         }
         }
     }
+    /* The record keys' contexts hold the backend's memory (OpenSSL). */
+    usmp_engine_wipe(&client);
+    usmp_engine_wipe(&server);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

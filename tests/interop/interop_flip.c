@@ -81,6 +81,9 @@ static const char *state_name(usmp_state_t s)
 static int end_init(end_t *x, usmp_role_t role, uint64_t seed)
 {
     usmp_engine_config_t cfg;
+    /* The last run's session may still hold its record keys' contexts
+     * (backend memory): released before the end is reset. */
+    usmp_engine_wipe(&x->e);
     memset(x, 0, sizeof *x);
     memset(&cfg, 0, sizeof cfg);
     x->rng.state = seed;

@@ -481,6 +481,168 @@ static void test_gcm(void)
                  USMP_CRYPTO_OK);
 }
 
+/* The shared secret with the caller's public key passed along (no backend
+ * computes it again) is the same secret: RFC 7748 section 6.1 both ways,
+ * the low-order refusal kept, and a wrong own_public cannot change the
+ * result, which depends on the private key alone. The same for the public
+ * key and the shared secret computed in one call. */
+static void test_x25519_with_public(void)
+{
+    uint8_t alice[32], alice_pub[32], bob[32], bob_pub[32], shared_want[32];
+    uint8_t s1[32], s2[32], zero[32], pub[32], peer[32];
+
+    from_hex(alice, 32, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+    from_hex(alice_pub, 32, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+    from_hex(bob, 32, "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+    from_hex(bob_pub, 32, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+    from_hex(shared_want, 32, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(s1, alice, alice_pub, bob_pub),
+                 USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(s1, shared_want, 32);
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(s2, bob, bob_pub, alice_pub),
+                 USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(s2, shared_want, 32);
+    /* Another key pair's public key beside alice's scalar. */
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(s1, alice, bob_pub, bob_pub),
+                 USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(s1, shared_want, 32);
+    memset(zero, 0, sizeof zero);
+    memset(s1, 0xAA, sizeof s1);
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(s1, alice, alice_pub, zero),
+                 USMP_CRYPTO_ERR_BAD_KEY);
+    CHECK(all_bytes_are(s1, 32, 0));
+    memset(s1, 0xAA, sizeof s1);
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(s1, alice, NULL, bob_pub),
+                 USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(s1, 32, 0));
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(NULL, alice, alice_pub, bob_pub),
+                 USMP_CRYPTO_ERR_ARG);
+    memset(s1, 0xAA, sizeof s1);
+    CHECK_INT_EQ(usmp_crypto_x25519_shared_with_public(s1, NULL, alice_pub, bob_pub),
+                 USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(s1, 32, 0));
+
+    /* The public key and the shared secret in one call (the server's way):
+     * the same two values as the separate calls. */
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(pub, s1, alice, bob_pub), USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(pub, alice_pub, 32);
+    CHECK_MEM_EQ(s1, shared_want, 32);
+    memcpy(peer, alice_pub, 32);
+    peer[31] |= 0x80; /* bit 255 ignored here too */
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(pub, s2, bob, peer), USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(pub, bob_pub, 32);
+    CHECK_MEM_EQ(s2, shared_want, 32);
+    memset(pub, 0xAA, sizeof pub);
+    memset(s1, 0xAA, sizeof s1);
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(pub, s1, alice, zero), USMP_CRYPTO_ERR_BAD_KEY);
+    CHECK(all_bytes_are(pub, 32, 0) && all_bytes_are(s1, 32, 0));
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(s1, s1, alice, bob_pub), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(NULL, s1, alice, bob_pub), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(pub, NULL, alice, bob_pub), USMP_CRYPTO_ERR_ARG);
+    memset(pub, 0xAA, sizeof pub);
+    memset(s1, 0xAA, sizeof s1);
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(pub, s1, NULL, bob_pub), USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(pub, 32, 0) && all_bytes_are(s1, 32, 0));
+    memset(pub, 0xAA, sizeof pub);
+    memset(s1, 0xAA, sizeof s1);
+    CHECK_INT_EQ(usmp_crypto_x25519_keypair_shared(pub, s1, alice, NULL), USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(pub, 32, 0) && all_bytes_are(s1, 32, 0));
+}
+
+/*
+ * A context set up once (usmp_crypto_aead_*, the record layer's way): the
+ * same bytes as the one-call functions for many nonces in a row, in place
+ * and not, and the errors of src/usmp_crypto.h: no key (zeroed or wiped
+ * storage, NULL), a second init refused without losing the key, a failed
+ * open leaving the context usable, wipe idempotent and all-zero.
+ */
+static void test_aead_context(void)
+{
+    usmp_aead_t aead, other;
+    uint8_t key[32], nonce[12], aad[20], msg[300], sealed[316], buf[316], want[316];
+    uint32_t counter;
+    int rc;
+
+    fill(key, 32, 21);
+    fill(aad, 20, 22);
+    fill(msg, sizeof msg, 23);
+    memset(&aead, 0, sizeof aead);
+    memset(&other, 0, sizeof other);
+    CHECK_INT_EQ(usmp_crypto_aead_init(&aead, key), USMP_CRYPTO_OK);
+    CHECK(aead.ready == 1);
+
+    /* One context, many records: each equals the one-call result. */
+    memset(nonce, 0, sizeof nonce);
+    for (counter = 0; counter < 40; counter++) {
+        size_t n = (counter * 37u) % sizeof msg;
+
+        nonce[11] = (uint8_t)counter;
+        CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(want, key, nonce, aad, 20, msg, n), USMP_CRYPTO_OK);
+        CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, sealed, nonce, aad, 20, msg, n), USMP_CRYPTO_OK);
+        CHECK_MSG(memcmp(sealed, want, n + 16) == 0, "context seal %u differs", (unsigned)counter);
+        memcpy(buf, msg, n);
+        CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, buf, nonce, aad, 20, buf, n), USMP_CRYPTO_OK);
+        CHECK_MSG(memcmp(buf, want, n + 16) == 0, "in-place context seal %u differs",
+                  (unsigned)counter);
+        CHECK_INT_EQ(usmp_crypto_aead_open(&aead, buf, nonce, aad, 20, buf, n + 16),
+                     USMP_CRYPTO_OK);
+        CHECK_MSG(memcmp(buf, msg, n) == 0, "in-place context open %u differs", (unsigned)counter);
+    }
+
+    /* A failed open zeroes its output and leaves the context usable. */
+    nonce[11] = 1;
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, sealed, nonce, aad, 20, msg, 64), USMP_CRYPTO_OK);
+    sealed[70] ^= 0x04;
+    memset(buf, 0xAA, sizeof buf);
+    CHECK_INT_EQ(usmp_crypto_aead_open(&aead, buf, nonce, aad, 20, sealed, 80),
+                 USMP_CRYPTO_ERR_AUTH);
+    CHECK(all_bytes_are(buf, 64, 0));
+    sealed[70] ^= 0x04;
+    CHECK_INT_EQ(usmp_crypto_aead_open(&aead, buf, nonce, aad, 20, sealed, 80), USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(buf, msg, 64);
+
+    /* A second init is refused, and the first key stays. */
+    CHECK_INT_EQ(usmp_crypto_aead_init(&aead, msg), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aead_open(&aead, buf, nonce, aad, 20, sealed, 80), USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(buf, msg, 64);
+
+    /* No key: zeroed storage, NULL, and after a wipe. The output is wiped
+     * as for a NULL key in the one-call functions. */
+    memset(buf, 0xAA, sizeof buf);
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&other, buf, nonce, aad, 20, msg, 64), USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(buf, 80, 0));
+    memcpy(buf, sealed, 80);
+    CHECK_INT_EQ(usmp_crypto_aead_open(&other, buf, nonce, aad, 20, buf, 80), USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(buf, 64, 0));
+    CHECK_INT_EQ(usmp_crypto_aead_seal(NULL, buf, nonce, aad, 20, msg, 64), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aead_open(NULL, buf, nonce, aad, 20, sealed, 80), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aead_init(NULL, key), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aead_init(&other, NULL), USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are((const uint8_t *)&other, sizeof other, 0));
+    /* The one-call functions' argument rules hold for the context too. */
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, NULL, nonce, aad, 20, msg, 64), USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, buf + 1, nonce, NULL, 0, buf, 32),
+                 USMP_CRYPTO_ERR_ARG);
+    CHECK_INT_EQ(usmp_crypto_aead_open(&aead, buf, nonce, aad, 20, sealed, 15),
+                 USMP_CRYPTO_ERR_ARG);
+    memset(buf, 0xAA, sizeof buf);
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, buf, NULL, aad, 20, msg, 64), USMP_CRYPTO_ERR_ARG);
+    CHECK(all_bytes_are(buf, 80, 0));
+
+    usmp_crypto_aead_wipe(&aead);
+    CHECK(all_bytes_are((const uint8_t *)&aead, sizeof aead, 0));
+    rc = usmp_crypto_aead_seal(&aead, buf, nonce, aad, 20, msg, 64);
+    CHECK_INT_EQ(rc, USMP_CRYPTO_ERR_ARG);
+    usmp_crypto_aead_wipe(&aead); /* twice: harmless */
+    usmp_crypto_aead_wipe(NULL);
+    CHECK(all_bytes_are((const uint8_t *)&aead, sizeof aead, 0));
+    /* A wiped context takes a key again. */
+    CHECK_INT_EQ(usmp_crypto_aead_init(&aead, key), USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_aead_open(&aead, buf, nonce, aad, 20, sealed, 80), USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(buf, msg, 64);
+    usmp_crypto_aead_wipe(&aead);
+}
+
 /* ==== Ed25519 ============================================================= */
 
 static void test_ed25519(void)
@@ -906,6 +1068,57 @@ static void wp_x25519(const char *dir)
 }
 
 /*
+ * The same case through a context set up once (usmp_crypto_aead_*, what
+ * the record layer uses), in place as the engine works: a valid case opens
+ * to msg and seals back to ct || tag with the one context; an invalid one
+ * is refused with a zeroed output, and the context still seals afterwards.
+ * Wiping leaves the storage all zero.
+ */
+static void wp_gcm_context(wp_stats *st, long long tc, const char *result, const uint8_t *key,
+                           const uint8_t *iv, const uint8_t *aad, size_t aad_len,
+                           const uint8_t *msg, const uint8_t *sealed, size_t ct_len)
+{
+    usmp_aead_t aead;
+    uint8_t *buf = (uint8_t *)malloc(ct_len + 16);
+    int rc_init;
+    int rc_open;
+    int rc_seal;
+
+    if (buf == NULL) {
+        abort();
+    }
+    memset(&aead, 0, sizeof aead);
+    memcpy(buf, sealed, ct_len + 16);
+    rc_init = usmp_crypto_aead_init(&aead, key);
+    rc_open = usmp_crypto_aead_open(&aead, buf, iv, aad, aad_len, buf, ct_len + 16);
+    if (strcmp(result, "valid") == 0) {
+        WP_EXPECT(st,
+                  rc_init == USMP_CRYPTO_OK && rc_open == USMP_CRYPTO_OK &&
+                      memcmp(buf, msg, ct_len) == 0,
+                  "aes_gcm tcId %lld (valid, context): init %d, open in place %d or wrong text", tc,
+                  rc_init, rc_open);
+        rc_seal = usmp_crypto_aead_seal(&aead, buf, iv, aad, aad_len, buf, ct_len);
+        WP_EXPECT(st, rc_seal == USMP_CRYPTO_OK && memcmp(buf, sealed, ct_len + 16) == 0,
+                  "aes_gcm tcId %lld (valid, context): seal in place %d or wrong ct||tag", tc,
+                  rc_seal);
+    } else {
+        WP_EXPECT(st, rc_open == USMP_CRYPTO_ERR_AUTH && all_bytes_are(buf, ct_len, 0),
+                  "aes_gcm tcId %lld (invalid, context): open in place %d, want AUTH and a "
+                  "zeroed output",
+                  tc, rc_open);
+        memcpy(buf, msg, ct_len);
+        rc_seal = usmp_crypto_aead_seal(&aead, buf, iv, aad, aad_len, buf, ct_len);
+        WP_EXPECT(st, rc_seal == USMP_CRYPTO_OK,
+                  "aes_gcm tcId %lld (invalid, context): the context no longer seals (%d)", tc,
+                  rc_seal);
+    }
+    usmp_crypto_aead_wipe(&aead);
+    WP_EXPECT(st, all_bytes_are((const uint8_t *)&aead, sizeof aead, 0),
+              "aes_gcm tcId %lld: the wiped context is not all zero", tc);
+    free(buf);
+}
+
+/*
  * aes_gcm_test.json: only groups with keySize 256, ivSize 96, tagSize 128
  * (the seam's AES-256-GCM); the rest is counted as skipped. "valid": seal
  * gives ct || tag and open gives msg. "invalid": open returns AUTH and a
@@ -984,6 +1197,7 @@ static void wp_aes_gcm(const char *dir)
                 } else {
                     WP_FAIL(&st, "aes_gcm tcId %lld: no decision for acceptable", tc);
                 }
+                wp_gcm_context(&st, tc, result, key, iv, aad, aad_len, msg, sealed, ct_len);
             }
             free(key);
             free(iv);
@@ -1268,6 +1482,8 @@ int main(void)
     test_hkdf();
     test_x25519();
     test_gcm();
+    test_aead_context();
+    test_x25519_with_public();
     test_ed25519();
     test_bad_arguments();
     test_wycheproof();

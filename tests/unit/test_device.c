@@ -166,6 +166,9 @@ static int loop_reconnect(void *ctx)
     cfg.tx_cap = sizeof l->tx;
     cfg.reassembly_buf = l->reassembly;
     cfg.reassembly_cap = sizeof l->reassembly;
+    /* The previous connection's engine may still hold its record keys'
+     * contexts (backend memory): wiped before it is set up again. */
+    usmp_engine_wipe(&l->gw);
     if (usmp_engine_init(&l->gw, &cfg) != USMP_OK ||
         usmp_engine_start(&l->gw, usmp_port_millis()) != USMP_OK) {
         return USMP_ERR_TRANSPORT;
@@ -192,6 +195,9 @@ static int loop_available(void *ctx)
 static void loop_transport(usmp_transport_t *t)
 {
     memset(t, 0, sizeof *t);
+    /* The last test's gateway session may still hold its record keys'
+     * contexts (backend memory): released before the loop is reset. */
+    usmp_engine_wipe(&loop.gw);
     memset(&loop, 0, sizeof loop);
     loop.gateway_psk = PSK;
     t->send = loop_send;
@@ -463,7 +469,9 @@ static void test_keepalive_and_reconnect(void)
     CHECK_INT_EQ(rc, USMP_ERR_PEER_ERROR);
     CHECK_INT_EQ(usmp_peer_code(&ctx), USMP_CODE_AUTH_FAILED);
     loop.gateway_psk = PSK;
-    /* With no_reconnect the session stays down. */
+    /* With no_reconnect the session stays down. The old context is closed
+     * first, as an application must before connecting it again. */
+    (void)usmp_close(&ctx);
     cfg.no_reconnect = 1;
     loop_transport(&t);
     CHECK_INT_EQ(usmp_connect(&ctx, &t, &cfg), USMP_OK);
@@ -471,6 +479,7 @@ static void test_keepalive_and_reconnect(void)
     CHECK(usmp_keepalive_tick(&ctx) < 0);
     CHECK(usmp_keepalive_tick(&ctx) < 0);
     CHECK_INT_EQ(loop.connects, 1);
+    (void)usmp_close(&ctx); /* releases the record keys' contexts */
 }
 
 int main(void)

@@ -86,6 +86,10 @@ DEVICE_PROFILE = ["-DUSMP_SERVER=0", "-DUSMP_DATAGRAM=0", "-DUSMP_ERROR_TEXT=1"]
 # The "uart" image: a device (client role) in datagram mode, for the UART transport.
 UART_PROFILE = ["-DUSMP_SERVER=0", "-DUSMP_DATAGRAM=1", "-DUSMP_ERROR_TEXT=1"]
 FULL_PROFILE = ["-DUSMP_SERVER=1", "-DUSMP_DATAGRAM=1", "-DUSMP_ERROR_TEXT=1"]
+# Record keys as the key alone, a GCM context on the stack per record
+# (usmp_options.h USMP_AEAD_KEEP_CONTEXT): what a device builds by default,
+# RAM first. --define USMP_AEAD_KEEP_CONTEXT=1 measures the other setting.
+AEAD_KEEP_CONTEXT_DEFAULT = 0
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
             "-Wpointer-arith", "-Wcast-qual", "-Wundef"]
@@ -239,9 +243,12 @@ def gcm_context_bytes(t: Target, out: Path, mbedtls_inc: list[str]) -> int:
     return int(m.group(1))
 
 
-def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> dict[str, list[Path]]:
+def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str],
+                 aead_keep_context: int) -> dict[str, list[Path]]:
     """Compiles everything one target needs; returns the object groups.
-    defines: more -D options of usmp_options.h for the core and the images."""
+    defines: more -D options of usmp_options.h for the core and the images;
+    aead_keep_context: USMP_AEAD_KEEP_CONTEXT, for every unit (it sizes
+    usmp_aead_t, which the crypto glue and the core must agree on)."""
     mbedtls = deps_dir("mbedtls")
     sodium = deps_dir("libsodium") / "src" / "libsodium"
     everest = mbedtls / "3rdparty" / "everest"
@@ -251,9 +258,10 @@ def target_build(t: Target, out: Path, vectors_h: Path, defines: list[str]) -> d
     everest_inc = ["-isystem", str(everest / "include"), "-isystem", str(everest / "include" / "everest"),
                    "-isystem", str(everest / "include" / "everest" / "kremlib"), "-DKRML_VERIFIED_UINT128"]
     # Every unit that includes usmp_aead.h (core, glue, firmware) sees the
-    # same usmp_aead_t size: this target's own GCM context.
+    # same usmp_aead_t: this target's own GCM context, kept or not.
     usmp_inc = ["-I" + str(ROOT / "include" / "usmp"), "-I" + str(ROOT / "src"),
-                f"-DUSMP_AEAD_CONTEXT_BYTES={gcm_context_bytes(t, out, mbedtls_inc)}u"]
+                f"-DUSMP_AEAD_CONTEXT_BYTES={gcm_context_bytes(t, out, mbedtls_inc)}u",
+                f"-DUSMP_AEAD_KEEP_CONTEXT={aead_keep_context}"]
     fw_inc = usmp_inc + ["-I" + str(HERE / "boards"), "-I" + str(HERE / "firmware"), "-I" + str(vectors_h.parent)]
     groups: dict[str, list[Path]] = {}
     units: list[tuple[str, Unit]] = []
@@ -846,8 +854,16 @@ def main() -> int:
     images: list[Image] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(chosen)) as pool:
-            defines = [f"-D{d}" for d in args.define]
-            built = list(pool.map(lambda t: (t, target_build(t, build / t.name, vectors_h, defines)), chosen))
+            aead_keep_context = AEAD_KEEP_CONTEXT_DEFAULT
+            defines = []
+            for d in args.define:
+                name, _, value = d.partition("=")
+                if name == "USMP_AEAD_KEEP_CONTEXT":
+                    aead_keep_context = int(value)
+                else:
+                    defines.append(f"-D{d}")
+            built = list(pool.map(lambda t: (t, target_build(t, build / t.name, vectors_h, defines,
+                                                             aead_keep_context)), chosen))
         for t, groups in built:
             for kind in ("vectors", "device", "count"):
                 for p in providers:

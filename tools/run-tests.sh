@@ -87,6 +87,30 @@ for provider in libsodium everest; do
   fi
 done
 
+# --- C: mbedTLS with USMP_AEAD_KEEP_CONTEXT=OFF, under ASan -----------------
+# The record keys as the footprint profiles and ESP-IDF keep them (the key
+# alone, a GCM context on the stack per record): only the three tests that
+# run AES-GCM through usmp_aead_t (the seam with Wycheproof, spec/vectors,
+# the engine), so the configuration costs three programs, not a whole build.
+name=aead-per-call-asan
+stage "build $name"
+if cmake -S "$ROOT" -B "$BUILD/$name" -DUSMP_WERROR=ON -DPython3_EXECUTABLE="$PYTHON" \
+     -DUSMP_CRYPTO=mbedtls -DUSMP_AEAD_KEEP_CONTEXT=OFF -DUSMP_SANITIZE=ON >"$BUILD/$name.configure.log" 2>&1 \
+   && cmake --build "$BUILD/$name" -j "$JOBS" --target test_crypto test_vectors test_engine 2>&1 | tail -n 40 \
+   && [ "${PIPESTATUS[0]}" -eq 0 ]; then
+  stage "test $name"
+  (cd "$BUILD/$name" && ctest --output-on-failure -j "$JOBS" -R '^(crypto|vectors|engine)$') 2>&1 \
+    | tee "$BUILD/$name.ctest.log"
+  status=${PIPESTATUS[0]}
+  line=$(grep -E 'tests passed|tests failed' "$BUILD/$name.ctest.log" | tail -n 1)
+  summaries+=("ctest [$name]: ${line:-no summary (exit $status)}")
+  [ "$status" -eq 0 ] || failed=1
+else
+  cat "$BUILD/$name.configure.log"
+  summaries+=("build [$name]: FAILED")
+  failed=1
+fi
+
 # --- fuzzing: clang + libFuzzer, which also builds everything with clang -----
 # Every parser's target: the engine (both roles, both modes), COBS, the COBS
 # stream deframer of the UART transport, the C gateway's UDP demultiplexer,

@@ -97,6 +97,10 @@ PROFILES = [
             "every feature: the defaults of usmp_options.h"),
 ]
 JUDGED = "device"
+# Record keys as the key alone, a GCM context on the stack per record
+# (usmp_options.h USMP_AEAD_KEEP_CONTEXT): what a device builds by default,
+# RAM first. --define USMP_AEAD_KEEP_CONTEXT=1 measures the other setting.
+AEAD_KEEP_CONTEXT_DEFAULT = 0
 
 GOAL_CORE_FLASH = 4096        # core <= 4 KB flash on Cortex-M4 -Os
 GOAL_CONTEXT = 512            # context <= 512 bytes plus the caller's record buffers
@@ -490,6 +494,9 @@ def main() -> int:
             parser.error(f"--define {d}: NAME=VALUE, an option of usmp_options.h other than the profiles' own")
         for p in PROFILES:
             p.extra.append(f"-D{d}")
+    if not any(d.startswith("USMP_AEAD_KEEP_CONTEXT=") for d in args.define):
+        for p in PROFILES:
+            p.extra.append(f"-DUSMP_AEAD_KEEP_CONTEXT={AEAD_KEEP_CONTEXT_DEFAULT}")
 
     for tool in ("arm-none-eabi-gcc", "riscv64-unknown-elf-gcc", "gcc"):
         if shutil.which(tool) is None:

@@ -365,6 +365,9 @@ static int open_args(int have_key, const uint8_t *out, const uint8_t *nonce, con
     return ARGS_OK;
 }
 
+/* usmp_aead.h spells the key size out, not seeing src/usmp_crypto.h. */
+typedef char usmp_aead_key_is_an_aes256_key[USMP_AEAD_KEY_BYTES == USMP_AES256_KEY_BYTES ? 1 : -1];
+
 static int aead_has_key(const usmp_aead_t *aead)
 {
     return aead != NULL && aead->ready == 1;
@@ -379,14 +382,76 @@ int usmp_crypto_aead_init(usmp_aead_t *aead, const uint8_t key[USMP_AES256_KEY_B
     if (aead == NULL || key == NULL || aead->ready != 0) {
         return USMP_CRYPTO_ERR_ARG;
     }
+#if USMP_AEAD_KEEP_CONTEXT
     rc = usmp_backend_aead_init(&aead->context, key);
     if (rc != USMP_CRYPTO_OK) {
         usmp_crypto_wipe(aead, sizeof *aead);
         return rc;
     }
+#else
+    /* The key alone; each seal and open sets its context up from it. */
+    memcpy(aead->key, key, sizeof aead->key);
+    rc = USMP_CRYPTO_OK;
+#endif
     aead->ready = 1;
-    return USMP_CRYPTO_OK;
+    return rc;
 }
+
+#if USMP_AEAD_KEEP_CONTEXT
+/* The context kept in aead (USMP_AEAD_KEEP_CONTEXT 1). */
+static int aead_backend_seal(usmp_aead_t *aead, uint8_t *out,
+                             const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                             size_t aad_len, const uint8_t *pt, size_t pt_len)
+{
+    return usmp_backend_aead_seal(&aead->context, out, nonce, aad, aad_len, pt, pt_len);
+}
+
+static int aead_backend_open(usmp_aead_t *aead, uint8_t *out,
+                             const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                             size_t aad_len, const uint8_t *ct, size_t ct_len,
+                             const uint8_t tag[USMP_GCM_TAG_BYTES])
+{
+    return usmp_backend_aead_open(&aead->context, out, nonce, aad, aad_len, ct, ct_len, tag);
+}
+#else
+/* USMP_AEAD_KEEP_CONTEXT 0: a context on this stack frame for one call, set
+ * up from the key, released (mbedTLS frees its AES context from the heap)
+ * and wiped before returning, so that no key schedule outlives the call. */
+static int aead_backend_seal(usmp_aead_t *aead, uint8_t *out,
+                             const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                             size_t aad_len, const uint8_t *pt, size_t pt_len)
+{
+    usmp_aead_storage_t context;
+    int rc;
+
+    memset(&context, 0, sizeof context);
+    rc = usmp_backend_aead_init(&context, aead->key);
+    if (rc == USMP_CRYPTO_OK) {
+        rc = usmp_backend_aead_seal(&context, out, nonce, aad, aad_len, pt, pt_len);
+        usmp_backend_aead_release(&context);
+    }
+    usmp_crypto_wipe(&context, sizeof context);
+    return rc;
+}
+
+static int aead_backend_open(usmp_aead_t *aead, uint8_t *out,
+                             const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
+                             size_t aad_len, const uint8_t *ct, size_t ct_len,
+                             const uint8_t tag[USMP_GCM_TAG_BYTES])
+{
+    usmp_aead_storage_t context;
+    int rc;
+
+    memset(&context, 0, sizeof context);
+    rc = usmp_backend_aead_init(&context, aead->key);
+    if (rc == USMP_CRYPTO_OK) {
+        rc = usmp_backend_aead_open(&context, out, nonce, aad, aad_len, ct, ct_len, tag);
+        usmp_backend_aead_release(&context);
+    }
+    usmp_crypto_wipe(&context, sizeof context);
+    return rc;
+}
+#endif
 
 int usmp_crypto_aead_seal(usmp_aead_t *aead, uint8_t *out,
                           const uint8_t nonce[USMP_GCM_NONCE_BYTES], const uint8_t *aad,
@@ -401,8 +466,8 @@ int usmp_crypto_aead_seal(usmp_aead_t *aead, uint8_t *out,
         return USMP_CRYPTO_ERR_ARG;
     default: return USMP_CRYPTO_ERR_ARG;
     }
-    rc = usmp_backend_aead_seal(&aead->context, out, nonce, or_empty(aad, aad_len), aad_len,
-                                or_empty(plaintext, plaintext_len), plaintext_len);
+    rc = aead_backend_seal(aead, out, nonce, or_empty(aad, aad_len), aad_len,
+                           or_empty(plaintext, plaintext_len), plaintext_len);
     if (rc != USMP_CRYPTO_OK) {
         usmp_crypto_wipe(out, plaintext_len + USMP_GCM_TAG_BYTES);
     }
@@ -429,9 +494,8 @@ int usmp_crypto_aead_open(usmp_aead_t *aead, uint8_t *out,
     /* The tag is copied before decryption starts so that no library ever
      * reads it from a buffer that is being written. */
     memcpy(tag, sealed + ct_len, sizeof tag);
-    rc = usmp_backend_aead_open(&aead->context, ct_len == 0 ? no_output : out, nonce,
-                                or_empty(aad, aad_len), aad_len, or_empty(sealed, ct_len), ct_len,
-                                tag);
+    rc = aead_backend_open(aead, ct_len == 0 ? no_output : out, nonce, or_empty(aad, aad_len),
+                           aad_len, or_empty(sealed, ct_len), ct_len, tag);
     if (rc != USMP_CRYPTO_OK) {
         /* Unauthenticated plaintext never leaves this function. */
         usmp_crypto_wipe(out, ct_len);
@@ -444,9 +508,13 @@ void usmp_crypto_aead_wipe(usmp_aead_t *aead)
     if (aead == NULL) {
         return;
     }
+#if USMP_AEAD_KEEP_CONTEXT
     if (aead->ready == 1) {
         usmp_backend_aead_release(&aead->context);
     }
+#endif
+    /* Zeroes the key (USMP_AEAD_KEEP_CONTEXT 0) or what is left of the
+     * context (1). */
     usmp_crypto_wipe(aead, sizeof *aead);
 }
 

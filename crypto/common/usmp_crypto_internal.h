@@ -65,9 +65,10 @@ int usmp_backend_hmac_sha256(uint8_t tag[USMP_HMAC_SHA256_BYTES], const uint8_t 
                              size_t key_len, const usmp_slice_list_t *lists, size_t list_count);
 
 /*
- * AES-256-GCM under a key set up once. context is the storage of a
- * usmp_aead_t: USMP_AEAD_CONTEXT_BYTES bytes, aligned for any field, all
- * zero before usmp_backend_aead_init. crypto/common keeps track of whether
+ * AES-256-GCM under a key set up once. context is a usmp_aead_storage_t
+ * (in a usmp_aead_t with USMP_AEAD_KEEP_CONTEXT 1, on crypto/common's stack
+ * for one call with 0): USMP_AEAD_CONTEXT_BYTES bytes, aligned for any
+ * field, all zero before usmp_backend_aead_init. crypto/common keeps track of whether
  * it holds a key, so the backend is only called in the right order:
  *  - init sets the key; on failure it releases whatever it allocated
  *    (crypto/common then zeroes the storage);

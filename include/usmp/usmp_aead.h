@@ -4,8 +4,11 @@
  *
  * Public only because usmp_engine_t embeds two of these and must have a
  * size known at compile time; the functions that use it are the crypto
- * seam's (src/usmp_crypto.h, usmp_crypto_aead_*). Its contents are the
- * linked backend's context, which holds the key schedule: a secret.
+ * seam's (src/usmp_crypto.h, usmp_crypto_aead_*). Its contents are, with
+ * USMP_AEAD_KEEP_CONTEXT 1 (usmp_options.h), the linked backend's context,
+ * which holds the key schedule; with 0, the 32-byte key alone, each seal
+ * and open setting a usmp_aead_storage_t up on the stack. A secret either
+ * way.
  *
  * Conventions
  *  - All zero means "no key": a zeroed or wiped usmp_aead_t is ready for
@@ -55,14 +58,27 @@ extern "C" {
 #endif
 #endif
 
+/* Storage for one backend context, aligned for any of its fields: inside
+ * usmp_aead_t with USMP_AEAD_KEEP_CONTEXT 1, on the stack of each seal and
+ * open with 0. */
+typedef union {
+    uint64_t align_u64;
+    void *align_ptr;
+    double align_double;
+    uint8_t bytes[USMP_AEAD_CONTEXT_BYTES];
+} usmp_aead_storage_t;
+
+/* Bytes of an AES-256 key (spec section 6.1). */
+#define USMP_AEAD_KEY_BYTES 32u
+
 typedef struct {
-    /* The backend's context, aligned for any of its fields. */
-    union {
-        uint64_t align_u64;
-        void *align_ptr;
-        double align_double;
-        uint8_t bytes[USMP_AEAD_CONTEXT_BYTES];
-    } context;
+#if USMP_AEAD_KEEP_CONTEXT
+    /* The backend's context, key schedule included. */
+    usmp_aead_storage_t context;
+#else
+    /* The key only: each call sets its context up from it and wipes it. */
+    uint8_t key[USMP_AEAD_KEY_BYTES];
+#endif
     /* 1 between usmp_crypto_aead_init and usmp_crypto_aead_wipe: seal and
      * open refuse storage without a key instead of using it. */
     uint8_t ready;

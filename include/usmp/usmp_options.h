@@ -64,6 +64,25 @@
 #define USMP_KEYLOG 0
 #endif
 
+/* How a record key is kept (include/usmp/usmp_aead.h, docs/crypto.md):
+ *  1: each usmp_aead_t holds the backend's context, key schedule set up
+ *     once for the session's life; the fastest records, but on mbedTLS two
+ *     whole GCM contexts in usmp_engine_t plus their AES contexts on the
+ *     heap for as long as the session lasts;
+ *  0: each usmp_aead_t holds only the 32-byte key, and every seal or open
+ *     sets a context up on its own stack and frees and wipes it before
+ *     returning: 1,332 B less RAM in all on an emulated Cortex-M4 with
+ *     mbedTLS, a 64-byte record in 28,080 instead of 15,360 instructions
+ *     (docs/footprint.md).
+ * Same API, same bytes on the wire. The CMake option of the same name
+ * sets it (default ON); the footprint profiles (bench/footprint, targets/)
+ * and the ESP-IDF component (CONFIG_USMP_AEAD_KEEP_CONTEXT, default n)
+ * build with 0. It changes the size of usmp_engine_t, so the library and
+ * everything that includes its headers must agree on it. */
+#ifndef USMP_AEAD_KEEP_CONTEXT
+#define USMP_AEAD_KEEP_CONTEXT 1
+#endif
+
 /* Handshake deadline, both roles (spec section 11). */
 #ifndef USMP_HANDSHAKE_TIMEOUT_MS
 #define USMP_HANDSHAKE_TIMEOUT_MS 10000u
@@ -97,6 +116,9 @@
 #endif
 #if USMP_KEYLOG && !USMP_SERVER && !USMP_DATAGRAM
 #error "USMP_KEYLOG is never compiled into the device profile (USMP_SERVER=0, USMP_DATAGRAM=0)"
+#endif
+#if USMP_AEAD_KEEP_CONTEXT != 0 && USMP_AEAD_KEEP_CONTEXT != 1
+#error "USMP_AEAD_KEEP_CONTEXT must be 0 or 1"
 #endif
 #if USMP_MAX_RECORD < 16 || USMP_MAX_RECORD > 65519
 #error "USMP_MAX_RECORD must be 16 .. 65519 (spec/protocol.md section 4.1)"

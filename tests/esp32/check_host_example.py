@@ -23,7 +23,8 @@ registration):
                     USMP_DATAGRAM=0, USMP_ERROR_TEXT=1)
   build-menuconfig  the smallest profile (also USMP_ERROR_TEXT=0), PSK from menuconfig
   build-full        every feature on (USMP_SERVER=1, USMP_DATAGRAM=1, USMP_ERROR_TEXT=1)
-For each: the component's compile definitions reach every file of the
+For each: the component's compile definitions (with
+USMP_AEAD_KEEP_CONTEXT=0, the Kconfig default) reach every file of the
 library and of the application (compile_commands.json), and the library's
 symbols and strings show the features compiled in or out.
 
@@ -121,9 +122,11 @@ def build(build_dir: Path, sdkconfig: Mapping[str, str | None], project: Path = 
 
 # The feature profiles (include/usmp/usmp_options.h) the three builds must
 # give, as the -D values the component's CMakeLists.txt passes on.
-DEVICE = {"USMP_SERVER": "0", "USMP_DATAGRAM": "0", "USMP_ERROR_TEXT": "1"}
-SMALLEST = {"USMP_SERVER": "0", "USMP_DATAGRAM": "0", "USMP_ERROR_TEXT": "0"}
-FULL = {"USMP_SERVER": "1", "USMP_DATAGRAM": "1", "USMP_ERROR_TEXT": "1"}
+# USMP_AEAD_KEEP_CONTEXT=0 in all three: the Kconfig default (RAM first),
+# which sizes usmp_engine_t's record keys and so must reach every file too.
+DEVICE = {"USMP_SERVER": "0", "USMP_DATAGRAM": "0", "USMP_ERROR_TEXT": "1", "USMP_AEAD_KEEP_CONTEXT": "0"}
+SMALLEST = {"USMP_SERVER": "0", "USMP_DATAGRAM": "0", "USMP_ERROR_TEXT": "0", "USMP_AEAD_KEEP_CONTEXT": "0"}
+FULL = {"USMP_SERVER": "1", "USMP_DATAGRAM": "1", "USMP_ERROR_TEXT": "1", "USMP_AEAD_KEEP_CONTEXT": "0"}
 # What each feature leaves in the library when compiled in: a global symbol
 # (server role and datagram mode together: the cookie; datagram mode: the
 # replay window) or a string (an error sentence).
@@ -147,7 +150,7 @@ def check_profile(build_dir: Path, want: dict[str, str], name: str) -> None:
             if "/esp-idf/usmp" in c.get("directory", "") or "/esp-idf/main" in c.get("directory", "")]
     wrong = []
     for c in ours:
-        got = dict(re.findall(r"-D(USMP_(?:SERVER|DATAGRAM|ERROR_TEXT))=(\d+)", c["command"]))
+        got = dict(re.findall(r"-D(USMP_(?:SERVER|DATAGRAM|ERROR_TEXT|AEAD_KEEP_CONTEXT))=(\d+)", c["command"]))
         if got != want:
             wrong.append(f"{Path(c['file']).name}: {got}")
     in_main = sum(1 for c in ours if "/esp-idf/main" in c["directory"])

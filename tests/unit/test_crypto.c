@@ -643,6 +643,45 @@ static void test_aead_context(void)
     usmp_crypto_aead_wipe(&aead);
 }
 
+/*
+ * What a usmp_aead_t keeps between calls (usmp_options.h
+ * USMP_AEAD_KEEP_CONTEXT): with 1, the backend's context (the storage is at
+ * least USMP_AEAD_CONTEXT_BYTES); with 0, the 32-byte key alone, so the
+ * engine's two record keys cost 2 x 33 bytes, and seal and open set their
+ * context up from it. Either way wipe leaves all zero.
+ */
+static void test_aead_storage(void)
+{
+    usmp_aead_t aead;
+    uint8_t key[32], nonce[12], msg[48], sealed[64], want[64];
+
+    fill(key, 32, 31);
+    fill(nonce, 12, 32);
+    fill(msg, sizeof msg, 33);
+    memset(&aead, 0, sizeof aead);
+    CHECK_INT_EQ(usmp_crypto_aead_init(&aead, key), USMP_CRYPTO_OK);
+#if USMP_AEAD_KEEP_CONTEXT
+    CHECK_MSG(sizeof aead >= USMP_AEAD_CONTEXT_BYTES, "usmp_aead_t is %u bytes, under %u",
+              (unsigned)sizeof aead, (unsigned)USMP_AEAD_CONTEXT_BYTES);
+#else
+    CHECK_MSG(sizeof aead == USMP_AEAD_KEY_BYTES + 1u, "usmp_aead_t is %u bytes, not 33",
+              (unsigned)sizeof aead);
+    CHECK_MEM_EQ(aead.key, key, 32);
+#endif
+    /* Calls after the first set their context up again (0) or reuse it
+     * (1): the same bytes as the one-call function each time. */
+    CHECK_INT_EQ(usmp_crypto_aes256gcm_seal(want, key, nonce, NULL, 0, msg, sizeof msg),
+                 USMP_CRYPTO_OK);
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, sealed, nonce, NULL, 0, msg, sizeof msg),
+                 USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(sealed, want, sizeof want);
+    CHECK_INT_EQ(usmp_crypto_aead_seal(&aead, sealed, nonce, NULL, 0, msg, sizeof msg),
+                 USMP_CRYPTO_OK);
+    CHECK_MEM_EQ(sealed, want, sizeof want);
+    usmp_crypto_aead_wipe(&aead);
+    CHECK(all_bytes_are((const uint8_t *)&aead, sizeof aead, 0));
+}
+
 /* ==== Ed25519 ============================================================= */
 
 static void test_ed25519(void)
@@ -1483,6 +1522,7 @@ int main(void)
     test_x25519();
     test_gcm();
     test_aead_context();
+    test_aead_storage();
     test_x25519_with_public();
     test_ed25519();
     test_bad_arguments();

@@ -10,7 +10,7 @@ endif()
 # The features (usmp_options.h): a bool left at "n" is an empty CONFIG_
 # value, so each is spelled out as 0 or 1. The defaults give the device
 # profile: client role over a stream transport, with error sentences.
-foreach(_usmp_feature SERVER DATAGRAM ERROR_TEXT OTA)
+foreach(_usmp_feature SERVER DATAGRAM ERROR_TEXT OTA AEAD_KEEP_CONTEXT)
     if(CONFIG_USMP_${_usmp_feature})
         set(_usmp_${_usmp_feature} 1)
     else()
@@ -20,17 +20,20 @@ endforeach()
 
 # PUBLIC: usmp_ctx_t embeds buffers sized by the first two, and
 # USMP_SERVER and USMP_DATAGRAM add or remove fields of usmp_engine_t inside
-# it, so every file that includes usmp.h must see the values the library was
-# compiled with, or the application and the library would disagree on the
-# layout of usmp_ctx_t. USMP_ERROR_TEXT changes no layout; it is PUBLIC so
-# that an application testing it sees the library's value, not the default.
+# it, and USMP_AEAD_KEEP_CONTEXT makes its two record keys a GCM context each
+# or the key alone, so every file that includes usmp.h must see the values
+# the library was compiled with, or the application and the library would
+# disagree on the layout of usmp_ctx_t. USMP_ERROR_TEXT changes no layout; it
+# is PUBLIC so that an application testing it sees the library's value, not
+# the default.
 target_compile_definitions(${COMPONENT_LIB} PUBLIC
     USMP_MAX_RECORD=${CONFIG_USMP_MAX_RECORD}
     USMP_MAX_MESSAGE=${CONFIG_USMP_MAX_MESSAGE}
     USMP_SERVER=${_usmp_SERVER}
     USMP_DATAGRAM=${_usmp_DATAGRAM}
     USMP_ERROR_TEXT=${_usmp_ERROR_TEXT}
-    USMP_OTA=${_usmp_OTA})
+    USMP_OTA=${_usmp_OTA}
+    USMP_AEAD_KEEP_CONTEXT=${_usmp_AEAD_KEEP_CONTEXT})
 
 # CONFIG_USMP_OTA: the OTA module, its flash hooks on app_update and
 # esp_partition, its progress record in NVS, and Ed25519 from libsodium

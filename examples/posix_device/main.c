@@ -321,6 +321,8 @@ static void say_where(const options_t *o)
 #if USMP_OTA
 /* --- an updatable device ------------------------------------------------ */
 
+static void ota_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void ota_say(const char *fmt, ...)
 {
     va_list ap;
